@@ -1,0 +1,133 @@
+//! Every clap type. Flags control execution only; the domain data is the PAYLOAD, one JSON
+//! value given as literal text, `@path` or `-` (stdin).
+
+use clap::{Args, Parser, Subcommand};
+
+const PAYLOAD_HELP: &str = "The payload: JSON text, @FILE to read a file, or - to read stdin";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "background-tasks",
+    version,
+    about = "Start, track and control local background processes. Every answer is one JSON envelope.",
+    long_about = "Start, track and control local background processes.\n\n\
+        Each task runs under its own detached supervisor that records its pid, status, exit \
+        code and signal, and captures its output to a log. Every command prints one JSON \
+        envelope on stdout ({\"ok\":true,\"command\":..,\"data\":..}); failures print \
+        {\"ok\":false,..,\"error\":{type,message,details:{hint,retryable}}} on stderr and exit 1.\n\n\
+        State lives in $BACKGROUND_TASKS_HOME, else ~/.local/state/background-tasks.",
+    after_help = "Examples:\n  \
+        background-tasks start '{\"id\":\"web\",\"shell\":\"python3 -m http.server 8000\"}'\n  \
+        background-tasks status '{\"id\":\"web\"}'\n  \
+        background-tasks logs '{\"id\":\"web\",\"lines\":20}'\n  \
+        background-tasks stop '{\"id\":\"web\"}'"
+)]
+pub struct Cli {
+    /// Indent the JSON answer for people.
+    #[arg(long, global = true)]
+    pub pretty: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a task under its own supervisor; answers once it is running (or failed to start).
+    #[command(after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?}\n\
+        Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\n\
+        Examples:\n  \
+        background-tasks start '{\"id\":\"build\",\"command\":\"cargo\",\"args\":[\"build\"]}'\n  \
+        background-tasks start --wait --timeout 60 '{\"shell\":\"make test\"}'")]
+    Start(StartArgs),
+    /// Show one task: status, pid, exit code or signal, times, log size.
+    #[command(after_help = "Payload: {id}\n\nExample:\n  background-tasks status '{\"id\":\"web\"}'")]
+    Status(PayloadArgs),
+    /// List tasks, oldest first, optionally filtered.
+    #[command(after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?}\n\n\
+        Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'")]
+    List(PayloadArgs),
+    /// Block until a task has ended; --timeout bounds the wait.
+    #[command(after_help = "Payload: {id}\n\nExample:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'")]
+    Wait(WaitArgs),
+    /// Stop a task's whole process tree: a signal (default SIGTERM), then SIGKILL after grace_s.
+    #[command(after_help = "Payload: {id, signal?, grace_s?}\n\
+        Answers once the task has ended. Stopping a task that already ended changes nothing.\n\n\
+        Example:\n  background-tasks stop '{\"id\":\"web\",\"grace_s\":2}'")]
+    Stop(StopArgs),
+    /// Stop a task if it runs, then start its next run with the same command.
+    #[command(after_help = "Payload: {id, env?}\n\
+        Environment values are never stored: a task started with env needs them again.\n\n\
+        Example:\n  background-tasks restart '{\"id\":\"web\"}'")]
+    Restart(PayloadArgs),
+    /// Show the last lines of a task's output (stdout and stderr, in the order written).
+    #[command(after_help = "Payload: {id, lines?}  (lines: default 100)\n\n\
+        Example:\n  background-tasks logs '{\"id\":\"web\",\"lines\":20}'")]
+    Logs(PayloadArgs),
+    /// Internal: the per-task supervisor. Started by `start`; never run it by hand.
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+}
+
+impl Command {
+    /// The name printed as the envelope's `command`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Start(_) => "start",
+            Command::Status(_) => "status",
+            Command::List(_) => "list",
+            Command::Wait(_) => "wait",
+            Command::Stop(_) => "stop",
+            Command::Restart(_) => "restart",
+            Command::Logs(_) => "logs",
+            Command::Supervise => "__supervise",
+        }
+    }
+
+    /// Every public command name, for envelopes of usage errors.
+    pub const NAMES: [&'static str; 7] =
+        ["start", "status", "list", "wait", "stop", "restart", "logs"];
+}
+
+#[derive(Debug, Args)]
+pub struct PayloadArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+    /// Answer when the task has ended instead of when it is running.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up waiting after this many seconds (fractions allowed); the task runs on.
+    #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = seconds)]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+    /// Give up after this many seconds (fractions allowed) with TaskWaitTimedOut; the task runs on.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+    /// Give up waiting for the end after this many seconds (default: grace_s + 10).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub timeout: Option<f64>,
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && (0.0..=1e9).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a number of seconds (0 or more)")),
+    }
+}

@@ -1,0 +1,88 @@
+//! `list {filters}`: every task, oldest first.
+//!
+//! Each record is read once; only a record that claims to be alive costs a lock probe, so
+//! the cost grows with the number of tasks and nothing else. A record that cannot be read
+//! is reported in `unreadable` rather than failing the whole list.
+
+use std::fs;
+use std::io;
+
+use serde::Serialize;
+
+use crate::commands::open_state;
+use crate::error::{Error, Result};
+use crate::paths::TaskId;
+use crate::payload::input::ListInput;
+use crate::payload::task::Task;
+use crate::state::{TaskRecord, observe};
+
+#[derive(Debug, Serialize)]
+pub struct ListAnswer {
+    pub total: usize,
+    pub tasks: Vec<Task>,
+    /// Task folders whose record could not be read, with the reason.
+    pub unreadable: Vec<Unreadable>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Unreadable {
+    pub id: String,
+    pub error: String,
+}
+
+pub fn run(input: ListInput) -> Result<ListAnswer> {
+    let state = open_state()?;
+    let ids = match &input.ids {
+        Some(ids) => ids.clone(),
+        None => all_ids(&state.tasks_dir())?,
+    };
+    let mut found: Vec<(TaskRecord, Task)> = Vec::new();
+    let mut unreadable = Vec::new();
+    for id in ids {
+        let paths = state.task(&id);
+        match observe(&paths, &id) {
+            Ok(record) if matches(&input, &record) => {
+                let task = Task::from_record(&record, &paths);
+                found.push((record, task));
+            }
+            Ok(_) | Err(Error::TaskNotFound { .. }) => {}
+            Err(e) => unreadable.push(Unreadable {
+                id: id.to_string(),
+                error: e.full_message(),
+            }),
+        }
+    }
+    found.sort_by(|(a, _), (b, _)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    let tasks: Vec<Task> = found.into_iter().map(|(_, task)| task).collect();
+    Ok(ListAnswer {
+        total: tasks.len(),
+        tasks,
+        unreadable,
+    })
+}
+
+fn all_ids(tasks_dir: &std::path::Path) -> Result<Vec<TaskId>> {
+    let entries = match fs::read_dir(tasks_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::store("read", tasks_dir, e)),
+    };
+    Ok(entries
+        .filter_map(|entry| TaskId::parse(entry.ok()?.file_name().to_str()?).ok())
+        .collect())
+}
+
+fn matches(filter: &ListInput, record: &TaskRecord) -> bool {
+    let has_tag = |tag: &String| record.tags.contains(tag);
+    filter.status.is_none_or(|s| s == record.status)
+        && filter.tag.as_ref().is_none_or(has_tag)
+        && filter.tags.as_ref().is_none_or(|tags| tags.iter().all(has_tag))
+        && filter
+            .name
+            .as_ref()
+            .is_none_or(|name| record.name.as_ref() == Some(name))
+        && filter
+            .workdir
+            .as_ref()
+            .is_none_or(|dir| record.workdir.trim_end_matches('/') == dir.trim_end_matches('/'))
+}

@@ -1,0 +1,93 @@
+//! One module per subcommand. Each takes its arguments, returns its answer as a value, and
+//! never prints or exits: `lib.rs` wraps the answer in the envelope.
+
+pub mod list;
+pub mod logs;
+pub mod restart;
+pub mod start;
+pub mod status;
+pub mod stop;
+pub mod wait;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::Command;
+use crate::error::{Error, Result};
+use crate::paths::StateDir;
+use crate::payload;
+
+/// Runs a public command and returns its answer's `data`.
+pub fn execute(command: Command) -> Result<Value> {
+    match command {
+        Command::Start(args) => {
+            let input = payload::require(
+                payload::read(args.payload.as_deref())?,
+                "start",
+                r#"{"id":"web","command":"npm","args":["run","dev"]}"#,
+            )?;
+            let wait = args.wait.then(|| args.timeout.map(Duration::from_secs_f64));
+            to_value(start::run(input, wait)?)
+        }
+        Command::Status(args) => to_value(status::run(id_payload(args.payload, "status")?)?),
+        Command::List(args) => {
+            let input = payload::optional(
+                payload::read(args.payload.as_deref())?,
+                r#"{"status":"running"}"#,
+            )?;
+            to_value(list::run(input)?)
+        }
+        Command::Wait(args) => to_value(wait::run(
+            id_payload(args.payload, "wait")?,
+            args.timeout.map(Duration::from_secs_f64),
+        )?),
+        Command::Stop(args) => {
+            let input = payload::require(
+                payload::read(args.payload.as_deref())?,
+                "stop",
+                r#"{"id":"web"}"#,
+            )?;
+            to_value(stop::run(input, args.timeout.map(Duration::from_secs_f64))?)
+        }
+        Command::Restart(args) => {
+            let input = payload::require(
+                payload::read(args.payload.as_deref())?,
+                "restart",
+                r#"{"id":"web"}"#,
+            )?;
+            to_value(restart::run(input)?)
+        }
+        Command::Logs(args) => {
+            let input = payload::require(
+                payload::read(args.payload.as_deref())?,
+                "logs",
+                r#"{"id":"web","lines":50}"#,
+            )?;
+            to_value(logs::run(input)?)
+        }
+        Command::Supervise => Err(Error::input(
+            "__supervise is internal",
+            "Use start; it runs the supervisor itself.",
+        )),
+    }
+}
+
+fn id_payload(argument: Option<String>, command: &str) -> Result<payload::input::IdInput> {
+    payload::require(
+        payload::read(argument.as_deref())?,
+        command,
+        r#"{"id":"web"}"#,
+    )
+}
+
+/// The state directory, created on first use and checked on every use.
+pub fn open_state() -> Result<StateDir> {
+    StateDir::open(StateDir::locate()?)
+}
+
+fn to_value(answer: impl Serialize) -> Result<Value> {
+    // Answers are plain structs of strings and numbers; this cannot fail.
+    serde_json::to_value(answer).map_err(|e| Error::input(format!("could not encode the answer: {e}"), "This is a bug; please report it."))
+}

@@ -1,0 +1,84 @@
+//! `stop {id, signal?, grace_s?}`: end a task's whole process tree.
+//!
+//! `stop` leaves the signalling to the supervisor, so the SIGKILL after `grace_s` happens
+//! even if this caller is killed while it waits: it writes `stop.json`, sends the supervisor
+//! SIGUSR1 (after checking the supervisor is the process the record names), and waits on
+//! the lock for the end. A task that already ended is answered as it is.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::commands::open_state;
+use crate::commands::wait::until_terminal;
+use crate::error::{Error, Result};
+use crate::paths::{TaskId, TaskPaths};
+use crate::payload::input::StopInput;
+use crate::payload::task::Task;
+use crate::procfs::Identity;
+use crate::state::{Status, TaskRecord, atomic, observe};
+use crate::supervisor::StopRequest;
+
+/// Time allowed past the grace period for the supervisor to record the end.
+const STOP_SLACK: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Serialize)]
+pub struct StopAnswer {
+    pub task_id: String,
+    pub status: Status,
+    /// `true` when the task had already ended and nothing was signalled.
+    pub already_terminal: bool,
+    pub task: Task,
+}
+
+pub fn run(input: StopInput, timeout: Option<Duration>) -> Result<StopAnswer> {
+    input.validate()?;
+    let paths = open_state()?.task(&input.id);
+    let grace = input.grace_s.map(Duration::from_secs_f64);
+    let (record, already_terminal) = stop_task(&paths, &input.id, input.signal, grace, timeout)?;
+    Ok(StopAnswer {
+        task_id: record.id.clone(),
+        status: record.status,
+        already_terminal,
+        task: Task::from_record(&record, &paths),
+    })
+}
+
+/// Stops the task and waits for its end. Returns the final record and whether it had
+/// already ended.
+pub fn stop_task(
+    paths: &TaskPaths,
+    id: &TaskId,
+    signal: Option<Signal>,
+    grace: Option<Duration>,
+    timeout: Option<Duration>,
+) -> Result<(TaskRecord, bool)> {
+    let record = observe(paths, id)?;
+    if record.status.is_terminal() {
+        return Ok((record, true));
+    }
+    let supervisor = record
+        .supervisor_pid
+        .zip(record.supervisor_start_ticks)
+        .map(|(pid, start_ticks)| Identity { pid, start_ticks })
+        .filter(Identity::is_alive)
+        .ok_or_else(|| Error::SignalRefused {
+            id: id.to_string(),
+            reason: "the record's supervisor is not the running process".into(),
+        })?;
+    let grace = grace.unwrap_or(Duration::from_millis(record.grace_ms));
+    let request = StopRequest {
+        signal: signal.unwrap_or(Signal::SIGTERM) as i32,
+        grace_ms: grace.as_millis().try_into().unwrap_or(u64::MAX),
+    };
+    let bytes = serde_json::to_vec(&request).unwrap_or_default();
+    atomic::write(&paths.stop_request(), &bytes)?;
+    kill(Pid::from_raw(supervisor.pid), Signal::SIGUSR1).map_err(|e| Error::SignalRefused {
+        id: id.to_string(),
+        reason: format!("signalling the supervisor failed: {e}"),
+    })?;
+    let record = until_terminal(paths, id, Some(timeout.unwrap_or(grace + STOP_SLACK)))?;
+    Ok((record, false))
+}

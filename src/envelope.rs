@@ -1,0 +1,73 @@
+//! The only writer of stdout (and of the error envelope on stderr).
+//!
+//! A success is one line of compact JSON on stdout, `{"ok":true,"command":..,"data":..}`;
+//! a failure is one line on stderr, `{"ok":false,"command":..,"error":{type,message,details}}`.
+//! `--pretty` indents both. A closed stdout (`... | head -1`) is not an error: the write
+//! reports [`Closed`] and the process ends quietly with exit code 0, as ripgrep does.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "this module is the one place that writes to the terminal"
+)]
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+
+/// The reader of stdout went away; stop quietly.
+#[derive(Debug)]
+pub struct Closed;
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub pretty: bool,
+}
+
+impl Output {
+    /// Prints the success envelope of `command` around `data`.
+    pub fn success(&self, command: &str, data: &Value) -> Result<(), Closed> {
+        let envelope = json!({"ok": true, "command": command, "data": data});
+        write_line(&mut io::stdout().lock(), &envelope, self.pretty)
+    }
+
+    /// Prints the failure envelope of `command` on stderr.
+    pub fn failure(&self, command: &str, error: &Error) {
+        let envelope = json!({
+            "ok": false,
+            "command": command,
+            "error": {
+                "type": error.type_name(),
+                "message": error.full_message(),
+                "details": error.details(),
+            }
+        });
+        // A closed stderr leaves nobody to tell; the exit code still says it failed.
+        let _ = write_line(&mut io::stderr().lock(), &envelope, self.pretty);
+    }
+
+    /// Prints text that is not an envelope (`--help`, `--version`).
+    pub fn plain(&self, text: &str) -> Result<(), Closed> {
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|_| Closed)
+    }
+}
+
+fn write_line(out: &mut impl Write, value: &impl Serialize, pretty: bool) -> Result<(), Closed> {
+    let written = if pretty {
+        serde_json::to_writer_pretty(&mut *out, value)
+    } else {
+        serde_json::to_writer(&mut *out, value)
+    };
+    // Only the writer can fail here (every value is plain JSON), and a failed write to our
+    // own stdout means the reader is gone: EPIPE, or a closed descriptor.
+    written.map_err(|_| Closed)?;
+    out.write_all(b"\n")
+        .and_then(|()| out.flush())
+        .map_err(|_| Closed)
+}

@@ -1,0 +1,220 @@
+//! The one error type of the envelope path.
+//!
+//! Every failure a user can see is a variant here. Each variant knows its envelope `type`
+//! (the names scripts written for the seed tool match on), the next step to suggest
+//! (`details.hint`), whether trying again can help (`details.retryable`) and any extra
+//! details. Messages are lowercase and never repeat their `#[source]`; the envelope joins the
+//! chain so agents read the whole cause in one string.
+
+use std::io;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+/// Exit code of every failed command.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Everything that can go wrong in a command, as the envelope reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line or the payload is wrong.
+    #[error("{message}")]
+    CommandInput {
+        message: String,
+        hint: String,
+        /// JSON path of the bad value, when the payload is at fault.
+        path: Option<String>,
+    },
+
+    #[error("task not found: {id}")]
+    TaskNotFound { id: String },
+
+    #[error("task {id} is already running (pid {pid})")]
+    TaskAlreadyRunning { id: String, pid: i64 },
+
+    #[error("task {id} is still {status} after waiting {timeout_s}s")]
+    TaskWaitTimedOut {
+        id: String,
+        status: String,
+        timeout_s: f64,
+    },
+
+    #[error("could not start task {id}: {cause}")]
+    SpawnFailed {
+        id: String,
+        /// What could not be used: "command `x`", "workdir `/y`", "supervisor".
+        cause: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("could not {action} {}", path.display())]
+    Store {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("the record {} is unreadable: {detail}", path.display())]
+    CorruptRecord { path: PathBuf, detail: String },
+
+    #[error("refusing the state directory {}: {reason}", path.display())]
+    UnsafeStateDir { path: PathBuf, reason: String },
+
+    #[error("could not signal task {id}: {reason}")]
+    SignalRefused { id: String, reason: String },
+}
+
+impl Error {
+    /// A payload or command-line error with a hint and, where known, the JSON path.
+    pub fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::CommandInput {
+            message: message.into(),
+            hint: hint.into(),
+            path: None,
+        }
+    }
+
+    /// A payload error at `path` (e.g. `tags[2]`).
+    pub fn input_at(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::CommandInput {
+            message: message.into(),
+            hint: hint.into(),
+            path: Some(path.into()),
+        }
+    }
+
+    /// A filesystem failure under the state directory.
+    pub fn store(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Store {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The envelope `type`; these names are part of the contract.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Error::CommandInput { .. } => "CommandInputError",
+            Error::TaskNotFound { .. } => "TaskNotFound",
+            Error::TaskAlreadyRunning { .. } => "TaskAlreadyRunning",
+            Error::TaskWaitTimedOut { .. } => "TaskWaitTimedOut",
+            Error::SpawnFailed { .. } => "SpawnFailed",
+            Error::Store { .. } | Error::CorruptRecord { .. } | Error::UnsafeStateDir { .. } => {
+                "StoreError"
+            }
+            Error::SignalRefused { .. } => "SignalRefused",
+        }
+    }
+
+    /// Whether the same call may succeed later without any change.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::TaskWaitTimedOut { .. } => true,
+            Error::Store { source, .. } | Error::SpawnFailed { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR)
+            ),
+            _ => false,
+        }
+    }
+
+    /// The next step an agent should take.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::CommandInput { hint, .. } => hint.clone(),
+            Error::TaskNotFound { .. } => "Run list to discover known task ids.".into(),
+            Error::TaskAlreadyRunning { id, .. } => format!(
+                "Use status {{\"id\":\"{id}\"}} to inspect it, stop it first, or restart it."
+            ),
+            Error::TaskWaitTimedOut { .. } => {
+                "The task is still running; wait again or raise --timeout.".into()
+            }
+            Error::SpawnFailed { .. } => {
+                "Check that the command exists and is executable and that workdir exists.".into()
+            }
+            Error::Store { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                "The disk holding the state directory is full; free space and retry.".into()
+            }
+            Error::Store { .. } => {
+                "Check the permissions and free space of the state directory.".into()
+            }
+            Error::CorruptRecord { .. } => {
+                "The record was damaged outside background-tasks; remove the task's folder."
+                    .into()
+            }
+            Error::UnsafeStateDir { .. } => {
+                "Point BACKGROUND_TASKS_HOME at a directory you own with mode 0700.".into()
+            }
+            Error::SignalRefused { .. } => {
+                "The process no longer belongs to this task; nothing was signalled.".into()
+            }
+        }
+    }
+
+    /// The whole message: this error followed by each of its causes.
+    pub fn full_message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        message
+    }
+
+    /// `details` of the envelope: the variant's fields plus `hint` and `retryable`.
+    pub fn details(&self) -> Value {
+        let mut details = Map::new();
+        let mut put = |key: &str, value: Value| {
+            details.insert(key.to_owned(), value);
+        };
+        match self {
+            Error::CommandInput { path, .. } => {
+                if let Some(path) = path {
+                    put("path", json!(path));
+                }
+            }
+            Error::TaskNotFound { id } => put("id", json!(id)),
+            Error::TaskAlreadyRunning { id, pid } => {
+                put("id", json!(id));
+                put("pid", json!(pid));
+            }
+            Error::TaskWaitTimedOut {
+                id,
+                status,
+                timeout_s,
+            } => {
+                put("id", json!(id));
+                put("status", json!(status));
+                put("timeout_s", json!(timeout_s));
+            }
+            Error::SpawnFailed { id, cause, source } => {
+                put("id", json!(id));
+                put("cause", json!(cause));
+                put("os_error", json!(source.raw_os_error()));
+                put("reason", json!(source.to_string()));
+            }
+            Error::Store { path, source, .. } => {
+                put("path", json!(path));
+                put("os_error", json!(source.raw_os_error()));
+            }
+            Error::CorruptRecord { path, .. } | Error::UnsafeStateDir { path, .. } => {
+                put("path", json!(path));
+            }
+            Error::SignalRefused { id, .. } => put("id", json!(id)),
+        }
+        put("hint", json!(self.hint()));
+        put("retryable", json!(self.retryable()));
+        Value::Object(details)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

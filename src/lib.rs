@@ -1,0 +1,100 @@
+//! background-tasks: start, track and control local background processes.
+//!
+//! The process model, in three processes:
+//!
+//! ```text
+//! background-tasks start ...  ──spawns──▶  background-tasks __supervise  ──spawns──▶  the task
+//! (answers in milliseconds,                (one per task, own session,                (own session
+//!  then exits)                              holds supervisor.lock, records             and group, output
+//!                                           pid/exit/signal in task.json)              → output.log)
+//! ```
+//!
+//! There is no daemon: every other command reads the state directory ([`paths`]), trusting
+//! a record only as far as the lock says its supervisor is alive ([`state`]). Everything
+//! printed goes through [`envelope`]; commands ([`commands`]) return values and never print.
+
+pub mod cli;
+pub mod commands;
+pub mod envelope;
+pub mod error;
+pub mod paths;
+pub mod payload;
+pub mod procfs;
+pub mod state;
+pub mod supervisor;
+pub mod time;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use crate::cli::{Cli, Command};
+use crate::envelope::Output;
+use crate::error::{EXIT_FAILURE, Error};
+
+/// Runs the command line `args` (program name first) and returns the exit code.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&args, &error),
+    };
+    if let Command::Supervise = cli.command {
+        return supervisor::run::run();
+    }
+    let output = Output { pretty: cli.pretty };
+    let name = cli.command.name();
+    match commands::execute(cli.command) {
+        // A closed stdout is not a failure: the reader got what it wanted.
+        Ok(data) => {
+            let _ = output.success(name, &data);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            output.failure(name, &error);
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `--help` and `--version` print normally; every other parse error is an envelope.
+fn usage_error(args: &[OsString], error: &clap::Error) -> ExitCode {
+    let pretty = args.iter().any(|a| a == "--pretty");
+    let output = Output { pretty };
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = output.plain(&error.render().to_string());
+        return ExitCode::SUCCESS;
+    }
+    let command = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| Command::NAMES.iter().find(|&&name| name == a))
+        .copied()
+        .unwrap_or("background-tasks");
+    let message = error
+        .render()
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or("invalid command line")
+        .trim_start_matches("error: ")
+        .to_owned();
+    let hint = if command == "background-tasks" {
+        format!(
+            "Run background-tasks --help; commands: {}.",
+            Command::NAMES.join(", ")
+        )
+    } else {
+        format!("Run background-tasks {command} --help.")
+    };
+    output.failure(command, &Error::input(message, hint));
+    ExitCode::from(EXIT_FAILURE)
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    background_tasks::run(std::env::args_os())
+}

@@ -1,0 +1,230 @@
+//! Payloads: what each command accepts. Every type denies unknown fields, so a typo is an
+//! error that names the accepted fields instead of a silently ignored option.
+
+use std::collections::BTreeMap;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+use crate::paths::TaskId;
+use crate::state::Status;
+
+/// The longest grace period or timeout accepted, in seconds (one day).
+pub const MAX_SECONDS: f64 = 86_400.0;
+/// Default seconds between SIGTERM and SIGKILL.
+pub const DEFAULT_GRACE_S: f64 = 5.0;
+/// Default number of log lines answered.
+pub const DEFAULT_LOG_LINES: u64 = 100;
+
+/// `start`: one task to launch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartInput {
+    /// The task id; generated (`bg_` + 8 hex) when absent.
+    pub id: Option<TaskId>,
+    /// A label for people.
+    pub name: Option<String>,
+    /// The program to execute directly (no shell), found on PATH.
+    pub command: Option<String>,
+    /// Arguments to `command`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Working directory; relative paths are taken from the caller's directory.
+    pub workdir: Option<String>,
+    /// Variables set for the task. Only their names are ever stored or printed.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Labels to find the task by (`list {"tag": ...}`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A shell line run by `/bin/sh -c`, instead of `command` and `args`.
+    pub shell: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when the task is stopped (default 5).
+    pub grace_s: Option<f64>,
+}
+
+impl StartInput {
+    /// Checks what serde cannot: one of command/shell, no NUL bytes, sane numbers.
+    pub fn validate(&self) -> Result<()> {
+        match (&self.command, &self.shell) {
+            (Some(_), Some(_)) => {
+                return Err(Error::input_at(
+                    "shell",
+                    "shell: give either command (with args) or shell, not both",
+                    "Use {\"command\":\"npm\",\"args\":[\"run\",\"dev\"]} or {\"shell\":\"npm run dev\"}.",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::input_at(
+                    "command",
+                    "command: missing; give command (with args) or shell",
+                    "Use {\"command\":\"npm\",\"args\":[\"run\",\"dev\"]} or {\"shell\":\"npm run dev\"}.",
+                ));
+            }
+            (None, Some(_)) if !self.args.is_empty() => {
+                return Err(Error::input_at(
+                    "args",
+                    "args: only allowed with command; a shell line holds its own arguments",
+                    "Put the arguments into the shell line, or use command and args.",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(command) = &self.command {
+            text("command", command, true)?;
+        }
+        if let Some(shell) = &self.shell {
+            text("shell", shell, true)?;
+        }
+        for (i, arg) in self.args.iter().enumerate() {
+            text(&format!("args[{i}]"), arg, false)?;
+        }
+        if let Some(name) = &self.name {
+            text("name", name, true)?;
+        }
+        if let Some(workdir) = &self.workdir {
+            text("workdir", workdir, true)?;
+        }
+        for (i, tag) in self.tags.iter().enumerate() {
+            text(&format!("tags[{i}]"), tag, true)?;
+        }
+        for (key, value) in &self.env {
+            let path = format!("env.{key}");
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(Error::input_at(
+                    path,
+                    format!("env: {key:?} is not a variable name"),
+                    "Variable names are non-empty and hold no '=' or NUL.",
+                ));
+            }
+            text(&path, value, false)?;
+        }
+        if let Some(grace) = self.grace_s {
+            seconds("grace_s", grace)?;
+        }
+        Ok(())
+    }
+}
+
+/// A payload that names one task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdInput {
+    /// The task id.
+    pub id: TaskId,
+}
+
+/// `list`: filters, all optional; a task must match every one given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListInput {
+    /// Only these ids.
+    pub ids: Option<Vec<TaskId>>,
+    /// Only tasks with this status.
+    pub status: Option<Status>,
+    /// Only tasks carrying this tag.
+    pub tag: Option<String>,
+    /// Only tasks carrying all of these tags.
+    pub tags: Option<Vec<String>>,
+    /// Only tasks with this name.
+    pub name: Option<String>,
+    /// Only tasks started in this directory.
+    pub workdir: Option<String>,
+}
+
+/// `stop`: one task, how to signal it and how long to wait before SIGKILL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopInput {
+    /// The task id.
+    pub id: TaskId,
+    /// The first signal: a name (`"SIGINT"`, `"INT"`) or number; default SIGTERM.
+    #[serde(default, deserialize_with = "signal")]
+    pub signal: Option<Signal>,
+    /// Seconds before SIGKILL follows; default the task's `grace_s`.
+    pub grace_s: Option<f64>,
+}
+
+impl StopInput {
+    pub fn validate(&self) -> Result<()> {
+        match self.grace_s {
+            Some(grace) => seconds("grace_s", grace),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `restart`: one task. Environment values are never stored, so a task started with `env`
+/// needs them again here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartInput {
+    /// The task id.
+    pub id: TaskId,
+    /// Values for the variables the task was started with (`env_keys`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// `logs`: the last lines of the current run's output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsInput {
+    /// The task id.
+    pub id: TaskId,
+    /// How many of the last lines to answer (default 100).
+    pub lines: Option<u64>,
+}
+
+fn text(path: &str, value: &str, required: bool) -> Result<()> {
+    if required && value.is_empty() {
+        return Err(Error::input_at(
+            path,
+            format!("{path}: must not be empty"),
+            "Give a non-empty string or leave the field out.",
+        ));
+    }
+    if value.contains('\0') {
+        return Err(Error::input_at(
+            path,
+            format!("{path}: holds a NUL byte"),
+            "Strings passed to a process cannot hold NUL bytes.",
+        ));
+    }
+    Ok(())
+}
+
+fn seconds(path: &str, value: f64) -> Result<()> {
+    if value.is_finite() && (0.0..=MAX_SECONDS).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::input_at(
+            path,
+            format!("{path}: {value} is out of range"),
+            format!("Give a number of seconds from 0 to {MAX_SECONDS}."),
+        ))
+    }
+}
+
+/// A signal as a name (`SIGTERM`, `TERM`, any case) or a number.
+fn signal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signal>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Name(String),
+        Number(i32),
+    }
+    let parsed = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Number(n)) => Signal::try_from(n).ok(),
+        Some(Raw::Name(name)) => {
+            let upper = name.to_ascii_uppercase();
+            let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+            full.parse::<Signal>().ok()
+        }
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("not a signal: give a name like \"SIGTERM\" or a number like 15"))
+}

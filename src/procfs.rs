@@ -1,0 +1,132 @@
+//! What /proc says about a process: its identity (start time, boot), parent and group.
+//!
+//! Before any signal to a pid or pgid read from disk we check that it is still the process
+//! we started: same boot, same start time, same owner. A pid alone is only a number that the
+//! kernel hands out again.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+/// The fields of `/proc/<pid>/stat` that we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub state: u8,
+    pub ppid: i32,
+    pub pgrp: i32,
+    /// Clock ticks after boot at which the process started (field 22).
+    pub start_ticks: u64,
+}
+
+/// The id of the running boot, from `/proc/sys/kernel/random/boot_id`.
+pub fn boot_id() -> Option<String> {
+    let text = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(text.trim().to_owned())
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when there is no such process.
+pub fn stat(pid: i32) -> Option<ProcStat> {
+    if pid <= 0 {
+        return None;
+    }
+    let text = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses the stat line. The command name (field 2) may hold spaces and parentheses, so
+/// the fields are counted from the last `)`.
+fn parse_stat(text: &[u8]) -> Option<ProcStat> {
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let pid = std::str::from_utf8(&text[..open]).ok()?.trim().parse().ok()?;
+    let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // `rest` starts at field 3 (state), so field N is fields[N - 3].
+    Some(ProcStat {
+        pid,
+        state: *fields.first()?.as_bytes().first()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The owner (real uid) of a process.
+pub fn owner(pid: i32) -> Option<u32> {
+    fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+}
+
+/// Every process, read from /proc. Processes that vanish while we read are skipped.
+pub fn all() -> Vec<ProcStat> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .collect()
+}
+
+/// The processes whose parent is `pid` (zombies included).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    all()
+        .into_iter()
+        .filter(|p| p.ppid == pid)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// A process we started, as recorded: enough to recognise it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub pid: i32,
+    pub start_ticks: u64,
+}
+
+impl Identity {
+    /// The identity of a live process.
+    pub fn of(pid: i32) -> Option<Identity> {
+        stat(pid).map(|s| Identity {
+            pid,
+            start_ticks: s.start_ticks,
+        })
+    }
+
+    /// Whether the process is still alive and still the one we recorded (not a zombie).
+    pub fn is_alive(&self) -> bool {
+        stat(self.pid).is_some_and(|s| s.start_ticks == self.start_ticks && s.state != b'Z')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_command_name_with_spaces_and_parens() {
+        let line = b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        let stat = parse_stat(line).expect("parses");
+        assert_eq!(stat.pid, 4242);
+        assert_eq!(stat.state, b'S');
+        assert_eq!(stat.ppid, 1);
+        assert_eq!(stat.pgrp, 4242);
+        assert_eq!(stat.start_ticks, 98765);
+    }
+
+    #[test]
+    fn reads_our_own_process() {
+        let me = std::process::id() as i32;
+        let stat = stat(me).expect("our own stat");
+        assert_eq!(stat.pid, me);
+        assert!(Identity::of(me).is_some_and(|id| id.is_alive()));
+        assert!(boot_id().is_some_and(|id| id.len() == 36));
+        assert!(stat(0).is_none() && stat(-1).is_none());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_stat(b"").is_none());
+        assert!(parse_stat(b"12 (x) S").is_none());
+        assert!(parse_stat(b"\xff\xfe").is_none());
+    }
+}

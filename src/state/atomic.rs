@@ -1,0 +1,74 @@
+//! Atomic, durable replacement of a small file: write a temp file (O_EXCL, 0600), fsync it,
+//! rename it over the target, fsync the directory. A reader sees the old file or the new
+//! one, never a mix, and a crash at any point leaves the old one valid.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Marks our temp files: `.<name>.tmp.<pid>.<n>`.
+const TEMP_MARK: &str = ".tmp.";
+
+pub fn write(target: &Path, bytes: &[u8]) -> Result<()> {
+    let temp = temp_path(target);
+    let result = write_temp(&temp, bytes).and_then(|()| {
+        fs::rename(&temp, target).map_err(|e| Error::store("replace", target, e))?;
+        sync_parent(target)
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_temp(temp: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)
+        .map_err(|e| Error::store("create", temp, e))?;
+    // The umask may have taken bits away from 0600; files are 0600, whatever it is.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(bytes))
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::store("write", temp, e))
+}
+
+fn sync_parent(target: &Path) -> Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::store("sync the directory", dir, e))
+}
+
+fn temp_path(target: &Path) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    target.with_file_name(format!(".{name}{TEMP_MARK}{}.{n}", std::process::id()))
+}
+
+/// Removes temp files of `target` left by a writer that died between write and rename.
+/// Only the lock holder may call this: it is the only writer of `target`.
+pub fn remove_stale_temps(target: &Path) {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}{TEMP_MARK}", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}

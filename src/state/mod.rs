@@ -1,0 +1,15 @@
+//! The DISK contract: versioned task records, atomic writes, the supervisor lock, and the
+//! reconciliation that turns a record whose supervisor vanished into `lost`.
+//!
+//! Only the holder of a task's `supervisor.lock` writes its record: the supervisor for its
+//! whole life, or a reader that found the supervisor gone and reconciles under the lock.
+//! Readers take no lock to read a record; records are replaced by rename, so a half-written
+//! record is never seen.
+
+pub mod atomic;
+pub mod lock;
+pub mod reconcile;
+pub mod record;
+
+pub use reconcile::observe;
+pub use record::{Reason, Status, TaskRecord};

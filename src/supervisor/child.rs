@@ -1,0 +1,112 @@
+//! Runs in the supervisor: spawns the task.
+//!
+//! The task is the leader of its own session and process group, so a stop can signal the
+//! whole tree it grows. Its stdin is /dev/null; stdout and stderr share one open file
+//! description of the log opened for append, so the two streams interleave in the order
+//! they were written. It gets default signal dispositions, an empty signal mask,
+//! `PR_SET_PDEATHSIG(SIGKILL)` and no descriptor above 2.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::state::TaskRecord;
+use crate::supervisor::signals;
+
+/// Why the task could not be started.
+#[derive(Debug)]
+pub struct SpawnFailure {
+    /// What could not be used: "command `x`", "workdir `/y`".
+    pub cause: String,
+    pub source: io::Error,
+}
+
+/// Starts the task and returns its pid once it has exec'd.
+pub fn spawn(
+    record: &TaskRecord,
+    env: &BTreeMap<String, String>,
+    log: &File,
+    supervisor_pid: i32,
+) -> Result<i32, SpawnFailure> {
+    let workdir = Path::new(&record.workdir);
+    let workdir_failure = |source| SpawnFailure {
+        cause: format!("workdir `{}`", record.workdir),
+        source,
+    };
+    match fs::metadata(workdir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(workdir_failure(io::Error::from_raw_os_error(libc::ENOTDIR))),
+        Err(e) => return Err(workdir_failure(e)),
+    }
+
+    let (mut command, program) = match (&record.shell, &record.command) {
+        (Some(line), _) => {
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(line);
+            (command, "/bin/sh".to_owned())
+        }
+        (None, Some(program)) => {
+            let mut command = Command::new(program);
+            command.args(&record.args);
+            (command, program.clone())
+        }
+        (None, None) => {
+            return Err(SpawnFailure {
+                cause: "command".into(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "no command or shell"),
+            });
+        }
+    };
+    let io_failure = |source| SpawnFailure {
+        cause: "log".into(),
+        source,
+    };
+    command
+        .current_dir(workdir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io_failure)?)
+        .stderr(log.try_clone().map_err(io_failure)?)
+        .envs(env);
+    // SAFETY: the hook runs between fork and exec and calls only async-signal-safe
+    // functions (setsid, signal, sigprocmask, prctl, getppid, syscall); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || prepare_task(supervisor_pid));
+    }
+    match command.spawn() {
+        Ok(child) => Ok(child.id() as i32),
+        Err(source) => Err(SpawnFailure {
+            cause: format!("command `{program}`"),
+            source,
+        }),
+    }
+}
+
+/// Between fork and exec, in the task. Async-signal-safe only.
+fn prepare_task(supervisor_pid: i32) -> io::Result<()> {
+    // SAFETY: each call is async-signal-safe and touches only the calling process.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        signals::reset_all();
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The supervisor may have died before PDEATHSIG was armed: then nobody supervises.
+        if libc::getppid() != supervisor_pid {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        // The supervisor's descriptors are all close-on-exec already; this is the guard for
+        // any that a future change forgets. Failure (an old kernel) is not fatal.
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    Ok(())
+}

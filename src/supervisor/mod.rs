@@ -1,0 +1,61 @@
+//! The supervisor: one process per task, a second copy of our binary entered through the
+//! hidden `__supervise` subcommand.
+//!
+//! - [`launch`] runs in the `start` process: it spawns the supervisor in a new session with
+//!   stdio on /dev/null, hands it the task's lock (fd 3) and a control socket (fd 4), sends
+//!   the [`Spec`] and reads back the [`Report`] once the task has exec'd or failed to.
+//! - [`run`] runs in the supervisor process: it spawns the task ([`child`]), records it,
+//!   waits for its end while handling stop requests and signals, records the end, kills what
+//!   is left of the task's processes, and exits, which releases the lock.
+//!
+//! The spec travels over the socket, never through a file or argv: it carries the values of
+//! the task's environment, which must not be stored or shown to other users.
+
+pub mod child;
+pub mod fds;
+pub mod launch;
+pub mod run;
+pub mod signals;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::TaskRecord;
+
+/// The supervisor's inherited lock descriptor.
+pub const LOCK_FD: i32 = 3;
+/// The supervisor's inherited control socket.
+pub const CONTROL_FD: i32 = 4;
+
+/// What `start` tells the supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Spec {
+    /// The state directory (already checked by `start`).
+    pub home: PathBuf,
+    /// The record of the new run, without its process fields.
+    pub record: TaskRecord,
+    /// The task's extra environment, values included. Never written anywhere.
+    pub env: BTreeMap<String, String>,
+}
+
+/// What the supervisor answers once the task has exec'd, or failed to.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "report", rename_all = "snake_case")]
+pub enum Report {
+    Running { pid: i32 },
+    SpawnFailed {
+        /// What could not be used: "command `x`", "workdir `/y`".
+        cause: String,
+        os_error: Option<i32>,
+        message: String,
+    },
+}
+
+/// A stop request, written by `stop` before it sends SIGUSR1 to the supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StopRequest {
+    pub signal: i32,
+    pub grace_ms: u64,
+}

@@ -1,0 +1,326 @@
+//! Runs in the supervisor process (`__supervise`): the life of one task.
+//!
+//! One thread, one `poll` on a signalfd: SIGCHLD (the task or an escapee ended), SIGUSR1 (a
+//! stop request is waiting in `stop.json`), SIGTERM/SIGINT/SIGHUP/SIGQUIT (we are told to
+//! end: stop the task first). The only timer is the SIGKILL deadline of a stop. The task's
+//! end is observed with `waitid(WNOWAIT)`, so its pid (and so its process group id) stays
+//! reserved until the rest of the group has been killed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+use crate::paths::{StateDir, TaskId, TaskPaths, set_private_mode};
+use crate::procfs::{self, Identity};
+use crate::state::{Reason, Status, TaskRecord, atomic};
+use crate::supervisor::{CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, child, fds, signals};
+use crate::time::now_ms;
+
+/// The supervisor's entry point. It never prints: its stdio is /dev/null.
+pub fn run() -> ExitCode {
+    match supervise() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn supervise() -> io::Result<()> {
+    signals::reset_all();
+    // A write to the control socket after `start` died must not kill us.
+    // SAFETY: ignoring a signal installs no handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let handled = signals::handled();
+    handled.thread_block().map_err(io::Error::from)?;
+    let signal_fd = SignalFd::with_flags(&handled, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(io::Error::from)?;
+
+    // SAFETY: launch.rs placed the task's lock at LOCK_FD and our end of the control socket
+    // at CONTROL_FD for this process alone; nothing else owns them.
+    let (_lock, mut control) = unsafe {
+        (
+            File::from_raw_fd(LOCK_FD),
+            UnixStream::from_raw_fd(CONTROL_FD),
+        )
+    };
+    fds::mark_cloexec_from(3);
+    std::env::set_current_dir("/")?;
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only changes this process's own attribute.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+
+    let mut bytes = Vec::new();
+    control.read_to_end(&mut bytes)?;
+    let spec: Spec = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+    let id = TaskId::parse(&spec.record.id).map_err(io::Error::other)?;
+    let paths = StateDir::open(spec.home)
+        .map_err(|e| io::Error::other(e.full_message()))?
+        .task(&id);
+    atomic::remove_stale_temps(&paths.record());
+    let _ = fs::remove_file(paths.stop_request());
+
+    let me = std::process::id() as i32;
+    let mut record = spec.record;
+    record.supervisor_pid = Some(me);
+    record.supervisor_start_ticks = Identity::of(me).map(|i| i.start_ticks);
+    record.boot_id = procfs::boot_id();
+
+    let spawned = open_log(&paths)
+        .map_err(|source| child::SpawnFailure {
+            cause: "log".into(),
+            source,
+        })
+        .and_then(|log| child::spawn(&record, &spec.env, &log, me));
+    let pid = match spawned {
+        Ok(pid) => pid,
+        Err(failure) => {
+            let message = format!("{}: {}", failure.cause, failure.source);
+            record.finish(Status::Failed, Reason::SpawnError, now_ms());
+            record.error = Some(message.clone());
+            // The record comes first: `start` reads it once we report.
+            let written = record.write(&paths);
+            report(
+                &mut control,
+                &Report::SpawnFailed {
+                    cause: failure.cause,
+                    os_error: failure.source.raw_os_error(),
+                    message: failure.source.to_string(),
+                },
+            );
+            return written.map_err(|e| io::Error::other(e.full_message()));
+        }
+    };
+    record.status = Status::Running;
+    record.pid = Some(pid);
+    record.pgid = Some(pid);
+    record.pid_start_ticks = procfs::stat(pid).map(|s| s.start_ticks);
+    record.started_at_ms = Some(now_ms());
+    if let Err(e) = record.write(&paths) {
+        // Without a record nobody can find the task: do not leave it running untracked.
+        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+        report(
+            &mut control,
+            &Report::SpawnFailed {
+                cause: "record".into(),
+                os_error: None,
+                message: e.full_message(),
+            },
+        );
+        sweep(Pid::from_raw(pid), me);
+        return Err(io::Error::other(e.full_message()));
+    }
+    report(&mut control, &Report::Running { pid });
+    drop(control);
+
+    let mut supervision = Supervision {
+        paths,
+        record,
+        main: Pid::from_raw(pid),
+        me,
+        stop: None,
+        kill_at: None,
+    };
+    supervision.watch(&signal_fd)
+}
+
+fn open_log(paths: &TaskPaths) -> io::Result<File> {
+    let log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(paths.log())?;
+    set_private_mode(&paths.log(), 0o600).map_err(|e| io::Error::other(e.full_message()))?;
+    Ok(log)
+}
+
+fn report(control: &mut UnixStream, report: &Report) {
+    // If `start` is gone, nobody reads this; the record already says what happened.
+    if let Ok(mut line) = serde_json::to_vec(report) {
+        line.push(b'\n');
+        let _ = control.write_all(&line);
+    }
+}
+
+/// Why a stop began.
+#[derive(Debug, Clone, Copy)]
+enum StopCause {
+    Request,
+    SupervisorSignal,
+}
+
+/// How the task's main process ended.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Exited(i32),
+    Signaled(Signal, bool),
+}
+
+struct Supervision {
+    paths: TaskPaths,
+    record: TaskRecord,
+    main: Pid,
+    me: i32,
+    stop: Option<StopCause>,
+    kill_at: Option<Instant>,
+}
+
+impl Supervision {
+    fn watch(&mut self, signal_fd: &SignalFd) -> io::Result<()> {
+        let ending = loop {
+            if let Some(ending) = self.main_ended() {
+                break ending;
+            }
+            let timeout = match self.kill_at {
+                None => PollTimeout::NONE,
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    // Round up so we never wake a millisecond early and spin.
+                    let ms = left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0);
+                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut pending = Vec::new();
+            while let Ok(Some(info)) = signal_fd.read_signal() {
+                pending.push(info.ssi_signo as i32);
+            }
+            // A stop that races the task's own exit must not rewrite an exit as a kill.
+            if let Some(ending) = self.main_ended() {
+                break ending;
+            }
+            for signo in pending {
+                self.on_signal(signo);
+            }
+            if self.kill_at.is_some_and(|at| Instant::now() >= at) {
+                self.signal_all(Signal::SIGKILL);
+                self.kill_at = None;
+            }
+        };
+        self.finish(ending)
+    }
+
+    fn on_signal(&mut self, signo: i32) {
+        match signo {
+            libc::SIGUSR1 => {
+                let request = read_stop_request(&self.paths);
+                let signal = request
+                    .as_ref()
+                    .and_then(|r| Signal::try_from(r.signal).ok())
+                    .unwrap_or(Signal::SIGTERM);
+                let grace = request.map_or(self.record.grace_ms, |r| r.grace_ms);
+                self.begin_stop(StopCause::Request, signal, grace);
+            }
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
+                self.begin_stop(StopCause::SupervisorSignal, Signal::SIGTERM, self.record.grace_ms);
+            }
+            _ => {} // SIGCHLD: the loop reaps.
+        }
+    }
+
+    fn begin_stop(&mut self, cause: StopCause, signal: Signal, grace_ms: u64) {
+        self.stop.get_or_insert(cause);
+        self.signal_all(signal);
+        let at = Instant::now() + Duration::from_millis(grace_ms);
+        self.kill_at = Some(self.kill_at.map_or(at, |old| old.min(at)));
+    }
+
+    /// Signals the task's group and every escapee that was reparented to us.
+    fn signal_all(&self, signal: Signal) {
+        // The main process is not reaped yet, so its pid, the group id, is still ours.
+        let _ = kill(Pid::from_raw(-self.main.as_raw()), signal);
+        for child in procfs::children_of(self.me) {
+            if child != self.main.as_raw() {
+                let _ = kill(Pid::from_raw(child), signal);
+            }
+        }
+    }
+
+    /// Reaps ended escapees; reports the main process's end without reaping it.
+    fn main_ended(&self) -> Option<Ending> {
+        loop {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::All, flags) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.main => {
+                    return Some(Ending::Exited(code));
+                }
+                Ok(WaitStatus::Signaled(pid, signal, core)) if pid == self.main => {
+                    return Some(Ending::Signaled(signal, core));
+                }
+                Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => {
+                    let _ = waitpid(pid, None);
+                }
+                Err(Errno::EINTR) => {}
+                // No child at all: the main process cannot be waited for any more.
+                Err(Errno::ECHILD) => return Some(Ending::Exited(-1)),
+                _ => return None,
+            }
+        }
+    }
+
+    fn finish(&mut self, ending: Ending) -> io::Result<()> {
+        let ended_at = now_ms();
+        // Kill the rest of the group while the leader's zombie still reserves its id.
+        let _ = kill(Pid::from_raw(-self.main.as_raw()), Signal::SIGKILL);
+        let record = &mut self.record;
+        match ending {
+            Ending::Exited(code) => record.exit_code = Some(code),
+            Ending::Signaled(signal, core) => {
+                record.signal = Some(signals::name(signal as i32));
+                record.core_dumped = core;
+            }
+        }
+        let (status, reason) = match (self.stop, ending) {
+            (Some(StopCause::Request), _) => (Status::Killed, Reason::Stop),
+            (Some(StopCause::SupervisorSignal), _) => (Status::Killed, Reason::SupervisorSignal),
+            (None, Ending::Signaled(..)) => (Status::Killed, Reason::Signal),
+            (None, Ending::Exited(_)) => (Status::Exited, Reason::Exit),
+        };
+        record.finish(status, reason, ended_at);
+        let written = record.write(&self.paths);
+        let _ = fs::remove_file(self.paths.stop_request());
+        sweep(self.main, self.me);
+        written.map_err(|e| io::Error::other(e.full_message()))
+    }
+}
+
+/// Reaps the main process and kills and reaps every process still parented to us
+/// (escapees that left the group but were reparented to us as subreaper), until none is
+/// left.
+fn sweep(main: Pid, me: i32) {
+    let _ = waitpid(main, None);
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                for child in procfs::children_of(me) {
+                    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+                }
+                match waitpid(Pid::from_raw(-1), None) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => return,
+                }
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return, // ECHILD: nothing left.
+        }
+    }
+}
+
+fn read_stop_request(paths: &TaskPaths) -> Option<StopRequest> {
+    let bytes = fs::read(paths.stop_request()).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
