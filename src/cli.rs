@@ -34,21 +34,29 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a task under its own supervisor; answers once it is running (or failed to start).
-    #[command(after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?}\n\
+    #[command(
+        after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?}\n\
         Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\n\
         Examples:\n  \
         background-tasks start '{\"id\":\"build\",\"command\":\"cargo\",\"args\":[\"build\"]}'\n  \
-        background-tasks start --wait --timeout 60 '{\"shell\":\"make test\"}'")]
+        background-tasks start --wait --timeout 60 '{\"shell\":\"make test\"}'"
+    )]
     Start(StartArgs),
     /// Show one task: status, pid, exit code or signal, times, log size.
-    #[command(after_help = "Payload: {id}\n\nExample:\n  background-tasks status '{\"id\":\"web\"}'")]
+    #[command(
+        after_help = "Payload: {id}\n\nExample:\n  background-tasks status '{\"id\":\"web\"}'"
+    )]
     Status(PayloadArgs),
     /// List tasks, oldest first, optionally filtered.
-    #[command(after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?}\n\n\
-        Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'")]
+    #[command(
+        after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?}\n\n\
+        Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'"
+    )]
     List(PayloadArgs),
     /// Block until a task has ended; --timeout bounds the wait.
-    #[command(after_help = "Payload: {id}\n\nExample:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'")]
+    #[command(
+        after_help = "Payload: {id}\n\nExample:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'"
+    )]
     Wait(WaitArgs),
     /// Stop a task's whole process tree: a signal (default SIGTERM), then SIGKILL after grace_s.
     #[command(after_help = "Payload: {id, signal?, grace_s?}\n\

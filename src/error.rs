@@ -146,8 +146,7 @@ impl Error {
                 "Check the permissions and free space of the state directory.".into()
             }
             Error::CorruptRecord { .. } => {
-                "The record was damaged outside background-tasks; remove the task's folder."
-                    .into()
+                "The record was damaged outside background-tasks; remove the task's folder.".into()
             }
             Error::UnsafeStateDir { .. } => {
                 "Point BACKGROUND_TASKS_HOME at a directory you own with mode 0700.".into()

@@ -67,7 +67,10 @@ where
 fn usage_error(args: &[OsString], error: &clap::Error) -> ExitCode {
     let pretty = args.iter().any(|a| a == "--pretty");
     let output = Output { pretty };
-    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
         let _ = output.plain(&error.render().to_string());
         return ExitCode::SUCCESS;
     }
@@ -79,14 +82,18 @@ fn usage_error(args: &[OsString], error: &clap::Error) -> ExitCode {
         .and_then(|a| Command::NAMES.iter().find(|&&name| name == a))
         .copied()
         .unwrap_or("background-tasks");
-    let message = error
-        .render()
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or("invalid command line")
-        .trim_start_matches("error: ")
-        .to_owned();
+    let message = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        "a command is required".to_owned()
+    } else {
+        error
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ")
+            .to_owned()
+    };
     let hint = if command == "background-tasks" {
         format!(
             "Run background-tasks --help; commands: {}.",

@@ -23,7 +23,8 @@ pub mod env {
 pub struct TaskId(String);
 
 impl TaskId {
-    pub const RULE: &'static str = "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit";
+    pub const RULE: &'static str =
+        "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit";
 
     pub fn parse(text: &str) -> Result<TaskId, String> {
         let bytes = text.as_bytes();
@@ -244,7 +245,18 @@ mod tests {
             assert!(TaskId::parse(good).is_ok(), "{good}");
         }
         for bad in [
-            "", ".", "..", "../x", "a/b", "-a", "_a", ".a", "a b", "a\0b", "é", &"x".repeat(65),
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "-a",
+            "_a",
+            ".a",
+            "a b",
+            "a\0b",
+            "é",
+            &"x".repeat(65),
         ] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?}");
         }

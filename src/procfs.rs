@@ -38,7 +38,11 @@ pub fn stat(pid: i32) -> Option<ProcStat> {
 fn parse_stat(text: &[u8]) -> Option<ProcStat> {
     let open = text.iter().position(|&b| b == b'(')?;
     let close = text.iter().rposition(|&b| b == b')')?;
-    let pid = std::str::from_utf8(&text[..open]).ok()?.trim().parse().ok()?;
+    let pid = std::str::from_utf8(&text[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     // `rest` starts at field 3 (state), so field N is fields[N - 3].
@@ -104,7 +108,8 @@ mod tests {
 
     #[test]
     fn parses_a_command_name_with_spaces_and_parens() {
-        let line = b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        let line =
+            b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
         let stat = parse_stat(line).expect("parses");
         assert_eq!(stat.pid, 4242);
         assert_eq!(stat.state, b'S');
@@ -116,8 +121,8 @@ mod tests {
     #[test]
     fn reads_our_own_process() {
         let me = std::process::id() as i32;
-        let stat = stat(me).expect("our own stat");
-        assert_eq!(stat.pid, me);
+        let mine = stat(me).expect("our own stat");
+        assert_eq!(mine.pid, me);
         assert!(Identity::of(me).is_some_and(|id| id.is_alive()));
         assert!(boot_id().is_some_and(|id| id.len() == 36));
         assert!(stat(0).is_none() && stat(-1).is_none());

@@ -76,7 +76,10 @@ fn matches(filter: &ListInput, record: &TaskRecord) -> bool {
     let has_tag = |tag: &String| record.tags.contains(tag);
     filter.status.is_none_or(|s| s == record.status)
         && filter.tag.as_ref().is_none_or(has_tag)
-        && filter.tags.as_ref().is_none_or(|tags| tags.iter().all(has_tag))
+        && filter
+            .tags
+            .as_ref()
+            .is_none_or(|tags| tags.iter().all(has_tag))
         && filter
             .name
             .as_ref()

@@ -141,11 +141,17 @@ mod tests {
     fn tails_lines_with_and_without_a_final_newline() {
         assert_eq!(tail_of(b"a\nb\nc\n", 2), (3, vec!["b".into(), "c".into()]));
         assert_eq!(tail_of(b"a\nb\nc", 2), (3, vec!["b".into(), "c".into()]));
-        assert_eq!(tail_of(b"a\nb\nc", 10), (3, vec!["a".into(), "b".into(), "c".into()]));
+        assert_eq!(
+            tail_of(b"a\nb\nc", 10),
+            (3, vec!["a".into(), "b".into(), "c".into()])
+        );
         assert_eq!(tail_of(b"", 10), (0, vec![]));
         assert_eq!(tail_of(b"\n", 10), (1, vec![String::new()]));
         assert_eq!(tail_of(b"a\n\n", 1), (2, vec![String::new()]));
-        assert_eq!(tail_of(b"x\xff\xfe\x00y\n", 1), (1, vec!["x\u{fffd}\u{fffd}\0y".into()]));
+        assert_eq!(
+            tail_of(b"x\xff\xfe\x00y\n", 1),
+            (1, vec!["x\u{fffd}\u{fffd}\0y".into()])
+        );
         assert_eq!(tail_of(b"a\nb\n", 0), (2, vec![]));
     }
 

@@ -89,5 +89,10 @@ pub fn open_state() -> Result<StateDir> {
 
 fn to_value(answer: impl Serialize) -> Result<Value> {
     // Answers are plain structs of strings and numbers; this cannot fail.
-    serde_json::to_value(answer).map_err(|e| Error::input(format!("could not encode the answer: {e}"), "This is a bug; please report it."))
+    serde_json::to_value(answer).map_err(|e| {
+        Error::input(
+            format!("could not encode the answer: {e}"),
+            "This is a bug; please report it.",
+        )
+    })
 }

@@ -35,7 +35,13 @@ pub fn run(input: RestartInput) -> Result<TaskAnswer> {
         stop_task(&paths, &input.id, None, None, None)?;
     }
     let mut env_keys = record.env_keys.clone();
-    env_keys.extend(input.env.keys().filter(|k| !record.env_keys.contains(k)).cloned());
+    env_keys.extend(
+        input
+            .env
+            .keys()
+            .filter(|k| !record.env_keys.contains(k))
+            .cloned(),
+    );
     let template = TaskRecord {
         status: Status::Running,
         env_keys,

@@ -134,12 +134,14 @@ pub fn launch_run(
             if current.is_none_or(|r| r.run != run) {
                 let mut failed = spec.record;
                 failed.finish(Status::Failed, Reason::SpawnError, now_ms());
-                failed.error = Some(Error::SpawnFailed {
-                    id: id.to_string(),
-                    cause: "supervisor".into(),
-                    source: io::Error::other(error.to_string()),
-                }
-                .full_message());
+                failed.error = Some(
+                    Error::SpawnFailed {
+                        id: id.to_string(),
+                        cause: "supervisor".into(),
+                        source: io::Error::other(error.to_string()),
+                    }
+                    .full_message(),
+                );
                 failed.write(&paths)?;
             }
             let source = match error {

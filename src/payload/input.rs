@@ -220,11 +220,15 @@ fn signal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signal>, D::Error> {
         Some(Raw::Number(n)) => Signal::try_from(n).ok(),
         Some(Raw::Name(name)) => {
             let upper = name.to_ascii_uppercase();
-            let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+            let full = if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            };
             full.parse::<Signal>().ok()
         }
     };
-    parsed
-        .map(Some)
-        .ok_or_else(|| serde::de::Error::custom("not a signal: give a name like \"SIGTERM\" or a number like 15"))
+    parsed.map(Some).ok_or_else(|| {
+        serde::de::Error::custom("not a signal: give a name like \"SIGTERM\" or a number like 15")
+    })
 }

@@ -32,7 +32,12 @@ pub fn read(argument: Option<&str>) -> Result<Option<Vec<u8>>> {
         std::io::stdin()
             .take(MAX_PAYLOAD_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::input(format!("could not read the payload from stdin: {e}"), "Pipe one JSON value into stdin."))?;
+            .map_err(|e| {
+                Error::input(
+                    format!("could not read the payload from stdin: {e}"),
+                    "Pipe one JSON value into stdin.",
+                )
+            })?;
         bytes
     } else if let Some(path) = argument.strip_prefix('@') {
         let file = std::fs::File::open(path).map_err(|e| {
@@ -44,7 +49,12 @@ pub fn read(argument: Option<&str>) -> Result<Option<Vec<u8>>> {
         let mut bytes = Vec::new();
         file.take(MAX_PAYLOAD_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::input(format!("could not read the payload file {path}: {e}"), "Give @ followed by the path of a readable JSON file."))?;
+            .map_err(|e| {
+                Error::input(
+                    format!("could not read the payload file {path}: {e}"),
+                    "Give @ followed by the path of a readable JSON file.",
+                )
+            })?;
         bytes
     } else {
         argument.as_bytes().to_vec()
@@ -62,16 +72,25 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], example: &str) -> Result<T> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            let hint = if looks_like_bare_id(bytes) {
-                format!("The payload is JSON, not a bare word: try '{example}'.")
+            let hint = if let Some(word) = bare_id(bytes) {
+                format!("The payload is JSON, not a bare word: try '{{\"id\":\"{word}\"}}'.")
             } else {
                 format!("Give one JSON value, for example '{example}'.")
             };
             Error::input(format!("the payload is not valid JSON: {inner}"), hint)
         } else {
             let message = strip_position(&inner.to_string());
-            let message = if path == "." { message } else { format!("{path}: {message}") };
-            Error::input_at(path, message, format!("Fix the value; for example '{example}'."))
+            // An unknown field's message names the field already.
+            let message = if path == "." || message.starts_with("unknown field") {
+                message
+            } else {
+                format!("{path}: {message}")
+            };
+            Error::input_at(
+                path,
+                message,
+                format!("Fix the value; for example '{example}'."),
+            )
         }
     })?;
     deserializer.end().map_err(|e| {
@@ -91,12 +110,18 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn looks_like_bare_id(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok_and(|s| crate::paths::TaskId::parse(s.trim()).is_ok())
+/// The word, when a payload is a bare task id (`status web`) rather than JSON.
+fn bare_id(bytes: &[u8]) -> Option<&str> {
+    let word = std::str::from_utf8(bytes).ok()?.trim();
+    crate::paths::TaskId::parse(word).ok().map(|_| word)
 }
 
 /// A payload is required: parse it, or say what to send.
-pub fn require<T: DeserializeOwned>(bytes: Option<Vec<u8>>, command: &str, example: &str) -> Result<T> {
+pub fn require<T: DeserializeOwned>(
+    bytes: Option<Vec<u8>>,
+    command: &str,
+    example: &str,
+) -> Result<T> {
     match bytes {
         Some(bytes) => parse(&bytes, example),
         None => Err(Error::input(
@@ -126,7 +151,10 @@ mod tests {
     #[test]
     fn unknown_fields_name_the_accepted_ones() {
         let message = start_error(r#"{"command":"true","bogus":1}"#).full_message();
-        assert!(message.contains("bogus") && message.contains("`workdir`"), "{message}");
+        assert!(
+            message.contains("bogus") && message.contains("`workdir`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -17,9 +17,8 @@ use crate::time::now_ms;
 
 /// The truthful record of a task; `TaskNotFound` if it has none.
 pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
-    let record = TaskRecord::read(paths)?.ok_or_else(|| Error::TaskNotFound {
-        id: id.to_string(),
-    })?;
+    let record =
+        TaskRecord::read(paths)?.ok_or_else(|| Error::TaskNotFound { id: id.to_string() })?;
     if record.status.is_terminal() || lock::probe(paths)? == Liveness::Alive {
         return Ok(record);
     }
@@ -30,11 +29,7 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
         None => Ok(Some(lost(record, now_ms()))),
     }
     // Only `rm` deletes a record; if it did so this instant, the task is gone.
-    .and_then(|record| {
-        record.ok_or_else(|| Error::TaskNotFound {
-            id: id.to_string(),
-        })
-    })
+    .and_then(|record| record.ok_or_else(|| Error::TaskNotFound { id: id.to_string() }))
 }
 
 /// With the lock held: if the record still says the task is alive, kill its leftovers and

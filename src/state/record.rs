@@ -161,9 +161,8 @@ impl TaskRecord {
 
     /// Replaces the record atomically and durably.
     pub fn write(&self, paths: &TaskPaths) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| {
-            Error::store("encode the record", paths.record(), io::Error::other(e))
-        })?;
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::store("encode the record", paths.record(), io::Error::other(e)))?;
         bytes.push(b'\n');
         atomic::write(&paths.record(), &bytes)
     }
@@ -173,5 +172,49 @@ impl TaskRecord {
         self.status = status;
         self.reason = Some(reason);
         self.ended_at_ms = Some(ended_at_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record written by format version 1. It must load forever: a supervisor started by
+    /// an older build may still be writing when a newer build reads.
+    #[test]
+    fn version_1_record_still_loads() {
+        let bytes = include_bytes!("testdata/record-v1.json");
+        let record = TaskRecord::parse(Path::new("record-v1.json"), bytes).expect("v1 loads");
+        assert_eq!(record.format_version, 1);
+        assert_eq!(record.id, "fixture");
+        assert_eq!(record.status, Status::Exited);
+        assert_eq!(record.exit_code, Some(3));
+        assert_eq!(record.reason, Some(Reason::Exit));
+        assert_eq!(record.env_keys, ["TOKEN"]);
+        assert_eq!(record.tags, ["dev"]);
+    }
+
+    #[test]
+    fn unknown_fields_from_a_newer_writer_are_ignored() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(include_bytes!("testdata/record-v1.json")).expect("json");
+        value["added_by_a_future_version"] = serde_json::json!({"x": 1});
+        let bytes = serde_json::to_vec(&value).expect("encode");
+        assert!(TaskRecord::parse(Path::new("r.json"), &bytes).is_ok());
+    }
+
+    #[test]
+    fn records_naming_dangerous_pids_are_refused() {
+        for pid in [0, 1, -1] {
+            let mut value: serde_json::Value =
+                serde_json::from_slice(include_bytes!("testdata/record-v1.json")).expect("json");
+            value["pgid"] = serde_json::json!(pid);
+            let bytes = serde_json::to_vec(&value).expect("encode");
+            let error = TaskRecord::parse(Path::new("r.json"), &bytes).expect_err("refused");
+            assert_eq!(error.type_name(), "StoreError");
+        }
+        for garbage in [&b""[..], b"{", b"\xff\xfe", b"[]", b"{\"id\":1}"] {
+            assert!(TaskRecord::parse(Path::new("r.json"), garbage).is_err());
+        }
     }
 }

@@ -92,7 +92,14 @@ fn prepare_task(supervisor_pid: i32) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         signals::reset_all();
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
             return Err(io::Error::last_os_error());
         }
         // The supervisor may have died before PDEATHSIG was armed: then nobody supervises.

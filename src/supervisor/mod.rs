@@ -44,7 +44,9 @@ pub struct Spec {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "report", rename_all = "snake_case")]
 pub enum Report {
-    Running { pid: i32 },
+    Running {
+        pid: i32,
+    },
     SpawnFailed {
         /// What could not be used: "command `x`", "workdir `/y`".
         cause: String,

@@ -164,6 +164,8 @@ enum StopCause {
 enum Ending {
     Exited(i32),
     Signaled(Signal, bool),
+    /// The process could no longer be waited for (someone else reaped it).
+    Unknown,
 }
 
 struct Supervision {
@@ -187,7 +189,8 @@ impl Supervision {
                     let left = at.saturating_duration_since(Instant::now());
                     // Round up so we never wake a millisecond early and spin.
                     let ms = left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0);
-                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
                 }
             };
             let mut fds = [PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
@@ -226,7 +229,11 @@ impl Supervision {
                 self.begin_stop(StopCause::Request, signal, grace);
             }
             libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
-                self.begin_stop(StopCause::SupervisorSignal, Signal::SIGTERM, self.record.grace_ms);
+                self.begin_stop(
+                    StopCause::SupervisorSignal,
+                    Signal::SIGTERM,
+                    self.record.grace_ms,
+                );
             }
             _ => {} // SIGCHLD: the loop reaps.
         }
@@ -266,7 +273,7 @@ impl Supervision {
                 }
                 Err(Errno::EINTR) => {}
                 // No child at all: the main process cannot be waited for any more.
-                Err(Errno::ECHILD) => return Some(Ending::Exited(-1)),
+                Err(Errno::ECHILD) => return Some(Ending::Unknown),
                 _ => return None,
             }
         }
@@ -283,12 +290,15 @@ impl Supervision {
                 record.signal = Some(signals::name(signal as i32));
                 record.core_dumped = core;
             }
+            Ending::Unknown => {
+                record.error = Some("the task's exit status could not be collected".into());
+            }
         }
         let (status, reason) = match (self.stop, ending) {
             (Some(StopCause::Request), _) => (Status::Killed, Reason::Stop),
             (Some(StopCause::SupervisorSignal), _) => (Status::Killed, Reason::SupervisorSignal),
             (None, Ending::Signaled(..)) => (Status::Killed, Reason::Signal),
-            (None, Ending::Exited(_)) => (Status::Exited, Reason::Exit),
+            (None, Ending::Exited(_) | Ending::Unknown) => (Status::Exited, Reason::Exit),
         };
         record.finish(status, reason, ended_at);
         let written = record.write(&self.paths);
