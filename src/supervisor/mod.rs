@@ -5,8 +5,8 @@
 //!   stdio on /dev/null, hands it the task's lock (fd 3) and a control socket (fd 4), sends
 //!   the [`Spec`] and reads back the [`Report`] once the task has exec'd or failed to.
 //! - [`run`] runs in the supervisor process: it spawns the task ([`child`]), records it,
-//!   waits for its end while handling stop requests and signals, records the end, kills what
-//!   is left of the task's processes, and exits, which releases the lock.
+//!   waits for its end while handling stop requests and signals, kills and reaps what is
+//!   left of the task's processes, records the end, and exits, which releases the lock.
 //!
 //! The spec travels over the socket, never through a file or argv: it carries the values of
 //! the task's environment, which must not be stored or shown to other users.

@@ -301,10 +301,13 @@ impl Supervision {
             (None, Ending::Exited(_) | Ending::Unknown) => (Status::Exited, Reason::Exit),
         };
         record.finish(status, reason, ended_at);
-        let written = record.write(&self.paths);
-        let _ = fs::remove_file(self.paths.stop_request());
+        // Sweep before recording, so that a terminal record means nothing of the task is
+        // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
-        written.map_err(|e| io::Error::other(e.full_message()))
+        let _ = fs::remove_file(self.paths.stop_request());
+        self.record
+            .write(&self.paths)
+            .map_err(|e| io::Error::other(e.full_message()))
     }
 }
 
