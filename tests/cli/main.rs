@@ -1,0 +1,12 @@
+//! The integration tests of `background-tasks`: one binary that drives the real executable.
+//!
+//! Each test owns a [`support::Sandbox`] (its own state directory, HOME and working
+//! directory, a sealed environment) whose `Drop` kills every process the test started.
+//! Tests wait on conditions with deadlines, never on fixed sleeps, and assert timing only
+//! as generous bounds against hangs.
+
+mod input;
+mod lifecycle;
+mod reliability;
+mod security;
+mod support;
