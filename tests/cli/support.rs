@@ -376,7 +376,10 @@ impl Outcome {
     /// The success envelope's `data`, after checking the envelope's shape.
     pub fn data(&self) -> Value {
         assert_eq!(self.code, Some(0), "expected success from {self:#?}");
-        assert_eq!(self.stderr, "", "a success writes nothing to stderr: {self:#?}");
+        assert_eq!(
+            self.stderr, "",
+            "a success writes nothing to stderr: {self:#?}"
+        );
         let envelope = single_json_line(&self.stdout, self);
         assert_eq!(envelope["ok"], true, "{self:#?}");
         assert!(envelope["command"].is_string(), "{self:#?}");
@@ -384,16 +387,13 @@ impl Outcome {
         envelope["data"].clone()
     }
 
-    /// The success envelope.
-    pub fn envelope(&self) -> Value {
-        self.data();
-        single_json_line(&self.stdout, self)
-    }
-
     /// The failure envelope (stderr, exit 1), after checking its shape.
     pub fn failure(&self) -> Value {
         assert_eq!(self.code, Some(1), "expected exit code 1 from {self:#?}");
-        assert_eq!(self.stdout, "", "a failure writes nothing to stdout: {self:#?}");
+        assert_eq!(
+            self.stdout, "",
+            "a failure writes nothing to stdout: {self:#?}"
+        );
         let envelope = single_json_line(&self.stderr, self);
         assert_eq!(envelope["ok"], false, "{self:#?}");
         assert!(envelope["command"].is_string(), "{self:#?}");
@@ -425,7 +425,8 @@ impl Outcome {
 fn single_json_line(text: &str, outcome: &Outcome) -> Value {
     assert!(
         text.ends_with('\n') && text.matches('\n').count() == 1,
-        "expected exactly one line of JSON: {outcome:#?}"
+        "expected exactly one line of JSON from {}: {outcome:#?}",
+        outcome.what
     );
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {outcome:#?}"))
 }
@@ -438,11 +439,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The identity of a live process now.
-    pub fn of(pid: i32) -> Option<Identity> {
-        stat(pid).map(|p| p.identity())
-    }
-
     fn from_record(record: &Value, pid_key: &str, ticks_key: &str) -> Option<Identity> {
         let pid = i32::try_from(record[pid_key].as_i64()?).ok()?;
         let start_ticks = record[ticks_key].as_u64()?;
@@ -525,10 +521,7 @@ pub fn processes() -> Vec<ProcStat> {
 
 /// Every process (zombies included) in process group `pgid`.
 pub fn group_members(pgid: i32) -> Vec<ProcStat> {
-    processes()
-        .into_iter()
-        .filter(|p| p.pgrp == pgid)
-        .collect()
+    processes().into_iter().filter(|p| p.pgrp == pgid).collect()
 }
 
 /// The running (non-zombie) processes in process group `pgid`.
