@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,9 +14,17 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, Identity, Sandbox, group_members, inherit_fd, live_group_members, open_fds, spawn,
-    signal_bit, signal_mask, stat, wait_until, with_sigchld_ignored,
+    DEADLINE, Identity, Sandbox, group_members, inherit_fd, live_group_members, open_fds,
+    signal_bit, signal_mask, spawn, stat, wait_until, with_sigchld_ignored,
 };
+
+/// Signals 1 to 31 in a /proc signal mask.
+const CLASSIC_SIGNALS: u64 = 0x7fff_ffff;
+
+/// The signal numbers set in a /proc signal mask.
+fn signals_in(mask: u64) -> Vec<i32> {
+    (1..=64).filter(|&s| mask & signal_bit(s) != 0).collect()
+}
 
 /// Where the harness puts the extra pipe it leaks into `start`.
 const EXTRA_FD: i32 = 5;
@@ -46,8 +55,10 @@ fn assert_group_gone(pgid: i32) {
 fn start_releases_stdout_stderr_and_extra_pipes_while_the_task_runs_on() {
     let sandbox = Sandbox::new();
     let (extra_reader, extra_writer) = std::io::pipe().expect("pipe");
-    let mut command =
-        sandbox.command_with(&["start"], &json!({"id": "held", "command": "sleep", "args": ["100"]}));
+    let mut command = sandbox.command_with(
+        &["start"],
+        &json!({"id": "held", "command": "sleep", "args": ["100"]}),
+    );
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     inherit_fd(&mut command, extra_writer.as_raw_fd(), EXTRA_FD);
     let started = Instant::now();
@@ -151,8 +162,12 @@ fn exec_failures_are_synchronous_spawn_failed_with_a_failed_record_and_no_proces
         let reason = std::io::Error::from_raw_os_error(errno).to_string();
         let reason = reason.split(" (os error").next().unwrap_or_default();
         assert!(
-            details["reason"].as_str().is_some_and(|r| r.contains(reason))
-                && error["message"].as_str().is_some_and(|m| m.contains(reason)),
+            details["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(reason))
+                && error["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(reason)),
             "{id}: the OS reason {reason:?} is missing: {error}"
         );
         assert!(
@@ -189,7 +204,9 @@ fn status_after_supervisor_sigkill_reports_lost_and_kills_the_leftover_group() {
     let supervisor = sandbox.supervisor("orphaned");
 
     supervisor.signal(Signal::SIGKILL);
-    wait_until("the supervisor is dead", DEADLINE, || !supervisor.is_alive());
+    wait_until("the supervisor is dead", DEADLINE, || {
+        !supervisor.is_alive()
+    });
     // PDEATHSIG takes the shell; its two sleeps survive the supervisor.
     assert!(
         live_group_members(pgid).len() >= 2,
@@ -315,8 +332,7 @@ fn stop_leaves_no_process_of_the_task_group() {
 }
 
 /// Starts an escapee and writes its pid and start time (field 22 of its stat) to FILE.
-const ESCAPE: &str =
-    "setsid sleep 1000 & echo \"$! $(cut -d' ' -f22 /proc/$!/stat)\" > escapee.id";
+const ESCAPE: &str = "setsid sleep 1000 & echo \"$! $(cut -d' ' -f22 /proc/$!/stat)\" > escapee.id";
 
 /// The escapee's identity as the task wrote it, or `None` before it is written.
 fn read_escapee(sandbox: &Sandbox) -> Option<Identity> {
@@ -398,7 +414,18 @@ fn start_from_a_parent_ignoring_sigchld_still_records_the_exit_code() {
     with_sigchld_ignored(&mut command);
     spawn(command).finish().data();
     let leader = sandbox.leader("sleeper");
-    assert_eq!(signal_mask(leader.pid, "SigIgn"), 0, "ignored signals leaked");
+    let ignored = signal_mask(leader.pid, "SigIgn");
+    assert_eq!(
+        ignored & signal_bit(libc::SIGCHLD),
+        0,
+        "the task inherited SIGCHLD ignored"
+    );
+    assert_eq!(
+        ignored & CLASSIC_SIGNALS,
+        0,
+        "the task inherited ignored signals {:?}",
+        signals_in(ignored)
+    );
     sandbox.stop("sleeper");
 }
 
@@ -418,7 +445,11 @@ fn a_task_started_from_a_background_bash_job_ignores_no_signal() {
         .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
         .unwrap_or_else(|| panic!("no SigIgn line: {control:?}"));
     let int_quit = signal_bit(libc::SIGINT) | signal_bit(libc::SIGQUIT);
-    assert_eq!(ignored & int_quit, int_quit, "bash did not ignore them here");
+    assert_eq!(
+        ignored & int_quit,
+        int_quit,
+        "bash did not ignore them here"
+    );
 
     let mut command = sandbox.sealed("bash");
     command.args(["-c", "\"$0\" start \"$1\" & wait"]).args([
@@ -428,9 +459,56 @@ fn a_task_started_from_a_background_bash_job_ignores_no_signal() {
     let task = spawn(command).finish().data()["task"].clone();
     assert_eq!(task["status"], "running", "{task}");
     let leader = sandbox.leader("bg");
-    assert_eq!(signal_mask(leader.pid, "SigIgn"), 0, "the task inherited SIG_IGN");
-    assert_eq!(signal_mask(leader.pid, "SigBlk"), 0, "the task inherited a mask");
+    let ignored = signal_mask(leader.pid, "SigIgn");
+    let blocked = signal_mask(leader.pid, "SigBlk");
     sandbox.stop("bg");
+    assert_eq!(
+        ignored & int_quit,
+        0,
+        "the task inherited SIGINT/SIGQUIT ignored"
+    );
+    assert_eq!(
+        blocked,
+        0,
+        "the task inherited blocked signals {:?}",
+        signals_in(blocked)
+    );
+    assert_eq!(
+        ignored,
+        0,
+        "the task inherited ignored signals {:?}",
+        signals_in(ignored)
+    );
+}
+
+/// RELIABILITY 11: the task's ignored-signal set is empty even when its caller ignores
+/// signals above 31 (the real-time range, which a launcher may leave ignored).
+#[test]
+fn a_task_does_not_inherit_ignored_realtime_signals() {
+    let sandbox = Sandbox::new();
+    let mut command = sandbox.command_with(
+        &["start"],
+        &json!({"id": "rt", "command": "sleep", "args": ["100"]}),
+    );
+    let (low, high) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    // SAFETY: signal is async-signal-safe; SIG_IGN installs no handler.
+    unsafe {
+        command.pre_exec(move || {
+            for signo in low..=high {
+                libc::signal(signo, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    spawn(command).finish().data();
+    let ignored = signal_mask(sandbox.leader("rt").pid, "SigIgn");
+    sandbox.stop("rt");
+    assert_eq!(
+        ignored,
+        0,
+        "the task inherited ignored signals {:?}",
+        signals_in(ignored)
+    );
 }
 
 /// RELIABILITY 21: the task holds only stdin, stdout and stderr, even when its caller leaked
@@ -456,4 +534,40 @@ fn the_task_holds_only_fds_0_1_2() {
     assert_eq!(fds[1].1, log.to_string_lossy());
     assert_eq!(fds[2].1, log.to_string_lossy());
     sandbox.stop("fds");
+}
+
+/// RELIABILITY 18: the task survives SIGINT and SIGHUP sent to its caller's process group
+/// (a Ctrl-C or a closed terminal while `start --wait` blocks).
+#[test]
+fn the_task_survives_sigint_and_sighup_to_the_callers_process_group() {
+    let sandbox = Sandbox::new();
+    for (id, signal) in [("ctrl-c", Signal::SIGINT), ("hangup", Signal::SIGHUP)] {
+        let mut command = sandbox.command_with(
+            &["start", "--wait"],
+            &json!({"id": id, "command": "sleep", "args": ["100"]}),
+        );
+        command.process_group(0);
+        let caller = spawn(command);
+        wait_until(&format!("{id} is running"), DEADLINE, || {
+            fs::read(sandbox.task_dir(id).join("task.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|r| r["status"] == "running")
+        });
+        wait_until("start --wait blocks on the lock", DEADLINE, || {
+            caller.is_blocked_on_a_lock()
+        });
+        let group = caller.pid();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(-group), signal).expect("signal");
+        let outcome = caller.finish();
+        assert_eq!(
+            outcome.code, None,
+            "the caller should die of {signal}: {outcome:?}"
+        );
+
+        assert_eq!(sandbox.status(id)["status"], "running");
+        assert!(sandbox.leader(id).is_alive());
+        assert!(sandbox.supervisor(id).is_alive());
+        sandbox.stop(id);
+    }
 }
