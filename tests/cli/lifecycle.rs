@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -87,10 +88,18 @@ fn wait_returns_promptly_when_the_task_ends() {
     });
     assert!(waiter.is_running(), "wait returned before the task ended");
 
-    let mut fifo = fs::OpenOptions::new()
-        .write(true)
-        .open(&gate)
-        .expect("open the gate");
+    // Non-blocking, so that a task that never opens its end fails the test instead of
+    // hanging it (ENXIO until a reader has the FIFO open).
+    let mut fifo = None;
+    wait_until("the task opens the gate for reading", DEADLINE, || {
+        fifo = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&gate)
+            .ok();
+        fifo.is_some()
+    });
+    let mut fifo = fifo.expect("the gate");
     fifo.write_all(b"go\n").expect("open the gate");
     drop(fifo);
     let opened = std::time::Instant::now();

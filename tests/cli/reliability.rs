@@ -194,41 +194,47 @@ fn exec_failures_are_synchronous_spawn_failed_with_a_failed_record_and_no_proces
     }
 }
 
-/// RELIABILITY 4: a supervisor that is SIGKILLed is reported `lost` by the next `status`,
-/// which also kills what is left of the task's group.
+/// RELIABILITY 4: a supervisor that is SIGKILLed is reported `lost` by the next `status`
+/// (or `stop`), which also kills what is left of the task's group.
 #[test]
-fn status_after_supervisor_sigkill_reports_lost_and_kills_the_leftover_group() {
+fn status_or_stop_after_supervisor_sigkill_reports_lost_and_kills_the_leftover_group() {
     let sandbox = Sandbox::new();
-    sandbox.start(&json!({"id": "orphaned", "shell": TREE}));
-    let pgid = wait_for_group(&sandbox, "orphaned", 3);
-    let supervisor = sandbox.supervisor("orphaned");
+    for (id, first_look) in [("orphaned", "status"), ("abandoned", "stop")] {
+        sandbox.start(&json!({"id": id, "shell": TREE}));
+        let pgid = wait_for_group(&sandbox, id, 3);
+        let supervisor = sandbox.supervisor(id);
 
-    supervisor.signal(Signal::SIGKILL);
-    wait_until("the supervisor is dead", DEADLINE, || {
-        !supervisor.is_alive()
-    });
-    // PDEATHSIG takes the shell; its two sleeps survive the supervisor.
-    assert!(
-        live_group_members(pgid).len() >= 2,
-        "the leftover sleeps should still run before anyone looks: {:?}",
-        group_members(pgid)
-    );
+        supervisor.signal(Signal::SIGKILL);
+        wait_until("the supervisor is dead", DEADLINE, || {
+            !supervisor.is_alive()
+        });
+        // PDEATHSIG takes the shell; its two sleeps survive the supervisor.
+        assert!(
+            live_group_members(pgid).len() >= 2,
+            "the leftover sleeps should still run before anyone looks: {:?}",
+            group_members(pgid)
+        );
 
-    let task = sandbox.status("orphaned");
-    assert_eq!(task["status"], "lost", "{task}");
-    assert_eq!(task["reason"], "supervisor_lost", "{task}");
-    assert_eq!(task["success"], false);
-    assert!(task["ended_at"].is_string(), "{task}");
-    wait_until(
-        "the lost task's group has no running process",
-        DEADLINE,
-        || live_group_members(pgid).is_empty(),
-    );
-    // The record now says lost for good, and stopping it changes nothing.
-    assert_eq!(sandbox.record("orphaned")["status"], "lost");
-    let stop = sandbox.stop("orphaned");
-    assert_eq!(stop["already_terminal"], true, "{stop}");
-    assert_eq!(stop["status"], "lost");
+        let data = sandbox.ok(&[first_look], &json!({"id": id}));
+        let task = &data["task"];
+        assert_eq!(task["status"], "lost", "{first_look}: {data}");
+        assert_eq!(task["reason"], "supervisor_lost", "{first_look}: {data}");
+        assert_eq!(task["success"], false);
+        assert!(task["ended_at"].is_string(), "{data}");
+        if first_look == "stop" {
+            assert_eq!(data["already_terminal"], true, "{data}");
+        }
+        wait_until(
+            "the lost task's group has no running process",
+            DEADLINE,
+            || live_group_members(pgid).is_empty(),
+        );
+        // The record now says lost for good, and stopping it changes nothing.
+        assert_eq!(sandbox.record(id)["status"], "lost");
+        let stop = sandbox.stop(id);
+        assert_eq!(stop["already_terminal"], true, "{stop}");
+        assert_eq!(stop["status"], "lost");
+    }
 }
 
 /// RELIABILITY 4: a `wait` blocked on a supervisor that is SIGKILLed wakes and says `lost`.
@@ -280,7 +286,7 @@ fn stop_escalates_to_sigkill_after_grace_when_sigterm_is_trapped() {
         wait_until(&format!("{id} ignores SIGTERM"), DEADLINE, || {
             signal_mask(leader.pid, "SigIgn") & signal_bit(libc::SIGTERM) != 0
         });
-        wait_for_group(&sandbox, id, 2)
+        leader.pid
     };
 
     // The task's own grace.
