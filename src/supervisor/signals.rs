@@ -2,7 +2,7 @@
 //!
 //! A caller may hand us a hostile signal state: `SIGCHLD` ignored (then `wait` fails and the
 //! exit code is lost), or `SIGINT`/`SIGQUIT` ignored (as `bash -c 'x &'` does). Both the
-//! supervisor and the task start from defaults.
+//! supervisor and the task start from defaults, real-time signals included.
 
 use nix::sys::signal::{SigSet, Signal};
 
@@ -22,16 +22,49 @@ pub fn handled() -> SigSet {
     set
 }
 
-/// Resets every signal (1 up to SIGRTMIN, except KILL and STOP) to its default action and
-/// unblocks all signals. Async-signal-safe: only `signal` and `sigprocmask`.
+/// The highest signal number on Linux (SIGRTMAX).
+const SIGNAL_MAX: libc::c_int = 64;
+
+/// The kernel's `struct sigaction` (not glibc's, which is laid out differently). The same
+/// layout on x86_64 and aarch64: handler, flags, restorer, mask.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Resets every signal (1 to 64, except KILL and STOP) to its default action and unblocks
+/// all signals. Async-signal-safe: raw `rt_sigaction` and `sigprocmask` only.
+///
+/// The raw syscall, not glibc's `signal`, because glibc refuses signals 32 and 33 (its own
+/// internal ones), and a caller can still hand them down ignored: children that a Rust
+/// program spawns inherit signal 32 ignored. An ignored disposition survives exec, so the
+/// task would inherit it.
 pub fn reset_all() {
-    // Linux's SIGRTMIN is 32 (glibc reserves 32 and 33 for itself).
-    for signo in 1..32 {
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signo in 1..=SIGNAL_MAX {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: setting the default disposition installs no handler and touches no memory.
-        unsafe { libc::signal(signo, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction reads `default` (a valid kernel sigaction that installs no
+        // handler) and writes nothing (null old action); the size is that of the kernel's
+        // 64-bit signal mask.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            );
+        }
     }
     // SAFETY: an all-zero sigset_t is the empty set (sigemptyset would also do); setting an
     // empty mask has no memory effects.
