@@ -3,7 +3,8 @@
 //! A supervisor started by one version may still be writing when a newer version reads, so
 //! fields are only ever added (with defaults), never renamed or removed; unknown fields are
 //! ignored. `format_version` changes only for a change an older reader must not misread.
-//! `tests/fixtures/record-v1.json` must always load.
+//! `tests/fixtures/record-v1.json` must always load (a unit test parses it; an integration
+//! test reads it through the binary).
 
 use std::io;
 use std::path::Path;
@@ -183,21 +184,22 @@ mod tests {
     /// an older build may still be writing when a newer build reads.
     #[test]
     fn version_1_record_still_loads() {
-        let bytes = include_bytes!("testdata/record-v1.json");
+        let bytes = include_bytes!("../../tests/fixtures/record-v1.json");
         let record = TaskRecord::parse(Path::new("record-v1.json"), bytes).expect("v1 loads");
         assert_eq!(record.format_version, 1);
-        assert_eq!(record.id, "fixture");
-        assert_eq!(record.status, Status::Exited);
-        assert_eq!(record.exit_code, Some(3));
-        assert_eq!(record.reason, Some(Reason::Exit));
-        assert_eq!(record.env_keys, ["TOKEN"]);
-        assert_eq!(record.tags, ["dev"]);
+        assert_eq!(record.id, "legacy");
+        assert_eq!(record.status, Status::Killed);
+        assert_eq!(record.reason, Some(Reason::Stop));
+        assert_eq!(record.signal.as_deref(), Some("SIGTERM"));
+        assert_eq!(record.run, 3);
+        assert_eq!(record.env_keys, ["PORT"]);
+        assert_eq!(record.tags, ["web", "dev"]);
     }
 
     #[test]
     fn unknown_fields_from_a_newer_writer_are_ignored() {
         let mut value: serde_json::Value =
-            serde_json::from_slice(include_bytes!("testdata/record-v1.json")).expect("json");
+            serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json")).expect("json");
         value["added_by_a_future_version"] = serde_json::json!({"x": 1});
         let bytes = serde_json::to_vec(&value).expect("encode");
         assert!(TaskRecord::parse(Path::new("r.json"), &bytes).is_ok());
@@ -207,7 +209,7 @@ mod tests {
     fn records_naming_dangerous_pids_are_refused() {
         for pid in [0, 1, -1] {
             let mut value: serde_json::Value =
-                serde_json::from_slice(include_bytes!("testdata/record-v1.json")).expect("json");
+                serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json")).expect("json");
             value["pgid"] = serde_json::json!(pid);
             let bytes = serde_json::to_vec(&value).expect("encode");
             let error = TaskRecord::parse(Path::new("r.json"), &bytes).expect_err("refused");
