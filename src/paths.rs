@@ -193,6 +193,10 @@ impl TaskPaths {
     pub fn old_log(&self, run: u32) -> PathBuf {
         self.dir.join(format!("output.{run}.log"))
     }
+    /// The append-only lifecycle journal, across runs.
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
     /// Held exclusively by the supervisor for its whole life; never replaced.
     pub fn lock(&self) -> PathBuf {
         self.dir.join("supervisor.lock")

@@ -7,6 +7,7 @@
 //! record is never seen.
 
 pub mod atomic;
+pub mod journal;
 pub mod lock;
 pub mod reconcile;
 pub mod record;

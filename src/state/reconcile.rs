@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::paths::{TaskId, TaskPaths};
 use crate::procfs;
+use crate::state::journal::Journal;
 use crate::state::lock::{self, Liveness, TaskLock};
 use crate::state::record::{Reason, Status, TaskRecord};
 use crate::time::now_ms;
@@ -53,6 +54,10 @@ pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<Ta
         }
     });
     record.write(paths)?;
+    if let Ok(mut journal) = Journal::open(paths) {
+        let log_size = std::fs::metadata(paths.log()).map_or(0, |m| m.len());
+        let _ = journal.ended(&record, log_size);
+    }
     Ok(Some(record))
 }
 

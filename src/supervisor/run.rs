@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 
 use crate::paths::{StateDir, TaskId, TaskPaths, set_private_mode};
 use crate::procfs::{self, Identity};
+use crate::state::journal::Journal;
 use crate::state::{Reason, Status, TaskRecord, atomic};
 use crate::supervisor::{CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, child, fds, signals};
 use crate::time::now_ms;
@@ -90,6 +91,9 @@ fn supervise() -> io::Result<()> {
             record.error = Some(message.clone());
             // The record comes first: `start` reads it once we report.
             let written = record.write(&paths);
+            if let Ok(mut journal) = Journal::open(&paths) {
+                let _ = journal.ended(&record, 0);
+            }
             report(
                 &mut control,
                 &Report::SpawnFailed {
@@ -120,6 +124,12 @@ fn supervise() -> io::Result<()> {
         sweep(Pid::from_raw(pid), me);
         return Err(io::Error::other(e.full_message()));
     }
+    // The journal is a courtesy to followers; the record is the truth, so a journal that
+    // cannot be written does not stop the task.
+    let mut journal = Journal::open(&paths).ok();
+    if let Some(journal) = journal.as_mut() {
+        let _ = journal.status(&record, 0);
+    }
     report(&mut control, &Report::Running { pid });
     drop(control);
 
@@ -128,6 +138,7 @@ fn supervise() -> io::Result<()> {
         record,
         main: Pid::from_raw(pid),
         me,
+        journal,
         stop: None,
         kill_at: None,
     };
@@ -173,6 +184,7 @@ struct Supervision {
     record: TaskRecord,
     main: Pid,
     me: i32,
+    journal: Option<Journal>,
     stop: Option<StopCause>,
     kill_at: Option<Instant>,
 }
@@ -305,9 +317,13 @@ impl Supervision {
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
         let _ = fs::remove_file(self.paths.stop_request());
-        self.record
-            .write(&self.paths)
-            .map_err(|e| io::Error::other(e.full_message()))
+        let written = self.record.write(&self.paths);
+        // After the record, so a follower that ends on `task.ended` finds the record final.
+        if let Some(journal) = self.journal.as_mut() {
+            let log_size = fs::metadata(self.paths.log()).map_or(0, |m| m.len());
+            let _ = journal.ended(&self.record, log_size);
+        }
+        written.map_err(|e| io::Error::other(e.full_message()))
     }
 }
 

@@ -1,0 +1,167 @@
+//! `events.jsonl`: the append-only lifecycle journal of one task, across its runs.
+//!
+//! One JSON object per line, each with a sequence number that grows by one per entry for
+//! the whole life of the task. Only the holder of the task's lock appends (the supervisor,
+//! or a reader recording a lost task), so sequence numbers never collide. Each entry keeps
+//! the size of the run's log at the moment it was written (`log_offset`), which places it
+//! among the log's lines when the two are merged into one stream of frames.
+//!
+//! Entries are written with one `write` on a descriptor opened `O_APPEND`, so a reader sees
+//! whole lines, except perhaps the very last while it is being written; a line that does
+//! not parse is skipped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::paths::{TaskPaths, set_private_mode};
+use crate::state::TaskRecord;
+use crate::time::now_ms;
+
+/// Frame types written to the journal.
+pub mod kind {
+    pub const STATUS: &str = "task.status";
+    pub const ENDED: &str = "task.ended";
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub sequence: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub timestamp_ms: i64,
+    pub run: u32,
+    /// Size of the run's log when the entry was written.
+    pub log_offset: u64,
+    pub data: Value,
+}
+
+/// The journal, open for appending by the lock holder.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    next: u64,
+}
+
+impl Journal {
+    /// Opens (creating, 0600) the journal and finds the next sequence number.
+    pub fn open(paths: &TaskPaths) -> Result<Journal> {
+        let path = paths.journal();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::store("open", &path, e))?;
+        set_private_mode(&path, 0o600)?;
+        let last = last_sequence(&mut file).map_err(|e| Error::store("read", &path, e))?;
+        Ok(Journal {
+            file,
+            next: last + 1,
+        })
+    }
+
+    /// Appends one entry.
+    pub fn append(&mut self, kind: &str, run: u32, log_offset: u64, data: Value) -> Result<()> {
+        let entry = JournalEntry {
+            sequence: self.next,
+            kind: kind.to_owned(),
+            timestamp_ms: now_ms(),
+            run,
+            log_offset,
+            data,
+        };
+        let mut line = serde_json::to_vec(&entry)
+            .map_err(|e| Error::store("encode", "events.jsonl", io::Error::other(e)))?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .map_err(|e| Error::store("append to", "events.jsonl", e))?;
+        self.next += 1;
+        Ok(())
+    }
+}
+
+impl Journal {
+    /// Records the task's status as it now stands.
+    pub fn status(&mut self, record: &TaskRecord, log_offset: u64) -> Result<()> {
+        let data = json!({"status": record.status, "run": record.run, "pid": record.pid});
+        self.append(kind::STATUS, record.run, log_offset, data)
+    }
+
+    /// Records a terminal status and the end of the run.
+    pub fn ended(&mut self, record: &TaskRecord, log_offset: u64) -> Result<()> {
+        self.status(record, log_offset)?;
+        self.append(kind::ENDED, record.run, log_offset, ended_data(record))
+    }
+}
+
+/// The data of a `task.ended` entry: how the run ended.
+pub fn ended_data(record: &TaskRecord) -> Value {
+    json!({
+        "status": record.status,
+        "run": record.run,
+        "exit_code": record.exit_code,
+        "signal": record.signal,
+        "reason": record.reason,
+    })
+}
+
+/// Every entry of the journal, oldest first; `[]` when there is none.
+pub fn read_all(paths: &TaskPaths) -> Result<Vec<JournalEntry>> {
+    read_from(paths, 0).map(|(entries, _)| entries)
+}
+
+/// Entries from byte `offset` on, and the offset just past the last whole line read.
+pub fn read_from(paths: &TaskPaths, offset: u64) -> Result<(Vec<JournalEntry>, u64)> {
+    let path = paths.journal();
+    let mut bytes = Vec::new();
+    match File::open(&path) {
+        Ok(mut file) => {
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_to_end(&mut bytes))
+                .map_err(|e| Error::store("read", &path, e))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+        Err(e) => return Err(Error::store("open", &path, e)),
+    }
+    // Only whole lines: the last one may still be being written.
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let entries = bytes[..whole]
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect();
+    Ok((entries, offset + whole as u64))
+}
+
+fn last_sequence(file: &mut File) -> io::Result<u64> {
+    let size = file.metadata()?.len();
+    let start = size.saturating_sub(4096);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let last = |bytes: &[u8]| {
+        bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|line| serde_json::from_slice::<JournalEntry>(line).ok())
+            .map(|entry| entry.sequence)
+            .max()
+    };
+    if let Some(sequence) = last(&tail) {
+        return Ok(sequence);
+    }
+    if start == 0 {
+        return Ok(0);
+    }
+    // An entry longer than the tail read: read it all.
+    file.seek(SeekFrom::Start(0))?;
+    let mut all = Vec::new();
+    file.read_to_end(&mut all)?;
+    Ok(last(&all).unwrap_or(0))
+}
