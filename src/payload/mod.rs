@@ -4,6 +4,7 @@
 //! Unknown fields are errors that name the accepted ones; a value of the wrong type or out
 //! of range is an error carrying the JSON path of the bad value (`tags[2]`).
 
+pub mod frame;
 pub mod input;
 pub mod task;
 

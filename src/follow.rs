@@ -1,0 +1,81 @@
+//! Waking up when a watched directory changes: notify (inotify) events, with a polling
+//! fallback because events can be missed or coalesced (and a watch can fail to start on
+//! some filesystems). Callers always re-read the files after a wake, so a spurious wake
+//! costs one read and a missed event costs at most one fallback interval.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+
+/// How often to look again when no event arrived.
+pub const FALLBACK_POLL: Duration = Duration::from_millis(250);
+
+/// A watch on one directory.
+#[derive(Debug)]
+pub struct DirWatch {
+    // Dropping the watcher ends its thread; it must live as long as we wait.
+    _watcher: Option<RecommendedWatcher>,
+    events: Receiver<notify::Result<notify::Event>>,
+}
+
+impl DirWatch {
+    /// Starts watching `dir`. If the watch cannot be set up (no inotify instances left, an
+    /// unsupported filesystem), waits fall back to polling alone.
+    pub fn new(dir: &Path, recursive: bool) -> DirWatch {
+        DirWatch::new_for(dir, recursive, &[])
+    }
+
+    /// Like [`DirWatch::new`], but only changes to files with one of `names` wake a waiter
+    /// (all changes when `names` is empty): a follower of every task's status should not
+    /// wake for each line a task writes to its log.
+    pub fn new_for(dir: &Path, recursive: bool, names: &[&str]) -> DirWatch {
+        let (sender, events) = mpsc::channel();
+        let names: Vec<OsString> = names.iter().map(OsString::from).collect();
+        let sender = move |event: notify::Result<notify::Event>| {
+            let wanted = match &event {
+                Ok(event) if !names.is_empty() => event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| names.iter().any(|w| w == n))),
+                _ => true,
+            };
+            if wanted {
+                let _ = sender.send(event);
+            }
+        };
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        let watcher = notify::recommended_watcher(sender)
+            .and_then(|mut w| w.watch(dir, mode).map(|()| w))
+            .ok();
+        DirWatch {
+            _watcher: watcher,
+            events,
+        }
+    }
+
+    /// Waits until something changed, the fallback interval passed, or `deadline`.
+    /// Returns `false` once the deadline has passed.
+    pub fn wait(&self, deadline: Option<Instant>) -> bool {
+        let now = Instant::now();
+        let timeout = match deadline {
+            Some(d) if d <= now => return false,
+            Some(d) => (d - now).min(FALLBACK_POLL),
+            None => FALLBACK_POLL,
+        };
+        match self.events.recv_timeout(timeout) {
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            // The watcher is gone: poll.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
+        }
+        // Drain what piled up: one re-read covers them all.
+        while self.events.try_recv().is_ok() {}
+        true
+    }
+}

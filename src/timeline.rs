@@ -1,0 +1,545 @@
+//! One task's frames in one order, read from its journal and its log.
+//!
+//! The timeline of a task is: the journal entries of its earlier runs, then the current
+//! run's journal entries and log lines as they happened. An entry written when the log was
+//! `X` bytes long comes after every line that ends at or before `X`. Every item gets the
+//! next sequence number, so within a run a frame's number never changes: `events` and
+//! `logs --stream` number the same line the same way, and `after: <sequence>` resumes.
+//!
+//! The log is read in one streaming pass; only the lines an answer shows are turned into
+//! text. The log's file handle is kept for the whole follow, so a restart that renames the
+//! log away cannot switch a follower to the next run's output.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::output_log::{self, Cursor, CursorReset};
+use crate::paths::{TaskId, TaskPaths};
+use crate::payload::frame::Frame;
+use crate::state::journal::{self, JournalEntry, kind};
+use crate::state::lock;
+use crate::state::{TaskRecord, observe};
+use crate::time::{now_ms, rfc3339};
+
+/// How long a follower waits for a supervisor that has recorded its end to exit.
+const SUPERVISOR_EXIT: Duration = Duration::from_secs(2);
+
+/// The frame type of a log line.
+pub const LOG_LINE: &str = "task.log.line";
+
+/// Where an answer or stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// After the frame with this sequence number.
+    Sequence(u64),
+    /// After the log line this cursor points past.
+    Cursor(Cursor),
+}
+
+/// What to include.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection {
+    pub after: Option<After>,
+    /// Without `after`: how many of the latest log lines to include first. With `after`:
+    /// at most this many log lines (then the answer stops; its `next_cursor` continues).
+    pub lines: Option<u64>,
+    /// Only `task.log.line` frames (for `logs --stream`); the numbering is the same.
+    pub only_lines: bool,
+}
+
+/// Whether a reader should go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The task may still say more.
+    Open,
+    /// The run has ended and everything it said was delivered.
+    Ended,
+    /// The reader went away (stdout closed), or an answer reached its line limit.
+    Stopped,
+}
+
+/// A frame sink: `Break` stops the walk.
+pub type Sink<'a> = dyn FnMut(Frame) -> ControlFlow<()> + 'a;
+
+/// The read position in one task's timeline.
+#[derive(Debug)]
+pub struct Timeline {
+    paths: TaskPaths,
+    task_id: String,
+    run: u32,
+    log: Option<File>,
+    journal_offset: u64,
+    /// Entries of the current run not yet placed among the lines.
+    pending: VecDeque<JournalEntry>,
+    /// How far the log has been walked.
+    log_offset: u64,
+    next_sequence: u64,
+    selection: Selection,
+    /// Items at or before this position are skipped (from `after`).
+    skip: Option<After>,
+    /// Log lines still allowed (from `lines` with `after`).
+    lines_left: Option<u64>,
+    /// Set when `after` was a cursor that could not be used as given.
+    pub cursor_reset: Option<CursorReset>,
+    ended: bool,
+}
+
+/// One item of the walk.
+enum Item<'a> {
+    Entry(JournalEntry),
+    Line { bytes: &'a [u8], end: u64 },
+}
+
+impl Timeline {
+    /// Opens the timeline of the task in `record` and delivers everything selected so far.
+    pub fn open(
+        paths: &TaskPaths,
+        record: &TaskRecord,
+        selection: Selection,
+        sink: &mut Sink<'_>,
+    ) -> Result<(Timeline, Flow)> {
+        let log = match File::open(paths.log()) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::store("open the log", paths.log(), e)),
+        };
+        let (entries, journal_offset) = journal::read_from(paths, 0)?;
+        let mut timeline = Timeline {
+            paths: paths.clone(),
+            task_id: record.id.clone(),
+            run: record.run,
+            log,
+            journal_offset,
+            pending: VecDeque::new(),
+            log_offset: 0,
+            next_sequence: 1,
+            selection,
+            skip: selection.after,
+            lines_left: selection.after.and(selection.lines),
+            cursor_reset: None,
+            ended: false,
+        };
+        if let Some(After::Cursor(cursor)) = selection.after {
+            let size = timeline.log_size()?;
+            let (offset, reset) = output_log::resolve(cursor, record.run, size);
+            timeline.cursor_reset = reset;
+            // A reset cursor reads the current run from its beginning.
+            timeline.skip = Some(After::Cursor(Cursor {
+                run: record.run,
+                offset,
+            }));
+        }
+        let mut prior = Vec::new();
+        for entry in entries {
+            match entry.run {
+                run if run < record.run => prior.push(entry),
+                run if run == record.run => timeline.pending.push_back(entry),
+                _ => {} // A newer run began after the record was read; it is not ours.
+            }
+        }
+        let flow = match selection.after {
+            Some(_) => {
+                for entry in prior {
+                    let sequence = timeline.take_sequence();
+                    if timeline.keeps_entry(&entry, sequence)
+                        && sink(timeline.entry_frame(entry, sequence)).is_break()
+                    {
+                        return Ok((timeline, Flow::Stopped));
+                    }
+                }
+                timeline.advance(false, sink)?
+            }
+            None => timeline.open_at_tail(prior, sink)?,
+        };
+        Ok((timeline, flow))
+    }
+
+    /// Without `after`: the last `lines` log lines (and every lifecycle entry), in order.
+    fn open_at_tail(&mut self, prior: Vec<JournalEntry>, sink: &mut Sink<'_>) -> Result<Flow> {
+        let wanted = self
+            .selection
+            .lines
+            .unwrap_or(crate::payload::input::DEFAULT_LOG_LINES);
+        let mut items: Vec<(u64, Kept)> = Vec::new();
+        for entry in prior {
+            let sequence = self.take_sequence();
+            items.push((sequence, Kept::Entry(entry)));
+        }
+        // Walk everything, keeping every entry and the positions of the last `wanted` lines.
+        let terminal = self.is_terminal(false)?;
+        let to = self.readable_end(terminal)?;
+        let mut ring: VecDeque<(u64, u64, u64)> = VecDeque::new();
+        let mut line_start = self.log_offset;
+        self.walk(to, &mut |item, sequence| {
+            match item {
+                Item::Entry(entry) => items.push((sequence, Kept::Entry(entry))),
+                Item::Line { end, .. } => {
+                    if wanted > 0 {
+                        if ring.len() as u64 == wanted {
+                            ring.pop_front();
+                        }
+                        ring.push_back((sequence, line_start, end));
+                    }
+                    line_start = end;
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        // Read the kept lines in one piece and merge them with the entries by number.
+        if let (Some(&(_, first, _)), Some(&(_, _, last))) = (ring.front(), ring.back()) {
+            let bytes = match self.log.as_mut() {
+                Some(file) => output_log::read_range(file, first, last)
+                    .map_err(|e| Error::store("read the log", self.paths.log(), e))?,
+                None => Vec::new(),
+            };
+            for (sequence, start, end) in ring {
+                let slice = &bytes[(start - first) as usize..(end - first) as usize];
+                items.push((
+                    sequence,
+                    Kept::Line(output_log::render(trim_newline(slice)), end),
+                ));
+            }
+        }
+        items.sort_by_key(|(sequence, _)| *sequence);
+        for (sequence, kept) in items {
+            let frame = match kept {
+                Kept::Entry(entry) if self.selection.only_lines => {
+                    self.note_end(&entry);
+                    continue;
+                }
+                Kept::Entry(entry) => {
+                    self.note_end(&entry);
+                    self.entry_frame(entry, sequence)
+                }
+                Kept::Line(text, end) => self.line_frame(text, end, sequence),
+            };
+            if sink(frame).is_break() {
+                return Ok(Flow::Stopped);
+            }
+        }
+        self.close(terminal, sink)
+    }
+
+    /// Reads what was added since the last call and delivers it.
+    pub fn poll(&mut self, sink: &mut Sink<'_>) -> Result<Flow> {
+        if self.ended {
+            return Ok(Flow::Ended);
+        }
+        let (entries, offset) = journal::read_from(&self.paths, self.journal_offset)?;
+        self.journal_offset = offset;
+        let mut superseded = false;
+        for entry in entries {
+            if entry.run == self.run {
+                self.pending.push_back(entry);
+            } else if entry.run > self.run {
+                superseded = true;
+            }
+        }
+        // Truncated under us (`: > output.log`): start over from its beginning.
+        if self.log_size()? < self.log_offset {
+            self.log_offset = 0;
+        }
+        self.advance(superseded, sink)
+    }
+
+    /// Walks to the end of what can be read now and delivers what the selection keeps.
+    fn advance(&mut self, superseded: bool, sink: &mut Sink<'_>) -> Result<Flow> {
+        let terminal = self.is_terminal(superseded)?;
+        let to = self.readable_end(terminal)?;
+        let mut stopped = false;
+        let mut frames = Vec::new();
+        let log_path = self.paths.log();
+        // Frames are built inside the walk (lines borrow its buffer) and handed on in order.
+        let run = self.run;
+        let task_id = self.task_id.clone();
+        let (skip, only_lines) = (self.skip, self.selection.only_lines);
+        let mut lines_left = self.lines_left;
+        let mut ended = false;
+        let walked = self.walk(to, &mut |item, sequence| {
+            let keep_by_position = |position: u64, is_line: bool| match skip {
+                None => true,
+                Some(After::Sequence(n)) => sequence > n,
+                Some(After::Cursor(c)) if is_line => position > c.offset,
+                Some(After::Cursor(c)) => position >= c.offset,
+            };
+            match item {
+                Item::Entry(entry) => {
+                    ended |= entry.kind == kind::ENDED;
+                    if !only_lines && keep_by_position(entry.log_offset, false) {
+                        frames.push(Frame {
+                            kind: entry.kind,
+                            task_id: task_id.clone(),
+                            sequence,
+                            timestamp: rfc3339(entry.timestamp_ms),
+                            data: entry.data,
+                        });
+                    }
+                }
+                Item::Line { bytes, end } => {
+                    if keep_by_position(end, true) {
+                        if lines_left == Some(0) {
+                            stopped = true;
+                            return ControlFlow::Break(());
+                        }
+                        lines_left = lines_left.map(|n| n - 1);
+                        frames.push(line_frame(
+                            &task_id,
+                            run,
+                            output_log::render(trim_newline(bytes)),
+                            end,
+                            sequence,
+                        ));
+                    }
+                }
+            }
+            // Hand frames on as they come, so a long catch-up streams instead of piling up.
+            for frame in frames.drain(..) {
+                if sink(frame).is_break() {
+                    stopped = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        walked.map_err(|e| match e {
+            Error::Store { .. } => e,
+            other => Error::store(
+                "read the log",
+                log_path,
+                io::Error::other(other.full_message()),
+            ),
+        })?;
+        self.lines_left = lines_left;
+        self.ended |= ended;
+        if stopped {
+            return Ok(Flow::Stopped);
+        }
+        self.close(terminal, sink)
+    }
+
+    /// Whether the run is over: its journal says so, a newer run began, or its record is
+    /// terminal. Once over, the supervisor's last journal entries are read in: it writes the
+    /// record, then the journal, then exits, so after it has let go of the lock the journal
+    /// is complete.
+    fn is_terminal(&mut self, superseded: bool) -> Result<bool> {
+        if self.pending.iter().any(|e| e.kind == kind::ENDED) {
+            return Ok(true);
+        }
+        if !superseded {
+            let id = TaskId::parse(&self.task_id)
+                .map_err(|m| Error::input(m, "Use a valid task id."))?;
+            let record = observe(&self.paths, &id)?;
+            if record.run == self.run {
+                if !record.status.is_terminal() {
+                    return Ok(false);
+                }
+                lock::wait_released(&self.paths, Some(SUPERVISOR_EXIT))?;
+            }
+            // A newer run holds the lock: our supervisor is gone already.
+        }
+        let (entries, offset) = journal::read_from(&self.paths, self.journal_offset)?;
+        self.journal_offset = offset;
+        self.pending
+            .extend(entries.into_iter().filter(|e| e.run == self.run));
+        Ok(true)
+    }
+
+    /// After a walk of an ended run: if the journal held no end (the supervisor died before
+    /// writing it, or an older version ran the task), say it from the record.
+    fn close(&mut self, terminal: bool, sink: &mut Sink<'_>) -> Result<Flow> {
+        if terminal && !self.ended {
+            self.ended = true;
+            let record = TaskRecord::read(&self.paths)?.filter(|r| r.run == self.run);
+            if let Some(record) = record {
+                let sequence = self.take_sequence();
+                if !self.selection.only_lines
+                    && sink(self.ended_frame(&record, sequence)).is_break()
+                {
+                    return Ok(Flow::Stopped);
+                }
+            }
+        }
+        Ok(if self.ended { Flow::Ended } else { Flow::Open })
+    }
+
+    /// How far the log can be read: everything once the run is over, else complete lines.
+    fn readable_end(&mut self, terminal: bool) -> Result<u64> {
+        let size = self.log_size()?;
+        if terminal {
+            return Ok(size);
+        }
+        match self.log.as_mut() {
+            Some(file) => output_log::complete_end(file, self.log_offset, size)
+                .map_err(|e| Error::store("read the log", self.paths.log(), e)),
+            None => Ok(self.log_offset),
+        }
+    }
+
+    fn log_size(&mut self) -> Result<u64> {
+        if self.log.is_none() {
+            self.log = File::open(self.paths.log()).ok();
+        }
+        match &self.log {
+            Some(file) => file
+                .metadata()
+                .map(|m| m.len())
+                .map_err(|e| Error::store("inspect the log", self.paths.log(), e)),
+            None => Ok(0),
+        }
+    }
+
+    /// Walks log bytes from `log_offset` to `to`, numbering lines and placing pending
+    /// entries among them; then places the entries due at the position reached.
+    fn walk(
+        &mut self,
+        to: u64,
+        visit: &mut dyn FnMut(Item<'_>, u64) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let Some(file) = self.log.as_mut() else {
+            let _ = place_entries(
+                &mut self.pending,
+                &mut self.next_sequence,
+                self.log_offset,
+                true,
+                visit,
+            );
+            return Ok(());
+        };
+        let (pending, next_sequence) = (&mut self.pending, &mut self.next_sequence);
+        let mut stopped = false;
+        let reached = output_log::each_line(file, self.log_offset, to, |bytes, end| {
+            let flow = match place_entries(pending, next_sequence, end, false, visit) {
+                ControlFlow::Continue(()) => visit(Item::Line { bytes, end }, take(next_sequence)),
+                stop => stop,
+            };
+            stopped = flow.is_break();
+            flow
+        })
+        .map_err(|e| Error::store("read the log", self.paths.log(), e))?;
+        self.log_offset = reached;
+        if !stopped {
+            let _ = place_entries(
+                &mut self.pending,
+                &mut self.next_sequence,
+                reached,
+                true,
+                visit,
+            );
+        }
+        Ok(())
+    }
+
+    fn take_sequence(&mut self) -> u64 {
+        take(&mut self.next_sequence)
+    }
+
+    fn keeps_entry(&self, entry: &JournalEntry, sequence: u64) -> bool {
+        !self.selection.only_lines
+            && match self.skip {
+                None => true,
+                Some(After::Sequence(n)) => sequence > n,
+                // A cursor points into the current run: earlier runs are behind it.
+                Some(After::Cursor(_)) => entry.run >= self.run,
+            }
+    }
+
+    fn note_end(&mut self, entry: &JournalEntry) {
+        if entry.kind == kind::ENDED && entry.run == self.run {
+            self.ended = true;
+        }
+    }
+
+    fn entry_frame(&self, entry: JournalEntry, sequence: u64) -> Frame {
+        Frame {
+            kind: entry.kind,
+            task_id: self.task_id.clone(),
+            sequence,
+            timestamp: rfc3339(entry.timestamp_ms),
+            data: entry.data,
+        }
+    }
+
+    fn line_frame(&self, text: String, end: u64, sequence: u64) -> Frame {
+        line_frame(&self.task_id, self.run, text, end, sequence)
+    }
+
+    fn ended_frame(&self, record: &TaskRecord, sequence: u64) -> Frame {
+        Frame {
+            kind: kind::ENDED.to_owned(),
+            task_id: self.task_id.clone(),
+            sequence,
+            timestamp: rfc3339(record.ended_at_ms.unwrap_or_else(now_ms)),
+            data: journal::ended_data(record),
+        }
+    }
+
+    /// Where the next answer should start: just past the last log line delivered.
+    pub fn next_cursor(&self) -> Cursor {
+        Cursor {
+            run: self.run,
+            offset: self.log_offset,
+        }
+    }
+
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+}
+
+fn take(next_sequence: &mut u64) -> u64 {
+    let sequence = *next_sequence;
+    *next_sequence += 1;
+    sequence
+}
+
+/// Delivers pending entries that come before a line ending at `end` (`X < end`), or with
+/// `inclusive`, every entry up to the position walked (`X <= end`).
+fn place_entries(
+    pending: &mut VecDeque<JournalEntry>,
+    next_sequence: &mut u64,
+    end: u64,
+    inclusive: bool,
+    visit: &mut dyn FnMut(Item<'_>, u64) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    while let Some(entry) = pending.front() {
+        let due = if inclusive {
+            entry.log_offset <= end
+        } else {
+            entry.log_offset < end
+        };
+        if !due {
+            break;
+        }
+        let Some(entry) = pending.pop_front() else {
+            break;
+        };
+        visit(Item::Entry(entry), take(next_sequence))?;
+    }
+    ControlFlow::Continue(())
+}
+
+/// An item kept by `open_at_tail` until all are known.
+enum Kept {
+    Entry(JournalEntry),
+    Line(String, u64),
+}
+
+fn line_frame(task_id: &str, run: u32, text: String, end: u64, sequence: u64) -> Frame {
+    Frame {
+        kind: LOG_LINE.to_owned(),
+        task_id: task_id.to_owned(),
+        sequence,
+        timestamp: rfc3339(now_ms()),
+        data: json!({"line": text, "cursor": Cursor { run, offset: end }}),
+    }
+}
+
+fn trim_newline(bytes: &[u8]) -> &[u8] {
+    bytes.strip_suffix(b"\n").unwrap_or(bytes)
+}
