@@ -3,6 +3,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::logs::OutputMode;
+
 const PAYLOAD_HELP: &str = "The payload: JSON text, @FILE to read a file, or - to read stdin";
 
 #[derive(Debug, Parser)]
@@ -68,10 +70,27 @@ pub enum Command {
         Environment values are never stored: a task started with env needs them again.\n\n\
         Example:\n  background-tasks restart '{\"id\":\"web\"}'")]
     Restart(PayloadArgs),
-    /// Show the last lines of a task's output (stdout and stderr, in the order written).
-    #[command(after_help = "Payload: {id, lines?}  (lines: default 100)\n\n\
-        Example:\n  background-tasks logs '{\"id\":\"web\",\"lines\":20}'")]
-    Logs(PayloadArgs),
+    /// Show a task's output (stdout and stderr, in the order written); --stream follows it.
+    #[command(after_help = "Payload: {id, lines?, after?, grep?}\n\
+        lines: how many of the last lines (default 100); with after, at most this many new ones.\n\
+        after: a cursor (next_cursor of an earlier answer, or a frame's cursor): only what came after it.\n\
+        grep: only lines matching this regular expression.\n\n\
+        Examples:\n  \
+        background-tasks logs '{\"id\":\"web\",\"lines\":20}'\n  \
+        background-tasks logs '{\"id\":\"build\",\"after\":\"1:5120\"}'\n  \
+        background-tasks logs --stream '{\"id\":\"build\"}'")]
+    Logs(LogsArgs),
+    /// Show a task's lifecycle frames and log lines in one order; --stream follows them.
+    #[command(after_help = "Payload (optional): {id?, after?, lines?}\n\
+        after: a frame's sequence number, or a log line's cursor: only later frames.\n\
+        lines: how many past log lines to include first (default 100).\n\
+        Without an id: every task's status (--stream follows changes until --timeout).\n\n\
+        Frames: task.status, task.log.line {line, cursor}, task.ended {status, exit_code, signal}.\n\n\
+        Examples:\n  \
+        background-tasks events '{\"id\":\"build\"}'\n  \
+        background-tasks events --stream '{\"id\":\"build\",\"lines\":0}'\n  \
+        background-tasks events --stream --timeout 60")]
+    Events(EventsArgs),
     /// Internal: the per-task supervisor. Started by `start`; never run it by hand.
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -88,13 +107,15 @@ impl Command {
             Command::Stop(_) => "stop",
             Command::Restart(_) => "restart",
             Command::Logs(_) => "logs",
+            Command::Events(_) => "events",
             Command::Supervise => "__supervise",
         }
     }
 
     /// Every public command name, for envelopes of usage errors.
-    pub const NAMES: [&'static str; 7] =
-        ["start", "status", "list", "wait", "stop", "restart", "logs"];
+    pub const NAMES: [&'static str; 8] = [
+        "start", "status", "list", "wait", "stop", "restart", "logs", "events",
+    ];
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +151,34 @@ pub struct StopArgs {
     pub payload: Option<String>,
     /// Give up waiting for the end after this many seconds (default: grace_s + 10).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+    /// auto: inline when whole and small, else the lines plus a pointer to the log file;
+    /// inline: always inline, nothing cut; artifact: always the pointer form.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputMode,
+    /// Follow the log: print NDJSON task.log.line frames until the task has ended.
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: stop following after this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+    /// Follow: print NDJSON frames as they happen (for one task, until task.ended).
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: stop following after this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
     pub timeout: Option<f64>,
 }
 

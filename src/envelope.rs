@@ -71,3 +71,26 @@ fn write_line(out: &mut impl Write, value: &impl Serialize, pretty: bool) -> Res
         .and_then(|()| out.flush())
         .map_err(|_| Closed)
 }
+
+impl Output {
+    /// Prints one NDJSON frame (always compact: one frame per line) and flushes it, so a
+    /// follower sees each line the moment it is read.
+    pub fn frame(&self, frame: &crate::payload::frame::Frame) -> Result<(), Closed> {
+        write_line(&mut io::stdout().lock(), frame, false)
+    }
+}
+
+impl Output {
+    /// Whether the reader of stdout has gone away (`| head -1` exited), checked without
+    /// writing: a follower of a quiet task must not linger until the task's next line.
+    pub fn reader_gone(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let stdout = io::stdout();
+        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+    }
+}

@@ -17,12 +17,15 @@ pub mod cli;
 pub mod commands;
 pub mod envelope;
 pub mod error;
+pub mod follow;
+pub mod output_log;
 pub mod paths;
 pub mod payload;
 pub mod procfs;
 pub mod state;
 pub mod supervisor;
 pub mod time;
+pub mod timeline;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -50,12 +53,13 @@ where
     }
     let output = Output { pretty: cli.pretty };
     let name = cli.command.name();
-    match commands::execute(cli.command) {
+    match commands::execute(cli.command, &output) {
         // A closed stdout is not a failure: the reader got what it wanted.
-        Ok(data) => {
+        Ok(commands::Reply::Data(data)) => {
             let _ = output.success(name, &data);
             ExitCode::SUCCESS
         }
+        Ok(commands::Reply::Streamed) => ExitCode::SUCCESS,
         Err(error) => {
             output.failure(name, &error);
             ExitCode::from(EXIT_FAILURE)

@@ -61,7 +61,8 @@ pub fn run(input: ListInput) -> Result<ListAnswer> {
     })
 }
 
-fn all_ids(tasks_dir: &std::path::Path) -> Result<Vec<TaskId>> {
+/// Every valid task id under `tasks_dir`, in no particular order.
+pub fn all_ids(tasks_dir: &std::path::Path) -> Result<Vec<TaskId>> {
     let entries = match fs::read_dir(tasks_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

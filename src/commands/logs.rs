@@ -1,170 +1,376 @@
-//! `logs {id, lines?}`: the last lines of the current run's output.
+//! `logs {id, lines?, after?, grep?}`: lines of the current run's output.
 //!
-//! The log holds bytes exactly as the task wrote them; here they become lines: invalid
-//! UTF-8 turns into U+FFFD, and a last line without a newline is still a line. Only the
-//! tail is read into memory, so a large log costs one pass to count its lines.
+//! Without `after`, the last `lines` lines; with `after` (a cursor), the lines that came
+//! after it, at most `lines` of them. Every answer carries `next_cursor`. While the task
+//! runs, a line still being written is held back, so no line is ever split across answers.
+//!
+//! `--output auto` (the default) answers inline when nothing asked for was left out and the
+//! lines fit the byte budget; otherwise it answers the lines it can show together with a
+//! pointer to the whole log (`summary+artifact`). Each line shown is cut to
+//! [`MAX_LINE_BYTES`] and all of them to [`MAX_INLINE_BYTES`], so one 10 MB line cannot
+//! flood an agent. `--output inline` never cuts; `--output artifact` always points.
+//! `--stream` follows the log as NDJSON `task.log.line` frames until the task has ended.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use regex::Regex;
 use serde::Serialize;
+use serde_json::{Value, json};
 
-use crate::commands::open_state;
+use crate::commands::{Reply, open_state};
+use crate::envelope::Output;
 use crate::error::{Error, Result};
+use crate::follow::DirWatch;
+use crate::output_log::{self, Cursor, CursorReset};
 use crate::payload::input::{DEFAULT_LOG_LINES, LogsInput};
 use crate::payload::task::LogInfo;
-use crate::state::observe;
+use crate::state::{Status, observe};
+use crate::timeline::{After, Flow, Selection, Timeline};
+
+/// Longest line shown whole in an `auto` answer; longer lines are cut.
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+/// Most bytes of lines in an `auto` answer; earlier lines give way first.
+pub const MAX_INLINE_BYTES: usize = 64 * 1024;
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputMode {
+    /// Inline when the answer is whole and small, else summary+artifact.
+    #[default]
+    Auto,
+    /// Always inline, nothing cut.
+    Inline,
+    /// Always summary+artifact.
+    Artifact,
+}
 
 #[derive(Debug, Serialize)]
 pub struct LogsAnswer {
+    pub kind: &'static str,
     pub task_id: String,
     pub run: u32,
+    pub status: Status,
+    /// Lines in the part of the log considered (the whole run, or after the cursor).
     pub total_lines: u64,
     pub shown_lines: u64,
-    /// Whether earlier lines were left out.
+    /// Whether lines that were asked for were left out (earlier ones, or ones past the
+    /// line or byte budget: continue from `next_cursor`).
     pub has_more: bool,
     pub lines: Vec<String>,
+    /// Pass as `after` to get only what comes next.
+    pub next_cursor: Cursor,
+    /// Set when `after` could not be used as given (`new_run`, `truncated`).
+    pub cursor_reset: Option<CursorReset>,
+    /// Lines cut to the byte budget.
+    pub truncated_lines: u64,
+    pub grep: Option<String>,
     pub log: LogInfo,
 }
 
-pub fn run(input: LogsInput) -> Result<LogsAnswer> {
-    let paths = open_state()?.task(&input.id);
+pub fn run(
+    input: LogsInput,
+    mode: OutputMode,
+    output: &Output,
+    stream: Option<Option<Duration>>,
+) -> Result<Reply> {
+    let state = open_state()?;
+    let paths = state.task(&input.id);
+    let grep = match &input.grep {
+        Some(pattern) => Some(Regex::new(pattern).map_err(|e| {
+            Error::input_at(
+                "grep",
+                format!("grep: not a regular expression: {e}"),
+                "Give a valid regex, e.g. \"error|warn\".",
+            )
+        })?),
+        None => None,
+    };
+    let after = input.after.as_deref().map(Cursor::parse).transpose()?;
+    if let Some(timeout) = stream {
+        return follow(&paths, &input, after, grep.as_ref(), output, timeout);
+    }
     let record = observe(&paths, &input.id)?;
     let wanted = input.lines.unwrap_or(DEFAULT_LOG_LINES);
     let path = paths.log();
-    let (total_lines, tail, size) = match File::open(&path) {
-        Ok(mut file) => {
-            let read = |file: &mut File| -> io::Result<(u64, Vec<u8>, u64)> {
-                let size = file.metadata()?.len();
-                let total = count_lines(file, size)?;
-                let tail = read_tail(file, size, wanted)?;
-                Ok((total, tail, size))
-            };
-            read(&mut file).map_err(|e| Error::store("read the log", &path, e))?
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (0, Vec::new(), 0),
+    let mut file = match File::open(&path) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::store("open the log", &path, e)),
     };
-    let lines = split_lines(&tail);
-    let shown_lines = lines.len() as u64;
-    Ok(LogsAnswer {
-        task_id: record.id,
+    let read = |file: &mut File| -> io::Result<Selected> {
+        let size = file.metadata()?.len();
+        let end = if record.status.is_terminal() {
+            size
+        } else {
+            output_log::complete_end(file, 0, size)?
+        };
+        let (from, reset) = match after {
+            Some(cursor) => output_log::resolve(cursor, record.run, size),
+            None => (0, None),
+        };
+        let mut selected = select(
+            file,
+            from,
+            end.max(from),
+            wanted,
+            after.is_some(),
+            grep.as_ref(),
+        )?;
+        selected.cursor_reset = reset;
+        selected.size = size;
+        Ok(selected)
+    };
+    let selected = match file.as_mut() {
+        Some(file) => read(file).map_err(|e| Error::store("read the log", &path, e))?,
+        None => {
+            Selected::empty(after.map_or(0, |c| if c.run == record.run { c.offset } else { 0 }))
+        }
+    };
+    let mut answer = LogsAnswer {
+        kind: "inline",
+        task_id: record.id.clone(),
         run: record.run,
-        total_lines,
-        shown_lines,
-        has_more: shown_lines < total_lines,
-        lines,
-        log: LogInfo {
-            path,
-            size_bytes: size,
+        status: record.status,
+        total_lines: selected.total,
+        shown_lines: 0,
+        has_more: selected.left_out,
+        lines: Vec::new(),
+        next_cursor: Cursor {
+            run: record.run,
+            offset: selected.next,
         },
+        cursor_reset: selected.cursor_reset,
+        truncated_lines: 0,
+        grep: input.grep.clone(),
+        log: LogInfo {
+            path: path.clone(),
+            size_bytes: selected.size,
+        },
+    };
+    let mut lines = selected.lines;
+    if mode != OutputMode::Inline {
+        fit_budget(&mut answer, &mut lines, after.is_some());
+    }
+    answer.shown_lines = lines.len() as u64;
+    answer.lines = lines.into_iter().map(|(text, _)| text).collect();
+    let whole = !answer.has_more && answer.truncated_lines == 0;
+    if mode == OutputMode::Inline || (mode == OutputMode::Auto && whole) {
+        return Ok(Reply::Data(
+            serde_json::to_value(answer).unwrap_or(Value::Null),
+        ));
+    }
+    let summary = summary(&answer, after.is_some());
+    let relative = path
+        .strip_prefix(state.root())
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| path.clone());
+    let mut inline = serde_json::to_value(&answer).unwrap_or(Value::Null);
+    if let Some(map) = inline.as_object_mut() {
+        map.shift_remove("kind");
+    }
+    Ok(Reply::Data(json!({
+        "kind": "summary+artifact",
+        "summary": summary,
+        "inline": inline,
+        "artifact": {
+            "key": format!("task.{}.logs", record.id),
+            "kind": "text",
+            "absolute_path": path,
+            "relative_path": relative,
+            "size_bytes": answer.log.size_bytes,
+        },
+    })))
+}
+
+/// Lines chosen from the log, with their end offsets.
+#[derive(Debug)]
+struct Selected {
+    lines: Vec<(String, u64)>,
+    total: u64,
+    left_out: bool,
+    next: u64,
+    size: u64,
+    cursor_reset: Option<CursorReset>,
+}
+
+impl Selected {
+    fn empty(next: u64) -> Selected {
+        Selected {
+            lines: Vec::new(),
+            total: 0,
+            left_out: false,
+            next,
+            size: 0,
+            cursor_reset: None,
+        }
+    }
+}
+
+/// Picks lines in `[from, end)`: the first `wanted` (`forward`, after a cursor) or the
+/// last `wanted`, of those matching `grep`.
+fn select(
+    file: &mut File,
+    from: u64,
+    end: u64,
+    wanted: u64,
+    forward: bool,
+    grep: Option<&Regex>,
+) -> io::Result<Selected> {
+    if !forward && grep.is_none() {
+        // The common case reads only the tail, plus one counting pass.
+        let total = count_range(file, from, end)?;
+        let start = output_log::tail_start(file, end, wanted)?.max(from);
+        let bytes = output_log::read_range(file, start, end)?;
+        let (lines, _) = output_log::split(&bytes, start, false);
+        return Ok(Selected {
+            left_out: (lines.len() as u64) < total,
+            lines: lines.into_iter().map(|l| (l.text, l.end)).collect(),
+            total,
+            next: end,
+            size: end,
+            cursor_reset: None,
+        });
+    }
+    let mut kept: VecDeque<(String, u64)> = VecDeque::new();
+    let (mut total, mut matched, mut stopped_early) = (0u64, 0u64, false);
+    let reached = output_log::each_line(file, from, end, |bytes, line_end| {
+        let text = output_log::render(bytes);
+        let matches = grep.is_none_or(|re| re.is_match(&text));
+        if matches && forward && kept.len() as u64 == wanted {
+            // A line past the limit: the answer stops before it.
+            stopped_early = true;
+            return ControlFlow::Break(());
+        }
+        total += 1;
+        if matches {
+            matched += 1;
+            if kept.len() as u64 == wanted {
+                kept.pop_front();
+            }
+            if wanted > 0 {
+                kept.push_back((text, line_end));
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    let left_out = stopped_early || matched > kept.len() as u64;
+    Ok(Selected {
+        lines: kept.into_iter().collect(),
+        total,
+        left_out,
+        next: if forward { reached } else { end },
+        size: end,
+        cursor_reset: None,
     })
 }
 
-const BLOCK: usize = 64 * 1024;
-
-/// Lines in the first `size` bytes: newlines, plus one for a final unterminated line.
-fn count_lines(file: &mut File, size: u64) -> io::Result<u64> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = file.take(size);
-    let mut buffer = vec![0; 16 * BLOCK];
-    let (mut lines, mut last) = (0u64, b'\n');
-    loop {
-        let n = reader.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        lines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        last = buffer[n - 1];
+fn count_range(file: &mut File, from: u64, end: u64) -> io::Result<u64> {
+    if from == 0 {
+        return output_log::count_lines(file, end);
     }
-    Ok(lines + u64::from(last != b'\n'))
+    let bytes = output_log::read_range(file, from, end)?;
+    Ok(output_log::split(&bytes, from, false).0.len() as u64)
 }
 
-/// The bytes of the last `wanted` lines among the first `size` bytes.
-fn read_tail(file: &mut File, size: u64, wanted: u64) -> io::Result<Vec<u8>> {
-    if wanted == 0 || size == 0 {
-        return Ok(Vec::new());
+/// Cuts long lines and drops lines past the byte budget: the oldest for a tail, the newest
+/// after a cursor (whose `next_cursor` then stops before them).
+fn fit_budget(answer: &mut LogsAnswer, lines: &mut Vec<(String, u64)>, forward: bool) {
+    for (text, _) in lines.iter_mut() {
+        if text.len() > MAX_LINE_BYTES {
+            let cut = floor_char_boundary(text, MAX_LINE_BYTES);
+            let dropped = text.len() - cut;
+            text.truncate(cut);
+            text.push_str(&format!("…[{dropped} more bytes]"));
+            answer.truncated_lines += 1;
+        }
     }
-    let mut tail: Vec<u8> = Vec::new();
-    let mut end = size;
-    loop {
-        let start = end.saturating_sub(BLOCK as u64);
-        let mut block = vec![0; (end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut block)?;
-        block.extend_from_slice(&tail);
-        tail = block;
-        end = start;
-        // The file's final newline ends the last line; it does not start another.
-        let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
-        let newlines = body.iter().filter(|&&b| b == b'\n').count() as u64;
-        if newlines >= wanted {
-            let mut seen = 0;
-            let cut = body.iter().rposition(|&b| {
-                seen += u64::from(b == b'\n');
-                seen == wanted
-            });
-            return Ok(tail.split_off(cut.map_or(0, |i| i + 1)));
-        }
-        if start == 0 {
-            return Ok(tail);
-        }
+    // Every line is at most MAX_LINE_BYTES (plus a short marker) by now, far below the
+    // budget, so at least one line always fits.
+    let mut used: usize = lines.iter().map(|(t, _)| t.len()).sum();
+    while used > MAX_INLINE_BYTES && lines.len() > 1 {
+        let (text, _) = if forward {
+            let dropped = lines.pop().unwrap_or_default();
+            // The next answer starts with the first line this one left out.
+            if let Some((_, end)) = lines.last() {
+                answer.next_cursor.offset = *end;
+            }
+            dropped
+        } else {
+            lines.remove(0)
+        };
+        used -= text.len();
+        answer.has_more = true;
     }
 }
 
-/// Splits bytes into lines; invalid UTF-8 becomes U+FFFD.
-fn split_lines(bytes: &[u8]) -> Vec<String> {
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    if bytes.is_empty() {
-        return Vec::new();
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while index > 0 && !text.is_char_boundary(index) {
+        index -= 1;
     }
-    body.split(|&b| b == b'\n')
-        .map(|line| String::from_utf8_lossy(line).into_owned())
-        .collect()
+    index
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn tail_of(content: &[u8], wanted: u64) -> (u64, Vec<String>) {
-        let mut file = tempfile::tempfile().expect("temp file");
-        file.write_all(content).expect("write");
-        let size = content.len() as u64;
-        let total = count_lines(&mut file, size).expect("count");
-        let tail = read_tail(&mut file, size, wanted).expect("tail");
-        (total, split_lines(&tail))
+fn summary(answer: &LogsAnswer, forward: bool) -> String {
+    let mut summary = if forward {
+        format!(
+            "Showing {} new log lines for {}{}.",
+            answer.shown_lines,
+            answer.task_id,
+            if answer.has_more {
+                "; more follow after next_cursor"
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!(
+            "Showing {} of {} log lines for {}.",
+            answer.shown_lines, answer.total_lines, answer.task_id
+        )
+    };
+    if answer.truncated_lines > 0 {
+        summary.push_str(&format!(
+            " {} long line(s) cut to {} bytes; the artifact holds them whole.",
+            answer.truncated_lines, MAX_LINE_BYTES
+        ));
     }
+    summary
+}
 
-    #[test]
-    fn tails_lines_with_and_without_a_final_newline() {
-        assert_eq!(tail_of(b"a\nb\nc\n", 2), (3, vec!["b".into(), "c".into()]));
-        assert_eq!(tail_of(b"a\nb\nc", 2), (3, vec!["b".into(), "c".into()]));
-        assert_eq!(
-            tail_of(b"a\nb\nc", 10),
-            (3, vec!["a".into(), "b".into(), "c".into()])
-        );
-        assert_eq!(tail_of(b"", 10), (0, vec![]));
-        assert_eq!(tail_of(b"\n", 10), (1, vec![String::new()]));
-        assert_eq!(tail_of(b"a\n\n", 1), (2, vec![String::new()]));
-        assert_eq!(
-            tail_of(b"x\xff\xfe\x00y\n", 1),
-            (1, vec!["x\u{fffd}\u{fffd}\0y".into()])
-        );
-        assert_eq!(tail_of(b"a\nb\n", 0), (2, vec![]));
-    }
-
-    #[test]
-    fn tails_across_blocks() {
-        let mut content = Vec::new();
-        for i in 0..50_000 {
-            content.extend_from_slice(format!("line {i}\n").as_bytes());
+/// `logs --stream`: NDJSON line frames until the run has ended (or `timeout`).
+fn follow(
+    paths: &crate::paths::TaskPaths,
+    input: &LogsInput,
+    after: Option<Cursor>,
+    grep: Option<&Regex>,
+    output: &Output,
+    timeout: Option<Duration>,
+) -> Result<Reply> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // Watch before the first read, so nothing written in between is missed.
+    let watch = DirWatch::new(&paths.dir, false);
+    let record = observe(paths, &input.id)?;
+    let selection = Selection {
+        after: after.map(After::Cursor),
+        lines: if after.is_some() { None } else { input.lines },
+        only_lines: true,
+    };
+    let mut sink = |frame: crate::payload::frame::Frame| {
+        let shown =
+            grep.is_none_or(|re| frame.data["line"].as_str().is_some_and(|l| re.is_match(l)));
+        if shown && output.frame(&frame).is_err() {
+            return ControlFlow::Break(());
         }
-        let (total, lines) = tail_of(&content, 20_000);
-        assert_eq!(total, 50_000);
-        assert_eq!(lines.len(), 20_000);
-        assert_eq!(lines[0], "line 30000");
-        assert_eq!(lines[19_999], "line 49999");
+        ControlFlow::Continue(())
+    };
+    let (mut timeline, mut flow) = Timeline::open(paths, &record, selection, &mut sink)?;
+    while flow == Flow::Open && watch.wait(deadline) && !output.reader_gone() {
+        flow = timeline.poll(&mut sink)?;
     }
+    Ok(Reply::Streamed)
 }

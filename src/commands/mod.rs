@@ -1,6 +1,7 @@
 //! One module per subcommand. Each takes its arguments, returns its answer as a value, and
 //! never prints or exits: `lib.rs` wraps the answer in the envelope.
 
+pub mod events;
 pub mod list;
 pub mod logs;
 pub mod restart;
@@ -15,13 +16,27 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::Command;
+use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::paths::StateDir;
 use crate::payload;
 
-/// Runs a public command and returns its answer's `data`.
-pub fn execute(command: Command) -> Result<Value> {
-    match command {
+/// What a command produced.
+#[derive(Debug)]
+pub enum Reply {
+    /// One answer, to be printed as the envelope's `data`.
+    Data(Value),
+    /// Frames were already printed (`--stream`); nothing more to say.
+    Streamed,
+}
+
+/// Runs a public command. Streaming commands print their frames through `output`.
+pub fn execute(command: Command, output: &Output) -> Result<Reply> {
+    execute_data(command, output)
+}
+
+fn execute_data(command: Command, output: &Output) -> Result<Reply> {
+    let data = match command {
         Command::Start(args) => {
             let input = payload::require(
                 payload::read(args.payload.as_deref())?,
@@ -65,13 +80,27 @@ pub fn execute(command: Command) -> Result<Value> {
                 "logs",
                 r#"{"id":"web","lines":50}"#,
             )?;
-            to_value(logs::run(input)?)
+            let stream = args
+                .stream
+                .then(|| args.timeout.map(Duration::from_secs_f64));
+            return logs::run(input, args.output, output, stream);
+        }
+        Command::Events(args) => {
+            let input = payload::optional(
+                payload::read(args.payload.as_deref())?,
+                r#"{"id":"web","after":12}"#,
+            )?;
+            let stream = args
+                .stream
+                .then(|| args.timeout.map(Duration::from_secs_f64));
+            return events::run(input, output, stream);
         }
         Command::Supervise => Err(Error::input(
             "__supervise is internal",
             "Use start; it runs the supervisor itself.",
         )),
-    }
+    }?;
+    Ok(Reply::Data(data))
 }
 
 fn id_payload(argument: Option<String>, command: &str) -> Result<payload::input::IdInput> {

@@ -167,14 +167,40 @@ pub struct RestartInput {
     pub env: BTreeMap<String, String>,
 }
 
-/// `logs`: the last lines of the current run's output.
+/// `logs`: lines of the current run's output.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsInput {
     /// The task id.
     pub id: TaskId,
-    /// How many of the last lines to answer (default 100).
+    /// Without `after`: how many of the last lines to answer (default 100). With `after`:
+    /// at most this many lines after the cursor (default 100; `next_cursor` continues).
     pub lines: Option<u64>,
+    /// A cursor (`next_cursor` of an earlier answer, or a frame's `cursor`): only what came
+    /// after it.
+    pub after: Option<String>,
+    /// Only lines matching this regular expression.
+    pub grep: Option<String>,
+}
+
+/// `events`: a task's lifecycle frames and log lines, or every task's status.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsInput {
+    /// The task id; without it, every task's status.
+    pub id: Option<TaskId>,
+    /// Resume after a frame: its `sequence` (a number) or a log line's `cursor` (a string).
+    pub after: Option<AfterInput>,
+    /// How many past log lines to include first (default 100).
+    pub lines: Option<u64>,
+}
+
+/// Where to resume: a frame's sequence number or a log cursor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AfterInput {
+    Sequence(u64),
+    Cursor(String),
 }
 
 fn text(path: &str, value: &str, required: bool) -> Result<()> {
