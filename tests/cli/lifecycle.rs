@@ -184,9 +184,18 @@ fn stdout_and_stderr_keep_their_order_in_one_log() {
     assert_eq!(logs["lines"], json!(["a", "b", "c"]), "{logs}");
     assert_eq!(logs["total_lines"], 3);
     assert_eq!(logs["has_more"], false);
+    // Lines left out: by default the answer points at the whole log as well.
     let tail = sandbox.ok(&["logs"], &json!({"id": "mix", "lines": 2}));
-    assert_eq!(tail["lines"], json!(["b", "c"]), "{tail}");
-    assert_eq!(tail["has_more"], true);
+    assert_eq!(tail["kind"], "summary+artifact", "{tail}");
+    assert_eq!(tail["inline"]["lines"], json!(["b", "c"]), "{tail}");
+    assert_eq!(tail["inline"]["has_more"], true);
+    let inline = sandbox.ok(
+        &["logs", "--output", "inline"],
+        &json!({"id": "mix", "lines": 2}),
+    );
+    assert_eq!(inline["kind"], "inline", "{inline}");
+    assert_eq!(inline["lines"], json!(["b", "c"]), "{inline}");
+    assert_eq!(inline["has_more"], true);
 }
 
 /// Stopping a task that already ended signals nothing and says so.
