@@ -1,0 +1,874 @@
+//! The output side: `logs` (cursors, budgets, output modes, grep, rendering), `logs --stream`
+//! and `events` (RELIABILITY 16, 17 and 23; DESIGN §4 `logs` and `events`).
+//!
+//! Streams are read by a helper thread, one NDJSON line at a time, and every read is
+//! bounded ([`FRAME_HANG`]), so a stream that stops talking fails the test instead of
+//! hanging it. Tasks whose output the test must control read a FIFO (`cat gate.fifo`): the
+//! test decides when each line is written and, by closing the FIFO, when the task ends.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use serde_json::{Value, json};
+
+use crate::support::{DEADLINE, Sandbox, make_fifo, wait_until};
+
+/// How long a stream may stay silent when a frame (or its end) is due.
+const FRAME_HANG: Duration = Duration::from_secs(20);
+
+/// `logs`' budgets in `--output auto` (src/commands/logs.rs).
+const MAX_LINE_BYTES: usize = 8 * 1024;
+const MAX_INLINE_BYTES: usize = 64 * 1024;
+
+/// What the stdout reader of a [`Stream`] saw.
+enum Seen {
+    Line(String),
+    /// EOF: the stream closed its stdout (it ended).
+    Eof,
+    /// The reader closed its end of the pipe on purpose (`| head -n`).
+    HungUp,
+}
+
+/// A `--stream` invocation whose stdout is read line by line. Dropping it kills and reaps the
+/// process if it is still running (it is our own child, so its pid cannot have been reused).
+struct Stream {
+    what: String,
+    child: Child,
+    seen: Receiver<Seen>,
+    stderr: Receiver<String>,
+}
+
+/// How a stream ended.
+#[derive(Debug)]
+struct Ended {
+    status: ExitStatus,
+    stderr: String,
+}
+
+impl Stream {
+    /// Spawns `command` and reads all its stdout.
+    fn spawn(command: Command) -> Stream {
+        Stream::spawn_reading(command, None)
+    }
+
+    /// Spawns `command`; the reader closes the pipe after `keep` lines, as `head -n` does.
+    fn spawn_reading(mut command: Command, keep: Option<usize>) -> Stream {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let what = format!("{command:?}");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let (sender, seen) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut read = 0;
+            loop {
+                if keep == Some(read) {
+                    drop(reader);
+                    let _ = sender.send(Seen::HungUp);
+                    return;
+                }
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => {
+                        let _ = sender.send(Seen::Eof);
+                        return;
+                    }
+                    Ok(_) => {
+                        read += 1;
+                        if sender.send(Seen::Line(line)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let (sender, stderr_text) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = sender.send(text);
+        });
+        Stream {
+            what,
+            child,
+            seen,
+            stderr: stderr_text,
+        }
+    }
+
+    /// The next frame; panics if none comes within [`FRAME_HANG`] or the stream ends.
+    fn next(&mut self) -> Value {
+        match self.seen.recv_timeout(FRAME_HANG) {
+            Ok(Seen::Line(line)) => parse_frame(&line, &self.what),
+            Ok(Seen::Eof) => {
+                let ended = self.end();
+                panic!("{} ended while a frame was due: {ended:?}", self.what)
+            }
+            Ok(Seen::HungUp) | Err(RecvTimeoutError::Disconnected) => {
+                panic!("{}: the reader has stopped", self.what)
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("{} printed no frame within {FRAME_HANG:?}", self.what)
+            }
+        }
+    }
+
+    /// Every frame up to the end of stdout, then how the process ended.
+    fn rest(&mut self) -> (Vec<Value>, Ended) {
+        let mut frames = Vec::new();
+        loop {
+            match self.seen.recv_timeout(FRAME_HANG) {
+                Ok(Seen::Line(line)) => frames.push(parse_frame(&line, &self.what)),
+                Ok(Seen::Eof | Seen::HungUp) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{} did not end within {FRAME_HANG:?} of its last frame; frames since: {frames:#?}",
+                    self.what
+                ),
+            }
+        }
+        (frames, self.end())
+    }
+
+    /// Waits for the process to exit by itself (bounded) and collects its stderr.
+    fn end(&mut self) -> Ended {
+        let mut status = None;
+        wait_until(&format!("{} exits", self.what), DEADLINE, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        let stderr = self
+            .stderr
+            .recv_timeout(FRAME_HANG)
+            .unwrap_or_else(|_| panic!("{}: stderr still open after exit", self.what));
+        Ended {
+            status: status.expect("exited"),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn parse_frame(line: &str, what: &str) -> Value {
+    let frame: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{what} printed a line that is not JSON ({e}): {line:?}"));
+    for key in ["type", "task_id", "sequence", "timestamp", "data"] {
+        assert!(frame.get(key).is_some(), "frame without {key}: {frame}");
+    }
+    frame
+}
+
+/// Asserts a stream ended by itself with exit code 0 and nothing on stderr.
+fn assert_clean_exit(ended: &Ended, what: &str) {
+    assert_eq!(ended.status.code(), Some(0), "{what}: {ended:?}");
+    assert_eq!(ended.stderr, "", "{what} wrote to stderr: {ended:?}");
+}
+
+/// The write end of a FIFO a task reads its output from.
+struct Gate {
+    file: File,
+}
+
+impl Gate {
+    /// Creates `name` in the sandbox's working directory (the default workdir of tasks).
+    fn create(sandbox: &Sandbox, name: &str) -> PathBuf {
+        let path = sandbox.work().join(name);
+        make_fifo(&path);
+        path
+    }
+
+    /// Opens the FIFO for writing once the task has opened it for reading. The open is
+    /// non-blocking (ENXIO until there is a reader), so a task that never reads fails the
+    /// test instead of hanging it; then writes block again, as a terminal's would.
+    fn open(path: &Path) -> Gate {
+        let mut file = None;
+        wait_until(
+            &format!("the task opens {} for reading", path.display()),
+            DEADLINE,
+            || {
+                file = fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(path)
+                    .ok();
+                file.is_some()
+            },
+        );
+        let file = file.expect("the gate");
+        fcntl(&file, FcntlArg::F_SETFL(OFlag::empty())).expect("make the gate blocking");
+        Gate { file }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.file.write_all(bytes).expect("write to the gate");
+    }
+}
+
+/// Starts task `id` that copies FIFO `<id>.fifo` to its output, then runs `then` (shell) and
+/// exits; returns the open gate.
+fn start_gated(sandbox: &Sandbox, id: &str, then: &str) -> Gate {
+    let fifo = format!("{id}.fifo");
+    let path = Gate::create(sandbox, &fifo);
+    let shell = if then.is_empty() {
+        format!("cat {fifo}")
+    } else {
+        format!("cat {fifo}; {then}")
+    };
+    sandbox.start(&json!({"id": id, "shell": shell}));
+    Gate::open(&path)
+}
+
+/// Waits until the task's log holds exactly `content`.
+fn wait_for_log(sandbox: &Sandbox, id: &str, content: &str) {
+    wait_until(&format!("{id}'s log reads {content:?}"), DEADLINE, || {
+        sandbox.log(id) == content
+    });
+}
+
+fn log_path(sandbox: &Sandbox, id: &str) -> PathBuf {
+    sandbox.task_dir(id).join("output.log")
+}
+
+/// The text of each line in an answer (`lines` of an inline answer).
+fn texts(lines: &Value) -> Vec<String> {
+    lines
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of lines: {lines}"))
+        .iter()
+        .map(|l| l.as_str().expect("a line is a string").to_owned())
+        .collect()
+}
+
+fn sequence(frame: &Value) -> u64 {
+    frame["sequence"].as_u64().expect("sequence")
+}
+
+/// RELIABILITY 16: 100 MB of output in one burst does not stall the task; every byte is in
+/// the log, and `logs` answers its last lines.
+#[test]
+fn a_100_mb_burst_of_output_does_not_stall_the_task_and_logs_answers_its_tail() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({
+        "id": "flood",
+        "shell": r"head -c 100000000 /dev/zero | tr '\0' x | fold -w 99",
+    }));
+    let data = sandbox.ok(&["wait", "--timeout", "50"], &json!({"id": "flood"}));
+    assert_eq!(data["status"], "exited", "{data}");
+    assert_eq!(data["task"]["exit_code"], 0, "{data}");
+    // 100,000,000 x's in lines of 99, each with its newline, and a last "x" without one.
+    let lines = 100_000_000 / 99;
+    let size = 100_000_000 + lines;
+    assert_eq!(
+        fs::metadata(log_path(&sandbox, "flood"))
+            .expect("log")
+            .len(),
+        size
+    );
+    assert_eq!(data["task"]["log"]["size_bytes"], size, "{data}");
+
+    let logs = sandbox.ok(&["logs"], &json!({"id": "flood", "lines": 3}));
+    assert_eq!(logs["kind"], "summary+artifact", "{logs}");
+    let inline = &logs["inline"];
+    let full = "x".repeat(99);
+    assert_eq!(
+        texts(&inline["lines"]),
+        [full.as_str(), &full, "x"],
+        "{logs}"
+    );
+    assert_eq!(inline["total_lines"], lines + 1, "{logs}");
+    assert_eq!(inline["next_cursor"], format!("1:{size}"), "{logs}");
+    assert_eq!(logs["artifact"]["size_bytes"], size, "{logs}");
+}
+
+/// RELIABILITY 17: `logs --stream` prints each line the task appends, in order, with growing
+/// sequence numbers and cursors that point just past each line.
+#[test]
+fn logs_stream_delivers_each_appended_line_with_growing_sequence_and_cursor() {
+    let sandbox = Sandbox::new();
+    let mut gate = start_gated(&sandbox, "tail", "");
+    let mut stream =
+        Stream::spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "tail"})));
+    let (mut offset, mut last_sequence) = (0, 0);
+    for i in 1..=5 {
+        let line = format!("line number {i}");
+        gate.write(format!("{line}\n").as_bytes());
+        let frame = stream.next();
+        assert_eq!(frame["type"], "task.log.line", "{frame}");
+        assert_eq!(frame["task_id"], "tail", "{frame}");
+        assert_eq!(frame["data"]["line"], line, "{frame}");
+        offset += line.len() + 1;
+        assert_eq!(frame["data"]["cursor"], format!("1:{offset}"), "{frame}");
+        assert!(
+            sequence(&frame) > last_sequence,
+            "{frame} after {last_sequence}"
+        );
+        last_sequence = sequence(&frame);
+    }
+    // The end of the task ends the stream.
+    drop(gate);
+    let (frames, ended) = stream.rest();
+    assert_eq!(
+        frames,
+        Vec::<Value>::new(),
+        "only line frames, and no more lines"
+    );
+    assert_clean_exit(&ended, "logs --stream");
+    assert_eq!(sandbox.status("tail")["status"], "exited");
+}
+
+/// RELIABILITY 17: a log truncated under a follower (`: > output.log`) is read again from
+/// its beginning: the next line the task writes is delivered whole.
+#[test]
+fn logs_stream_starts_over_when_the_log_is_truncated_under_it() {
+    let sandbox = Sandbox::new();
+    let mut gate = start_gated(&sandbox, "trunc", "");
+    let mut stream =
+        Stream::spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "trunc"})));
+    gate.write(b"first line before\n");
+    assert_eq!(stream.next()["data"]["line"], "first line before");
+    gate.write(b"second line before\n");
+    let before = stream.next();
+    assert_eq!(before["data"]["line"], "second line before");
+
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(log_path(&sandbox, "trunc"))
+        .expect("truncate the log");
+    // Shorter than what was read, so the follower sees the log shrink whichever it reads
+    // first: the empty log or the new line.
+    gate.write(b"after\n");
+    let after = stream.next();
+    assert_eq!(after["type"], "task.log.line", "{after}");
+    assert_eq!(after["data"]["line"], "after", "{after}");
+    assert_eq!(after["data"]["cursor"], "1:6", "{after}");
+    assert!(
+        sequence(&after) > sequence(&before),
+        "{after} after {before}"
+    );
+    gate.write(b"and on\n");
+    assert_eq!(stream.next()["data"]["cursor"], "1:13");
+    drop(gate);
+    let (frames, ended) = stream.rest();
+    assert_eq!(frames, Vec::<Value>::new());
+    assert_clean_exit(&ended, "logs --stream");
+}
+
+/// RELIABILITY 17: what a task writes in the instant before it exits, with or without a
+/// final newline, is printed, and then the stream ends by itself.
+#[test]
+fn logs_stream_prints_output_written_just_before_exit_then_ends_by_itself() {
+    let sandbox = Sandbox::new();
+    for (id, last) in [
+        ("newline", r"printf 'last words\n'"),
+        ("bare", "printf 'last words'"),
+    ] {
+        let mut gate = start_gated(&sandbox, id, &format!("printf 'penultimate\\n'; {last}"));
+        let mut stream =
+            Stream::spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": id})));
+        gate.write(b"while running\n");
+        assert_eq!(stream.next()["data"]["line"], "while running", "{id}");
+        drop(gate);
+        let (frames, ended) = stream.rest();
+        let lines: Vec<&Value> = frames.iter().map(|f| &f["data"]["line"]).collect();
+        assert_eq!(
+            lines,
+            [&json!("penultimate"), &json!("last words")],
+            "{id}: {frames:#?}"
+        );
+        let log_size = fs::metadata(log_path(&sandbox, id)).expect("log").len();
+        assert_eq!(
+            frames[1]["data"]["cursor"],
+            format!("1:{log_size}"),
+            "{id}: the last frame reaches the end of the log"
+        );
+        assert_clean_exit(&ended, id);
+        assert_eq!(sandbox.status(id)["exit_code"], 0);
+    }
+}
+
+/// RELIABILITY 17 / DESIGN §2: `logs --stream | head -1` ends the stream quietly with exit 0,
+/// whether the task goes on writing or sleeps without a word.
+#[test]
+fn logs_stream_exits_zero_quietly_when_its_reader_goes_away() {
+    let sandbox = Sandbox::new();
+    // A task that keeps writing: each poll below writes one more line.
+    let mut gate = start_gated(&sandbox, "chatty", "");
+    gate.write(b"hello\n");
+    let mut stream = Stream::spawn_reading(
+        sandbox.command_with(&["logs", "--stream"], &json!({"id": "chatty"})),
+        Some(1),
+    );
+    assert_eq!(stream.next()["data"]["line"], "hello");
+    let mut written = 0;
+    wait_until(
+        "logs --stream notices its reader is gone while the task writes",
+        DEADLINE,
+        || {
+            written += 1;
+            gate.write(format!("more {written}\n").as_bytes());
+            matches!(stream.child.try_wait(), Ok(Some(_)))
+        },
+    );
+    assert_clean_exit(&stream.end(), "logs --stream with the task writing");
+    assert_eq!(sandbox.status("chatty")["status"], "running");
+
+    // A quiet task: nothing is written after the reader leaves, so only noticing the closed
+    // pipe can end the stream. The same holds for `events --stream`, with and without an id.
+    sandbox.start(&json!({"id": "quiet", "shell": "echo hello; exec sleep 1000"}));
+    wait_for_log(&sandbox, "quiet", "hello\n");
+    let quiet = json!({"id": "quiet"});
+    let followers = [
+        sandbox.command_with(&["logs", "--stream"], &quiet),
+        sandbox.command_with(&["events", "--stream"], &quiet),
+        sandbox.command(&["events", "--stream"]),
+    ];
+    for command in followers {
+        let what = format!("{command:?}");
+        let mut stream = Stream::spawn_reading(command, Some(1));
+        // Without an id, the first frame is the snapshot of the oldest task ("chatty").
+        stream.next();
+        assert_clean_exit(&stream.end(), &what);
+    }
+    assert_eq!(sandbox.status("quiet")["status"], "running");
+    assert_eq!(sandbox.log("quiet"), "hello\n");
+
+    // A `--timeout` ends a follow of a quiet task the same quiet way.
+    let mut stream =
+        Stream::spawn(sandbox.command_with(&["logs", "--stream", "--timeout", "0.5"], &quiet));
+    let (frames, ended) = stream.rest();
+    assert_clean_exit(&ended, "logs --stream --timeout 0.5");
+    assert_eq!(frames.len(), 1, "{frames:#?}");
+    assert_eq!(frames[0]["data"]["line"], "hello");
+}
+
+/// DESIGN §4: `next_cursor` resumes exactly after what was answered; with nothing new the
+/// answer is empty and the cursor stays. A running task's unfinished last line is held back
+/// until its newline arrives, so no line is split across answers.
+#[test]
+fn a_cursor_returns_exactly_the_new_lines_and_holds_back_an_unfinished_one() {
+    let sandbox = Sandbox::new();
+    let mut gate = start_gated(&sandbox, "cur", "");
+    gate.write(b"one\ntwo\n");
+    wait_for_log(&sandbox, "cur", "one\ntwo\n");
+    let first = sandbox.ok(&["logs"], &json!({"id": "cur"}));
+    assert_eq!(first["kind"], "inline", "{first}");
+    assert_eq!(texts(&first["lines"]), ["one", "two"]);
+    assert_eq!(first["next_cursor"], "1:8", "{first}");
+
+    gate.write(b"three\nfour\n");
+    wait_for_log(&sandbox, "cur", "one\ntwo\nthree\nfour\n");
+    let second = sandbox.ok(
+        &["logs"],
+        &json!({"id": "cur", "after": first["next_cursor"]}),
+    );
+    assert_eq!(texts(&second["lines"]), ["three", "four"], "{second}");
+    assert_eq!(second["next_cursor"], "1:19", "{second}");
+    assert_eq!(second["cursor_reset"], Value::Null, "{second}");
+
+    let idle = sandbox.ok(
+        &["logs"],
+        &json!({"id": "cur", "after": second["next_cursor"]}),
+    );
+    assert_eq!(texts(&idle["lines"]), Vec::<String>::new(), "{idle}");
+    assert_eq!(idle["next_cursor"], second["next_cursor"], "{idle}");
+
+    gate.write(b"par");
+    wait_for_log(&sandbox, "cur", "one\ntwo\nthree\nfour\npar");
+    let held = sandbox.ok(
+        &["logs"],
+        &json!({"id": "cur", "after": second["next_cursor"]}),
+    );
+    assert_eq!(texts(&held["lines"]), Vec::<String>::new(), "{held}");
+    assert_eq!(held["next_cursor"], "1:19", "{held}");
+    let tail = sandbox.ok(&["logs"], &json!({"id": "cur"}));
+    assert_eq!(
+        texts(&tail["lines"]),
+        ["one", "two", "three", "four"],
+        "a tail holds the unfinished line back too: {tail}"
+    );
+
+    gate.write(b"tial\n");
+    wait_for_log(&sandbox, "cur", "one\ntwo\nthree\nfour\npartial\n");
+    let whole = sandbox.ok(
+        &["logs"],
+        &json!({"id": "cur", "after": held["next_cursor"]}),
+    );
+    assert_eq!(texts(&whole["lines"]), ["partial"], "{whole}");
+    assert_eq!(whole["next_cursor"], "1:27", "{whole}");
+}
+
+/// DESIGN §4: a cursor belongs to one run. After `restart` it reads the new run from its
+/// start and says `new_run`; past the end of a truncated log it says `truncated`.
+#[test]
+fn a_cursor_from_an_earlier_run_or_past_a_truncated_end_starts_over_and_says_why() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "runs", "shell": "echo \"a $$\"; echo \"b $$\"; exec sleep 1000"}));
+    let first_pid = sandbox.leader("runs").pid;
+    wait_for_log(&sandbox, "runs", &format!("a {first_pid}\nb {first_pid}\n"));
+    let run1 = sandbox.ok(&["logs"], &json!({"id": "runs"}));
+    let cursor = run1["next_cursor"].as_str().expect("cursor").to_owned();
+    assert!(cursor.starts_with("1:"), "{run1}");
+
+    let restarted = sandbox.ok(&["restart"], &json!({"id": "runs"}));
+    let second_pid = restarted["task"]["pid"].as_i64().expect("pid");
+    let run2_log = format!("a {second_pid}\nb {second_pid}\n");
+    wait_for_log(&sandbox, "runs", &run2_log);
+    let logs = sandbox.ok(&["logs"], &json!({"id": "runs", "after": cursor}));
+    assert_eq!(logs["run"], 2, "{logs}");
+    assert_eq!(logs["cursor_reset"], "new_run", "{logs}");
+    assert_eq!(
+        texts(&logs["lines"]),
+        [format!("a {second_pid}"), format!("b {second_pid}")],
+        "{logs}"
+    );
+    assert_eq!(
+        logs["next_cursor"],
+        format!("2:{}", run2_log.len()),
+        "{logs}"
+    );
+    let events = sandbox.ok(&["events"], &json!({"id": "runs", "after": cursor}));
+    assert_eq!(events["cursor_reset"], "new_run", "{events}");
+    let lines: Vec<&Value> = events["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter(|f| f["type"] == "task.log.line")
+        .map(|f| &f["data"]["line"])
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            &json!(format!("a {second_pid}")),
+            &json!(format!("b {second_pid}"))
+        ],
+        "{events}"
+    );
+
+    let mut gate = start_gated(&sandbox, "shrunk", "");
+    gate.write(b"one\ntwo\nthree\n");
+    wait_for_log(&sandbox, "shrunk", "one\ntwo\nthree\n");
+    let before = sandbox.ok(&["logs"], &json!({"id": "shrunk"}));
+    assert_eq!(before["next_cursor"], "1:14", "{before}");
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(log_path(&sandbox, "shrunk"))
+        .expect("truncate the log");
+    gate.write(b"x\n");
+    wait_for_log(&sandbox, "shrunk", "x\n");
+    let after = sandbox.ok(&["logs"], &json!({"id": "shrunk", "after": "1:14"}));
+    assert_eq!(after["cursor_reset"], "truncated", "{after}");
+    assert_eq!(texts(&after["lines"]), ["x"], "{after}");
+    assert_eq!(after["next_cursor"], "1:2", "{after}");
+}
+
+/// DESIGN §4: paging with `next_cursor` visits every line exactly once, also when a page
+/// stops early at the byte budget (its cursor then stops before the lines it left out).
+#[test]
+fn paging_with_next_cursor_visits_every_line_once_even_past_the_byte_budget() {
+    let sandbox = Sandbox::new();
+    // 250 lines of 1,000 bytes: a page of 100 is 100 KB, past the 64 KiB budget.
+    sandbox.start(&json!({
+        "id": "pages",
+        "shell": r#"awk 'BEGIN { for (i = 1; i <= 250; i++) printf "%04d %0995d\n", i, 0 }'"#,
+    }));
+    sandbox.wait("pages");
+    let line = |i: usize| format!("{i:04} {}", "0".repeat(995));
+    for mode in ["auto", "inline"] {
+        let (mut cursor, mut seen, mut pages) = ("1:0".to_owned(), Vec::new(), 0);
+        loop {
+            let answer = sandbox.ok(
+                &["logs", "--output", mode],
+                &json!({"id": "pages", "after": cursor}),
+            );
+            let page = answer.get("inline").unwrap_or(&answer);
+            let lines = texts(&page["lines"]);
+            let next = page["next_cursor"]
+                .as_str()
+                .expect("next_cursor")
+                .to_owned();
+            if lines.is_empty() {
+                assert_eq!(next, cursor, "{mode}: an empty page keeps the cursor");
+                assert_eq!(page["has_more"], false, "{mode}: {page}");
+                break;
+            }
+            if mode == "auto" {
+                let bytes: usize = lines.iter().map(String::len).sum();
+                assert!(bytes <= MAX_INLINE_BYTES, "{mode}: a page of {bytes} bytes");
+            } else {
+                assert!(
+                    lines.len() <= 100,
+                    "{mode}: more than the default 100 lines"
+                );
+            }
+            pages += 1;
+            assert!(pages <= 250, "{mode}: paging does not end");
+            seen.extend(lines);
+            cursor = next;
+        }
+        assert_eq!(seen, (1..=250).map(line).collect::<Vec<_>>(), "{mode}");
+        assert_eq!(cursor, "1:250250", "{mode}");
+        assert!(pages >= 3, "{mode}: {pages} pages");
+    }
+}
+
+/// A cursor that is not `<run>:<offset>` is refused, naming `after`, with a hint.
+#[test]
+fn a_malformed_cursor_is_a_command_input_error_at_after() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "c", "shell": "echo hi"}));
+    sandbox.wait("c");
+    for bad in ["abc", "1:", "-1:0", ":5", "1:2:3"] {
+        for args in [&["logs"][..], &["logs", "--stream"], &["events"]] {
+            let error = sandbox.fail(args, &json!({"id": "c", "after": bad}));
+            assert_eq!(
+                error["type"], "CommandInputError",
+                "{args:?} {bad:?}: {error}"
+            );
+            assert_eq!(
+                error["details"]["path"], "after",
+                "{args:?} {bad:?}: {error}"
+            );
+            assert_eq!(error["details"]["retryable"], false, "{error}");
+        }
+    }
+}
+
+/// DESIGN §4 / the seed tool's artifact shape: a tail that leaves lines out answers the
+/// lines shown and a pointer to the whole log; `--output` forces either shape.
+#[test]
+fn a_partial_tail_answers_summary_plus_artifact_pointing_at_the_whole_log() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "art", "shell": "printf 'one\\ntwo\\nthree\\n'"}));
+    sandbox.wait("art");
+    let log = log_path(&sandbox, "art");
+    let size = fs::metadata(&log).expect("log").len();
+    assert_eq!(size, 14);
+
+    let check_artifact = |answer: &Value| {
+        assert_eq!(answer["kind"], "summary+artifact", "{answer}");
+        let artifact = &answer["artifact"];
+        assert_eq!(artifact["key"], "task.art.logs", "{answer}");
+        assert_eq!(artifact["kind"], "text", "{answer}");
+        assert_eq!(
+            artifact["relative_path"], "tasks/art/output.log",
+            "{answer}"
+        );
+        assert_eq!(artifact["size_bytes"], size, "{answer}");
+        let absolute = PathBuf::from(artifact["absolute_path"].as_str().expect("path"));
+        assert!(absolute.is_absolute(), "{answer}");
+        let (shown, real) = (
+            fs::metadata(&absolute).expect("the artifact exists"),
+            fs::metadata(&log).expect("log"),
+        );
+        assert_eq!(
+            (shown.dev(), shown.ino()),
+            (real.dev(), real.ino()),
+            "{answer}"
+        );
+        assert!(answer["summary"].is_string(), "{answer}");
+        assert!(answer["inline"]["lines"].is_array(), "{answer}");
+        assert!(answer["inline"].get("kind").is_none(), "{answer}");
+    };
+
+    let tail = sandbox.ok(&["logs"], &json!({"id": "art", "lines": 1}));
+    check_artifact(&tail);
+    let summary = tail["summary"].as_str().expect("summary");
+    assert!(summary.contains("1 of 3"), "{summary}");
+    assert_eq!(texts(&tail["inline"]["lines"]), ["three"], "{tail}");
+    assert_eq!(tail["inline"]["has_more"], true, "{tail}");
+
+    let forced = sandbox.ok(&["logs", "--output", "artifact"], &json!({"id": "art"}));
+    check_artifact(&forced);
+    assert_eq!(texts(&forced["inline"]["lines"]), ["one", "two", "three"]);
+    assert_eq!(forced["inline"]["has_more"], false, "{forced}");
+
+    let inline = sandbox.ok(
+        &["logs", "--output", "inline"],
+        &json!({"id": "art", "lines": 1}),
+    );
+    assert_eq!(inline["kind"], "inline", "{inline}");
+    assert!(inline.get("artifact").is_none(), "{inline}");
+    assert_eq!(texts(&inline["lines"]), ["three"], "{inline}");
+    assert_eq!(inline["has_more"], true, "{inline}");
+
+    let whole = sandbox.ok(&["logs"], &json!({"id": "art"}));
+    assert_eq!(whole["kind"], "inline", "{whole}");
+    assert!(whole.get("artifact").is_none(), "{whole}");
+    assert_eq!(texts(&whole["lines"]), ["one", "two", "three"], "{whole}");
+    assert_eq!(whole["has_more"], false, "{whole}");
+    assert_eq!(whole["log"]["size_bytes"], size, "{whole}");
+}
+
+/// RELIABILITY 23: one 10 MB line is cut to the line budget in `auto` (the artifact holds it
+/// whole) and shown whole with `--output inline`.
+#[test]
+fn a_10_mb_line_is_cut_in_auto_mode_and_whole_inline() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({
+        "id": "wide",
+        "shell": r"head -c 10000000 /dev/zero | tr '\0' y; echo",
+    }));
+    assert_eq!(sandbox.wait("wide")["exit_code"], 0);
+    assert_eq!(
+        fs::metadata(log_path(&sandbox, "wide")).expect("log").len(),
+        10_000_001
+    );
+
+    let auto = sandbox.ok(&["logs"], &json!({"id": "wide"}));
+    assert_eq!(
+        auto["kind"], "summary+artifact",
+        "a cut line is not the whole answer"
+    );
+    let inline = &auto["inline"];
+    assert_eq!(inline["truncated_lines"], 1);
+    assert_eq!(inline["total_lines"], 1);
+    let shown = texts(&inline["lines"]);
+    assert_eq!(shown.len(), 1);
+    assert!(
+        shown[0].len() <= MAX_LINE_BYTES + 100,
+        "a 10 MB line shown as {} bytes",
+        shown[0].len()
+    );
+    assert!(shown[0].starts_with(&"y".repeat(MAX_LINE_BYTES / 2)));
+    assert_eq!(auto["artifact"]["size_bytes"], 10_000_001);
+
+    let whole = sandbox.ok(&["logs", "--output", "inline"], &json!({"id": "wide"}));
+    assert_eq!(whole["kind"], "inline");
+    assert_eq!(whole["truncated_lines"], 0);
+    let shown = texts(&whole["lines"]);
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].len(), 10_000_000);
+    assert!(shown[0].bytes().all(|b| b == b'y'));
+}
+
+/// DESIGN §4: lines whose total passes the inline byte budget give way oldest first in
+/// `auto`; `--output inline` shows them all.
+#[test]
+fn lines_past_the_64_kib_budget_give_way_oldest_first() {
+    let sandbox = Sandbox::new();
+    // 2,000 lines of exactly 100 bytes (200 KB), numbered.
+    sandbox.start(&json!({
+        "id": "many",
+        "shell": r#"awk 'BEGIN { for (i = 1; i <= 2000; i++) printf "line %04d %090d\n", i, 0 }'"#,
+    }));
+    sandbox.wait("many");
+    let line = |i: usize| format!("line {i:04} {}", "0".repeat(90));
+    assert_eq!(line(1).len(), 100);
+
+    let auto = sandbox.ok(&["logs"], &json!({"id": "many", "lines": 2000}));
+    assert_eq!(auto["kind"], "summary+artifact", "{}", auto["summary"]);
+    let inline = &auto["inline"];
+    assert_eq!(inline["has_more"], true);
+    assert_eq!(inline["total_lines"], 2000);
+    let shown = texts(&inline["lines"]);
+    assert_eq!(inline["shown_lines"], shown.len());
+    let bytes: usize = shown.iter().map(String::len).sum();
+    assert!(bytes <= MAX_INLINE_BYTES, "{bytes} bytes of lines shown");
+    assert!(
+        bytes + 100 > MAX_INLINE_BYTES,
+        "only {bytes} bytes shown: the budget was not filled"
+    );
+    // The newest lines, in order, up to the very last one.
+    let first_shown = 2000 - shown.len() + 1;
+    let expected: Vec<String> = (first_shown..=2000).map(line).collect();
+    assert_eq!(shown, expected);
+
+    let all = sandbox.ok(
+        &["logs", "--output", "inline"],
+        &json!({"id": "many", "lines": 2000}),
+    );
+    assert_eq!(all["kind"], "inline");
+    assert_eq!(all["has_more"], false);
+    assert_eq!(
+        texts(&all["lines"]),
+        (1..=2000).map(line).collect::<Vec<_>>()
+    );
+}
+
+/// DESIGN §4: `grep` keeps only matching lines (in answers and streams); a pattern that is
+/// not a regex is a `CommandInputError` at `grep`.
+#[test]
+fn grep_keeps_only_matching_lines_and_a_bad_regex_is_an_input_error() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({
+        "id": "g",
+        "shell": "printf 'ok 1\\nerr 2\\nok 3\\nerror 4\\nfine 5\\n'",
+    }));
+    sandbox.wait("g");
+    let logs = sandbox.ok(&["logs"], &json!({"id": "g", "grep": "err"}));
+    assert_eq!(texts(&logs["lines"]), ["err 2", "error 4"], "{logs}");
+    assert_eq!(logs["grep"], "err", "{logs}");
+    let logs = sandbox.ok(&["logs"], &json!({"id": "g", "grep": "^ok [0-9]$"}));
+    assert_eq!(texts(&logs["lines"]), ["ok 1", "ok 3"], "{logs}");
+
+    let mut stream = Stream::spawn(
+        sandbox.command_with(&["logs", "--stream"], &json!({"id": "g", "grep": "err"})),
+    );
+    let (frames, ended) = stream.rest();
+    assert_clean_exit(&ended, "logs --stream with grep");
+    let lines: Vec<&Value> = frames.iter().map(|f| &f["data"]["line"]).collect();
+    assert_eq!(lines, [&json!("err 2"), &json!("error 4")]);
+
+    for args in [&["logs"][..], &["logs", "--stream"]] {
+        let error = sandbox.fail(args, &json!({"id": "g", "grep": "(unclosed"}));
+        assert_eq!(error["type"], "CommandInputError", "{error}");
+        assert_eq!(error["details"]["path"], "grep", "{error}");
+    }
+}
+
+/// DESIGN §4 / RELIABILITY 16: invalid UTF-8 shows as U+FFFD and a progress bar redrawn with
+/// `\r` shows its last state, in `logs`, `events` and streams, while the log keeps every byte.
+#[test]
+fn invalid_utf8_and_carriage_returns_render_as_a_terminal_would_while_the_bytes_stay() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({
+        "id": "raw",
+        "shell": r"printf 'a\377\376b\n10%%\r20%%\r30%%\ndone\r\n'",
+    }));
+    sandbox.wait("raw");
+    assert_eq!(
+        fs::read(log_path(&sandbox, "raw")).expect("log"),
+        b"a\xff\xfeb\n10%\r20%\r30%\ndone\r\n"
+    );
+    let expected = ["a\u{fffd}\u{fffd}b", "30%", "done"];
+    let logs = sandbox.ok(&["logs"], &json!({"id": "raw"}));
+    assert_eq!(texts(&logs["lines"]), expected, "{logs}");
+
+    let events = sandbox.ok(&["events"], &json!({"id": "raw"}));
+    let lines: Vec<&str> = events["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter(|f| f["type"] == "task.log.line")
+        .map(|f| f["data"]["line"].as_str().expect("line"))
+        .collect();
+    assert_eq!(lines, expected, "{events}");
+
+    let mut stream =
+        Stream::spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "raw"})));
+    let (frames, ended) = stream.rest();
+    assert_clean_exit(&ended, "logs --stream");
+    let lines: Vec<&str> = frames
+        .iter()
+        .map(|f| f["data"]["line"].as_str().expect("line"))
+        .collect();
+    assert_eq!(lines, expected);
+}
