@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use crate::support::{DEADLINE, Sandbox, make_fifo, wait_until};
@@ -800,6 +801,248 @@ fn lines_past_the_64_kib_budget_give_way_oldest_first() {
     assert_eq!(
         texts(&all["lines"]),
         (1..=2000).map(line).collect::<Vec<_>>()
+    );
+}
+
+/// DESIGN §4: `events` of an ended task is its whole life in one numbered order: running,
+/// each line, the terminal status and `task.ended`; `after` resumes by sequence; a line has
+/// the same number in `events` and `logs --stream`.
+#[test]
+fn events_of_an_ended_task_number_its_lifecycle_and_lines_without_gaps() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "ev", "shell": "printf 'alpha\\nbeta\\n'; exit 3"}));
+    sandbox.wait("ev");
+    let events = sandbox.ok(&["events"], &json!({"id": "ev"}));
+    assert_eq!(events["task_id"], "ev");
+    assert_eq!(events["ended"], true, "{events}");
+    let frames = events["frames"].as_array().expect("frames").clone();
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| f["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "task.status",
+            "task.log.line",
+            "task.log.line",
+            "task.status",
+            "task.ended"
+        ],
+        "{events}"
+    );
+    let numbers: Vec<u64> = frames.iter().map(sequence).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5], "{events}");
+    assert_eq!(events["next_sequence"], 6, "{events}");
+    for frame in &frames {
+        assert_eq!(frame["task_id"], "ev", "{frame}");
+    }
+    assert_eq!(frames[0]["data"]["status"], "running");
+    assert_eq!(frames[1]["data"], json!({"line": "alpha", "cursor": "1:6"}));
+    assert_eq!(frames[2]["data"], json!({"line": "beta", "cursor": "1:11"}));
+    assert_eq!(frames[3]["data"]["status"], "exited");
+    let ended = &frames[4]["data"];
+    assert_eq!(ended["status"], "exited", "{ended}");
+    assert_eq!(ended["exit_code"], 3, "{ended}");
+    assert_eq!(ended["signal"], Value::Null, "{ended}");
+
+    let later = sandbox.ok(&["events"], &json!({"id": "ev", "after": 2}));
+    let later_numbers: Vec<u64> = later["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(sequence)
+        .collect();
+    assert_eq!(later_numbers, [3, 4, 5], "{later}");
+    let none = sandbox.ok(&["events"], &json!({"id": "ev", "after": 5}));
+    assert_eq!(none["frames"], json!([]), "{none}");
+
+    let mut stream =
+        Stream::spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "ev"})));
+    let (streamed, ended) = stream.rest();
+    assert_clean_exit(&ended, "logs --stream of an ended task");
+    let pick = |f: &Value| (sequence(f), f["data"].clone());
+    assert_eq!(
+        streamed.iter().map(pick).collect::<Vec<_>>(),
+        [pick(&frames[1]), pick(&frames[2])],
+        "the same lines, the same numbers"
+    );
+}
+
+/// DESIGN §4: `events --stream` on a running task prints its frames as they happen and ends
+/// by itself after `task.ended`; every number it printed is the number `events` gives later.
+#[test]
+fn events_stream_follows_a_running_task_until_its_end() {
+    let sandbox = Sandbox::new();
+    let mut gate = start_gated(&sandbox, "live", "exit 5");
+    let mut stream =
+        Stream::spawn(sandbox.command_with(&["events", "--stream"], &json!({"id": "live"})));
+    let running = stream.next();
+    assert_eq!(running["type"], "task.status", "{running}");
+    assert_eq!(running["data"]["status"], "running", "{running}");
+    let mut seen = vec![running];
+    for line in ["first", "second"] {
+        gate.write(format!("{line}\n").as_bytes());
+        let frame = stream.next();
+        assert_eq!(frame["type"], "task.log.line", "{frame}");
+        assert_eq!(frame["data"]["line"], line, "{frame}");
+        seen.push(frame);
+    }
+    drop(gate);
+    let (rest, ended) = stream.rest();
+    assert_clean_exit(&ended, "events --stream");
+    let kinds: Vec<&Value> = rest.iter().map(|f| &f["type"]).collect();
+    assert_eq!(
+        kinds,
+        [&json!("task.status"), &json!("task.ended")],
+        "{rest:#?}"
+    );
+    assert_eq!(rest[0]["data"]["status"], "exited");
+    assert_eq!(rest[1]["data"]["status"], "exited");
+    assert_eq!(rest[1]["data"]["exit_code"], 5);
+    seen.extend(rest);
+    let numbers: Vec<u64> = seen.iter().map(sequence).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5], "{seen:#?}");
+
+    let listed = sandbox.ok(&["events"], &json!({"id": "live"}));
+    let strip = |f: &Value| (f["type"].clone(), sequence(f), f["data"].clone());
+    let listed: Vec<_> = listed["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(strip)
+        .collect();
+    assert_eq!(listed, seen.iter().map(strip).collect::<Vec<_>>());
+}
+
+/// A follow belongs to one run: `restart` ends it (after the old run's end) and none of the
+/// new run's lines reach it; the new run is followed by a new invocation.
+#[test]
+fn a_follow_of_one_run_ends_at_restart_and_never_shows_the_next_runs_lines() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "again", "shell": "echo \"run of $$\"; exec sleep 1000"}));
+    let first_pid = sandbox.leader("again").pid;
+    let first_line = format!("run of {first_pid}");
+    wait_for_log(&sandbox, "again", &format!("{first_line}\n"));
+    let id = json!({"id": "again"});
+    let mut lines = Stream::spawn(sandbox.command_with(&["logs", "--stream"], &id));
+    let mut events = Stream::spawn(sandbox.command_with(&["events", "--stream"], &id));
+    assert_eq!(lines.next()["data"]["line"], first_line);
+    assert_eq!(events.next()["data"]["status"], "running");
+    assert_eq!(events.next()["data"]["line"], first_line);
+
+    let restarted = sandbox.ok(&["restart"], &id);
+    assert_eq!(restarted["task"]["run"], 2, "{restarted}");
+    let (rest, ended) = lines.rest();
+    assert_clean_exit(&ended, "logs --stream across a restart");
+    assert_eq!(
+        rest,
+        Vec::<Value>::new(),
+        "run 2's lines reached run 1's follow"
+    );
+    let (rest, ended) = events.rest();
+    assert_clean_exit(&ended, "events --stream across a restart");
+    let kinds: Vec<&Value> = rest.iter().map(|f| &f["type"]).collect();
+    assert_eq!(
+        kinds,
+        [&json!("task.status"), &json!("task.ended")],
+        "{rest:#?}"
+    );
+    for frame in &rest {
+        assert_eq!(frame["data"]["run"], 1, "{frame}");
+        assert_eq!(frame["data"]["status"], "killed", "{frame}");
+    }
+
+    let second_pid = restarted["task"]["pid"].as_i64().expect("pid");
+    let mut second = Stream::spawn(sandbox.command_with(&["logs", "--stream"], &id));
+    let frame = second.next();
+    assert_eq!(
+        frame["data"]["line"],
+        format!("run of {second_pid}"),
+        "{frame}"
+    );
+    assert_eq!(
+        frame["data"]["cursor"]
+            .as_str()
+            .map(|c| c.starts_with("2:")),
+        Some(true)
+    );
+}
+
+/// RELIABILITY 4 seen by a follower: when the supervisor is SIGKILLed, `events --stream`
+/// does not wait for ever; it ends with a `task.ended` frame that says `lost` (and
+/// `logs --stream` ends too).
+#[test]
+fn events_stream_of_a_task_whose_supervisor_is_sigkilled_ends_with_lost() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "orphan", "command": "sleep", "args": ["1000"]}));
+    let mut stream =
+        Stream::spawn(sandbox.command_with(&["events", "--stream"], &json!({"id": "orphan"})));
+    let first = stream.next();
+    assert_eq!(first["data"]["status"], "running", "{first}");
+    let mut lines =
+        Stream::spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "orphan"})));
+    let supervisor = sandbox.supervisor("orphan");
+    supervisor.signal(Signal::SIGKILL);
+    let (rest, ended) = lines.rest();
+    assert_clean_exit(&ended, "logs --stream after the supervisor died");
+    assert_eq!(rest, Vec::<Value>::new(), "the task wrote nothing");
+    let (rest, ended) = stream.rest();
+    assert_clean_exit(&ended, "events --stream after the supervisor died");
+    let last = rest
+        .last()
+        .unwrap_or_else(|| panic!("no frame after the kill"));
+    assert_eq!(last["type"], "task.ended", "{rest:#?}");
+    assert_eq!(last["data"]["status"], "lost", "{last}");
+    assert_eq!(last["data"]["reason"], "supervisor_lost", "{last}");
+    assert_eq!(sandbox.status("orphan")["status"], "lost");
+}
+
+/// DESIGN §4: `events --stream` without an id prints every task's status, then the changes
+/// of a task started while it runs, and ends at its `--timeout` with exit 0.
+#[test]
+fn events_stream_without_an_id_follows_every_task_until_its_timeout() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "done", "command": "true"}));
+    sandbox.wait("done");
+    sandbox.start(&json!({"id": "busy", "command": "sleep", "args": ["1000"]}));
+    let mut stream = Stream::spawn(sandbox.command(&["events", "--stream", "--timeout", "2"]));
+    let mut snapshot = Vec::new();
+    for _ in 0..3 {
+        snapshot.push(stream.next());
+    }
+    let summary = |f: &Value| {
+        (
+            f["type"].as_str().expect("type").to_owned(),
+            f["task_id"].as_str().expect("id").to_owned(),
+            f["data"]["status"].as_str().expect("status").to_owned(),
+        )
+    };
+    let expect =
+        |kind: &str, id: &str, status: &str| (kind.to_owned(), id.to_owned(), status.to_owned());
+    assert_eq!(
+        snapshot.iter().map(summary).collect::<Vec<_>>(),
+        [
+            expect("task.status", "done", "exited"),
+            expect("task.ended", "done", "exited"),
+            expect("task.status", "busy", "running"),
+        ],
+        "{snapshot:#?}"
+    );
+
+    sandbox.start(&json!({"id": "fresh", "command": "sleep", "args": ["1000"]}));
+    let fresh = stream.next();
+    assert_eq!(
+        summary(&fresh),
+        expect("task.status", "fresh", "running"),
+        "{fresh}"
+    );
+    assert!(sequence(&fresh) > sequence(&snapshot[2]), "{fresh}");
+    let (rest, ended) = stream.rest();
+    assert_clean_exit(&ended, "events --stream --timeout 2");
+    assert!(
+        rest.iter().all(|f| f["task_id"] == "fresh"),
+        "nothing changed but the new task: {rest:#?}"
     );
 }
 
