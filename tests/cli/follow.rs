@@ -969,6 +969,57 @@ fn a_follow_of_one_run_ends_at_restart_and_never_shows_the_next_runs_lines() {
     );
 }
 
+/// DESIGN §4: "`after` resumes from a frame's cursor or sequence". A follower of run 1 that
+/// resumes with the last sequence it saw, after a restart it did not see, must get the new
+/// run's frames: its `task.status` (running, run 2) and every line it has written.
+#[test]
+fn events_after_a_sequence_seen_before_a_restart_resumes_with_the_new_runs_frames() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .start(&json!({"id": "resume", "shell": "printf 'one\\ntwo\\nthree\\n'; exec sleep 1000"}));
+    wait_for_log(&sandbox, "resume", "one\ntwo\nthree\n");
+    let id = json!({"id": "resume"});
+    // A follower of run 1 sees its whole life, up to its end at the restart.
+    let mut follower = Stream::spawn(sandbox.command_with(&["events", "--stream"], &id));
+    let mut seen = vec![follower.next()];
+    assert_eq!(seen[0]["data"]["status"], "running");
+    sandbox.ok(&["restart"], &id);
+    let (rest, ended) = follower.rest();
+    assert_clean_exit(&ended, "events --stream of run 1");
+    seen.extend(rest);
+    let last = seen.last().expect("frames");
+    assert_eq!(last["type"], "task.ended", "{seen:#?}");
+    let last_seen = sequence(last);
+
+    // Run 2 writes the same three lines; the follower comes back with `after`.
+    wait_for_log(&sandbox, "resume", "one\ntwo\nthree\n");
+    let resumed = sandbox.ok(&["events"], &json!({"id": "resume", "after": last_seen}));
+    let frames = resumed["frames"].as_array().expect("frames");
+    let got: Vec<(String, Value)> = frames
+        .iter()
+        .map(|f| {
+            let data = &f["data"];
+            let what = if f["type"] == "task.log.line" {
+                data["line"].clone()
+            } else {
+                data["run"].clone()
+            };
+            (f["type"].as_str().expect("type").to_owned(), what)
+        })
+        .collect();
+    let expected = vec![
+        ("task.status".to_owned(), json!(2)),
+        ("task.log.line".to_owned(), json!("one")),
+        ("task.log.line".to_owned(), json!("two")),
+        ("task.log.line".to_owned(), json!("three")),
+    ];
+    assert_eq!(
+        got, expected,
+        "events {{after: {last_seen}}} (the last sequence run 1's follower saw) lost run 2's \
+         frames; run 1's frames were {seen:#?}; the answer was {resumed:#}"
+    );
+}
+
 /// RELIABILITY 4 seen by a follower: when the supervisor is SIGKILLed, `events --stream`
 /// does not wait for ever; it ends with a `task.ended` frame that says `lost` (and
 /// `logs --stream` ends too).
