@@ -199,7 +199,8 @@ mod tests {
     #[test]
     fn unknown_fields_from_a_newer_writer_are_ignored() {
         let mut value: serde_json::Value =
-            serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json")).expect("json");
+            serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json"))
+                .expect("json");
         value["added_by_a_future_version"] = serde_json::json!({"x": 1});
         let bytes = serde_json::to_vec(&value).expect("encode");
         assert!(TaskRecord::parse(Path::new("r.json"), &bytes).is_ok());
@@ -209,7 +210,8 @@ mod tests {
     fn records_naming_dangerous_pids_are_refused() {
         for pid in [0, 1, -1] {
             let mut value: serde_json::Value =
-                serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json")).expect("json");
+                serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json"))
+                    .expect("json");
             value["pgid"] = serde_json::json!(pid);
             let bytes = serde_json::to_vec(&value).expect("encode");
             let error = TaskRecord::parse(Path::new("r.json"), &bytes).expect_err("refused");
