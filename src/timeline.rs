@@ -1,37 +1,46 @@
-//! One task's frames in one order, read from its journal and its log.
+//! One run's frames in one order, read from the task's journal and its log.
 //!
-//! The timeline of a task is: the journal entries of its earlier runs, then the current
-//! run's journal entries and log lines as they happened. An entry written when the log was
-//! `X` bytes long comes after every line that ends at or before `X`. Every item gets the
-//! next sequence number, so within a run a frame's number never changes: `events` and
-//! `logs --stream` number the same line the same way, and `after: <sequence>` resumes.
+//! The timeline of a run is its journal entries and its log lines as they happened: an
+//! entry written when the log was `X` bytes long comes after every line that ends at or
+//! before `X`. Items are numbered from [`first_sequence`]`(run)`, which is
+//! `(run - 1) * 2^32 + 1`, so a frame's number never changes and never repeats across
+//! restarts: `events` and `logs --stream` number the same line the same way, `after:
+//! <sequence>` resumes, and a number from an earlier run is recognised (and starts over at
+//! the current run, saying so) instead of silently skipping frames.
 //!
-//! The log is read in one streaming pass; only the lines an answer shows are turned into
-//! text. The log's file handle is kept for the whole follow, so a restart that renames the
-//! log away cannot switch a follower to the next run's output.
+//! Only the current run is shown: a restart replaces the old run's output, as it does for
+//! `logs`. The log is read in one streaming pass; only the lines an answer shows are turned
+//! into text. The log's file handle is kept for the whole follow, so a restart that renames
+//! the log away cannot switch a follower to the next run's output.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::follow::DirWatch;
 use crate::output_log::{self, Cursor, CursorReset};
 use crate::paths::{TaskId, TaskPaths};
 use crate::payload::frame::Frame;
 use crate::state::journal::{self, JournalEntry, kind};
-use crate::state::lock;
+
 use crate::state::{TaskRecord, observe};
 use crate::time::{now_ms, rfc3339};
 
-/// How long a follower waits for a supervisor that has recorded its end to exit.
+/// How long a follower waits for its supervisor to write the record after `task.ended`.
 const SUPERVISOR_EXIT: Duration = Duration::from_secs(2);
 
 /// The frame type of a log line.
 pub const LOG_LINE: &str = "task.log.line";
+
+/// The first sequence number of a run's frames.
+pub fn first_sequence(run: u32) -> u64 {
+    ((u64::from(run.max(1)) - 1) << 32) | 1
+}
 
 /// Where an answer or stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,67 +119,53 @@ impl Timeline {
             Err(e) => return Err(Error::store("open the log", paths.log(), e)),
         };
         let (entries, journal_offset) = journal::read_from(paths, 0)?;
+        let run = record.run;
         let mut timeline = Timeline {
             paths: paths.clone(),
             task_id: record.id.clone(),
-            run: record.run,
+            run,
             log,
             journal_offset,
-            pending: VecDeque::new(),
+            // Entries of other runs are not ours: earlier runs' output is gone, and a newer
+            // run began after the record was read.
+            pending: entries.into_iter().filter(|e| e.run == run).collect(),
             log_offset: 0,
-            next_sequence: 1,
+            next_sequence: first_sequence(run),
             selection,
             skip: selection.after,
             lines_left: selection.after.and(selection.lines),
             cursor_reset: None,
             ended: false,
         };
-        if let Some(After::Cursor(cursor)) = selection.after {
-            let size = timeline.log_size()?;
-            let (offset, reset) = output_log::resolve(cursor, record.run, size);
-            timeline.cursor_reset = reset;
-            // A reset cursor reads the current run from its beginning.
-            timeline.skip = Some(After::Cursor(Cursor {
-                run: record.run,
-                offset,
-            }));
-        }
-        let mut prior = Vec::new();
-        for entry in entries {
-            match entry.run {
-                run if run < record.run => prior.push(entry),
-                run if run == record.run => timeline.pending.push_back(entry),
-                _ => {} // A newer run began after the record was read; it is not ours.
+        match selection.after {
+            Some(After::Cursor(cursor)) => {
+                let size = timeline.log_size()?;
+                let (offset, reset) = output_log::resolve(cursor, run, size);
+                timeline.cursor_reset = reset;
+                // A reset cursor reads the current run from its beginning.
+                timeline.skip = Some(After::Cursor(Cursor { run, offset }));
             }
+            Some(After::Sequence(n)) if n < first_sequence(run) - 1 => {
+                // A number from an earlier run: everything of this run is new.
+                timeline.cursor_reset = Some(CursorReset::NewRun);
+                timeline.skip = None;
+            }
+            _ => {}
         }
         let flow = match selection.after {
-            Some(_) => {
-                for entry in prior {
-                    let sequence = timeline.take_sequence();
-                    if timeline.keeps_entry(&entry, sequence)
-                        && sink(timeline.entry_frame(entry, sequence)).is_break()
-                    {
-                        return Ok((timeline, Flow::Stopped));
-                    }
-                }
-                timeline.advance(false, sink)?
-            }
-            None => timeline.open_at_tail(prior, sink)?,
+            Some(_) => timeline.advance(false, sink)?,
+            None => timeline.open_at_tail(sink)?,
         };
         Ok((timeline, flow))
     }
 
     /// Without `after`: the last `lines` log lines (and every lifecycle entry), in order.
-    fn open_at_tail(&mut self, prior: Vec<JournalEntry>, sink: &mut Sink<'_>) -> Result<Flow> {
+    fn open_at_tail(&mut self, sink: &mut Sink<'_>) -> Result<Flow> {
         let wanted = self
             .selection
             .lines
             .unwrap_or(crate::payload::input::DEFAULT_LOG_LINES);
         let mut items: Vec<(u64, Kept)> = Vec::new();
-        for entry in prior {
-            let sequence = self.take_sequence();
-            items.push((sequence, Kept::Entry(entry)));
-        }
         // Walk everything, keeping every entry and the positions of the last `wanted` lines.
         let terminal = self.is_terminal(false)?;
         let to = self.readable_end(terminal)?;
@@ -324,25 +319,21 @@ impl Timeline {
     }
 
     /// Whether the run is over: its journal says so, a newer run began, or its record is
-    /// terminal. Once over, the supervisor's last journal entries are read in: it writes the
-    /// record, then the journal, then exits, so after it has let go of the lock the journal
-    /// is complete.
+    /// terminal. The supervisor appends `task.ended` before it writes the terminal record,
+    /// so a record that is terminal while the journal has no end means the end was never
+    /// journaled (a reader found the task lost, or the append failed): [`Timeline::close`]
+    /// then says it from the record.
     fn is_terminal(&mut self, superseded: bool) -> Result<bool> {
-        if self.pending.iter().any(|e| e.kind == kind::ENDED) {
+        if superseded || self.pending.iter().any(|e| e.kind == kind::ENDED) {
             return Ok(true);
         }
-        if !superseded {
-            let id = TaskId::parse(&self.task_id)
-                .map_err(|m| Error::input(m, "Use a valid task id."))?;
-            let record = observe(&self.paths, &id)?;
-            if record.run == self.run {
-                if !record.status.is_terminal() {
-                    return Ok(false);
-                }
-                lock::wait_released(&self.paths, Some(SUPERVISOR_EXIT))?;
-            }
-            // A newer run holds the lock: our supervisor is gone already.
+        let id =
+            TaskId::parse(&self.task_id).map_err(|m| Error::input(m, "Use a valid task id."))?;
+        let record = observe(&self.paths, &id)?;
+        if record.run == self.run && !record.status.is_terminal() {
+            return Ok(false);
         }
+        // Read in what was journaled meanwhile, so the walk places it.
         let (entries, offset) = journal::read_from(&self.paths, self.journal_offset)?;
         self.journal_offset = offset;
         self.pending
@@ -350,10 +341,30 @@ impl Timeline {
         Ok(true)
     }
 
+    /// Once `task.ended` has been delivered, its supervisor writes the terminal record next.
+    /// Wait (briefly) until the record says so, so that a follower's next `status` agrees
+    /// with the stream it just read. The wait is on the record itself (its rename wakes a
+    /// watch), not on the lock: the lock may pass to the next run's `start` at once.
+    fn settle(&self) -> Result<()> {
+        let pending = |record: Option<TaskRecord>| {
+            record.is_some_and(|r| r.run == self.run && !r.status.is_terminal())
+        };
+        if !pending(TaskRecord::read(&self.paths)?) {
+            return Ok(());
+        }
+        // Watch before reading again, so the rename cannot slip between the two.
+        let watch = DirWatch::new(&self.paths.dir, false);
+        let deadline = Instant::now() + SUPERVISOR_EXIT;
+        while pending(TaskRecord::read(&self.paths)?) && watch.wait(Some(deadline)) {}
+        Ok(())
+    }
+
     /// After a walk of an ended run: if the journal held no end (the supervisor died before
     /// writing it, or an older version ran the task), say it from the record.
     fn close(&mut self, terminal: bool, sink: &mut Sink<'_>) -> Result<Flow> {
-        if terminal && !self.ended {
+        if self.ended {
+            self.settle()?;
+        } else if terminal {
             self.ended = true;
             let record = TaskRecord::read(&self.paths)?.filter(|r| r.run == self.run);
             if let Some(record) = record {
@@ -437,16 +448,6 @@ impl Timeline {
 
     fn take_sequence(&mut self) -> u64 {
         take(&mut self.next_sequence)
-    }
-
-    fn keeps_entry(&self, entry: &JournalEntry, sequence: u64) -> bool {
-        !self.selection.only_lines
-            && match self.skip {
-                None => true,
-                Some(After::Sequence(n)) => sequence > n,
-                // A cursor points into the current run: earlier runs are behind it.
-                Some(After::Cursor(_)) => entry.run >= self.run,
-            }
     }
 
     fn note_end(&mut self, entry: &JournalEntry) {

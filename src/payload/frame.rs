@@ -7,11 +7,11 @@
 //!   resume after it;
 //! - `task.ended`: `{status, exit_code, signal, reason}`; a follow ends after it.
 //!
-//! `sequence` numbers a task's frames in one order: its lifecycle entries of earlier runs,
-//! then the current run's entries and log lines as they happened. Numbers are stable within
-//! a run, so `after: <sequence>` resumes a stream; a restart starts a new run whose lines
-//! replace the old run's. `timestamp` is when a lifecycle entry was recorded, or when a
-//! log line was read (the log itself holds no times).
+//! `sequence` numbers a run's frames in one order, its lifecycle entries and log lines as
+//! they happened, from `(run - 1) * 2^32 + 1`: a frame's number never changes and never
+//! repeats across restarts, so `after: <sequence>` resumes, and a number from an earlier
+//! run starts over at the current run (with `cursor_reset: "new_run"`). `timestamp` is when
+//! a lifecycle entry was recorded, or when a log line was read (the log holds no times).
 
 use serde::Serialize;
 use serde_json::Value;

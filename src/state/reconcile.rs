@@ -53,11 +53,12 @@ pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<Ta
             format!("the supervisor vanished without recording an end; nothing signalled: {why}")
         }
     });
-    record.write(paths)?;
+    // The journal's end first, then the record, as the supervisor does.
     if let Ok(mut journal) = Journal::open(paths) {
         let log_size = std::fs::metadata(paths.log()).map_or(0, |m| m.len());
         let _ = journal.ended(&record, log_size);
     }
+    record.write(paths)?;
     Ok(Some(record))
 }
 

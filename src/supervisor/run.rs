@@ -90,10 +90,12 @@ fn supervise() -> io::Result<()> {
             record.finish(Status::Failed, Reason::SpawnError, now_ms());
             record.error = Some(message.clone());
             // The record comes first: `start` reads it once we report.
-            let written = record.write(&paths);
+            // The journal's end first, then the record (see `finish`); `start` reads the record
+            // once we report.
             if let Ok(mut journal) = Journal::open(&paths) {
                 let _ = journal.ended(&record, 0);
             }
+            let written = record.write(&paths);
             report(
                 &mut control,
                 &Report::SpawnFailed {
@@ -317,13 +319,16 @@ impl Supervision {
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
         let _ = fs::remove_file(self.paths.stop_request());
-        let written = self.record.write(&self.paths);
-        // After the record, so a follower that ends on `task.ended` finds the record final.
+        // The journal's end first, then the record: a follower that sees a terminal record
+        // finds `task.ended` already journaled (or knows it never will be), and one that
+        // sees `task.ended` waits only for this supervisor to write the record and exit.
         if let Some(journal) = self.journal.as_mut() {
             let log_size = fs::metadata(self.paths.log()).map_or(0, |m| m.len());
             let _ = journal.ended(&self.record, log_size);
         }
-        written.map_err(|e| io::Error::other(e.full_message()))
+        self.record
+            .write(&self.paths)
+            .map_err(|e| io::Error::other(e.full_message()))
     }
 }
 

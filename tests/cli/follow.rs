@@ -1018,6 +1018,13 @@ fn events_after_a_sequence_seen_before_a_restart_resumes_with_the_new_runs_frame
         "events {{after: {last_seen}}} (the last sequence run 1's follower saw) lost run 2's \
          frames; run 1's frames were {seen:#?}; the answer was {resumed:#}"
     );
+    // The caller is told its number belonged to an earlier run, and run 2's numbers never
+    // repeat run 1's.
+    assert_eq!(resumed["cursor_reset"], "new_run", "{resumed:#}");
+    assert!(
+        frames.iter().all(|f| sequence(f) > last_seen),
+        "{resumed:#}"
+    );
 }
 
 /// RELIABILITY 4 seen by a follower: when the supervisor is SIGKILLed, `events --stream`
