@@ -1,12 +1,88 @@
-//! Development tasks: `cargo xtask <task>`. Empty for now; schemas and benchmarks land here.
+//! Development tasks: `cargo xtask <task>`.
+//!
+//! - `bench [--smoke] [--bin PATH] [--out PATH]`: the benchmark of DESIGN.md §7 (see
+//!   BENCHMARKS.md). It builds the release binary unless `--bin` names one, prints a table
+//!   and writes JSON (default `target/bench/latest.json`). `--smoke` runs one small
+//!   iteration of every measurement, to keep the bench from rotting.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "xtask talks to people"
+)]
 
-fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1);
-    match task.as_deref() {
-        None | Some("help" | "--help") => {
-            println!("cargo xtask <task>\n\nNo tasks yet.");
+mod bench;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("bench") => bench_command(args.collect()),
+        None | Some("help" | "--help" | "-h") => {
+            println!(
+                "cargo xtask <task>\n\n  bench [--smoke] [--bin PATH] [--out PATH]   measure DESIGN.md §7 (BENCHMARKS.md)"
+            );
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown task {other:?}; run `cargo xtask help`"),
+        Some(other) => bail!("unknown task {other:?}; run `cargo xtask help`"),
     }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn bench_command(args: Vec<String>) -> Result<()> {
+    let root = workspace_root();
+    let mut plan = bench::Plan::FULL;
+    let mut bin = None;
+    let mut out = root.join("target/bench/latest.json");
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => plan = bench::Plan::SMOKE,
+            "--bin" => bin = Some(PathBuf::from(args.next().context("--bin needs a path")?)),
+            "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
+            other => bail!("unknown bench option {other:?}"),
+        }
+    }
+    let bin = match bin {
+        Some(bin) => bin,
+        None => {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "background-tasks",
+                ])
+                .current_dir(&root)
+                .status()?;
+            if !status.success() {
+                bail!("cargo build --release failed");
+            }
+            root.join("target/release/background-tasks")
+        }
+    };
+    let bin = bin
+        .canonicalize()
+        .with_context(|| format!("no binary at {}", bin.display()))?;
+    let rows = bench::run(bin, plan)?;
+    print!("{}", bench::table(&rows));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&bench::to_json(&rows, &plan))? + "\n",
+    )?;
+    println!("\nJSON: {}", out.display());
+    Ok(())
 }
