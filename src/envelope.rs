@@ -13,6 +13,7 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::error::Error;
@@ -28,10 +29,22 @@ pub struct Output {
 }
 
 impl Output {
-    /// Prints the success envelope of `command` around `data`.
-    pub fn success(&self, command: &str, data: &Value) -> Result<(), Closed> {
-        let envelope = json!({"ok": true, "command": command, "data": data});
-        write_line(&mut io::stdout().lock(), &envelope, self.pretty)
+    /// Prints the success envelope of `command` around `data` (already JSON).
+    pub fn success(&self, command: &str, data: &RawValue) -> Result<(), Closed> {
+        if self.pretty {
+            // For people: re-read the answer so that all of it is indented.
+            let data: Value = serde_json::from_str(data.get()).unwrap_or(Value::Null);
+            let envelope = json!({"ok": true, "command": command, "data": data});
+            return write_line(&mut io::stdout().lock(), &envelope, true);
+        }
+        // The answer is written as it is: one buffer, one write, no second encoding.
+        let mut line = Vec::with_capacity(data.get().len() + command.len() + 40);
+        line.extend_from_slice(b"{\"ok\":true,\"command\":");
+        serde_json::to_writer(&mut line, command).map_err(|_| Closed)?;
+        line.extend_from_slice(b",\"data\":");
+        line.extend_from_slice(data.get().as_bytes());
+        line.extend_from_slice(b"}\n");
+        write_all(&line)
     }
 
     /// Prints the failure envelope of `command` on stderr.
@@ -59,15 +72,25 @@ impl Output {
 }
 
 fn write_line(out: &mut impl Write, value: &impl Serialize, pretty: bool) -> Result<(), Closed> {
-    let written = if pretty {
-        serde_json::to_writer_pretty(&mut *out, value)
+    // Encode first, then write once: stdout is line-buffered, and many small writes would
+    // each be scanned for newlines.
+    let mut line = if pretty {
+        serde_json::to_vec_pretty(value)
     } else {
-        serde_json::to_writer(&mut *out, value)
-    };
-    // Only the writer can fail here (every value is plain JSON), and a failed write to our
-    // own stdout means the reader is gone: EPIPE, or a closed descriptor.
-    written.map_err(|_| Closed)?;
-    out.write_all(b"\n")
+        serde_json::to_vec(value)
+    }
+    // Only the writer can fail here (every value is plain JSON).
+    .map_err(|_| Closed)?;
+    line.push(b'\n');
+    // A failed write to our own stdout means the reader is gone: EPIPE, or a closed fd.
+    out.write_all(&line)
+        .and_then(|()| out.flush())
+        .map_err(|_| Closed)
+}
+
+fn write_all(bytes: &[u8]) -> Result<(), Closed> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)
         .and_then(|()| out.flush())
         .map_err(|_| Closed)
 }

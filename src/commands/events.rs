@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::commands::list::all_ids;
-use crate::commands::{Reply, open_state};
+use crate::commands::{Reply, encode, open_state};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
@@ -81,9 +81,7 @@ pub fn run(input: EventsInput, output: &Output, stream: Option<Option<Duration>>
             next_cursor: timeline.next_cursor(),
             cursor_reset: timeline.cursor_reset,
         };
-        return Ok(Reply::Data(
-            serde_json::to_value(answer).unwrap_or_default(),
-        ));
+        return Ok(Reply::Data(encode(answer)?));
     }
     // Watch before the first read, so nothing that happens in between is missed.
     let watch = DirWatch::new(&paths.dir, false);
@@ -149,9 +147,7 @@ fn all_tasks(
             None => break,
         }
     }
-    Ok(Reply::Data(
-        serde_json::to_value(AllEventsAnswer { frames }).unwrap_or_default(),
-    ))
+    Ok(Reply::Data(encode(AllEventsAnswer { frames })?))
 }
 
 fn status_frames(record: &TaskRecord, sequence: &mut u64) -> Vec<Frame> {

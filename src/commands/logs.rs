@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 use serde::Serialize;
-use serde_json::{Value, json};
 
-use crate::commands::{Reply, open_state};
+use crate::commands::{Reply, encode, open_state};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
@@ -51,7 +50,9 @@ pub enum OutputMode {
 
 #[derive(Debug, Serialize)]
 pub struct LogsAnswer {
-    pub kind: &'static str,
+    /// `"inline"`; absent inside a `summary+artifact` answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
     pub task_id: String,
     pub run: u32,
     pub status: Status,
@@ -132,7 +133,7 @@ pub fn run(
         }
     };
     let mut answer = LogsAnswer {
-        kind: "inline",
+        kind: Some("inline"),
         task_id: record.id.clone(),
         run: record.run,
         status: record.status,
@@ -160,31 +161,50 @@ pub fn run(
     answer.lines = lines.into_iter().map(|(text, _)| text).collect();
     let whole = !answer.has_more && answer.truncated_lines == 0;
     if mode == OutputMode::Inline || (mode == OutputMode::Auto && whole) {
-        return Ok(Reply::Data(
-            serde_json::to_value(answer).unwrap_or(Value::Null),
-        ));
+        return Ok(Reply::Data(encode(answer)?));
     }
-    let summary = summary(&answer, after.is_some());
-    let relative = path
+    let relative_path = path
         .strip_prefix(state.root())
         .map(PathBuf::from)
         .unwrap_or_else(|_| path.clone());
-    let mut inline = serde_json::to_value(&answer).unwrap_or(Value::Null);
-    if let Some(map) = inline.as_object_mut() {
-        map.shift_remove("kind");
-    }
-    Ok(Reply::Data(json!({
-        "kind": "summary+artifact",
-        "summary": summary,
-        "inline": inline,
-        "artifact": {
-            "key": format!("task.{}.logs", record.id),
-            "kind": "text",
-            "absolute_path": path,
-            "relative_path": relative,
-            "size_bytes": answer.log.size_bytes,
-        },
-    })))
+    let artifact = Artifact {
+        key: format!("task.{}.logs", record.id),
+        kind: "text",
+        absolute_path: path,
+        relative_path,
+        size_bytes: answer.log.size_bytes,
+    };
+    let summary = summary(&answer, after.is_some());
+    // Inside the pointer form the lines carry no `kind` of their own.
+    answer.kind = None;
+    Ok(Reply::Data(encode(ArtifactAnswer {
+        kind: "summary+artifact",
+        summary,
+        inline: answer,
+        artifact,
+    })?))
+}
+
+/// `kind: "summary+artifact"`: the lines that could be shown, and where the whole log is.
+#[derive(Debug, Serialize)]
+pub struct ArtifactAnswer {
+    pub kind: &'static str,
+    /// One sentence for people: "Showing 50 of 412 log lines for web."
+    pub summary: String,
+    pub inline: LogsAnswer,
+    pub artifact: Artifact,
+}
+
+/// The whole log, as a file to read.
+#[derive(Debug, Serialize)]
+pub struct Artifact {
+    /// `task.<id>.logs`
+    pub key: String,
+    pub kind: &'static str,
+    pub absolute_path: PathBuf,
+    /// Relative to the state directory.
+    pub relative_path: PathBuf,
+    pub size_bytes: u64,
 }
 
 /// Lines chosen from the log, with their end offsets.

@@ -13,7 +13,7 @@ pub mod wait;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::cli::Command;
 use crate::envelope::Output;
@@ -24,8 +24,8 @@ use crate::payload;
 /// What a command produced.
 #[derive(Debug)]
 pub enum Reply {
-    /// One answer, to be printed as the envelope's `data`.
-    Data(Value),
+    /// One answer, already encoded, to be printed as the envelope's `data`.
+    Data(Box<RawValue>),
     /// Frames were already printed (`--stream`); nothing more to say.
     Streamed,
 }
@@ -44,17 +44,17 @@ fn execute_data(command: Command, output: &Output) -> Result<Reply> {
                 r#"{"id":"web","command":"npm","args":["run","dev"]}"#,
             )?;
             let wait = args.wait.then(|| args.timeout.map(Duration::from_secs_f64));
-            to_value(start::run(input, wait)?)
+            encode(start::run(input, wait)?)
         }
-        Command::Status(args) => to_value(status::run(id_payload(args.payload, "status")?)?),
+        Command::Status(args) => encode(status::run(id_payload(args.payload, "status")?)?),
         Command::List(args) => {
             let input = payload::optional(
                 payload::read(args.payload.as_deref())?,
                 r#"{"status":"running"}"#,
             )?;
-            to_value(list::run(input)?)
+            encode(list::run(input)?)
         }
-        Command::Wait(args) => to_value(wait::run(
+        Command::Wait(args) => encode(wait::run(
             id_payload(args.payload, "wait")?,
             args.timeout.map(Duration::from_secs_f64),
         )?),
@@ -64,7 +64,7 @@ fn execute_data(command: Command, output: &Output) -> Result<Reply> {
                 "stop",
                 r#"{"id":"web"}"#,
             )?;
-            to_value(stop::run(input, args.timeout.map(Duration::from_secs_f64))?)
+            encode(stop::run(input, args.timeout.map(Duration::from_secs_f64))?)
         }
         Command::Restart(args) => {
             let input = payload::require(
@@ -72,7 +72,7 @@ fn execute_data(command: Command, output: &Output) -> Result<Reply> {
                 "restart",
                 r#"{"id":"web"}"#,
             )?;
-            to_value(restart::run(input)?)
+            encode(restart::run(input)?)
         }
         Command::Logs(args) => {
             let input = payload::require(
@@ -116,9 +116,10 @@ pub fn open_state() -> Result<StateDir> {
     StateDir::open(StateDir::locate()?)
 }
 
-fn to_value(answer: impl Serialize) -> Result<Value> {
+/// Encodes an answer once, straight from its typed value: no intermediate JSON tree.
+pub fn encode(answer: impl Serialize) -> Result<Box<RawValue>> {
     // Answers are plain structs of strings and numbers; this cannot fail.
-    serde_json::to_value(answer).map_err(|e| {
+    serde_json::value::to_raw_value(&answer).map_err(|e| {
         Error::input(
             format!("could not encode the answer: {e}"),
             "This is a bug; please report it.",
