@@ -11,19 +11,30 @@ pub fn now_ms() -> i64 {
     }
 }
 
-/// `2026-11-21T20:21:18.123Z` for Unix milliseconds.
+/// `2026-11-21T20:21:18.123Z` for Unix milliseconds. Years outside 0..=9999 are clamped:
+/// RFC 3339 has four year digits.
 pub fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let secs_of_day = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        secs_of_day / 3600,
-        secs_of_day % 3600 / 60,
-        secs_of_day % 60
-    )
+    // Written digit by digit: `list` prints three of these per task.
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: i64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year.clamp(0, 9999));
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, secs_of_day / 3600);
+    put(14, 2, secs_of_day % 3600 / 60);
+    put(17, 2, secs_of_day % 60);
+    put(20, 3, millis);
+    text.iter().map(|&b| b as char).collect()
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to a proleptic Gregorian date.
