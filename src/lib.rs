@@ -44,12 +44,18 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // The supervisor is entered only by `start`, with exactly this argument: it skips
+    // building the whole command line, which is on the path of every `start`.
+    if args.len() == 2 && args[1] == supervisor::ENTRY {
+        return supervisor::run::run();
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&args, &error),
     };
     if let Command::Supervise = cli.command {
-        return supervisor::run::run();
+        // Reached only with extra arguments, i.e. by hand.
+        return usage_error_message("background-tasks", "__supervise is internal; start runs it");
     }
     let output = Output { pretty: cli.pretty };
     let name = cli.command.name();
@@ -65,6 +71,14 @@ where
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+fn usage_error_message(command: &str, message: &str) -> ExitCode {
+    Output { pretty: false }.failure(
+        command,
+        &Error::input(message, "Use start; it runs the supervisor itself."),
+    );
+    ExitCode::from(EXIT_FAILURE)
 }
 
 /// `--help` and `--version` print normally; every other parse error is an envelope.

@@ -14,15 +14,37 @@ use crate::error::{Error, Result};
 const TEMP_MARK: &str = ".tmp.";
 
 pub fn write(target: &Path, bytes: &[u8]) -> Result<()> {
+    replace(target, bytes)?.sync()
+}
+
+/// Replaces `target` with `bytes`, durably written but with the rename not yet made durable:
+/// the new content is visible to readers and can never be seen half-written, and a crash
+/// leaves either the old file or the new one. [`Replaced::sync`] then makes the rename
+/// durable; a caller may answer first and sync after, off its critical path.
+pub fn replace(target: &Path, bytes: &[u8]) -> Result<Replaced> {
     let temp = temp_path(target);
-    let result = write_temp(&temp, bytes).and_then(|()| {
-        fs::rename(&temp, target).map_err(|e| Error::store("replace", target, e))?;
-        sync_parent(target)
-    });
+    let result = write_temp(&temp, bytes)
+        .and_then(|()| fs::rename(&temp, target).map_err(|e| Error::store("replace", target, e)));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    result
+    result.map(|()| Replaced {
+        target: target.to_path_buf(),
+    })
+}
+
+/// A replaced file whose directory entry is not yet synced.
+#[derive(Debug)]
+#[must_use = "sync() makes the rename durable"]
+pub struct Replaced {
+    target: PathBuf,
+}
+
+impl Replaced {
+    /// Fsyncs the directory, making the rename durable.
+    pub fn sync(self) -> Result<()> {
+        sync_parent(&self.target)
+    }
 }
 
 fn write_temp(temp: &Path, bytes: &[u8]) -> Result<()> {

@@ -162,10 +162,16 @@ impl TaskRecord {
 
     /// Replaces the record atomically and durably.
     pub fn write(&self, paths: &TaskPaths) -> Result<()> {
+        self.replace(paths)?.sync()
+    }
+
+    /// Replaces the record atomically (temp file, fsync, rename); the caller syncs the
+    /// directory with [`atomic::Replaced::sync`], possibly after answering.
+    pub fn replace(&self, paths: &TaskPaths) -> Result<atomic::Replaced> {
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::store("encode the record", paths.record(), io::Error::other(e)))?;
         bytes.push(b'\n');
-        atomic::write(&paths.record(), &bytes)
+        atomic::replace(&paths.record(), &bytes)
     }
 
     /// Marks the record terminal at `ended_at_ms`.

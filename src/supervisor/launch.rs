@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::state::lock::TaskLock;
-use crate::supervisor::{CONTROL_FD, LOCK_FD, Report, Spec, fds};
+use crate::supervisor::{CONTROL_FD, ENTRY, LOCK_FD, Report, Spec, fds};
 
 /// How long `start` waits for the supervisor to report. Exec takes milliseconds; this only
 /// bounds a supervisor wedged on a hung filesystem.
@@ -44,7 +44,7 @@ pub fn launch(spec: &Spec, lock: &TaskLock) -> Result<Report, LaunchError> {
     let (lock_raw, control_raw) = (lock_fd.as_raw_fd(), control_fd.as_raw_fd());
     let mut command = Command::new(exe);
     command
-        .arg("__supervise")
+        .arg(ENTRY)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::TaskRecord;
 
+/// The hidden subcommand that enters the supervisor.
+pub const ENTRY: &str = "__supervise";
+
 /// The supervisor's inherited lock descriptor.
 pub const LOCK_FD: i32 = 3;
 /// The supervisor's inherited control socket.

@@ -112,20 +112,25 @@ fn supervise() -> io::Result<()> {
     record.pgid = Some(pid);
     record.pid_start_ticks = procfs::stat(pid).map(|s| s.start_ticks);
     record.started_at_ms = Some(now_ms());
-    if let Err(e) = record.write(&paths) {
-        // Without a record nobody can find the task: do not leave it running untracked.
-        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-        report(
-            &mut control,
-            &Report::SpawnFailed {
-                cause: "record".into(),
-                os_error: None,
-                message: e.full_message(),
-            },
-        );
-        sweep(Pid::from_raw(pid), me);
-        return Err(io::Error::other(e.full_message()));
-    }
+    // The rename makes the record visible; its directory is synced once `start` has its
+    // answer, off the path every caller waits on.
+    let replaced = match record.replace(&paths) {
+        Ok(replaced) => replaced,
+        Err(e) => {
+            // Without a record nobody can find the task: do not leave it running untracked.
+            let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+            report(
+                &mut control,
+                &Report::SpawnFailed {
+                    cause: "record".into(),
+                    os_error: None,
+                    message: e.full_message(),
+                },
+            );
+            sweep(Pid::from_raw(pid), me);
+            return Err(io::Error::other(e.full_message()));
+        }
+    };
     // The journal is a courtesy to followers; the record is the truth, so a journal that
     // cannot be written does not stop the task.
     let mut journal = Journal::open(&paths).ok();
@@ -134,6 +139,7 @@ fn supervise() -> io::Result<()> {
     }
     report(&mut control, &Report::Running { pid });
     drop(control);
+    let _ = replaced.sync();
 
     let mut supervision = Supervision {
         paths,
