@@ -4,10 +4,8 @@
 //! costs one read and a missed event costs at most one fallback interval.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::path::Path;
-use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -21,8 +19,6 @@ pub struct DirWatch {
     // Dropping the watcher ends its thread; it must live as long as we wait.
     _watcher: Option<RecommendedWatcher>,
     events: Receiver<notify::Result<notify::Event>>,
-    /// For wake-ups that are not file events (a lock's release).
-    wake: Sender<notify::Result<notify::Event>>,
 }
 
 impl DirWatch {
@@ -37,7 +33,6 @@ impl DirWatch {
     /// wake for each line a task writes to its log.
     pub fn new_for(dir: &Path, recursive: bool, names: &[&str]) -> DirWatch {
         let (sender, events) = mpsc::channel();
-        let wake = sender.clone();
         let names: Vec<OsString> = names.iter().map(OsString::from).collect();
         let sender = move |event: notify::Result<notify::Event>| {
             let wanted = match &event {
@@ -62,37 +57,7 @@ impl DirWatch {
         DirWatch {
             _watcher: watcher,
             events,
-            wake,
         }
-    }
-
-    /// Also wakes a waiter when nobody holds the lock at `lock_path` any more: the
-    /// supervisor exited, however it died. The helper thread takes the lock shared and lets
-    /// go at once, so it never keeps a new `start` out.
-    pub fn wake_when_unlocked(&self, lock_path: PathBuf) {
-        let wake = self.wake.clone();
-        let _ = std::thread::Builder::new()
-            .name("lock-wait".into())
-            .spawn(move || {
-                if let Ok(file) = File::open(&lock_path) {
-                    let _ = file.lock_shared();
-                }
-                let _ = wake.send(Ok(notify::Event::default()));
-            });
-    }
-
-    /// Waits for a change (a file event or a wake-up), with no polling fallback: for
-    /// callers that also asked to be woken by the lock. Returns `false` at the deadline.
-    pub fn block(&self, deadline: Option<Instant>) -> bool {
-        let received = match deadline {
-            None => self.events.recv().is_ok(),
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                !left.is_zero() && self.events.recv_timeout(left).is_ok()
-            }
-        };
-        while self.events.try_recv().is_ok() {}
-        received
     }
 
     /// Waits until something changed, the fallback interval passed, or `deadline`.

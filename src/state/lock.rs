@@ -3,14 +3,15 @@
 //! `start` takes the lock exclusively and hands the very same open file to the supervisor,
 //! which holds it until it exits; the kernel releases it however the supervisor dies. So a
 //! reader that can take the lock (even shared) knows the supervisor is gone, and a waiter
-//! that blocks on it (see `follow::DirWatch::wake_when_unlocked`) wakes the instant the
-//! supervisor exits: no polling, no sleeps.
+//! that blocks on it wakes the instant the supervisor exits: no polling, no sleeps.
 //!
 //! The file is never replaced (a lock on a file replaced by rename protects nothing).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::paths::{TaskPaths, set_private_mode};
@@ -30,6 +31,20 @@ impl TaskLock {
             Ok(()) => Ok(Some(TaskLock { file })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(Error::store("lock", paths.lock(), e)),
+        }
+    }
+
+    /// Takes the lock, waiting at most `patience` for its holder to let go.
+    pub fn acquire_within(paths: &TaskPaths, patience: Duration) -> Result<Option<TaskLock>> {
+        if let Some(lock) = TaskLock::try_acquire(paths)? {
+            return Ok(Some(lock));
+        }
+        let file = open_for_locking(paths)?;
+        let path = paths.lock();
+        match block_on(move || file.lock().map(|()| file), patience) {
+            Some(Ok(file)) => Ok(Some(TaskLock { file })),
+            Some(Err(e)) => Err(Error::store("lock", path, e)),
+            None => Ok(None),
         }
     }
 
@@ -59,6 +74,43 @@ pub fn probe(paths: &TaskPaths) -> Result<Liveness> {
         Err(TryLockError::WouldBlock) => Ok(Liveness::Alive),
         Err(TryLockError::Error(e)) => Err(Error::store("lock", paths.lock(), e)),
     }
+}
+
+/// Blocks until the supervisor has exited, or `timeout` passes (`None`: no limit).
+/// Returns whether it exited.
+pub fn wait_released(paths: &TaskPaths, timeout: Option<Duration>) -> Result<bool> {
+    let file = match File::open(paths.lock()) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::store("open", paths.lock(), e)),
+    };
+    let result = match timeout {
+        None => Some(file.lock_shared()),
+        Some(timeout) => block_on(move || file.lock_shared(), timeout),
+    };
+    match result {
+        Some(Ok(())) => Ok(true),
+        Some(Err(e)) => Err(Error::store("lock", paths.lock(), e)),
+        None => Ok(false),
+    }
+}
+
+/// Runs a blocking call on a helper thread and gives up on it after `timeout`. A call given
+/// up on stays blocked until the process exits, which is soon: every command is short-lived.
+fn block_on<T: Send + 'static>(
+    call: impl FnOnce() -> io::Result<T> + Send + 'static,
+    timeout: Duration,
+) -> Option<io::Result<T>> {
+    let (sender, receiver) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("lock-wait".into())
+        .spawn(move || {
+            let _ = sender.send(call());
+        });
+    if let Err(e) = spawned {
+        return Some(Err(e));
+    }
+    receiver.recv_timeout(timeout).ok()
 }
 
 fn open_for_locking(paths: &TaskPaths) -> Result<File> {

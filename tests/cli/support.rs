@@ -322,14 +322,9 @@ impl Pending {
         stat(self.pid).is_some_and(|p| p.state != 'Z')
     }
 
-    /// Whether one of its threads sleeps in a file lock (`/proc/<pid>/task/*/wchan`).
+    /// Whether its main thread sleeps in a file lock (`/proc/<pid>/wchan`).
     pub fn is_blocked_on_a_lock(&self) -> bool {
-        let Ok(threads) = fs::read_dir(format!("/proc/{}/task", self.pid)) else {
-            return false;
-        };
-        threads.flatten().any(|thread| {
-            fs::read_to_string(thread.path().join("wchan")).is_ok_and(|w| w.contains("lock"))
-        })
+        fs::read_to_string(format!("/proc/{}/wchan", self.pid)).is_ok_and(|w| w.contains("lock"))
     }
 
     /// Waits for the end, at most [`HANG`].
