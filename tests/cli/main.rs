@@ -5,6 +5,7 @@
 //! Tests wait on conditions with deadlines, never on fixed sleeps, and assert timing only
 //! as generous bounds against hangs.
 
+mod batch;
 mod follow;
 mod input;
 mod lifecycle;
