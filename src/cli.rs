@@ -91,6 +91,19 @@ pub enum Command {
         background-tasks events --stream '{\"id\":\"build\",\"lines\":0}'\n  \
         background-tasks events --stream --timeout 60")]
     Events(EventsArgs),
+    /// Remove finished tasks and their files (force: stop a running one first).
+    #[command(after_help = "Payload: {id, force?} or an array of them\n\
+        A running or queued task is refused unless force is true.\n\n\
+        Examples:\n  background-tasks rm '{\"id\":\"build\"}'\n  \
+        background-tasks rm '[{\"id\":\"a\"},{\"id\":\"b\",\"force\":true}]'")]
+    Rm(PayloadArgs),
+    /// Remove finished tasks in bulk: by age, status, keeping the newest.
+    #[command(
+        after_help = "Payload (optional): {older_than_s?, keep_last?, status?}\n\
+        Never touches running or queued tasks.\n\n\
+        Example:\n  background-tasks prune '{\"older_than_s\":86400,\"keep_last\":20}'"
+    )]
+    Prune(PayloadArgs),
     /// Internal: the per-task supervisor. Started by `start`; never run it by hand.
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -108,13 +121,15 @@ impl Command {
             Command::Restart(_) => "restart",
             Command::Logs(_) => "logs",
             Command::Events(_) => "events",
+            Command::Rm(_) => "rm",
+            Command::Prune(_) => "prune",
             Command::Supervise => "__supervise",
         }
     }
 
     /// Every public command name, for envelopes of usage errors.
-    pub const NAMES: [&'static str; 8] = [
-        "start", "status", "list", "wait", "stop", "restart", "logs", "events",
+    pub const NAMES: [&'static str; 10] = [
+        "start", "status", "list", "wait", "stop", "restart", "logs", "events", "rm", "prune",
     ];
 }
 
@@ -134,6 +149,10 @@ pub struct StartArgs {
     /// With --wait: give up waiting after this many seconds (fractions allowed); the task runs on.
     #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = seconds)]
     pub timeout: Option<f64>,
+    /// With a batch: run at most N of its tasks at once; the rest are queued and start in
+    /// order as slots free up.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
 }
 
 #[derive(Debug, Args)]

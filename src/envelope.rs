@@ -49,15 +49,7 @@ impl Output {
 
     /// Prints the failure envelope of `command` on stderr.
     pub fn failure(&self, command: &str, error: &Error) {
-        let envelope = json!({
-            "ok": false,
-            "command": command,
-            "error": {
-                "type": error.type_name(),
-                "message": error.full_message(),
-                "details": error.details(),
-            }
-        });
+        let envelope = json!({"ok": false, "command": command, "error": error.to_json()});
         // A closed stderr leaves nobody to tell; the exit code still says it failed.
         let _ = write_line(&mut io::stderr().lock(), &envelope, self.pretty);
     }

@@ -29,8 +29,15 @@ pub enum Error {
     #[error("task not found: {id}")]
     TaskNotFound { id: String },
 
-    #[error("task {id} is already running (pid {pid})")]
-    TaskAlreadyRunning { id: String, pid: i64 },
+    #[error("task {id} is already running{}{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), if differences.is_empty() { String::new() } else { format!(" with a different {}", differences.join(", ")) })]
+    TaskAlreadyRunning {
+        id: String,
+        pid: Option<i64>,
+        /// With `if_running: "reuse"`: what differs from the running task.
+        differences: Vec<String>,
+        /// A hint for this situation, instead of the general one.
+        hint: Option<&'static str>,
+    },
 
     #[error("task {id} is still {status} after waiting {timeout_s}s")]
     TaskWaitTimedOut {
@@ -89,6 +96,16 @@ impl Error {
         }
     }
 
+    /// `TaskAlreadyRunning` with the general hint.
+    pub fn already_running(id: impl ToString, pid: Option<i64>) -> Self {
+        Error::TaskAlreadyRunning {
+            id: id.to_string(),
+            pid,
+            differences: Vec::new(),
+            hint: None,
+        }
+    }
+
     /// A filesystem failure under the state directory.
     pub fn store(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Store {
@@ -130,8 +147,16 @@ impl Error {
         match self {
             Error::CommandInput { hint, .. } => hint.clone(),
             Error::TaskNotFound { .. } => "Run list to discover known task ids.".into(),
+            Error::TaskAlreadyRunning {
+                hint: Some(hint), ..
+            } => (*hint).to_owned(),
+            Error::TaskAlreadyRunning {
+                id, differences, ..
+            } if !differences.is_empty() => format!(
+                "A task {id} with another command runs; stop it, pick another id, or pass if_running: \"restart\"."
+            ),
             Error::TaskAlreadyRunning { id, .. } => format!(
-                "Use status {{\"id\":\"{id}\"}} to inspect it, stop it first, or restart it."
+                "Use status {{\"id\":\"{id}\"}} to inspect it; pass if_running: \"reuse\" to get it back, or stop or restart it."
             ),
             Error::TaskWaitTimedOut { .. } => {
                 "The task is still running; wait again or raise --timeout.".into()
@@ -169,6 +194,15 @@ impl Error {
         message
     }
 
+    /// The envelope's `error` object: `{type, message, details}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "type": self.type_name(),
+            "message": self.full_message(),
+            "details": self.details(),
+        })
+    }
+
     /// `details` of the envelope: the variant's fields plus `hint` and `retryable`.
     pub fn details(&self) -> Value {
         let mut details = Map::new();
@@ -182,9 +216,17 @@ impl Error {
                 }
             }
             Error::TaskNotFound { id } => put("id", json!(id)),
-            Error::TaskAlreadyRunning { id, pid } => {
+            Error::TaskAlreadyRunning {
+                id,
+                pid,
+                differences,
+                ..
+            } => {
                 put("id", json!(id));
                 put("pid", json!(pid));
+                if !differences.is_empty() {
+                    put("differences", json!(differences));
+                }
             }
             Error::TaskWaitTimedOut {
                 id,

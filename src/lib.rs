@@ -65,6 +65,10 @@ where
             let _ = output.success(name, &data);
             ExitCode::SUCCESS
         }
+        Ok(commands::Reply::DataWithFailures(data)) => {
+            let _ = output.success(name, &data);
+            ExitCode::from(EXIT_FAILURE)
+        }
         Ok(commands::Reply::Streamed) => ExitCode::SUCCESS,
         Err(error) => {
             output.failure(name, &error);

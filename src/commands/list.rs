@@ -13,13 +13,14 @@ use crate::commands::open_state;
 use crate::error::{Error, Result};
 use crate::paths::TaskId;
 use crate::payload::input::ListInput;
-use crate::payload::task::Task;
+use crate::payload::task::{FIELDS, Task};
 use crate::state::{TaskRecord, observe};
 
 #[derive(Debug, Serialize)]
 pub struct ListAnswer {
     pub total: usize,
-    pub tasks: Vec<Task>,
+    /// Whole tasks, or only the `fields` asked for.
+    pub tasks: Vec<Shown>,
     /// Task folders whose record could not be read, with the reason.
     pub unreadable: Vec<Unreadable>,
 }
@@ -30,7 +31,26 @@ pub struct Unreadable {
     pub error: String,
 }
 
+/// A task as listed: whole, or projected to some fields.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Shown {
+    Whole(Box<Task>),
+    Some(serde_json::Map<String, serde_json::Value>),
+}
+
 pub fn run(input: ListInput) -> Result<ListAnswer> {
+    if let Some(fields) = &input.fields {
+        for (i, field) in fields.iter().enumerate() {
+            if !FIELDS.contains(&field.as_str()) {
+                return Err(Error::input_at(
+                    format!("fields[{i}]"),
+                    format!("fields[{i}]: {field:?} is not a task field"),
+                    format!("Task fields: {}.", FIELDS.join(", ")),
+                ));
+            }
+        }
+    }
     let state = open_state()?;
     let ids = match &input.ids {
         Some(ids) => ids.clone(),
@@ -53,7 +73,13 @@ pub fn run(input: ListInput) -> Result<ListAnswer> {
         }
     }
     found.sort_by(|(a, _), (b, _)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-    let tasks: Vec<Task> = found.into_iter().map(|(_, task)| task).collect();
+    let tasks: Vec<Shown> = found
+        .into_iter()
+        .map(|(_, task)| match &input.fields {
+            None => Shown::Whole(Box::new(task)),
+            Some(fields) => Shown::Some(project(&task, fields)),
+        })
+        .collect();
     Ok(ListAnswer {
         total: tasks.len(),
         tasks,
@@ -71,6 +97,18 @@ pub fn all_ids(tasks_dir: &std::path::Path) -> Result<Vec<TaskId>> {
     Ok(entries
         .filter_map(|entry| TaskId::parse(entry.ok()?.file_name().to_str()?).ok())
         .collect())
+}
+
+/// Only `fields` of a task, in the order asked.
+fn project(task: &Task, fields: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    let mut whole = match serde_json::to_value(task) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    fields
+        .iter()
+        .filter_map(|f| whole.remove(f).map(|v| (f.clone(), v)))
+        .collect()
 }
 
 fn matches(filter: &ListInput, record: &TaskRecord) -> bool {

@@ -1,10 +1,12 @@
 //! One module per subcommand. Each takes its arguments, returns its answer as a value, and
 //! never prints or exits: `lib.rs` wraps the answer in the envelope.
 
+pub mod batch;
 pub mod events;
 pub mod list;
 pub mod logs;
 pub mod restart;
+pub mod rm;
 pub mod start;
 pub mod status;
 pub mod stop;
@@ -13,38 +15,41 @@ pub mod wait;
 use std::time::Duration;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::cli::Command;
 use crate::envelope::Output;
 use crate::error::{Error, Result};
-use crate::paths::StateDir;
+use crate::paths::{StateDir, TaskId};
 use crate::payload;
+use crate::payload::input::{RestartInput, RmInput, StartPayload, StopInput};
 
 /// What a command produced.
 #[derive(Debug)]
 pub enum Reply {
     /// One answer, already encoded, to be printed as the envelope's `data`.
     Data(Box<RawValue>),
+    /// A batch answer in which some items failed: printed like `Data`, exit code 1.
+    DataWithFailures(Box<RawValue>),
     /// Frames were already printed (`--stream`); nothing more to say.
     Streamed,
 }
 
 /// Runs a public command. Streaming commands print their frames through `output`.
 pub fn execute(command: Command, output: &Output) -> Result<Reply> {
-    execute_data(command, output)
-}
-
-fn execute_data(command: Command, output: &Output) -> Result<Reply> {
     let data = match command {
         Command::Start(args) => {
-            let input = payload::require(
-                payload::read(args.payload.as_deref())?,
-                "start",
-                r#"{"id":"web","command":"npm","args":["run","dev"]}"#,
-            )?;
-            let wait = args.wait.then(|| args.timeout.map(Duration::from_secs_f64));
-            encode(start::run(input, wait)?)
+            let bytes = require(args.payload.as_deref(), "start", START_EXAMPLE)?;
+            let payload = match payload::one_or_many(&bytes, START_EXAMPLE)? {
+                Ok(one) => StartPayload::One(Box::new(one)),
+                Err(many) => StartPayload::Batch(many),
+            };
+            let options = start::StartOptions {
+                wait: args.wait.then(|| args.timeout.map(Duration::from_secs_f64)),
+                concurrency: args.concurrency.map(usize::from),
+            };
+            return start::run(payload, options);
         }
         Command::Status(args) => encode(status::run(id_payload(args.payload, "status")?)?),
         Command::List(args) => {
@@ -59,20 +64,39 @@ fn execute_data(command: Command, output: &Output) -> Result<Reply> {
             args.timeout.map(Duration::from_secs_f64),
         )?),
         Command::Stop(args) => {
-            let input = payload::require(
-                payload::read(args.payload.as_deref())?,
+            let timeout = args.timeout.map(Duration::from_secs_f64);
+            return one_or_batch(
+                args.payload.as_deref(),
                 "stop",
                 r#"{"id":"web"}"#,
-            )?;
-            encode(stop::run(input, args.timeout.map(Duration::from_secs_f64))?)
+                |input: &StopInput| &input.id,
+                |input| encode(stop::run(input, timeout)?),
+            );
         }
         Command::Restart(args) => {
-            let input = payload::require(
-                payload::read(args.payload.as_deref())?,
+            return one_or_batch(
+                args.payload.as_deref(),
                 "restart",
                 r#"{"id":"web"}"#,
+                |input: &RestartInput| &input.id,
+                |input| encode(restart::run(input)?),
+            );
+        }
+        Command::Rm(args) => {
+            return one_or_batch(
+                args.payload.as_deref(),
+                "rm",
+                r#"{"id":"web"}"#,
+                |input: &RmInput| &input.id,
+                |input| encode(rm::run(input)?),
+            );
+        }
+        Command::Prune(args) => {
+            let input = payload::optional(
+                payload::read(args.payload.as_deref())?,
+                r#"{"older_than_s":86400,"keep_last":10}"#,
             )?;
-            encode(restart::run(input)?)
+            encode(rm::prune(input)?)
         }
         Command::Logs(args) => {
             let input = payload::require(
@@ -101,6 +125,37 @@ fn execute_data(command: Command, output: &Output) -> Result<Reply> {
         )),
     }?;
     Ok(Reply::Data(data))
+}
+
+const START_EXAMPLE: &str = r#"{"id":"web","command":"npm","args":["run","dev"]}"#;
+
+fn require(argument: Option<&str>, command: &str, example: &str) -> Result<Vec<u8>> {
+    payload::read(argument)?.ok_or_else(|| {
+        Error::input(
+            format!("{command} needs a payload"),
+            format!("Run: background-tasks {command} '{example}'"),
+        )
+    })
+}
+
+/// A command that takes one payload or an array of them: an array is run as a batch.
+fn one_or_batch<T: DeserializeOwned + Send>(
+    argument: Option<&str>,
+    command: &str,
+    example: &str,
+    id: impl Fn(&T) -> &TaskId + Sync,
+    work: impl Fn(T) -> Result<Box<RawValue>> + Sync,
+) -> Result<Reply> {
+    let bytes = require(argument, command, example)?;
+    match payload::one_or_many(&bytes, example)? {
+        Ok(one) => work(one).map(Reply::Data),
+        Err(many) => {
+            let items = many.into_iter().enumerate().collect();
+            let results =
+                batch::run_items(items, batch::WORKERS, |t| Some(id(t).to_string()), work);
+            batch::answer(results, None)
+        }
+    }
 }
 
 fn id_payload(argument: Option<String>, command: &str) -> Result<payload::input::IdInput> {

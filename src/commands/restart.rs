@@ -6,7 +6,7 @@ use crate::commands::start::launch_run;
 use crate::commands::status::TaskAnswer;
 use crate::commands::stop::stop_task;
 use crate::error::{Error, Result};
-use crate::payload::input::RestartInput;
+use crate::payload::input::{IfRunning, RestartInput};
 use crate::payload::task::Task;
 use crate::state::{Status, TaskRecord, observe};
 
@@ -58,8 +58,17 @@ pub fn run(input: RestartInput) -> Result<TaskAnswer> {
         error: None,
         started_at_ms: None,
         ended_at_ms: None,
+        // A restart runs now, not in the queue of the batch it first ran in.
+        batch: None,
         ..record
     };
-    let record = launch_run(&state, &input.id, template, input.env)?;
+    let (record, _) = launch_run(
+        &state,
+        &input.id,
+        template,
+        input.env,
+        IfRunning::Error,
+        None,
+    )?;
     Ok(TaskAnswer::new(Task::from_record(&record, &paths)))
 }

@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 use crate::paths::TaskId;
 use crate::state::Status;
 
-/// The longest grace period or timeout accepted, in seconds (one day).
+/// The longest grace period or wait accepted, in seconds (one day).
 pub const MAX_SECONDS: f64 = 86_400.0;
+/// The longest `timeout_s` accepted (30 days).
+pub const MAX_TIMEOUT_S: f64 = 30.0 * 86_400.0;
 /// Default seconds between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE_S: f64 = 5.0;
 /// Default number of log lines answered.
@@ -42,6 +44,27 @@ pub struct StartInput {
     pub shell: Option<String>,
     /// Seconds between SIGTERM and SIGKILL when the task is stopped (default 5).
     pub grace_s: Option<f64>,
+    /// Stop the task after this many seconds; it then ends `timed_out`.
+    pub timeout_s: Option<f64>,
+    /// What to do when a task with this id is already running or queued.
+    #[serde(default)]
+    pub if_running: IfRunning,
+    /// Stop the task when the process with this pid exits (an agent session that ends
+    /// takes its tasks with it).
+    pub stop_with_pid: Option<i32>,
+}
+
+/// `if_running`: what `start` does when the id is already running or queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfRunning {
+    /// Fail with `TaskAlreadyRunning`.
+    #[default]
+    Error,
+    /// Answer the running task (`reused: true`) if it runs the same command.
+    Reuse,
+    /// Stop the running task and start a new run.
+    Restart,
 }
 
 impl StartInput {
@@ -103,8 +126,58 @@ impl StartInput {
         if let Some(grace) = self.grace_s {
             seconds("grace_s", grace)?;
         }
+        if let Some(timeout) = self.timeout_s
+            && !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_S)
+        {
+            return Err(Error::input_at(
+                "timeout_s",
+                format!("timeout_s: {timeout} is out of range"),
+                format!("Give a number of seconds above 0 and at most {MAX_TIMEOUT_S}."),
+            ));
+        }
+        if let Some(pid) = self.stop_with_pid {
+            let alive =
+                pid > 1 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if !alive {
+                return Err(Error::input_at(
+                    "stop_with_pid",
+                    format!("stop_with_pid: no process {pid} is running"),
+                    "Give the pid of a live process, e.g. your own session's ($$ in a shell).",
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// `start`'s payload: one task, or an array of them (a batch).
+#[derive(Debug)]
+pub enum StartPayload {
+    One(Box<StartInput>),
+    Batch(Vec<StartInput>),
+}
+
+/// `rm`: one task to remove.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RmInput {
+    /// The task id.
+    pub id: TaskId,
+    /// Stop the task first if it still runs.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `prune`: remove finished tasks; every filter given must match.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneInput {
+    /// Only tasks that ended more than this many seconds ago.
+    pub older_than_s: Option<f64>,
+    /// Keep this many of the most recently ended matching tasks.
+    pub keep_last: Option<usize>,
+    /// Only tasks with this (terminal) status.
+    pub status: Option<Status>,
 }
 
 /// A payload that names one task.
@@ -131,6 +204,8 @@ pub struct ListInput {
     pub name: Option<String>,
     /// Only tasks started in this directory.
     pub workdir: Option<String>,
+    /// Answer only these fields of each task (e.g. ["id","status"]).
+    pub fields: Option<Vec<String>>,
 }
 
 /// `stop`: one task, how to signal it and how long to wait before SIGKILL.

@@ -117,6 +117,23 @@ fn bare_id(bytes: &[u8]) -> Option<&str> {
     crate::paths::TaskId::parse(word).ok().map(|_| word)
 }
 
+/// One payload, or an array of them (a batch): an array is recognised by its `[`.
+pub fn one_or_many<T: DeserializeOwned>(bytes: &[u8], example: &str) -> Result<Result<T, Vec<T>>> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let items: Vec<T> = parse(bytes, example)?;
+        if items.is_empty() {
+            return Err(Error::input(
+                "the batch is empty",
+                format!("Give at least one item, e.g. '[{example}]'."),
+            ));
+        }
+        Ok(Err(items))
+    } else {
+        parse(bytes, example).map(Ok)
+    }
+}
+
 /// A payload is required: parse it, or say what to send.
 pub fn require<T: DeserializeOwned>(
     bytes: Option<Vec<u8>>,

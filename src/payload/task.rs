@@ -12,6 +12,38 @@ use crate::paths::TaskPaths;
 use crate::state::{Reason, Status, TaskRecord};
 use crate::time::{now_ms, rfc3339};
 
+/// The names of a task's fields, in the order answered (for `list {"fields"}`).
+pub const FIELDS: [&str; 28] = [
+    "id",
+    "name",
+    "command",
+    "args",
+    "shell",
+    "workdir",
+    "tags",
+    "env_keys",
+    "status",
+    "run",
+    "pid",
+    "pgid",
+    "exit_code",
+    "signal",
+    "core_dumped",
+    "success",
+    "reason",
+    "error",
+    "grace_s",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "log",
+    "progress",
+    "ready",
+    "timeout_s",
+    "stop_with_pid",
+];
+
 /// One task as answered.
 #[derive(Debug, Serialize)]
 pub struct Task {
@@ -47,6 +79,10 @@ pub struct Task {
     pub log: LogInfo,
     pub progress: Option<serde_json::Value>,
     pub ready: Option<bool>,
+    /// Stopped after this many seconds (`timeout_s`), if set.
+    pub timeout_s: Option<f64>,
+    /// Stopped when this process exits (`stop_with_pid`), if set.
+    pub stop_with_pid: Option<i32>,
 }
 
 /// Where the current run's output is.
@@ -94,6 +130,32 @@ impl Task {
             },
             progress: None,
             ready: None,
+            timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
+            stop_with_pid: record.owner_pid,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FIELDS` must name exactly what a task serializes to, in order.
+    #[test]
+    fn fields_match_the_wire_form() {
+        let record: TaskRecord =
+            serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json"))
+                .expect("fixture");
+        let paths = TaskPaths {
+            dir: std::path::PathBuf::from("/nonexistent"),
+        };
+        let value = serde_json::to_value(Task::from_record(&record, &paths)).expect("encode");
+        let keys: Vec<&str> = value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, FIELDS);
     }
 }

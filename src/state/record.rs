@@ -75,6 +75,10 @@ pub enum Reason {
     SpawnError,
     /// The supervisor vanished without recording an end.
     SupervisorLost,
+    /// It ran longer than its `timeout_s`.
+    Timeout,
+    /// The process named by `stop_with_pid` exited.
+    OwnerExited,
 }
 
 /// One task's record as stored. Times are Unix milliseconds.
@@ -129,6 +133,28 @@ pub struct TaskRecord {
     pub started_at_ms: Option<i64>,
     #[serde(default)]
     pub ended_at_ms: Option<i64>,
+    /// Stop after this long (`timeout_s`).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Stop when this process exits (`stop_with_pid`), as recognised by its start time.
+    #[serde(default)]
+    pub owner_pid: Option<i32>,
+    #[serde(default)]
+    pub owner_start_ticks: Option<u64>,
+    /// The batch this run was queued in, when `start --concurrency` limited it.
+    #[serde(default)]
+    pub batch: Option<BatchSlot>,
+}
+
+/// A place in a batch started with `--concurrency`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSlot {
+    /// The batch's folder under `batches/`.
+    pub id: String,
+    /// Position in the batch: runs start in this order.
+    pub index: usize,
+    /// How many of the batch may run at once.
+    pub concurrency: usize,
 }
 
 impl TaskRecord {

@@ -5,6 +5,7 @@
 //! inherited descriptors: the task's lock (fd 3, the same open file `start` locked, so the
 //! lock passes to the supervisor without ever being free) and a control socket (fd 4).
 
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -14,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::state::lock::TaskLock;
-use crate::supervisor::{CONTROL_FD, ENTRY, LOCK_FD, Report, Spec, fds};
+use crate::supervisor::{CONTROL_FD, ENTRY, LOCK_FD, Report, Spec, TURN_FD, fds};
 
 /// How long `start` waits for the supervisor to report. Exec takes milliseconds; this only
 /// bounds a supervisor wedged on a hung filesystem.
@@ -29,19 +30,25 @@ pub enum LaunchError {
     NoReport(#[source] io::Error),
 }
 
-/// Spawns the supervisor for `spec`, handing it `lock`, and returns its report.
-pub fn launch(spec: &Spec, lock: &TaskLock) -> Result<Report, LaunchError> {
+/// Spawns the supervisor for `spec`, handing it `lock` (and, for a queued task of a batch,
+/// its `turn` lock at fd 5), and returns its report.
+pub fn launch(spec: &Spec, lock: &TaskLock, turn: Option<&File>) -> Result<Report, LaunchError> {
     let exe = std::env::current_exe().map_err(LaunchError::Spawn)?;
     let (ours, theirs) = UnixStream::pair().map_err(LaunchError::Spawn)?;
     // Move both descriptors above the target numbers so that placing them at 3 and 4 in the
     // child cannot overwrite one with the other.
     let lock_fd = dup_above(lock.file().as_raw_fd(), 10).map_err(LaunchError::Spawn)?;
     let control_fd = dup_above(theirs.as_raw_fd(), 10).map_err(LaunchError::Spawn)?;
+    let turn_fd = turn
+        .map(|t| dup_above(t.as_raw_fd(), 10))
+        .transpose()
+        .map_err(LaunchError::Spawn)?;
     drop(theirs);
     // Descriptors our caller gave us (an agent's pipe) must not reach the supervisor.
     fds::mark_cloexec_from(3);
 
     let (lock_raw, control_raw) = (lock_fd.as_raw_fd(), control_fd.as_raw_fd());
+    let turn_raw = turn_fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let mut command = Command::new(exe);
     command
         .arg(ENTRY)
@@ -55,6 +62,7 @@ pub fn launch(spec: &Spec, lock: &TaskLock) -> Result<Report, LaunchError> {
             if libc::setsid() < 0
                 || libc::dup2(lock_raw, LOCK_FD) < 0
                 || libc::dup2(control_raw, CONTROL_FD) < 0
+                || (turn_raw >= 0 && libc::dup2(turn_raw, TURN_FD) < 0)
             {
                 return Err(io::Error::last_os_error());
             }
@@ -64,7 +72,7 @@ pub fn launch(spec: &Spec, lock: &TaskLock) -> Result<Report, LaunchError> {
     // The Child handle is dropped without waiting: the supervisor outlives us, and once we
     // exit it is reparented away from our caller.
     command.spawn().map_err(LaunchError::Spawn)?;
-    drop((lock_fd, control_fd));
+    drop((lock_fd, control_fd, turn_fd));
 
     send_spec(&ours, spec).map_err(LaunchError::NoReport)?;
     read_report(ours).map_err(LaunchError::NoReport)

@@ -14,6 +14,7 @@
 pub mod child;
 pub mod fds;
 pub mod launch;
+pub mod queue;
 pub mod run;
 pub mod signals;
 
@@ -31,6 +32,8 @@ pub const ENTRY: &str = "__supervise";
 pub const LOCK_FD: i32 = 3;
 /// The supervisor's inherited control socket.
 pub const CONTROL_FD: i32 = 4;
+/// A queued task's turn lock in its batch (see `queue`), when it has one.
+pub const TURN_FD: i32 = 5;
 
 /// What `start` tells the supervisor.
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +53,10 @@ pub enum Report {
     Running {
         pid: i32,
     },
+    /// Waiting for a slot of its batch.
+    Queued,
+    /// Ended before it ran (stopped while queued, or its owner was already gone).
+    Ended,
     SpawnFailed {
         /// What could not be used: "command `x`", "workdir `/y`".
         cause: String,

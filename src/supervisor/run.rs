@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -25,7 +25,9 @@ use crate::paths::{StateDir, TaskId, TaskPaths, set_private_mode};
 use crate::procfs::{self, Identity};
 use crate::state::journal::Journal;
 use crate::state::{Reason, Status, TaskRecord, atomic};
-use crate::supervisor::{CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, child, fds, signals};
+use crate::supervisor::{
+    CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, TURN_FD, child, fds, queue, signals,
+};
 use crate::time::now_ms;
 
 /// The supervisor's entry point. It never prints: its stdio is /dev/null.
@@ -65,9 +67,8 @@ fn supervise() -> io::Result<()> {
     control.read_to_end(&mut bytes)?;
     let spec: Spec = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     let id = TaskId::parse(&spec.record.id).map_err(io::Error::other)?;
-    let paths = StateDir::open(spec.home)
-        .map_err(|e| io::Error::other(e.full_message()))?
-        .task(&id);
+    let state = StateDir::open(spec.home).map_err(|e| io::Error::other(e.full_message()))?;
+    let paths = state.task(&id);
     atomic::remove_stale_temps(&paths.record());
     let _ = fs::remove_file(paths.stop_request());
 
@@ -76,6 +77,60 @@ fn supervise() -> io::Result<()> {
     record.supervisor_pid = Some(me);
     record.supervisor_start_ticks = Identity::of(me).map(|i| i.start_ticks);
     record.boot_id = procfs::boot_id();
+    let mut control = Some(control);
+    let mut journal = Journal::open(&paths).ok();
+    let owner = match record.owner_pid {
+        Some(pid) => match queue::open_owner(pid, record.owner_start_ticks) {
+            Some(fd) => Some(fd),
+            None => {
+                return end_unstarted(&paths, record, journal, control, Reason::OwnerExited);
+            }
+        },
+        None => None,
+    };
+
+    // A queued task: say so, then wait for its turn and a free slot of its batch.
+    let mut _slot = None;
+    let mut turn = None;
+    if let Some(slot) = record.batch.clone() {
+        // SAFETY: launch.rs placed this task's turn lock at TURN_FD for this process alone.
+        turn = Some(unsafe { File::from_raw_fd(TURN_FD) });
+        fds::set_cloexec(TURN_FD, true);
+        let batch = queue::BatchPaths {
+            dir: state.batch_dir(&slot.id),
+        };
+        if let Some(file) = queue::try_now(&batch, &slot) {
+            _slot = Some(file);
+        } else {
+            record.status = Status::Queued;
+            record
+                .write(&paths)
+                .map_err(|e| io::Error::other(e.full_message()))?;
+            if let Some(journal) = journal.as_mut() {
+                let _ = journal.status(&record, 0);
+            }
+            report(control.take(), &Report::Queued);
+            let owner_fd = owner.as_ref().map(AsFd::as_fd);
+            match queue::wait_for_slot(&batch, &slot, &signal_fd, owner_fd)? {
+                queue::Waited::Slot(file) => _slot = Some(file),
+                queue::Waited::OwnerExited => {
+                    return end_unstarted(&paths, record, journal, control, Reason::OwnerExited);
+                }
+                queue::Waited::Signal(libc::SIGUSR1) => {
+                    return end_unstarted(&paths, record, journal, control, Reason::Stop);
+                }
+                queue::Waited::Signal(_) => {
+                    return end_unstarted(
+                        &paths,
+                        record,
+                        journal,
+                        control,
+                        Reason::SupervisorSignal,
+                    );
+                }
+            }
+        }
+    }
 
     let spawned = open_log(&paths)
         .map_err(|source| child::SpawnFailure {
@@ -89,15 +144,14 @@ fn supervise() -> io::Result<()> {
             let message = format!("{}: {}", failure.cause, failure.source);
             record.finish(Status::Failed, Reason::SpawnError, now_ms());
             record.error = Some(message.clone());
-            // The record comes first: `start` reads it once we report.
-            // The journal's end first, then the record (see `finish`); `start` reads the record
-            // once we report.
-            if let Ok(mut journal) = Journal::open(&paths) {
+            // The journal's end first, then the record (see `finish`); `start` reads the
+            // record once we report.
+            if let Some(journal) = journal.as_mut() {
                 let _ = journal.ended(&record, 0);
             }
             let written = record.write(&paths);
             report(
-                &mut control,
+                control.take(),
                 &Report::SpawnFailed {
                     cause: failure.cause,
                     os_error: failure.source.raw_os_error(),
@@ -120,7 +174,7 @@ fn supervise() -> io::Result<()> {
             // Without a record nobody can find the task: do not leave it running untracked.
             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
             report(
-                &mut control,
+                control.take(),
                 &Report::SpawnFailed {
                     cause: "record".into(),
                     os_error: None,
@@ -133,14 +187,18 @@ fn supervise() -> io::Result<()> {
     };
     // The journal is a courtesy to followers; the record is the truth, so a journal that
     // cannot be written does not stop the task.
-    let mut journal = Journal::open(&paths).ok();
     if let Some(journal) = journal.as_mut() {
         let _ = journal.status(&record, 0);
     }
-    report(&mut control, &Report::Running { pid });
-    drop(control);
+    report(control.take(), &Report::Running { pid });
+    // Our turn is over once the task runs: the next task of the batch may look for a slot,
+    // and so tasks start in input order.
+    drop(turn);
     let _ = replaced.sync();
 
+    let timeout_at = record
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
     let mut supervision = Supervision {
         paths,
         record,
@@ -149,8 +207,27 @@ fn supervise() -> io::Result<()> {
         journal,
         stop: None,
         kill_at: None,
+        timeout_at,
+        owner,
     };
     supervision.watch(&signal_fd)
+}
+
+/// Ends a task that never started (stopped while queued, or its owner already gone).
+fn end_unstarted(
+    paths: &TaskPaths,
+    mut record: TaskRecord,
+    mut journal: Option<Journal>,
+    control: Option<UnixStream>,
+    reason: Reason,
+) -> io::Result<()> {
+    record.finish(Status::Killed, reason, now_ms());
+    if let Some(journal) = journal.as_mut() {
+        let _ = journal.ended(&record, 0);
+    }
+    let written = record.write(paths);
+    report(control, &Report::Ended);
+    written.map_err(|e| io::Error::other(e.full_message()))
 }
 
 fn open_log(paths: &TaskPaths) -> io::Result<File> {
@@ -163,9 +240,10 @@ fn open_log(paths: &TaskPaths) -> io::Result<File> {
     Ok(log)
 }
 
-fn report(control: &mut UnixStream, report: &Report) {
+/// Tells `start` what happened, once; the socket closes after it.
+fn report(control: Option<UnixStream>, report: &Report) {
     // If `start` is gone, nobody reads this; the record already says what happened.
-    if let Ok(mut line) = serde_json::to_vec(report) {
+    if let (Some(mut control), Ok(mut line)) = (control, serde_json::to_vec(report)) {
         line.push(b'\n');
         let _ = control.write_all(&line);
     }
@@ -176,6 +254,8 @@ fn report(control: &mut UnixStream, report: &Report) {
 enum StopCause {
     Request,
     SupervisorSignal,
+    Timeout,
+    OwnerExited,
 }
 
 /// How the task's main process ended.
@@ -195,6 +275,10 @@ struct Supervision {
     journal: Option<Journal>,
     stop: Option<StopCause>,
     kill_at: Option<Instant>,
+    /// When `timeout_s` runs out.
+    timeout_at: Option<Instant>,
+    /// The `stop_with_pid` process, as a pidfd: readable once it has exited.
+    owner: Option<OwnedFd>,
 }
 
 impl Supervision {
@@ -203,7 +287,11 @@ impl Supervision {
             if let Some(ending) = self.main_ended() {
                 break ending;
             }
-            let timeout = match self.kill_at {
+            let next = match (self.kill_at, self.timeout_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = match next {
                 None => PollTimeout::NONE,
                 Some(at) => {
                     let left = at.saturating_duration_since(Instant::now());
@@ -213,11 +301,19 @@ impl Supervision {
                         .unwrap_or(PollTimeout::MAX)
                 }
             };
-            let mut fds = [PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
+            if let Some(owner) = &self.owner {
+                fds.push(PollFd::new(owner.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
+            let owner_gone = fds
+                .get(1)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty());
+            drop(fds);
             let mut pending = Vec::new();
             while let Ok(Some(info)) = signal_fd.read_signal() {
                 pending.push(info.ssi_signo as i32);
@@ -229,7 +325,20 @@ impl Supervision {
             for signo in pending {
                 self.on_signal(signo);
             }
-            if self.kill_at.is_some_and(|at| Instant::now() >= at) {
+            if owner_gone {
+                self.owner = None;
+                self.begin_stop(
+                    StopCause::OwnerExited,
+                    Signal::SIGTERM,
+                    self.record.grace_ms,
+                );
+            }
+            let now = Instant::now();
+            if self.timeout_at.is_some_and(|at| now >= at) {
+                self.timeout_at = None;
+                self.begin_stop(StopCause::Timeout, Signal::SIGTERM, self.record.grace_ms);
+            }
+            if self.kill_at.is_some_and(|at| now >= at) {
                 self.signal_all(Signal::SIGKILL);
                 self.kill_at = None;
             }
@@ -317,6 +426,8 @@ impl Supervision {
         let (status, reason) = match (self.stop, ending) {
             (Some(StopCause::Request), _) => (Status::Killed, Reason::Stop),
             (Some(StopCause::SupervisorSignal), _) => (Status::Killed, Reason::SupervisorSignal),
+            (Some(StopCause::Timeout), _) => (Status::TimedOut, Reason::Timeout),
+            (Some(StopCause::OwnerExited), _) => (Status::Killed, Reason::OwnerExited),
             (None, Ending::Signaled(..)) => (Status::Killed, Reason::Signal),
             (None, Ending::Exited(_) | Ending::Unknown) => (Status::Exited, Reason::Exit),
         };

@@ -1,0 +1,129 @@
+//! Batches: `start`, `stop`, `restart` and `rm` take an array of their payloads.
+//!
+//! Items run in parallel (a few at a time) and are answered in input order:
+//! `{outcome, total, success_count, error_count, concurrency, results: [{index, ok, target,
+//! data | error}]}`. Any failed item makes the exit code 1; the answer still says which
+//! items succeeded.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::commands::{Reply, encode};
+use crate::error::{Error, Result};
+
+/// How many items of a batch are worked on at once by this process.
+pub const WORKERS: usize = 8;
+
+/// The answer to a batch.
+#[derive(Debug, Serialize)]
+pub struct BatchAnswer {
+    /// `succeeded`, `partial_failure` or `failed`.
+    pub outcome: &'static str,
+    pub total: usize,
+    pub success_count: usize,
+    pub error_count: usize,
+    /// `--concurrency`, when it was given.
+    pub concurrency: Option<usize>,
+    pub results: Vec<ItemResult>,
+}
+
+/// One item's result, in input order.
+#[derive(Debug, Serialize)]
+pub struct ItemResult {
+    pub index: usize,
+    pub ok: bool,
+    /// The task the item was about (its id), when known.
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+impl ItemResult {
+    pub fn new(index: usize, target: Option<String>, result: Result<Box<RawValue>>) -> ItemResult {
+        match result {
+            Ok(data) => ItemResult {
+                index,
+                ok: true,
+                target,
+                data: Some(data),
+                error: None,
+            },
+            Err(error) => ItemResult {
+                index,
+                ok: false,
+                target,
+                data: None,
+                error: Some(error.to_json()),
+            },
+        }
+    }
+}
+
+/// Collects results into the batch answer; the exit code is 1 if any item failed.
+pub fn answer(mut results: Vec<ItemResult>, concurrency: Option<usize>) -> Result<Reply> {
+    results.sort_by_key(|r| r.index);
+    let total = results.len();
+    let success_count = results.iter().filter(|r| r.ok).count();
+    let error_count = total - success_count;
+    let outcome = match (success_count, error_count) {
+        (_, 0) => "succeeded",
+        (0, _) => "failed",
+        _ => "partial_failure",
+    };
+    let data = encode(BatchAnswer {
+        outcome,
+        total,
+        success_count,
+        error_count,
+        concurrency,
+        results,
+    })?;
+    Ok(if error_count == 0 {
+        Reply::Data(data)
+    } else {
+        Reply::DataWithFailures(data)
+    })
+}
+
+/// Runs `work` on every `(input index, item)`, at most `workers` at once, and returns the
+/// results in input order. `target` names an item's task for its result.
+pub fn run_items<T: Send>(
+    items: Vec<(usize, T)>,
+    workers: usize,
+    target: impl Fn(&T) -> Option<String> + Sync,
+    work: impl Fn(T) -> Result<Box<RawValue>> + Sync,
+) -> Vec<ItemResult> {
+    let queue: Mutex<Vec<(usize, T)>> = Mutex::new(items.into_iter().rev().collect());
+    let results = Mutex::new(Vec::new());
+    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let started = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            scope.spawn(|| {
+                while let Some((index, item)) = next() {
+                    started.fetch_add(1, Ordering::Relaxed);
+                    let name = target(&item);
+                    let result = ItemResult::new(index, name, work(item));
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(result);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|r| r.index);
+    results
+}
+
+/// A batch item that could not even be read.
+pub fn invalid(index: usize, error: Error) -> ItemResult {
+    ItemResult::new(index, None, Err(error))
+}
