@@ -37,11 +37,18 @@ pub struct Cli {
 pub enum Command {
     /// Start a task under its own supervisor; answers once it is running (or failed to start).
     #[command(
-        after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?}\n\
-        Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\n\
+        after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?,\n\
+        timeout_s?, if_running?, stop_with_pid?}, or an array of them (a batch).\n\
+        Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\
+        timeout_s: stop it after that long (status timed_out).\n\
+        if_running: error (default) | reuse (answer the running task if it runs the same\n\
+        command) | restart.\n\
+        stop_with_pid: stop it when that process exits (reason owner_exited).\n\n\
         Examples:\n  \
         background-tasks start '{\"id\":\"build\",\"command\":\"cargo\",\"args\":[\"build\"]}'\n  \
-        background-tasks start --wait --timeout 60 '{\"shell\":\"make test\"}'"
+        background-tasks start '{\"id\":\"web\",\"shell\":\"npm run dev\",\"if_running\":\"reuse\"}'\n  \
+        background-tasks start --wait --timeout 60 '{\"shell\":\"make test\"}'\n  \
+        background-tasks start --concurrency 4 '[{\"shell\":\"make a\"},{\"shell\":\"make b\"}]'"
     )]
     Start(StartArgs),
     /// Show one task: status, pid, exit code or signal, times, log size.
@@ -51,7 +58,8 @@ pub enum Command {
     Status(PayloadArgs),
     /// List tasks, oldest first, optionally filtered.
     #[command(
-        after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?}\n\n\
+        after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?, fields?}\n\
+        fields: answer only these fields of each task, e.g. [\"id\",\"status\"].\n\n\
         Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'"
     )]
     List(PayloadArgs),
