@@ -6,7 +6,6 @@
 //! items succeeded.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -99,27 +98,37 @@ pub fn run_items<T: Send>(
     target: impl Fn(&T) -> Option<String> + Sync,
     work: impl Fn(T) -> Result<Box<RawValue>> + Sync,
 ) -> Vec<ItemResult> {
+    parallel(items, workers, |item| (target(&item), work(item)))
+        .into_iter()
+        .map(|(index, (name, result))| ItemResult::new(index, name, result))
+        .collect()
+}
+
+/// Maps `work` over `(input index, item)`s on at most `workers` threads; the results come
+/// back in input order.
+pub fn parallel<T: Send, R: Send>(
+    items: Vec<(usize, T)>,
+    workers: usize,
+    work: impl Fn(T) -> R + Sync,
+) -> Vec<(usize, R)> {
     let queue: Mutex<Vec<(usize, T)>> = Mutex::new(items.into_iter().rev().collect());
     let results = Mutex::new(Vec::new());
     let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    let started = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
                 while let Some((index, item)) = next() {
-                    started.fetch_add(1, Ordering::Relaxed);
-                    let name = target(&item);
-                    let result = ItemResult::new(index, name, work(item));
+                    let result = work(item);
                     results
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .push(result);
+                        .push((index, result));
                 }
             });
         }
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|r| r.index);
+    results.sort_by_key(|(index, _)| *index);
     results
 }
 

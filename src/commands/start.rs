@@ -194,15 +194,21 @@ fn start_batch(state: &StateDir, inputs: Vec<StartInput>, options: StartOptions)
             (index, (input, slot.zip(turn)))
         })
         .collect();
-    results.extend(batch::run_items(
-        work,
-        batch::WORKERS,
-        |(input, _)| input.id.as_ref().map(ToString::to_string),
-        |(input, queued)| {
-            let started = start_one(state, input, queued)?;
-            encode(finish(state, started, options.wait)?)
-        },
-    ));
+    // Launch everything first, then wait: a worker that waited for its task before taking
+    // the next would hold the batch to the number of workers.
+    let launched = batch::parallel(work, batch::WORKERS, |(input, queued)| {
+        let target = input.id.as_ref().map(ToString::to_string);
+        (target, start_one(state, input, queued))
+    });
+    // `--timeout` bounds the whole call, not each item.
+    let deadline = options.wait.flatten().map(|t| Instant::now() + t);
+    for (index, (target, started)) in launched {
+        let wait = options
+            .wait
+            .map(|_| deadline.map(|d| d.saturating_duration_since(Instant::now())));
+        let answer = started.and_then(|started| encode(finish(state, started, wait)?));
+        results.push(ItemResult::new(index, target, answer));
+    }
     batch::answer(results, options.concurrency)
 }
 
