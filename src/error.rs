@@ -46,6 +46,26 @@ pub enum Error {
         timeout_s: f64,
     },
 
+    #[error("task {id} was not ready: {why}")]
+    TaskNotReady {
+        id: String,
+        /// "it ended first" or "the time ran out".
+        why: &'static str,
+        status: String,
+        exit_code: Option<i32>,
+        /// The last lines of its output, to see why at once.
+        log_tail: Vec<String>,
+    },
+
+    #[error("port {port} is already in use{}", match (pid, process) { (Some(pid), Some(name)) => format!(" by {name} (pid {pid})"), (Some(pid), None) => format!(" by pid {pid}"), _ => String::new() })]
+    PortInUse {
+        port: u16,
+        pid: Option<i32>,
+        process: Option<String>,
+        /// The task of ours that holds it, if any.
+        task_id: Option<String>,
+    },
+
     #[error("could not start task {id}: {cause}")]
     SpawnFailed {
         id: String,
@@ -122,6 +142,8 @@ impl Error {
             Error::TaskNotFound { .. } => "TaskNotFound",
             Error::TaskAlreadyRunning { .. } => "TaskAlreadyRunning",
             Error::TaskWaitTimedOut { .. } => "TaskWaitTimedOut",
+            Error::TaskNotReady { .. } => "TaskNotReady",
+            Error::PortInUse { .. } => "PortInUse",
             Error::SpawnFailed { .. } => "SpawnFailed",
             Error::Store { .. } | Error::CorruptRecord { .. } | Error::UnsafeStateDir { .. } => {
                 "StoreError"
@@ -134,6 +156,8 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::TaskWaitTimedOut { .. } => true,
+            // Still running: waiting again may see it ready.
+            Error::TaskNotReady { status, .. } => status == "running" || status == "queued",
             Error::Store { source, .. } | Error::SpawnFailed { source, .. } => matches!(
                 source.raw_os_error(),
                 Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR)
@@ -163,6 +187,23 @@ impl Error {
             }
             Error::SpawnFailed { .. } => {
                 "Check that the command exists and is executable and that workdir exists.".into()
+            }
+            Error::TaskNotReady { status, .. } if status == "running" || status == "queued" => {
+                "It runs but is not ready yet: read log_tail, then wait again or raise the timeout."
+                    .into()
+            }
+            Error::TaskNotReady { .. } => {
+                "It ended before it was ready: read log_tail for why, fix it, and start again."
+                    .into()
+            }
+            Error::PortInUse {
+                task_id: Some(task),
+                ..
+            } => format!(
+                "Task {task} holds the port: reuse it (if_running: \"reuse\") or stop it first."
+            ),
+            Error::PortInUse { .. } => {
+                "Stop the process that holds the port, or start the task on another port.".into()
             }
             Error::Store { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 "The disk holding the state directory is full; free space and retry.".into()
@@ -236,6 +277,29 @@ impl Error {
                 put("id", json!(id));
                 put("status", json!(status));
                 put("timeout_s", json!(timeout_s));
+            }
+            Error::TaskNotReady {
+                id,
+                status,
+                exit_code,
+                log_tail,
+                ..
+            } => {
+                put("id", json!(id));
+                put("status", json!(status));
+                put("exit_code", json!(exit_code));
+                put("log_tail", json!(log_tail));
+            }
+            Error::PortInUse {
+                port,
+                pid,
+                process,
+                task_id,
+            } => {
+                put("port", json!(port));
+                put("pid", json!(pid));
+                put("process", json!(process));
+                put("task_id", json!(task_id));
             }
             Error::SpawnFailed { id, cause, source } => {
                 put("id", json!(id));

@@ -63,11 +63,17 @@ impl DirWatch {
     /// Waits until something changed, the fallback interval passed, or `deadline`.
     /// Returns `false` once the deadline has passed.
     pub fn wait(&self, deadline: Option<Instant>) -> bool {
+        self.wait_at_most(deadline, FALLBACK_POLL)
+    }
+
+    /// Like [`DirWatch::wait`], with another fallback interval (shorter, for a caller that
+    /// also tries ports on a timer).
+    pub fn wait_at_most(&self, deadline: Option<Instant>, pause: Duration) -> bool {
         let now = Instant::now();
         let timeout = match deadline {
             Some(d) if d <= now => return false,
-            Some(d) => (d - now).min(FALLBACK_POLL),
-            None => FALLBACK_POLL,
+            Some(d) => (d - now).min(pause),
+            None => pause,
         };
         match self.events.recv_timeout(timeout) {
             Ok(_) | Err(RecvTimeoutError::Timeout) => {}

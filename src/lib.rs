@@ -22,6 +22,8 @@ pub mod output_log;
 pub mod paths;
 pub mod payload;
 pub mod procfs;
+pub mod progress;
+pub mod ready;
 pub mod state;
 pub mod supervisor;
 pub mod time;

@@ -59,10 +59,14 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
             )?;
             encode(list::run(input)?)
         }
-        Command::Wait(args) => encode(wait::run(
-            id_payload(args.payload, "wait")?,
-            args.timeout.map(Duration::from_secs_f64),
-        )?),
+        Command::Wait(args) => {
+            let input = payload::require(
+                payload::read(args.payload.as_deref())?,
+                "wait",
+                r#"{"id":"web","until":{"port":3000}}"#,
+            )?;
+            encode(wait::run(input, args.timeout.map(Duration::from_secs_f64))?)
+        }
         Command::Stop(args) => {
             let timeout = args.timeout.map(Duration::from_secs_f64);
             return one_or_batch(

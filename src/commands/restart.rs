@@ -60,6 +60,9 @@ pub fn run(input: RestartInput) -> Result<TaskAnswer> {
         ended_at_ms: None,
         // A restart runs now, not in the queue of the batch it first ran in.
         batch: None,
+        ready: record.ready_spec.as_ref().map(|_| false),
+        ready_at_ms: None,
+        progress: None,
         ..record
     };
     let (record, _) = launch_run(

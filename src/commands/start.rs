@@ -73,16 +73,21 @@ struct Started {
     reused: bool,
 }
 
-/// Waits for the end if asked, and builds the answer.
+/// Waits for the end (or, with `ready`, for readiness) if asked, and builds the answer.
 fn finish(
     state: &StateDir,
     started: Started,
     wait: Option<Option<Duration>>,
 ) -> Result<StartAnswer> {
     let paths = state.task(&started.id);
-    let record = match wait {
-        Some(timeout) => wait::until_terminal(&paths, &started.id, timeout)?,
-        None => started.record,
+    let record = match (wait, &started.record.ready_spec) {
+        (Some(timeout), Some(spec)) => {
+            let limit = spec.timeout_s.map(Duration::from_secs_f64);
+            let timeout = [timeout, limit].into_iter().flatten().min();
+            wait::until_ready(&paths, &started.id, timeout)?
+        }
+        (Some(timeout), None) => wait::until_terminal(&paths, &started.id, timeout)?,
+        (None, _) => started.record,
     };
     Ok(StartAnswer {
         task: Task::from_record(&record, &paths),
@@ -101,6 +106,9 @@ fn start_one(state: &StateDir, input: StartInput, queue: Option<Queued>) -> Resu
         None => fresh_id(state),
     };
     let if_running = input.if_running;
+    if let Some(port) = input.ready.as_ref().and_then(|r| r.port) {
+        check_port_free(state, port, &id)?;
+    }
     let (slot, turn) = queue.unzip();
     let env = input.env.clone();
     let template = template(&id, input, slot)?;
@@ -146,6 +154,10 @@ fn template(id: &TaskId, input: StartInput, batch: Option<BatchSlot>) -> Result<
         owner_pid: input.stop_with_pid,
         owner_start_ticks,
         batch,
+        ready: input.ready.as_ref().map(|_| false),
+        ready_spec: input.ready,
+        ready_at_ms: None,
+        progress: None,
     })
 }
 
@@ -425,6 +437,43 @@ fn differences(running: &TaskRecord, wanted: &TaskRecord) -> Vec<String> {
         differ.push("workdir".to_owned());
     }
     differ
+}
+
+/// `ready.port` must be free before the task starts: otherwise the task could be "ready"
+/// because of someone else's listener. A port held by this very task (a reuse or a
+/// restart of it) is its own business.
+fn check_port_free(state: &StateDir, port: u32, id: &TaskId) -> Result<()> {
+    let Ok(port) = u16::try_from(port) else {
+        return Ok(()); // Refused by validation already.
+    };
+    if !crate::ready::port_accepts(port) {
+        return Ok(());
+    }
+    let holder = crate::ready::port_holder(port);
+    let pgrp = holder
+        .as_ref()
+        .and_then(|(pid, _)| crate::procfs::stat(*pid))
+        .map(|s| s.pgrp);
+    let task_id = pgrp.and_then(|pgrp| {
+        crate::commands::list::all_ids(&state.tasks_dir())
+            .ok()?
+            .into_iter()
+            .find(|other| {
+                TaskRecord::read(&state.task(other))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| !r.status.is_terminal() && r.pgid == Some(pgrp))
+            })
+    });
+    if task_id.as_ref() == Some(id) {
+        return Ok(());
+    }
+    Err(Error::PortInUse {
+        port,
+        pid: holder.as_ref().map(|(pid, _)| *pid),
+        process: holder.map(|(_, name)| name),
+        task_id: task_id.map(|t| t.to_string()),
+    })
 }
 
 /// Keeps the previous run's output as `output.<run>.log`, and only that one.

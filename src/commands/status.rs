@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::commands::open_state;
 use crate::error::Result;
 use crate::payload::input::IdInput;
-use crate::payload::task::Task;
+use crate::payload::task::{Task, listening_ports};
 use crate::state::{Status, observe};
 
 /// The answer of `status`, `wait` and `restart`.
@@ -29,5 +29,7 @@ impl TaskAnswer {
 pub fn run(input: IdInput) -> Result<TaskAnswer> {
     let paths = open_state()?.task(&input.id);
     let record = observe(&paths, &input.id)?;
-    Ok(TaskAnswer::new(Task::from_record(&record, &paths)))
+    let mut task = Task::from_record(&record, &paths);
+    task.ports = Some(listening_ports(&record));
+    Ok(TaskAnswer::new(task))
 }

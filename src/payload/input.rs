@@ -52,6 +52,9 @@ pub struct StartInput {
     /// Stop the task when the process with this pid exits (an agent session that ends
     /// takes its tasks with it).
     pub stop_with_pid: Option<i32>,
+    /// When the task counts as ready: `{log?, port?, http?, timeout_s?}`; `start --wait`
+    /// then answers once it is ready.
+    pub ready: Option<crate::ready::ReadySpec>,
 }
 
 /// `if_running`: what `start` does when the id is already running or queued.
@@ -135,6 +138,9 @@ impl StartInput {
                 format!("Give a number of seconds above 0 and at most {MAX_TIMEOUT_S}."),
             ));
         }
+        if let Some(ready) = &self.ready {
+            ready.probe("ready")?;
+        }
         if let Some(pid) = self.stop_with_pid {
             let alive =
                 pid > 1 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
@@ -178,6 +184,29 @@ pub struct PruneInput {
     pub keep_last: Option<usize>,
     /// Only tasks with this (terminal) status.
     pub status: Option<Status>,
+}
+
+/// `wait`: one task, and what to wait for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitInput {
+    /// The task id.
+    pub id: TaskId,
+    /// `"exit"` (the default): until the task has ended. Or conditions, as in `start`'s
+    /// `ready`: `{log?, port?, http?}`, until they all hold.
+    #[serde(default)]
+    pub until: Until,
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Until {
+    #[default]
+    #[serde(skip)]
+    Exit,
+    Word(String),
+    Ready(crate::ready::ReadySpec),
 }
 
 /// A payload that names one task.

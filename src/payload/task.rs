@@ -13,7 +13,7 @@ use crate::state::{Reason, Status, TaskRecord};
 use crate::time::{now_ms, rfc3339};
 
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
-pub const FIELDS: [&str; 28] = [
+pub const FIELDS: [&str; 29] = [
     "id",
     "name",
     "command",
@@ -42,6 +42,7 @@ pub const FIELDS: [&str; 28] = [
     "ready",
     "timeout_s",
     "stop_with_pid",
+    "ports",
 ];
 
 /// One task as answered.
@@ -83,6 +84,8 @@ pub struct Task {
     pub timeout_s: Option<f64>,
     /// Stopped when this process exits (`stop_with_pid`), if set.
     pub stop_with_pid: Option<i32>,
+    /// TCP ports the task's processes listen on (`status` only; `null` elsewhere).
+    pub ports: Option<Vec<u16>>,
 }
 
 /// Where the current run's output is.
@@ -128,12 +131,32 @@ impl Task {
                 path: log,
                 size_bytes,
             },
-            progress: None,
-            ready: None,
+            progress: record
+                .progress
+                .as_ref()
+                .and_then(|p| serde_json::to_value(p).ok()),
+            ready: record.ready,
             timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
             stop_with_pid: record.owner_pid,
+            ports: None,
         }
     }
+}
+
+/// The TCP ports a running task's processes listen on: its process group, and processes
+/// its supervisor adopted. Reads /proc, so only `status` asks for it.
+pub fn listening_ports(record: &TaskRecord) -> Vec<u16> {
+    if record.status.is_terminal() {
+        return Vec::new();
+    }
+    let pids: Vec<i32> = crate::procfs::all()
+        .into_iter()
+        .filter(|p| {
+            record.pgid.is_some_and(|g| p.pgrp == g) || record.supervisor_pid == Some(p.ppid)
+        })
+        .map(|p| p.pid)
+        .collect();
+    crate::ready::ports_of(&pids)
 }
 
 #[cfg(test)]

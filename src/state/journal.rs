@@ -26,6 +26,8 @@ use crate::time::now_ms;
 pub mod kind {
     pub const STATUS: &str = "task.status";
     pub const ENDED: &str = "task.ended";
+    pub const READY: &str = "task.ready";
+    pub const PROGRESS: &str = "task.progress";
 }
 
 /// One journal line.

@@ -144,6 +144,17 @@ pub struct TaskRecord {
     /// The batch this run was queued in, when `start --concurrency` limited it.
     #[serde(default)]
     pub batch: Option<BatchSlot>,
+    /// The conditions under which the run counts as ready (`start`'s `ready`).
+    #[serde(default)]
+    pub ready_spec: Option<crate::ready::ReadySpec>,
+    /// `Some(true)` once every ready condition held; `Some(false)` until then.
+    #[serde(default)]
+    pub ready: Option<bool>,
+    #[serde(default)]
+    pub ready_at_ms: Option<i64>,
+    /// The newest progress the task's output reported.
+    #[serde(default)]
+    pub progress: Option<crate::progress::Progress>,
 }
 
 /// A place in a batch started with `--concurrency`.

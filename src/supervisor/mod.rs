@@ -14,6 +14,7 @@
 pub mod child;
 pub mod fds;
 pub mod launch;
+pub mod output;
 pub mod queue;
 pub mod run;
 pub mod signals;

@@ -23,10 +23,11 @@ use nix::unistd::Pid;
 
 use crate::paths::{StateDir, TaskId, TaskPaths, set_private_mode};
 use crate::procfs::{self, Identity};
-use crate::state::journal::Journal;
+use crate::state::journal::{Journal, kind};
 use crate::state::{Reason, Status, TaskRecord, atomic};
+use crate::supervisor::output::OutputWatch;
 use crate::supervisor::{
-    CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, TURN_FD, child, fds, queue, signals,
+    CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, TURN_FD, child, fds, output, queue, signals,
 };
 use crate::time::now_ms;
 
@@ -199,6 +200,17 @@ fn supervise() -> io::Result<()> {
     let timeout_at = record
         .timeout_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
+    // Readiness and progress come from the task's output (and its ports).
+    let probe = record
+        .ready_spec
+        .as_ref()
+        .and_then(|spec| spec.probe("ready").ok());
+    let give_up_at = record
+        .ready_spec
+        .as_ref()
+        .and_then(|spec| spec.timeout_s)
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let output = OutputWatch::open(&paths, probe, give_up_at);
     let mut supervision = Supervision {
         paths,
         record,
@@ -209,6 +221,7 @@ fn supervise() -> io::Result<()> {
         kill_at: None,
         timeout_at,
         owner,
+        output,
     };
     supervision.watch(&signal_fd)
 }
@@ -279,6 +292,8 @@ struct Supervision {
     timeout_at: Option<Instant>,
     /// The `stop_with_pid` process, as a pidfd: readable once it has exited.
     owner: Option<OwnedFd>,
+    /// Readiness and progress, read from the task's output.
+    output: Option<OutputWatch>,
 }
 
 impl Supervision {
@@ -287,10 +302,14 @@ impl Supervision {
             if let Some(ending) = self.main_ended() {
                 break ending;
             }
-            let next = match (self.kill_at, self.timeout_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = [
+                self.kill_at,
+                self.timeout_at,
+                self.output.as_ref().and_then(OutputWatch::next_deadline),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match next {
                 None => PollTimeout::NONE,
                 Some(at) => {
@@ -302,18 +321,36 @@ impl Supervision {
                 }
             };
             let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
-            if let Some(owner) = &self.owner {
+            let owner_at = self.owner.as_ref().map(|owner| {
                 fds.push(PollFd::new(owner.as_fd(), PollFlags::POLLIN));
-            }
+                fds.len() - 1
+            });
+            let output_at = self.output.as_ref().and_then(OutputWatch::fd).map(|fd| {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                fds.len() - 1
+            });
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            let owner_gone = fds
-                .get(1)
-                .and_then(PollFd::revents)
-                .is_some_and(|r| !r.is_empty());
+            let ready = |at: Option<usize>| {
+                at.and_then(|i| fds.get(i))
+                    .and_then(PollFd::revents)
+                    .is_some_and(|r| !r.is_empty())
+            };
+            let (owner_gone, written) = (ready(owner_at), ready(output_at));
             drop(fds);
+            if let Some(output) = self.output.as_mut() {
+                let mut changes = if written {
+                    output.on_event()
+                } else {
+                    Default::default()
+                };
+                let later = output.on_time(Instant::now());
+                changes.ready |= later.ready;
+                changes.progress = later.progress.or(changes.progress);
+                self.apply(changes);
+            }
             let mut pending = Vec::new();
             while let Ok(Some(info)) = signal_fd.read_signal() {
                 pending.push(info.ssi_signo as i32);
@@ -344,6 +381,31 @@ impl Supervision {
             }
         };
         self.finish(ending)
+    }
+
+    /// Records readiness and progress, and announces them in the journal.
+    fn apply(&mut self, changes: output::Changes) {
+        if !changes.ready && changes.progress.is_none() {
+            return;
+        }
+        let log_size = fs::metadata(self.paths.log()).map_or(0, |m| m.len());
+        if changes.ready {
+            self.record.ready = Some(true);
+            self.record.ready_at_ms = Some(now_ms());
+            if let Some(journal) = self.journal.as_mut() {
+                let data = serde_json::json!({"ready": true, "run": self.record.run});
+                let _ = journal.append(kind::READY, self.record.run, log_size, data);
+            }
+        }
+        if let Some(progress) = changes.progress {
+            if let Some(journal) = self.journal.as_mut()
+                && let Ok(data) = serde_json::to_value(&progress)
+            {
+                let _ = journal.append(kind::PROGRESS, self.record.run, log_size, data);
+            }
+            self.record.progress = Some(progress);
+        }
+        let _ = self.record.write(&self.paths);
     }
 
     fn on_signal(&mut self, signo: i32) {
@@ -410,6 +472,16 @@ impl Supervision {
 
     fn finish(&mut self, ending: Ending) -> io::Result<()> {
         let ended_at = now_ms();
+        // The last words of the task: its final progress.
+        if let Some(progress) = self.output.as_mut().and_then(OutputWatch::final_read) {
+            let log_size = fs::metadata(self.paths.log()).map_or(0, |m| m.len());
+            if let Some(journal) = self.journal.as_mut()
+                && let Ok(data) = serde_json::to_value(&progress)
+            {
+                let _ = journal.append(kind::PROGRESS, self.record.run, log_size, data);
+            }
+            self.record.progress = Some(progress);
+        }
         // Kill the rest of the group while the leader's zombie still reserves its id.
         let _ = kill(Pid::from_raw(-self.main.as_raw()), Signal::SIGKILL);
         let record = &mut self.record;
