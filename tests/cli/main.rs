@@ -9,6 +9,7 @@ mod batch;
 mod follow;
 mod input;
 mod lifecycle;
+mod ready;
 mod reliability;
 mod security;
 mod support;
