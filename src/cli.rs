@@ -38,16 +38,19 @@ pub enum Command {
     /// Start a task under its own supervisor; answers once it is running (or failed to start).
     #[command(
         after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?,\n\
-        timeout_s?, if_running?, stop_with_pid?}, or an array of them (a batch).\n\
+        timeout_s?, if_running?, stop_with_pid?, ready?}, or an array of them (a batch).\n\
         Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\
         timeout_s: stop it after that long (status timed_out).\n\
         if_running: error (default) | reuse (answer the running task if it runs the same\n\
         command) | restart.\n\
-        stop_with_pid: stop it when that process exits (reason owner_exited).\n\n\
+        stop_with_pid: stop it when that process exits (reason owner_exited).\n\
+        ready: {log?, port?, http?, timeout_s?}: when it counts as ready; with --wait, answer\n\
+        once ready (TaskNotReady, with the log's tail, if it ends first or the time runs out).\n\n\
         Examples:\n  \
         background-tasks start '{\"id\":\"build\",\"command\":\"cargo\",\"args\":[\"build\"]}'\n  \
         background-tasks start '{\"id\":\"web\",\"shell\":\"npm run dev\",\"if_running\":\"reuse\"}'\n  \
         background-tasks start --wait --timeout 60 '{\"shell\":\"make test\"}'\n  \
+        background-tasks start --wait '{\"id\":\"web\",\"shell\":\"npm run dev\",\"ready\":{\"port\":3000}}'\n  \
         background-tasks start --concurrency 4 '[{\"shell\":\"make a\"},{\"shell\":\"make b\"}]'"
     )]
     Start(StartArgs),
@@ -63,10 +66,12 @@ pub enum Command {
         Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'"
     )]
     List(PayloadArgs),
-    /// Block until a task has ended; --timeout bounds the wait.
-    #[command(
-        after_help = "Payload: {id}\n\nExample:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'"
-    )]
+    /// Block until a task has ended, or until conditions hold (until); --timeout bounds the wait.
+    #[command(after_help = "Payload: {id, until?}\n\
+        until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?}.\n\
+        If the task ends before the conditions hold: TaskNotReady, with the log's tail.\n\n\
+        Examples:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'\n  \
+        background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'")]
     Wait(WaitArgs),
     /// Stop a task's whole process tree: a signal (default SIGTERM), then SIGKILL after grace_s.
     #[command(after_help = "Payload: {id, signal?, grace_s?}\n\
