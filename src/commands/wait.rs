@@ -83,6 +83,10 @@ fn until_conditions(
     let mut offset = 0;
     loop {
         let record = observe(paths, id)?;
+        // A queued task has no log yet: open it once it exists.
+        if log.is_none() && record.run == first.run {
+            log = File::open(paths.log()).ok();
+        }
         // Only the run we started with counts: a restart's output is not its output.
         if record.run == first.run
             && let Some(file) = log.as_mut()
