@@ -1,6 +1,7 @@
 //! Waking up when a watched directory changes: notify (inotify) events, with a polling
 //! fallback because events can be missed or coalesced (and a watch can fail to start on
-//! some filesystems). Callers always re-read the files after a wake, so a spurious wake
+//! some filesystems). Only changes wake a waiter (writes, creations, renames, removals),
+//! never mere opens and reads, which the waiter itself makes. Callers always re-read the files after a wake, so a spurious wake
 //! costs one read and a missed event costs at most one fallback interval.
 
 use std::ffi::OsString;
@@ -36,6 +37,9 @@ impl DirWatch {
         let names: Vec<OsString> = names.iter().map(OsString::from).collect();
         let sender = move |event: notify::Result<notify::Event>| {
             let wanted = match &event {
+                // Opening or reading a file is no change, and the waiter itself opens the
+                // files it watches: waking on that would make it spin.
+                Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => false,
                 Ok(event) if !names.is_empty() => event
                     .paths
                     .iter()
