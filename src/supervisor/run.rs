@@ -51,7 +51,7 @@ fn supervise() -> io::Result<()> {
 
     // SAFETY: launch.rs placed the task's lock at LOCK_FD and our end of the control socket
     // at CONTROL_FD for this process alone; nothing else owns them.
-    let (_lock, mut control) = unsafe {
+    let (lock, mut control) = unsafe {
         (
             File::from_raw_fd(LOCK_FD),
             UnixStream::from_raw_fd(CONTROL_FD),
@@ -223,7 +223,11 @@ fn supervise() -> io::Result<()> {
         owner,
         output,
     };
-    supervision.watch(&signal_fd)
+    let result = supervision.watch(&signal_fd);
+    // The end is recorded: let waiters go now, before the rest is torn down (closing an
+    // inotify descriptor waits for a kernel grace period, several milliseconds).
+    drop(lock);
+    result
 }
 
 /// Ends a task that never started (stopped while queued, or its owner already gone).
