@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, Identity, Outcome, Sandbox, live_group_members, make_fifo, processes, signal_bit,
-    signal_mask, spawn, stat, wait_until,
+    DEADLINE, Identity, Outcome, Sandbox, check_error, live_group_members, make_fifo,
+    open_fifo_writer, processes, signal_bit, signal_mask, spawn, stat, wait_until,
 };
 
 /// Every status a task can have.
@@ -28,25 +28,6 @@ const STATUSES: [&str; 7] = [
     "failed",
     "lost",
 ];
-
-/// Checks the shape every error object has (in a failure envelope or in a batch result).
-fn check_error(error: &Value) {
-    assert!(error["type"].is_string(), "{error}");
-    assert!(
-        error["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{error}"
-    );
-    assert!(
-        error["details"]["hint"]
-            .as_str()
-            .is_some_and(|h| !h.is_empty()),
-        "every error has a hint: {error}"
-    );
-    assert!(
-        error["details"]["retryable"].is_boolean(),
-        "every error says whether it is retryable: {error}"
-    );
-}
 
 /// A batch answer's `data`, after checking the whole contract of its shape: a success
 /// envelope of `command` on stdout (one line, nothing on stderr), counts that agree with
@@ -109,7 +90,7 @@ fn batch_answer(outcome: &Outcome, command: &str) -> Value {
             assert!(result.get("error").is_none(), "ok and error: {result}");
         } else {
             assert!(result.get("data").is_none(), "failed and data: {result}");
-            check_error(&result["error"]);
+            check_error(&result["error"], &result.to_string());
         }
     }
     data
@@ -205,22 +186,8 @@ fn wait_for_no_supervisor(sandbox: &Sandbox) {
 }
 
 /// Opens a FIFO gate once a task has it open for reading, and lets the task through.
-/// Non-blocking, so a task that never opens its end fails the test instead of hanging it.
 fn open_gate(gate: &Path) {
-    let mut fifo = None;
-    wait_until(
-        &format!("a task opens {} for reading", gate.display()),
-        DEADLINE,
-        || {
-            fifo = fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(gate)
-                .ok();
-            fifo.is_some()
-        },
-    );
-    fifo.expect("the gate")
+    open_fifo_writer(gate)
         .write_all(b"go\n")
         .expect("write to the gate");
 }

@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -18,7 +18,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Sandbox, make_fifo, wait_until};
+use crate::support::{DEADLINE, Sandbox, make_fifo, open_fifo_writer, wait_until};
 
 /// How long a stream may stay silent when a frame (or its end) is due.
 const FRAME_HANG: Duration = Duration::from_secs(20);
@@ -198,20 +198,7 @@ impl Gate {
     /// non-blocking (ENXIO until there is a reader), so a task that never reads fails the
     /// test instead of hanging it; then writes block again, as a terminal's would.
     fn open(path: &Path) -> Gate {
-        let mut file = None;
-        wait_until(
-            &format!("the task opens {} for reading", path.display()),
-            DEADLINE,
-            || {
-                file = fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_NONBLOCK)
-                    .open(path)
-                    .ok();
-                file.is_some()
-            },
-        );
-        let file = file.expect("the gate");
+        let file = open_fifo_writer(path);
         fcntl(&file, FcntlArg::F_SETFL(OFlag::empty())).expect("make the gate blocking");
         Gate { file }
     }

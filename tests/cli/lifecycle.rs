@@ -3,13 +3,12 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Sandbox, make_fifo, spawn, wait_until};
+use crate::support::{DEADLINE, Sandbox, make_fifo, open_fifo_writer, spawn, wait_until};
 
 /// RELIABILITY 3: a task that exits at once is a successful start, and its exit code is
 /// recorded, even for 25 starts at the same time.
@@ -88,18 +87,7 @@ fn wait_returns_promptly_when_the_task_ends() {
     });
     assert!(waiter.is_running(), "wait returned before the task ended");
 
-    // Non-blocking, so that a task that never opens its end fails the test instead of
-    // hanging it (ENXIO until a reader has the FIFO open).
-    let mut fifo = None;
-    wait_until("the task opens the gate for reading", DEADLINE, || {
-        fifo = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&gate)
-            .ok();
-        fifo.is_some()
-    });
-    let mut fifo = fifo.expect("the gate");
+    let mut fifo = open_fifo_writer(&gate);
     fifo.write_all(b"go\n").expect("open the gate");
     drop(fifo);
     let opened = std::time::Instant::now();

@@ -15,6 +15,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::fd::RawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -397,22 +398,7 @@ impl Outcome {
         let envelope = single_json_line(&self.stderr, self);
         assert_eq!(envelope["ok"], false, "{self:#?}");
         assert!(envelope["command"].is_string(), "{self:#?}");
-        let error = &envelope["error"];
-        assert!(error["type"].is_string(), "{self:#?}");
-        assert!(
-            error["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{self:#?}"
-        );
-        assert!(
-            error["details"]["hint"]
-                .as_str()
-                .is_some_and(|h| !h.is_empty()),
-            "every error has a hint: {self:#?}"
-        );
-        assert!(
-            error["details"]["retryable"].is_boolean(),
-            "every error says whether it is retryable: {self:#?}"
-        );
+        check_error(&envelope["error"], &format!("{self:#?}"));
         envelope
     }
 
@@ -655,4 +641,45 @@ pub fn names_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Checks the shape every error object has, in a failure envelope or in a batch result:
+/// a type, a message, and details with a hint and whether it is retryable. `context` is
+/// printed when a check fails.
+pub fn check_error(error: &Value, context: &str) {
+    assert!(error["type"].is_string(), "{context}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{context}"
+    );
+    assert!(
+        error["details"]["hint"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
+        "every error has a hint: {context}"
+    );
+    assert!(
+        error["details"]["retryable"].is_boolean(),
+        "every error says whether it is retryable: {context}"
+    );
+}
+
+/// Opens FIFO `path` for writing once a task has it open for reading. The open is
+/// non-blocking (ENXIO until there is a reader), so a task that never reads fails the test
+/// instead of hanging it.
+pub fn open_fifo_writer(path: &Path) -> fs::File {
+    let mut fifo = None;
+    wait_until(
+        &format!("a task opens {} for reading", path.display()),
+        DEADLINE,
+        || {
+            fifo = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .ok();
+            fifo.is_some()
+        },
+    );
+    fifo.expect("the FIFO")
 }
