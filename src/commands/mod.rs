@@ -134,12 +134,7 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
 const START_EXAMPLE: &str = r#"{"id":"web","command":"npm","args":["run","dev"]}"#;
 
 fn require(argument: Option<&str>, command: &str, example: &str) -> Result<Vec<u8>> {
-    payload::read(argument)?.ok_or_else(|| {
-        Error::input(
-            format!("{command} needs a payload"),
-            format!("Run: background-tasks {command} '{example}'"),
-        )
-    })
+    payload::present(payload::read(argument)?, command, example)
 }
 
 /// A command that takes one payload or an array of them: an array is run as a batch.

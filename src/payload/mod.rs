@@ -140,13 +140,17 @@ pub fn require<T: DeserializeOwned>(
     command: &str,
     example: &str,
 ) -> Result<T> {
-    match bytes {
-        Some(bytes) => parse(&bytes, example),
-        None => Err(Error::input(
+    parse(&present(bytes, command, example)?, example)
+}
+
+/// A payload is required: its bytes, or an error that says what to send.
+pub fn present(bytes: Option<Vec<u8>>, command: &str, example: &str) -> Result<Vec<u8>> {
+    bytes.ok_or_else(|| {
+        Error::input(
             format!("{command} needs a payload"),
             format!("Run: background-tasks {command} '{example}'"),
-        )),
-    }
+        )
+    })
 }
 
 /// A payload is optional: parse it, or use the default.
