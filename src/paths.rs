@@ -120,15 +120,6 @@ impl StateDir {
         Ok(dir)
     }
 
-    /// Opens an existing state directory without creating it; `None` if there is none.
-    pub fn open_existing(root: PathBuf) -> Result<Option<StateDir>> {
-        match fs::symlink_metadata(&root) {
-            Ok(_) => StateDir::open(root).map(Some),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::store("inspect the state directory", &root, e)),
-        }
-    }
-
     fn check(&self, path: &Path) -> Result<()> {
         let refuse = |reason: String| {
             Err(Error::UnsafeStateDir {

@@ -60,16 +60,8 @@ pub fn run(input: RmInput) -> Result<RmAnswer> {
 /// Removes a terminal task's folder, under its lock.
 fn remove(state: &StateDir, id: &TaskId) -> Result<()> {
     let paths = state.task(id);
-    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-    let lock = loop {
-        if let Some(lock) = TaskLock::try_acquire(&paths)? {
-            break lock;
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::already_running(id, None));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let lock = TaskLock::acquire_within(&paths, LOCK_PATIENCE)?
+        .ok_or_else(|| Error::already_running(id, None))?;
     // Under the lock, the record cannot change: check once more that it has ended.
     if let Some(record) = TaskRecord::read(&paths)?
         && !record.status.is_terminal()

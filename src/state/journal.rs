@@ -115,11 +115,6 @@ pub fn ended_data(record: &TaskRecord) -> Value {
     })
 }
 
-/// Every entry of the journal, oldest first; `[]` when there is none.
-pub fn read_all(paths: &TaskPaths) -> Result<Vec<JournalEntry>> {
-    read_from(paths, 0).map(|(entries, _)| entries)
-}
-
 /// Entries from byte `offset` on, and the offset just past the last whole line read.
 pub fn read_from(paths: &TaskPaths, offset: u64) -> Result<(Vec<JournalEntry>, u64)> {
     let path = paths.journal();
