@@ -33,6 +33,11 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The whole command line as clap sees it: for completions, man pages and `capabilities`.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a task under its own supervisor; answers once it is running (or failed to start).
@@ -117,9 +122,76 @@ pub enum Command {
         Example:\n  background-tasks prune '{\"older_than_s\":86400,\"keep_last\":20}'"
     )]
     Prune(PayloadArgs),
+    /// Check the state directory, locks, file notifications, the supervisors' binary and the
+    /// tasks; every check says ok, warn or fail with a hint. Exit 1 if any check fails.
+    #[command(
+        after_help = "No payload. Checks: state_dir (exists, ours, 0700, not a symlink), \
+        filesystem (local; warns on NFS/FUSE/SMB), locks (exclusive locks exclude), notify (a \
+        real watch fires), binary (this executable and the running supervisors' still exist), \
+        tasks (running, queued, lost, stale, unreadable), temp_files (left by a writer that \
+        died).\n\nExample:\n  background-tasks doctor --pretty"
+    )]
+    Doctor,
+    /// Describe this build: version, protocol, commands and their flags, statuses, error
+    /// types, exit codes, limits and defaults, and features.
+    #[command(
+        after_help = "No payload. Agents: read this once to learn the tool.\n\n\
+        Example:\n  background-tasks capabilities --pretty"
+    )]
+    Capabilities,
+    /// The JSON Schemas (draft 2020-12) of every payload, answer, stream frame and error.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Example payloads for each command, each valid against its schema.
+    #[command(subcommand)]
+    Examples(ExamplesCommand),
+    /// Print a shell completion script (plain text, not JSON).
+    #[command(after_help = "Examples:\n  \
+        source <(background-tasks completions bash)\n  \
+        background-tasks completions zsh > ~/.zfunc/_background-tasks\n  \
+        background-tasks completions fish > ~/.config/fish/completions/background-tasks.fish")]
+    Completions(CompletionsArgs),
     /// Internal: the per-task supervisor. Started by `start`; never run it by hand.
     #[command(name = "__supervise", hide = true)]
     Supervise,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// List every schema: its name, kind (input, output, frame, error), $id and file.
+    #[command(after_help = "Example:\n  background-tasks schema list")]
+    List,
+    /// Show the schemas of one command (its payload and answer), or of `frame` or `error`.
+    #[command(after_help = "Examples:\n  background-tasks schema show start\n  \
+        background-tasks schema show frame\n  \
+        background-tasks schema show start | jq '.data.schemas[] | select(.kind==\"input\") | .schema'")]
+    Show {
+        /// A command (start, status, ...), `frame` or `error`.
+        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::schema::names()))]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExamplesCommand {
+    /// List every example: its command, name, description and how to run it.
+    #[command(after_help = "Example:\n  background-tasks examples list")]
+    List,
+    /// Show the example payloads of one command, each with a command line that runs it.
+    #[command(after_help = "Examples:\n  background-tasks examples show start\n  \
+        background-tasks examples show logs")]
+    Show {
+        /// A command that takes a payload.
+        #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(crate::commands::examples::commands()))]
+        command: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 impl Command {
@@ -136,14 +208,56 @@ impl Command {
             Command::Events(_) => "events",
             Command::Rm(_) => "rm",
             Command::Prune(_) => "prune",
+            Command::Doctor => "doctor",
+            Command::Capabilities => "capabilities",
+            Command::Schema(SchemaCommand::List) => "schema list",
+            Command::Schema(SchemaCommand::Show { .. }) => "schema show",
+            Command::Examples(ExamplesCommand::List) => "examples list",
+            Command::Examples(ExamplesCommand::Show { .. }) => "examples show",
+            Command::Completions(_) => "completions",
             Command::Supervise => "__supervise",
         }
     }
 
     /// Every public command name, for envelopes of usage errors.
-    pub const NAMES: [&'static str; 10] = [
-        "start", "status", "list", "wait", "stop", "restart", "logs", "events", "rm", "prune",
+    pub const NAMES: [&'static str; 17] = [
+        "start",
+        "status",
+        "list",
+        "wait",
+        "stop",
+        "restart",
+        "logs",
+        "events",
+        "rm",
+        "prune",
+        "doctor",
+        "capabilities",
+        "schema list",
+        "schema show",
+        "examples list",
+        "examples show",
+        "completions",
     ];
+}
+
+impl Command {
+    /// The command a command line names by its first words (`schema show`, `status`), for
+    /// the envelope of a usage error.
+    pub fn named_by(words: &[&str]) -> Option<&'static str> {
+        let two = words.get(..2).map(|w| w.join(" "));
+        let one = words.first().copied();
+        Command::NAMES
+            .iter()
+            .find(|&&name| two.as_deref() == Some(name))
+            .or_else(|| Command::NAMES.iter().find(|&&name| one == Some(name)))
+            .or_else(|| {
+                ["schema", "examples"]
+                    .iter()
+                    .find(|&&name| one == Some(name))
+            })
+            .copied()
+    }
 }
 
 #[derive(Debug, Args)]

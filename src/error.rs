@@ -135,6 +135,19 @@ impl Error {
         }
     }
 
+    /// Every envelope `type`, for `capabilities` and the schemas.
+    pub const TYPES: [&'static str; 9] = [
+        "CommandInputError",
+        "TaskNotFound",
+        "TaskAlreadyRunning",
+        "TaskWaitTimedOut",
+        "TaskNotReady",
+        "PortInUse",
+        "SpawnFailed",
+        "StoreError",
+        "SignalRefused",
+    ];
+
     /// The envelope `type`; these names are part of the contract.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -64,6 +64,16 @@ impl DirWatch {
         }
     }
 
+    /// Whether file notifications are set up (else waits only poll).
+    pub fn is_watching(&self) -> bool {
+        self._watcher.is_some()
+    }
+
+    /// Whether a change is reported within `timeout` (for `doctor`: does a real watch fire).
+    pub fn changed_within(&self, timeout: Duration) -> bool {
+        self.events.recv_timeout(timeout).is_ok()
+    }
+
     /// Waits until something changed, the fallback interval passed, or `deadline`.
     /// Returns `false` once the deadline has passed.
     pub fn wait(&self, deadline: Option<Instant>) -> bool {

@@ -24,6 +24,7 @@ pub mod payload;
 pub mod procfs;
 pub mod progress;
 pub mod ready;
+pub mod schema;
 pub mod state;
 pub mod supervisor;
 pub mod time;
@@ -72,6 +73,10 @@ where
             ExitCode::from(EXIT_FAILURE)
         }
         Ok(commands::Reply::Streamed) => ExitCode::SUCCESS,
+        Ok(commands::Reply::Text(text)) => {
+            let _ = output.plain(&text);
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             output.failure(name, &error);
             ExitCode::from(EXIT_FAILURE)
@@ -98,25 +103,30 @@ fn usage_error(args: &[OsString], error: &clap::Error) -> ExitCode {
         let _ = output.plain(&error.render().to_string());
         return ExitCode::SUCCESS;
     }
-    let command = args
+    let words: Vec<&str> = args
         .iter()
         .skip(1)
         .filter_map(|a| a.to_str())
-        .find(|a| !a.starts_with('-'))
-        .and_then(|a| Command::NAMES.iter().find(|&&name| name == a))
-        .copied()
-        .unwrap_or("background-tasks");
+        .filter(|a| !a.starts_with('-'))
+        .take(2)
+        .collect();
+    let command = Command::named_by(&words).unwrap_or("background-tasks");
     let message = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         "a command is required".to_owned()
     } else {
-        error
-            .render()
-            .to_string()
-            .lines()
+        let rendered = error.render().to_string();
+        let mut lines = rendered.lines();
+        let mut message = lines
             .next()
             .unwrap_or("invalid command line")
             .trim_start_matches("error: ")
-            .to_owned()
+            .to_owned();
+        // An invalid value is followed by the values allowed: they are the fix.
+        if let Some(allowed) = lines.find(|l| l.trim_start().starts_with("[possible values")) {
+            message.push(' ');
+            message.push_str(allowed.trim());
+        }
+        message
     };
     let hint = if command == "background-tasks" {
         format!(

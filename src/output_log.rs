@@ -61,8 +61,18 @@ impl serde::Serialize for Cursor {
     }
 }
 
+impl schemars::JsonSchema for Cursor {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cursor".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::cursor(generator)
+    }
+}
+
 /// Why a cursor was not used as given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CursorReset {
     /// The cursor belongs to an earlier run; reading starts at the current run's beginning.

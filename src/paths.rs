@@ -23,6 +23,9 @@ pub mod env {
 pub struct TaskId(String);
 
 impl TaskId {
+    /// The rule as a regular expression.
+    pub const PATTERN: &'static str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
     pub const RULE: &'static str =
         "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit";
 
@@ -67,6 +70,16 @@ impl<'de> serde::Deserialize<'de> for TaskId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         TaskId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for TaskId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TaskId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::schema::task_id()
     }
 }
 
@@ -225,7 +238,7 @@ fn create_private_dir(path: &Path) -> Result<()> {
     }
 }
 
-fn create_private_dir_all(path: &Path) -> Result<()> {
+pub fn create_private_dir_all(path: &Path) -> Result<()> {
     DirBuilder::new()
         .mode(0o700)
         .recursive(true)

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How far a task got.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How far a task got, from its newest progress line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Progress {
     pub current: Option<f64>,
     pub total: Option<f64>,

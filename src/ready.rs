@@ -22,20 +22,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 pub const RETRY: Duration = Duration::from_millis(50);
 
 /// `ready` (and `wait`'s `until`): conditions that must all hold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::schema::some_condition)]
 pub struct ReadySpec {
     /// A regular expression a line of the current run's output must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// A TCP port on this machine that must accept connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u32>,
     /// An `http://` URL that must answer with a 2xx or 3xx status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^http://"))]
     pub http: Option<String>,
     /// How long readiness may take, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout_s: Option<f64>,
 }
 

@@ -17,29 +17,37 @@ use crate::error::{Error, Result};
 /// How many items of a batch are worked on at once by this process.
 pub const WORKERS: usize = 8;
 
-/// The answer to a batch.
-#[derive(Debug, Serialize)]
-pub struct BatchAnswer {
-    /// `succeeded`, `partial_failure` or `failed`.
+/// The answer to a batch (a payload that is an array): one result per item, in input order.
+/// `D` is an item's answer; it is kept as encoded JSON at run time.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BatchAnswer<D = Box<RawValue>> {
+    /// `succeeded` (every item), `partial_failure` or `failed` (every item failed).
+    #[schemars(extend("enum" = ["succeeded", "partial_failure", "failed"]))]
     pub outcome: &'static str,
+    /// How many items the batch had.
     pub total: usize,
     pub success_count: usize,
     pub error_count: usize,
     /// `--concurrency`, when it was given.
     pub concurrency: Option<usize>,
-    pub results: Vec<ItemResult>,
+    pub results: Vec<ItemResult<D>>,
 }
 
-/// One item's result, in input order.
-#[derive(Debug, Serialize)]
-pub struct ItemResult {
+/// One item's result: `data` (the answer for that one item) or `error`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ItemResult<D = Box<RawValue>> {
+    /// The item's place in the payload array, from 0.
     pub index: usize,
+    /// Whether this item succeeded.
     pub ok: bool,
     /// The task the item was about (its id), when known.
     pub target: Option<String>,
+    /// The item's answer, when it succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<Box<RawValue>>,
+    pub data: Option<D>,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_error")]
     pub error: Option<Value>,
 }
 

@@ -25,7 +25,7 @@ use crate::state::{Status, TaskRecord, journal, observe};
 use crate::time::{now_ms, rfc3339};
 use crate::timeline::{After, Flow, Selection, Timeline};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct EventsAnswer {
     pub task_id: String,
     pub frames: Vec<Frame>,
@@ -38,7 +38,7 @@ pub struct EventsAnswer {
     pub cursor_reset: Option<CursorReset>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AllEventsAnswer {
     pub frames: Vec<Frame>,
 }

@@ -16,7 +16,7 @@ use crate::payload::input::ListInput;
 use crate::payload::task::{FIELDS, Task};
 use crate::state::{TaskRecord, observe};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListAnswer {
     pub total: usize,
     /// Whole tasks, or only the `fields` asked for.
@@ -25,14 +25,14 @@ pub struct ListAnswer {
     pub unreadable: Vec<Unreadable>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Unreadable {
     pub id: String,
     pub error: String,
 }
 
 /// A task as listed: whole, or projected to some fields.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Shown {
     Whole(Box<Task>),

@@ -48,10 +48,11 @@ pub enum OutputMode {
     Artifact,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LogsAnswer {
     /// `"inline"`; absent inside a `summary+artifact` answer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("const" = "inline"))]
     pub kind: Option<&'static str>,
     pub task_id: String,
     pub run: u32,
@@ -186,8 +187,10 @@ pub fn run(
 }
 
 /// `kind: "summary+artifact"`: the lines that could be shown, and where the whole log is.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ArtifactAnswer {
+    /// `"summary+artifact"`.
+    #[schemars(extend("const" = "summary+artifact"))]
     pub kind: &'static str,
     /// One sentence for people: "Showing 50 of 412 log lines for web."
     pub summary: String,
@@ -196,10 +199,12 @@ pub struct ArtifactAnswer {
 }
 
 /// The whole log, as a file to read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Artifact {
     /// `task.<id>.logs`
     pub key: String,
+    /// `"text"`.
+    #[schemars(extend("const" = "text"))]
     pub kind: &'static str,
     pub absolute_path: PathBuf,
     /// Relative to the state directory.

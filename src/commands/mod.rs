@@ -2,11 +2,15 @@
 //! never prints or exits: `lib.rs` wraps the answer in the envelope.
 
 pub mod batch;
+pub mod capabilities;
+pub mod doctor;
 pub mod events;
+pub mod examples;
 pub mod list;
 pub mod logs;
 pub mod restart;
 pub mod rm;
+pub mod schema;
 pub mod start;
 pub mod status;
 pub mod stop;
@@ -18,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::cli::Command;
+use crate::cli::{Command, ExamplesCommand, SchemaCommand};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::paths::{StateDir, TaskId};
@@ -34,6 +38,8 @@ pub enum Reply {
     DataWithFailures(Box<RawValue>),
     /// Frames were already printed (`--stream`); nothing more to say.
     Streamed,
+    /// Plain text for a shell, not an envelope (`completions`).
+    Text(String),
 }
 
 /// Runs a public command. Streaming commands print their frames through `output`.
@@ -123,6 +129,22 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
                 .then(|| args.timeout.map(Duration::from_secs_f64));
             return events::run(input, output, stream);
         }
+        Command::Doctor => {
+            let answer = doctor::run()?;
+            let healthy = answer.healthy;
+            let data = encode(answer)?;
+            return Ok(if healthy {
+                Reply::Data(data)
+            } else {
+                Reply::DataWithFailures(data)
+            });
+        }
+        Command::Capabilities => encode(capabilities::run()),
+        Command::Schema(SchemaCommand::List) => encode(schema::list()),
+        Command::Schema(SchemaCommand::Show { name }) => encode(schema::show(&name)?),
+        Command::Examples(ExamplesCommand::List) => encode(examples::list()),
+        Command::Examples(ExamplesCommand::Show { command }) => encode(examples::show(&command)?),
+        Command::Completions(args) => return Ok(Reply::Text(completions(args.shell))),
         Command::Supervise => Err(Error::input(
             "__supervise is internal",
             "Use start; it runs the supervisor itself.",
@@ -163,6 +185,14 @@ fn id_payload(argument: Option<String>, command: &str) -> Result<payload::input:
         command,
         r#"{"id":"web"}"#,
     )
+}
+
+/// A completion script for `shell`, generated from the clap definitions.
+fn completions(shell: clap_complete::Shell) -> String {
+    let mut command = crate::cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "background-tasks", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
 /// The state directory, created on first use and checked on every use.

@@ -25,7 +25,7 @@ use crate::time::now_ms;
 /// supervisor writing its last record and exiting).
 const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RmAnswer {
     pub task_id: String,
     pub removed: bool,
@@ -77,7 +77,7 @@ fn remove(state: &StateDir, id: &TaskId) -> Result<()> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PruneAnswer {
     pub removed: Vec<String>,
     pub total_removed: usize,

@@ -47,7 +47,7 @@ pub struct StartOptions {
     pub concurrency: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StartAnswer {
     pub task: Task,
     /// `true` when `if_running: "reuse"` answered the task that was already running.

@@ -9,7 +9,7 @@ use crate::payload::task::{Task, listening_ports};
 use crate::state::{Status, observe};
 
 /// The answer of `status`, `wait` and `restart`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct TaskAnswer {
     pub task_id: String,
     pub status: Status,

@@ -24,7 +24,7 @@ use crate::supervisor::StopRequest;
 /// Time allowed past the grace period for the supervisor to record the end.
 const STOP_SLACK: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StopAnswer {
     pub task_id: String,
     pub status: Status,

@@ -134,11 +134,14 @@ fn not_ready(paths: &TaskPaths, record: &TaskRecord, why: &'static str) -> Error
         why,
         status: record.status.as_str().to_owned(),
         exit_code: record.exit_code,
-        log_tail: log_tail(paths, 20),
+        log_tail: log_tail(paths, LOG_TAIL_LINES),
     }
 }
 
 /// The last `lines` lines of the current run's output.
+/// How many lines of output a `TaskNotReady` error carries.
+pub const LOG_TAIL_LINES: u64 = 20;
+
 pub fn log_tail(paths: &TaskPaths, lines: u64) -> Vec<String> {
     let Ok(mut file) = File::open(paths.log()) else {
         return Vec::new();

@@ -16,13 +16,23 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// One frame.
-#[derive(Debug, Clone, Serialize)]
+/// One frame: `{type, task_id, sequence, timestamp, data}`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Frame {
+    /// `task.status`, `task.log.line`, `task.progress`, `task.ready` or `task.ended`.
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["task.status", "task.log.line", "task.progress", "task.ready", "task.ended"]))]
     pub kind: String,
+    /// The task the frame is about.
     pub task_id: String,
+    /// The frame's place in its task's timeline; never repeats across restarts.
     pub sequence: u64,
+    /// When it was recorded (a lifecycle entry) or read (a log line), RFC 3339 UTC.
     pub timestamp: String,
+    /// By type: `task.status` `{status, run, pid}` (or a whole task as a snapshot);
+    /// `task.log.line` `{line, cursor}`; `task.progress` `{current, total, percent,
+    /// message}`; `task.ready` `{ready, run}`; `task.ended` `{status, run, exit_code,
+    /// signal, reason}`.
+    #[schemars(extend("type" = "object"))]
     pub data: Value,
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use nix::sys::signal::Signal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
@@ -19,38 +20,49 @@ pub const DEFAULT_GRACE_S: f64 = 5.0;
 /// Default number of log lines answered.
 pub const DEFAULT_LOG_LINES: u64 = 100;
 
-/// `start`: one task to launch.
-#[derive(Debug, Default, Deserialize)]
+/// `start`: one task to launch. Give either `command` (with `args`, run directly, no shell)
+/// or `shell` (run by `/bin/sh -c`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::schema::command_or_shell)]
 pub struct StartInput {
     /// The task id; generated (`bg_` + 8 hex) when absent.
     pub id: Option<TaskId>,
     /// A label for people.
+    #[schemars(length(min = 1))]
     pub name: Option<String>,
     /// The program to execute directly (no shell), found on PATH.
+    #[schemars(length(min = 1))]
     pub command: Option<String>,
     /// Arguments to `command`.
     #[serde(default)]
     pub args: Vec<String>,
     /// Working directory; relative paths are taken from the caller's directory.
+    #[schemars(length(min = 1))]
     pub workdir: Option<String>,
     /// Variables set for the task. Only their names are ever stored or printed.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = crate::schema::env_name()))]
     pub env: BTreeMap<String, String>,
     /// Labels to find the task by (`list {"tag": ...}`).
     #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
     pub tags: Vec<String>,
     /// A shell line run by `/bin/sh -c`, instead of `command` and `args`.
+    #[schemars(length(min = 1))]
     pub shell: Option<String>,
     /// Seconds between SIGTERM and SIGKILL when the task is stopped (default 5).
+    #[schemars(range(min = 0, max = MAX_SECONDS))]
     pub grace_s: Option<f64>,
     /// Stop the task after this many seconds; it then ends `timed_out`.
+    #[schemars(range(max = MAX_TIMEOUT_S), extend("exclusiveMinimum" = 0))]
     pub timeout_s: Option<f64>,
     /// What to do when a task with this id is already running or queued.
     #[serde(default)]
     pub if_running: IfRunning,
     /// Stop the task when the process with this pid exits (an agent session that ends
-    /// takes its tasks with it).
+    /// takes its tasks with it). It must be running when the task starts.
+    #[schemars(range(min = 2))]
     pub stop_with_pid: Option<i32>,
     /// When the task counts as ready: `{log?, port?, http?, timeout_s?}`; `start --wait`
     /// then answers once it is ready.
@@ -58,7 +70,7 @@ pub struct StartInput {
 }
 
 /// `if_running`: what `start` does when the id is already running or queued.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IfRunning {
     /// Fail with `TaskAlreadyRunning`.
@@ -164,7 +176,7 @@ pub enum StartPayload {
 }
 
 /// `rm`: one task to remove.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RmInput {
     /// The task id.
@@ -175,10 +187,11 @@ pub struct RmInput {
 }
 
 /// `prune`: remove finished tasks; every filter given must match.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PruneInput {
     /// Only tasks that ended more than this many seconds ago.
+    #[schemars(range(min = 0))]
     pub older_than_s: Option<f64>,
     /// Keep this many of the most recently ended matching tasks.
     pub keep_last: Option<usize>,
@@ -187,7 +200,7 @@ pub struct PruneInput {
 }
 
 /// `wait`: one task, and what to wait for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitInput {
     /// The task id.
@@ -198,19 +211,22 @@ pub struct WaitInput {
     pub until: Until,
 }
 
-/// What `wait` waits for.
-#[derive(Debug, Default, Deserialize)]
+/// What `wait` waits for: `"exit"` (the default), or conditions that must all hold.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Until {
     #[default]
     #[serde(skip)]
     Exit,
+    /// `"exit"`: until the task has ended.
+    #[schemars(schema_with = "crate::schema::exit_word")]
     Word(String),
+    /// Conditions, as in `start`'s `ready`: until they all hold.
     Ready(crate::ready::ReadySpec),
 }
 
 /// A payload that names one task.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdInput {
     /// The task id.
@@ -218,7 +234,7 @@ pub struct IdInput {
 }
 
 /// `list`: filters, all optional; a task must match every one given.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListInput {
     /// Only these ids.
@@ -234,19 +250,22 @@ pub struct ListInput {
     /// Only tasks started in this directory.
     pub workdir: Option<String>,
     /// Answer only these fields of each task (e.g. ["id","status"]).
+    #[schemars(schema_with = "crate::schema::task_fields")]
     pub fields: Option<Vec<String>>,
 }
 
 /// `stop`: one task, how to signal it and how long to wait before SIGKILL.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopInput {
     /// The task id.
     pub id: TaskId,
-    /// The first signal: a name (`"SIGINT"`, `"INT"`) or number; default SIGTERM.
+    /// The first signal: a name (`"SIGINT"`, `"INT"`, any case) or number; default SIGTERM.
     #[serde(default, deserialize_with = "signal")]
+    #[schemars(schema_with = "crate::schema::signal")]
     pub signal: Option<Signal>,
     /// Seconds before SIGKILL follows; default the task's `grace_s`.
+    #[schemars(range(min = 0, max = MAX_SECONDS))]
     pub grace_s: Option<f64>,
 }
 
@@ -261,18 +280,19 @@ impl StopInput {
 
 /// `restart`: one task. Environment values are never stored, so a task started with `env`
 /// needs them again here.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartInput {
     /// The task id.
     pub id: TaskId,
     /// Values for the variables the task was started with (`env_keys`).
     #[serde(default)]
+    #[schemars(extend("propertyNames" = crate::schema::env_name()))]
     pub env: BTreeMap<String, String>,
 }
 
 /// `logs`: lines of the current run's output.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogsInput {
     /// The task id.
@@ -282,13 +302,14 @@ pub struct LogsInput {
     pub lines: Option<u64>,
     /// A cursor (`next_cursor` of an earlier answer, or a frame's `cursor`): only what came
     /// after it.
+    #[schemars(schema_with = "crate::schema::optional_cursor")]
     pub after: Option<String>,
     /// Only lines matching this regular expression.
     pub grep: Option<String>,
 }
 
 /// `events`: a task's lifecycle frames and log lines, or every task's status.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsInput {
     /// The task id; without it, every task's status.
@@ -300,10 +321,13 @@ pub struct EventsInput {
 }
 
 /// Where to resume: a frame's sequence number or a log cursor.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AfterInput {
+    /// A frame's `sequence`: only later frames.
     Sequence(u64),
+    /// A log line's `cursor` (`"<run>:<offset>"`): only what came after it.
+    #[schemars(schema_with = "crate::schema::cursor")]
     Cursor(String),
 }
 

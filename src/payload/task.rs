@@ -45,40 +45,59 @@ pub const FIELDS: [&str; 29] = [
     "ports",
 ];
 
-/// One task as answered.
-#[derive(Debug, Serialize)]
+/// One task as answered. Fields a user did not set are `null`, never invented.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Task {
+    /// The task id, given or generated (`bg_` + 8 hex).
     pub id: String,
+    /// The label given at start.
     pub name: Option<String>,
+    /// The program, when started with `command`.
     pub command: Option<String>,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// The shell line, when started with `shell`.
     pub shell: Option<String>,
+    /// The absolute working directory.
     pub workdir: String,
+    /// Labels given at start.
     pub tags: Vec<String>,
     /// Names of the variables the payload set; values are never printed.
     pub env_keys: Vec<String>,
     pub status: Status,
     /// 1 for the first run, +1 for each restart.
     pub run: u32,
+    /// The task's process id (it leads its own session and process group).
     pub pid: Option<i32>,
+    /// Its process group id.
     pub pgid: Option<i32>,
+    /// The exit code, when it exited by itself.
     pub exit_code: Option<i32>,
     /// The signal that ended the task (`"SIGTERM"`).
     pub signal: Option<String>,
+    /// Whether it dumped core.
     pub core_dumped: bool,
     /// `true` only for `exited` with code 0.
     pub success: bool,
+    /// Why it is terminal; `null` while it is queued or running.
     pub reason: Option<Reason>,
     /// Why the task failed to start or was lost.
     pub error: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when it is stopped.
     pub grace_s: f64,
+    /// When the task was first created (RFC 3339, UTC, milliseconds).
     pub created_at: String,
+    /// When the current run started.
     pub started_at: Option<String>,
+    /// When the current run ended.
     pub ended_at: Option<String>,
     /// Run time so far, or until the end.
     pub duration_ms: Option<i64>,
+    /// The current run's output.
     pub log: LogInfo,
-    pub progress: Option<serde_json::Value>,
+    /// The newest progress the task printed, if any.
+    pub progress: Option<crate::progress::Progress>,
+    /// Whether its `ready` conditions held; `null` when none were given.
     pub ready: Option<bool>,
     /// Stopped after this many seconds (`timeout_s`), if set.
     pub timeout_s: Option<f64>,
@@ -89,9 +108,11 @@ pub struct Task {
 }
 
 /// Where the current run's output is.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LogInfo {
+    /// The absolute path of the log file (stdout and stderr, bytes as written).
     pub path: PathBuf,
+    /// Its size now.
     pub size_bytes: u64,
 }
 
@@ -131,10 +152,7 @@ impl Task {
                 path: log,
                 size_bytes,
             },
-            progress: record
-                .progress
-                .as_ref()
-                .and_then(|p| serde_json::to_value(p).ok()),
+            progress: record.progress.clone(),
             ready: record.ready,
             timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
             stop_with_pid: record.owner_pid,

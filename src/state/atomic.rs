@@ -78,6 +78,15 @@ fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}{TEMP_MARK}{}.{n}", std::process::id()))
 }
 
+/// The pid of the writer of a temp file named `name` (`.<target>.tmp.<pid>.<n>`), if `name`
+/// is one of ours.
+pub fn temp_writer(name: &str) -> Option<i32> {
+    let (_, rest) = name.strip_prefix('.')?.rsplit_once(TEMP_MARK)?;
+    let (pid, n) = rest.split_once('.')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
 /// Removes temp files of `target` left by a writer that died between write and rename.
 /// Only the lock holder may call this: it is the only writer of `target`.
 pub fn remove_stale_temps(target: &Path) {

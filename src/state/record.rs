@@ -17,8 +17,10 @@ use crate::state::atomic;
 
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a task is in its life: `queued` waits for a batch slot; `running`; `exited` (it ended
+/// by itself, any code); `killed` (by `stop` or a signal); `timed_out` (by its `timeout_s`);
+/// `failed` (it never started); `lost` (its supervisor vanished without recording an end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -60,7 +62,7 @@ impl Status {
 }
 
 /// Why a task is terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The process ended by itself.

@@ -4,6 +4,8 @@
 //!   BENCHMARKS.md). It builds the release binary unless `--bin` names one, prints a table
 //!   and writes JSON (default `target/bench/latest.json`). `--smoke` runs one small
 //!   iteration of every measurement, to keep the bench from rotting.
+//! - `schemas [--check]`: writes the JSON Schemas to `schemas/`, or checks they are fresh.
+//! - `man [--out DIR]`: man pages from the clap definitions (default `target/man`).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -11,6 +13,8 @@
 )]
 
 mod bench;
+mod man;
+mod schemas;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,9 +25,25 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("bench") => bench_command(args.collect()),
+        Some("schemas") => {
+            let check = match args.next().as_deref() {
+                None => false,
+                Some("--check") => true,
+                Some(other) => bail!("unknown schemas option {other:?}"),
+            };
+            schemas::run(&workspace_root(), check)
+        }
+        Some("man") => {
+            let out = match (args.next().as_deref(), args.next()) {
+                (None, _) => workspace_root().join("target/man"),
+                (Some("--out"), Some(dir)) => PathBuf::from(dir),
+                _ => bail!("usage: cargo xtask man [--out DIR]"),
+            };
+            man::run(&out)
+        }
         None | Some("help" | "--help" | "-h") => {
             println!(
-                "cargo xtask <task>\n\n  bench [--smoke] [--bin PATH] [--out PATH]   measure DESIGN.md §7 (BENCHMARKS.md)"
+                "cargo xtask <task>\n\n  bench [--smoke] [--bin PATH] [--out PATH]   measure DESIGN.md §7 (BENCHMARKS.md)\n  schemas [--check]                           write schemas/ (or check it is fresh)\n  man [--out DIR]                             man pages (default target/man)"
             );
             Ok(())
         }

@@ -1,0 +1,409 @@
+//! `capabilities`: what this build is and does, for an agent to learn the tool from the tool:
+//! version, protocol, commands and flags (read from the clap definitions), statuses, error
+//! types, exit codes, limits, defaults and the optional features this machine supports.
+
+use serde::Serialize;
+
+use crate::commands::logs::{MAX_INLINE_BYTES, MAX_LINE_BYTES};
+use crate::commands::wait::LOG_TAIL_LINES;
+use crate::error::{EXIT_FAILURE, Error};
+use crate::paths::TaskId;
+use crate::payload::MAX_PAYLOAD_BYTES;
+use crate::payload::input::{DEFAULT_GRACE_S, DEFAULT_LOG_LINES, MAX_SECONDS, MAX_TIMEOUT_S};
+use crate::state::record::FORMAT_VERSION;
+use crate::state::{Reason, Status};
+
+/// The version of the JSON contract (envelope, payloads, answers, frames); the schemas' ids
+/// carry it (`/v1`).
+pub const PROTOCOL_VERSION: u32 = crate::schema::VERSION;
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CapabilitiesAnswer {
+    pub name: &'static str,
+    /// This build's version (semver).
+    pub version: &'static str,
+    /// The JSON contract's version; every schema id ends with `/v<protocol_version>`.
+    pub protocol_version: u32,
+    /// The on-disk record's `format_version`.
+    pub record_format_version: u32,
+    pub commands: Vec<CommandInfo>,
+    /// Flags every command takes.
+    pub global_flags: Vec<FlagInfo>,
+    /// How a payload may be given.
+    pub payload_modes: Vec<ModeInfo>,
+    /// `logs --output` modes.
+    pub output_modes: Vec<ModeInfo>,
+    /// Every task status, and which are terminal.
+    pub statuses: Vec<StatusInfo>,
+    /// Why a task is terminal (`reason`).
+    pub reasons: Vec<String>,
+    /// Every error `type`, and whether it may be retryable.
+    pub error_types: Vec<ErrorInfo>,
+    pub exit_codes: Vec<ExitCodeInfo>,
+    pub limits: Limits,
+    pub defaults: Defaults,
+    /// Optional features, and whether this build on this machine has them.
+    pub features: Vec<Feature>,
+    /// Environment variables read.
+    pub environment: Vec<ModeInfo>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CommandInfo {
+    /// As in the envelope's `command` (`schema show`).
+    pub name: String,
+    pub summary: String,
+    /// `required`, `optional` or `none`.
+    #[schemars(extend("enum" = ["required", "optional", "none"]))]
+    pub payload: &'static str,
+    /// Whether an array payload runs as a batch.
+    pub batch: bool,
+    /// Whether `--stream` prints NDJSON frames.
+    pub stream: bool,
+    pub flags: Vec<FlagInfo>,
+    /// Ids of its payload and answer schemas (`schema show <name>`).
+    pub schemas: Vec<String>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct FlagInfo {
+    /// `--wait`; a positional argument is `<NAME>`.
+    pub name: String,
+    /// The value it takes (`SECONDS`), or `null` for a switch.
+    pub value: Option<String>,
+    /// The values allowed, when they are a fixed set.
+    pub values: Vec<String>,
+    pub help: String,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ModeInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StatusInfo {
+    pub name: &'static str,
+    pub terminal: bool,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `always`, `never`, or `sometimes` (see the error's `details.retryable`).
+    #[schemars(extend("enum" = ["always", "never", "sometimes"]))]
+    pub retryable: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ExitCodeInfo {
+    pub code: u8,
+    pub meaning: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Limits {
+    /// Largest payload, in bytes (literal, @file or stdin).
+    pub max_payload_bytes: u64,
+    /// A log line longer than this is cut in `auto` answers (the artifact holds it whole).
+    pub max_line_bytes: usize,
+    /// Most bytes of lines in one `auto` answer.
+    pub max_inline_bytes: usize,
+    /// Longest `grace_s` and `--timeout` of stop, in seconds.
+    pub max_grace_s: f64,
+    /// Longest `timeout_s`, in seconds.
+    pub max_timeout_s: f64,
+    /// Task ids match this.
+    pub task_id_pattern: &'static str,
+    /// Batch items worked on at once by one call (without `--concurrency`).
+    pub batch_workers: usize,
+    /// Lines of output a `TaskNotReady` error carries in `log_tail`.
+    pub log_tail_lines: u64,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Defaults {
+    /// Seconds between SIGTERM and SIGKILL.
+    pub grace_s: f64,
+    /// Lines `logs` answers without `lines`.
+    pub log_lines: u64,
+    /// `logs --output`.
+    pub output: &'static str,
+    /// The first signal of `stop`.
+    pub stop_signal: &'static str,
+    /// `start`'s `if_running`.
+    pub if_running: &'static str,
+    /// `wait`'s `until`.
+    pub until: &'static str,
+    /// Where state lives without BACKGROUND_TASKS_HOME.
+    pub state_dir: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Feature {
+    pub name: &'static str,
+    pub available: bool,
+    pub description: &'static str,
+}
+
+/// (command, payload, batch, stream): what the clap definitions cannot say.
+const PAYLOADS: [(&str, &str, bool, bool); 17] = [
+    ("start", "required", true, false),
+    ("status", "required", false, false),
+    ("list", "optional", false, false),
+    ("wait", "required", false, false),
+    ("stop", "required", true, false),
+    ("restart", "required", true, false),
+    ("logs", "required", false, true),
+    ("events", "optional", false, true),
+    ("rm", "required", true, false),
+    ("prune", "optional", false, false),
+    ("doctor", "none", false, false),
+    ("capabilities", "none", false, false),
+    ("schema list", "none", false, false),
+    ("schema show", "none", false, false),
+    ("examples list", "none", false, false),
+    ("examples show", "none", false, false),
+    ("completions", "none", false, false),
+];
+
+pub fn run() -> CapabilitiesAnswer {
+    let cli = crate::cli::command();
+    let commands = PAYLOADS
+        .iter()
+        .filter_map(|&(name, payload, batch, stream)| {
+            let mut words = name.split(' ');
+            let mut command = cli.find_subcommand(words.next()?)?;
+            for word in words {
+                command = command.find_subcommand(word)?;
+            }
+            Some(CommandInfo {
+                name: name.to_owned(),
+                summary: command
+                    .get_about()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                payload,
+                batch,
+                stream,
+                flags: flags(command, false),
+                schemas: crate::schema::all()
+                    .iter()
+                    .filter(|e| e.name == name)
+                    .map(|e| e.id())
+                    .collect(),
+            })
+        })
+        .collect();
+    CapabilitiesAnswer {
+        name: "background-tasks",
+        version: env!("CARGO_PKG_VERSION"),
+        protocol_version: PROTOCOL_VERSION,
+        record_format_version: FORMAT_VERSION,
+        commands,
+        global_flags: flags(&cli, true),
+        payload_modes: vec![
+            mode("json", "Literal JSON text as the last argument."),
+            mode("@path", "@ and a file's path: the file holds the JSON."),
+            mode("-", "A single dash: JSON read from stdin."),
+        ],
+        output_modes: vec![
+            mode(
+                "auto",
+                "Inline when the lines shown are the whole log and fit the budget, else summary+artifact.",
+            ),
+            mode("inline", "Always inline, nothing cut."),
+            mode(
+                "artifact",
+                "Always summary+artifact: the lines and the log file's path.",
+            ),
+        ],
+        statuses: Status::ALL
+            .iter()
+            .map(|s| StatusInfo {
+                name: s.as_str(),
+                terminal: s.is_terminal(),
+            })
+            .collect(),
+        reasons: variants::<Reason>(),
+        error_types: Error::TYPES
+            .iter()
+            .map(|&kind| ErrorInfo {
+                kind,
+                retryable: match kind {
+                    "TaskWaitTimedOut" => "always",
+                    "TaskNotReady" | "SpawnFailed" | "StoreError" => "sometimes",
+                    _ => "never",
+                },
+            })
+            .collect(),
+        exit_codes: vec![
+            ExitCodeInfo {
+                code: 0,
+                meaning: "Success: the envelope on stdout says ok: true (also --help, --version, and a closed stdout).",
+            },
+            ExitCodeInfo {
+                code: EXIT_FAILURE,
+                meaning: "Failure: the error envelope on stderr; or a batch with a failed item, or doctor with a failed check (their answer is on stdout).",
+            },
+        ],
+        limits: Limits {
+            max_payload_bytes: MAX_PAYLOAD_BYTES,
+            max_line_bytes: MAX_LINE_BYTES,
+            max_inline_bytes: MAX_INLINE_BYTES,
+            max_grace_s: MAX_SECONDS,
+            max_timeout_s: MAX_TIMEOUT_S,
+            task_id_pattern: TaskId::PATTERN,
+            batch_workers: crate::commands::batch::WORKERS,
+            log_tail_lines: LOG_TAIL_LINES,
+        },
+        defaults: Defaults {
+            grace_s: DEFAULT_GRACE_S,
+            log_lines: DEFAULT_LOG_LINES,
+            output: "auto",
+            stop_signal: "SIGTERM",
+            if_running: "error",
+            until: "exit",
+            state_dir: "~/.local/state/background-tasks",
+        },
+        features: features(),
+        environment: vec![mode(
+            crate::paths::env::HOME,
+            "The state directory (default ~/.local/state/background-tasks).",
+        )],
+    }
+}
+
+fn mode(name: &'static str, description: &'static str) -> ModeInfo {
+    ModeInfo { name, description }
+}
+
+/// The flags and positional arguments of `command` (only the global ones for the top level).
+fn flags(command: &clap::Command, global: bool) -> Vec<FlagInfo> {
+    command
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && a.is_global_set() == global)
+        .filter(|a| !global || a.get_long().is_some())
+        .map(|arg| {
+            let value = arg
+                .get_value_names()
+                .and_then(|names| names.first())
+                .map(|n| n.to_string());
+            let takes_value = arg.get_action().takes_values();
+            FlagInfo {
+                name: match arg.get_long() {
+                    Some(long) => format!("--{long}"),
+                    None => format!("<{}>", value.clone().unwrap_or_default()),
+                },
+                value: if takes_value {
+                    value.or_else(|| Some(arg.get_id().as_str().to_uppercase()))
+                } else {
+                    None
+                },
+                values: if takes_value {
+                    arg.get_possible_values()
+                        .iter()
+                        .filter(|v| !v.is_hide_set())
+                        .map(|v| v.get_name().to_owned())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                help: arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+            }
+        })
+        .chain(
+            // --help and --version are clap's own.
+            global
+                .then(|| {
+                    [
+                        (
+                            "--help",
+                            "Print help (a command's --help explains its payload).",
+                        ),
+                        ("--version", "Print the version."),
+                    ]
+                    .map(|(name, help)| FlagInfo {
+                        name: name.to_owned(),
+                        value: None,
+                        values: Vec::new(),
+                        help: help.to_owned(),
+                    })
+                })
+                .into_iter()
+                .flatten(),
+        )
+        .collect()
+}
+
+/// The names of an enum's variants, as serialized (from its schema).
+fn variants<T: schemars::JsonSchema>() -> Vec<String> {
+    let schema = schemars::schema_for!(T);
+    let value = schema.as_value();
+    if let Some(values) = value.get("enum").and_then(|v| v.as_array()) {
+        return values
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+    }
+    value
+        .get("oneOf")
+        .and_then(|v| v.as_array())
+        .map(|alternatives| {
+            alternatives
+                .iter()
+                .filter_map(|a| a.get("const").and_then(|c| c.as_str()).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What this machine's kernel offers that the tool uses when it can.
+fn features() -> Vec<Feature> {
+    // SAFETY: pidfd_open on our own pid with no flags returns a new descriptor (closed at
+    // once) or -1 with ENOSYS on kernels before 5.3.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if pidfd >= 0 {
+        // SAFETY: the descriptor was just opened here and is owned by nothing else.
+        unsafe { libc::close(pidfd as i32) };
+    }
+    // SAFETY: close_range over an empty range of descriptors touches none; it fails with
+    // ENOSYS on kernels before 5.9.
+    let close_range =
+        unsafe { libc::syscall(libc::SYS_close_range, u32::MAX - 1, u32::MAX - 1, 0) } == 0;
+    // SAFETY: inotify_init1 returns a new descriptor (closed at once) or -1.
+    let inotify = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    if inotify >= 0 {
+        // SAFETY: as above, our own new descriptor.
+        unsafe { libc::close(inotify) };
+    }
+    vec![
+        Feature {
+            name: "pidfd",
+            available: pidfd >= 0,
+            description: "stop_with_pid follows its process through a pidfd (Linux 5.3+); without one, the owner counts as gone and the task is stopped.",
+        },
+        Feature {
+            name: "close_range",
+            available: close_range,
+            description: "Inherited descriptors are marked close-on-exec in one call (Linux 5.9+); else through /proc/self/fd.",
+        },
+        Feature {
+            name: "inotify",
+            available: inotify >= 0,
+            description: "Followers and waits wake on file changes; without it they poll every 250 ms.",
+        },
+        Feature {
+            name: "completions",
+            available: true,
+            description: "completions bash|zsh|fish|elvish|powershell prints a completion script.",
+        },
+        Feature {
+            name: "schemas",
+            available: true,
+            description: "schema list / schema show: JSON Schemas (draft 2020-12) of every payload, answer, frame and error.",
+        },
+    ]
+}
