@@ -324,6 +324,17 @@ pub fn some_condition(schema: &mut Schema) {
     );
 }
 
+/// `events`: `after` and `lines` only with an `id`.
+pub fn after_needs_an_id(schema: &mut Schema) {
+    schema.insert(
+        "anyOf".into(),
+        json!([
+            {"required": ["id"], "properties": {"id": {"type": "string"}}},
+            {"properties": {"after": {"type": "null"}, "lines": {"type": "null"}}}
+        ]),
+    );
+}
+
 /// The names of `env`: non-empty, without `=`.
 pub fn env_name() -> Value {
     json!({"minLength": 1, "pattern": "^[^=]+$"})

@@ -11,6 +11,7 @@ use crate::payload::task::Task;
 use crate::state::{Status, TaskRecord, observe};
 
 pub fn run(input: RestartInput) -> Result<TaskAnswer> {
+    input.validate()?;
     let state = open_state()?;
     let paths = state.task(&input.id);
     let record = observe(&paths, &input.id)?;

@@ -127,17 +127,7 @@ impl StartInput {
         for (i, tag) in self.tags.iter().enumerate() {
             text(&format!("tags[{i}]"), tag, true)?;
         }
-        for (key, value) in &self.env {
-            let path = format!("env.{key}");
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(Error::input_at(
-                    path,
-                    format!("env: {key:?} is not a variable name"),
-                    "Variable names are non-empty and hold no '=' or NUL.",
-                ));
-            }
-            text(&path, value, false)?;
-        }
+        environment(&self.env)?;
         if let Some(grace) = self.grace_s {
             seconds("grace_s", grace)?;
         }
@@ -250,6 +240,7 @@ pub struct ListInput {
     /// Only tasks started in this directory.
     pub workdir: Option<String>,
     /// Answer only these fields of each task (e.g. ["id","status"]).
+    #[serde(default)]
     #[schemars(schema_with = "crate::schema::task_fields")]
     pub fields: Option<Vec<String>>,
 }
@@ -302,6 +293,7 @@ pub struct LogsInput {
     pub lines: Option<u64>,
     /// A cursor (`next_cursor` of an earlier answer, or a frame's `cursor`): only what came
     /// after it.
+    #[serde(default)]
     #[schemars(schema_with = "crate::schema::optional_cursor")]
     pub after: Option<String>,
     /// Only lines matching this regular expression.
@@ -311,6 +303,7 @@ pub struct LogsInput {
 /// `events`: a task's lifecycle frames and log lines, or every task's status.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::schema::after_needs_an_id)]
 pub struct EventsInput {
     /// The task id; without it, every task's status.
     pub id: Option<TaskId>,
@@ -329,6 +322,28 @@ pub enum AfterInput {
     /// A log line's `cursor` (`"<run>:<offset>"`): only what came after it.
     #[schemars(schema_with = "crate::schema::cursor")]
     Cursor(String),
+}
+
+impl RestartInput {
+    pub fn validate(&self) -> Result<()> {
+        environment(&self.env)
+    }
+}
+
+/// `env`: names are non-empty and hold no `=`; no NUL anywhere.
+fn environment(env: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in env {
+        let path = format!("env.{key}");
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(Error::input_at(
+                path,
+                format!("env: {key:?} is not a variable name"),
+                "Variable names are non-empty and hold no '=' or NUL.",
+            ));
+        }
+        text(&path, value, false)?;
+    }
+    Ok(())
 }
 
 fn text(path: &str, value: &str, required: bool) -> Result<()> {
