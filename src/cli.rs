@@ -72,10 +72,13 @@ pub enum Command {
     )]
     List(PayloadArgs),
     /// Block until a task has ended, or until conditions hold (until); --timeout bounds the wait.
-    #[command(after_help = "Payload: {id, until?}\n\
+    #[command(after_help = "Payload: {id, until?} or {ids, mode?}\n\
         until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?}.\n\
-        If the task ends before the conditions hold: TaskNotReady, with the log's tail.\n\n\
+        If the task ends before the conditions hold: TaskNotReady, with the log's tail.\n\
+        ids: several tasks; mode: all (the default: until every one has ended) or any (until\n\
+        the first has ended). Answers {mode, tasks, ended}.\n\n\
         Examples:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'\n  \
+        background-tasks wait --timeout 600 '{\"ids\":[\"lint\",\"unit\"],\"mode\":\"any\"}'\n  \
         background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'")]
     Wait(WaitArgs),
     /// Stop a task's whole process tree: a signal (default SIGTERM), then SIGKILL after grace_s.

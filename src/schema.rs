@@ -30,6 +30,7 @@ use crate::commands::schema::SchemaAnswer;
 use crate::commands::start::StartAnswer;
 use crate::commands::status::TaskAnswer;
 use crate::commands::stop::StopAnswer;
+use crate::commands::wait::WaitAnswer;
 use crate::error::Error;
 use crate::payload::frame::Frame;
 use crate::payload::input::{
@@ -190,7 +191,7 @@ pub fn all() -> Vec<Entry> {
         entry("list", Input, input::<Optional<ListInput>>),
         entry("list", Output, output::<ListAnswer>),
         entry("wait", Input, input::<WaitInput>),
-        entry("wait", Output, output::<TaskAnswer>),
+        entry("wait", Output, output::<WaitAnswer>),
         entry("stop", Input, input::<OneOrBatch<StopInput>>),
         entry(
             "stop",
@@ -320,6 +321,18 @@ pub fn some_condition(schema: &mut Schema) {
             given("log", "string"),
             given("port", "integer"),
             given("http", "string")
+        ]),
+    );
+}
+
+/// `wait`: `id` or `ids`, not both; `mode` only with `ids`; `until` conditions only with `id`.
+pub fn one_or_several_ids(schema: &mut Schema) {
+    schema.insert(
+        "oneOf".into(),
+        json!([
+            {"required": ["id"], "properties": {"id": {"type": "string"}, "ids": {"type": "null"}, "mode": {"type": "null"}}},
+            {"required": ["ids"], "properties": {"ids": {"type": "array"}, "id": {"type": "null"},
+                "until": {"anyOf": [{"const": "exit"}, {"type": "null"}]}}}
         ]),
     );
 }

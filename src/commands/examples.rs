@@ -101,6 +101,12 @@ pub const EXAMPLES: &[ExampleFile] = &[
         "Block until the current run prints a line matching a regular expression."
     ),
     example!(
+        "wait",
+        "first-of-several",
+        &["--timeout", "600"],
+        "Block until the first of several tasks has ended (mode all: until every one has)."
+    ),
+    example!(
         "stop",
         "one-task",
         &[],

@@ -1,4 +1,5 @@
 //! `wait {id, until?}`: block until the task has ended, or until conditions hold.
+//! `wait {ids, mode?}`: block until all (or any) of several tasks have ended.
 //!
 //! Waiting for the end blocks on the supervisor's lock, so it wakes the instant the
 //! supervisor exits, with no polling. Waiting for conditions (`until: {log?, port?,
@@ -8,25 +9,175 @@
 //! the task runs on.
 
 use std::fs::File;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use crate::commands::open_state;
 use crate::commands::status::TaskAnswer;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::output_log;
+use crate::paths::StateDir;
 use crate::paths::{TaskId, TaskPaths};
-use crate::payload::input::{Until, WaitInput};
+use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::Task;
 use crate::ready::{self, Probe};
 use crate::state::lock;
 use crate::state::{TaskRecord, observe};
 
-pub fn run(input: WaitInput, timeout: Option<Duration>) -> Result<TaskAnswer> {
-    let paths = open_state()?.task(&input.id);
-    let record = match input.until {
-        Until::Exit => until_terminal(&paths, &input.id, timeout)?,
-        Until::Word(word) if word == "exit" => until_terminal(&paths, &input.id, timeout)?,
+/// What `wait` answers: one task, or several.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum WaitAnswer {
+    /// `wait {id}`.
+    One(TaskAnswer),
+    /// `wait {ids}`.
+    Several(SeveralAnswer),
+}
+
+/// `wait {ids, mode}`'s answer.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SeveralAnswer {
+    pub mode: WaitMode,
+    /// Every task of `ids`, in that order, as it is now.
+    pub tasks: Vec<Task>,
+    /// The ids of those that have ended: all of them with `all`, at least one with `any`.
+    pub ended: Vec<String>,
+}
+
+pub fn run(input: WaitInput, timeout: Option<Duration>) -> Result<WaitAnswer> {
+    let state = open_state()?;
+    match (input.id, input.ids) {
+        (Some(id), None) if input.mode.is_none() => {
+            one(&state.task(&id), &id, input.until, timeout).map(WaitAnswer::One)
+        }
+        (Some(_), None) => Err(Error::input_at(
+            "mode",
+            "mode: only with ids",
+            "Use {\"ids\":[\"a\",\"b\"],\"mode\":\"any\"}, or leave mode out.",
+        )),
+        (None, Some(ids)) => several(
+            &state,
+            ids,
+            input.mode.unwrap_or_default(),
+            input.until,
+            timeout,
+        )
+        .map(WaitAnswer::Several),
+        (Some(_), Some(_)) => Err(Error::input_at(
+            "ids",
+            "ids: give id or ids, not both",
+            "Use {\"id\":\"web\"} for one task or {\"ids\":[\"a\",\"b\"]} for several.",
+        )),
+        (None, None) => Err(Error::input_at(
+            "id",
+            "id: missing; give id or ids",
+            "Use {\"id\":\"web\"} for one task or {\"ids\":[\"a\",\"b\"]} for several.",
+        )),
+    }
+}
+
+/// Until all (or any) of `ids` have ended.
+fn several(
+    state: &StateDir,
+    ids: Vec<TaskId>,
+    mode: WaitMode,
+    until: Until,
+    timeout: Option<Duration>,
+) -> Result<SeveralAnswer> {
+    match until {
+        Until::Exit => {}
+        Until::Word(word) if word == "exit" => {}
+        _ => {
+            return Err(Error::input_at(
+                "until",
+                "until: with ids, only \"exit\"",
+                "Wait for conditions one task at a time: {\"id\":\"web\",\"until\":{\"port\":3000}}.",
+            ));
+        }
+    }
+    if ids.is_empty() {
+        return Err(Error::input_at(
+            "ids",
+            "ids: give at least one id",
+            "Use {\"ids\":[\"a\",\"b\"]}.",
+        ));
+    }
+    // Every task must exist before any waiting starts.
+    for id in &ids {
+        observe(&state.task(id), id)?;
+    }
+    match mode {
+        WaitMode::All => {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            for id in &ids {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                until_terminal(&state.task(id), id, left).map_err(|e| whole_timeout(e, timeout))?;
+            }
+        }
+        WaitMode::Any => first_to_end(state, &ids, timeout)?,
+    }
+    let mut tasks = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let paths = state.task(id);
+        tasks.push(Task::from_record(&observe(&paths, id)?, &paths));
+    }
+    let ended = tasks
+        .iter()
+        .filter(|t| t.status.is_terminal())
+        .map(|t| t.id.clone())
+        .collect();
+    Ok(SeveralAnswer { mode, tasks, ended })
+}
+
+/// Waits on every task at once (each blocks on its own lock, on its own thread); returns
+/// when the first has ended. The threads still blocked end with the process.
+fn first_to_end(state: &StateDir, ids: &[TaskId], timeout: Option<Duration>) -> Result<()> {
+    let (sender, ended) = mpsc::channel();
+    for id in ids {
+        let (paths, id, sender) = (state.task(id), id.clone(), sender.clone());
+        std::thread::spawn(move || {
+            let _ = sender.send(until_terminal(&paths, &id, timeout));
+        });
+    }
+    drop(sender);
+    let mut timed_out = None;
+    for result in ended {
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e @ Error::TaskWaitTimedOut { .. }) => {
+                timed_out.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(timed_out.unwrap_or_else(|| Error::input("no task to wait for", "Give ids.")))
+}
+
+/// A timeout met on one task of `all` is the whole wait's timeout.
+fn whole_timeout(error: Error, timeout: Option<Duration>) -> Error {
+    match error {
+        Error::TaskWaitTimedOut { id, status, .. } => Error::TaskWaitTimedOut {
+            id,
+            status,
+            timeout_s: timeout.unwrap_or_default().as_secs_f64(),
+        },
+        other => other,
+    }
+}
+
+/// `wait {id}`.
+fn one(
+    paths: &TaskPaths,
+    id: &TaskId,
+    until: Until,
+    timeout: Option<Duration>,
+) -> Result<TaskAnswer> {
+    let record = match until {
+        Until::Exit => until_terminal(paths, id, timeout)?,
+        Until::Word(word) if word == "exit" => until_terminal(paths, id, timeout)?,
         Until::Word(word) => {
             return Err(Error::input_at(
                 "until",
@@ -38,10 +189,10 @@ pub fn run(input: WaitInput, timeout: Option<Duration>) -> Result<TaskAnswer> {
             let probe = spec.probe("until")?;
             let limit = spec.timeout_s.map(Duration::from_secs_f64);
             let timeout = [timeout, limit].into_iter().flatten().min();
-            until_conditions(&paths, &input.id, probe, timeout)?
+            until_conditions(paths, id, probe, timeout)?
         }
     };
-    Ok(TaskAnswer::new(Task::from_record(&record, &paths)))
+    Ok(TaskAnswer::new(Task::from_record(&record, paths)))
 }
 
 /// Blocks until the supervisor has recorded the task ready. `TaskNotReady` if it ends

@@ -189,16 +189,34 @@ pub struct PruneInput {
     pub status: Option<Status>,
 }
 
-/// `wait`: one task, and what to wait for.
+/// `wait`: one task (`id`) and what to wait for, or several (`ids`) and whether all or any
+/// must end.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::schema::one_or_several_ids)]
 pub struct WaitInput {
     /// The task id.
-    pub id: TaskId,
+    pub id: Option<TaskId>,
+    /// Several tasks, instead of `id`: wait until all (or any) of them have ended.
+    #[schemars(length(min = 1))]
+    pub ids: Option<Vec<TaskId>>,
+    /// With `ids`: `"all"` (the default) or `"any"`.
+    pub mode: Option<WaitMode>,
     /// `"exit"` (the default): until the task has ended. Or conditions, as in `start`'s
     /// `ready`: `{log?, port?, http?}`, until they all hold.
     #[serde(default)]
     pub until: Until,
+}
+
+/// `wait {ids, mode}`: whether every task or the first one must end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitMode {
+    /// Until every task has ended.
+    #[default]
+    All,
+    /// Until one of them has ended.
+    Any,
 }
 
 /// What `wait` waits for: `"exit"` (the default), or conditions that must all hold.

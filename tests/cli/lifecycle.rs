@@ -455,3 +455,38 @@ fn a_format_version_1_record_still_loads() {
     );
     assert_eq!(sandbox.stop("legacy")["already_terminal"], true);
 }
+
+/// `wait {ids, mode}`: `any` answers when the first task ends while the other runs on;
+/// `all` times out while one still runs (naming it) and answers once both have ended.
+#[test]
+fn wait_on_several_tasks_all_or_any() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "long", "command": "sleep", "args": ["1000"]}));
+    sandbox.start(&json!({"id": "short", "command": "true"}));
+
+    let any = sandbox.ok(&["wait"], &json!({"ids": ["long", "short"], "mode": "any"}));
+    assert_eq!(any["mode"], "any");
+    assert_eq!(any["ended"], json!(["short"]), "{any}");
+    assert_eq!(any["tasks"][0]["id"], "long");
+    assert_eq!(any["tasks"][0]["status"], "running");
+    assert_eq!(any["tasks"][1]["status"], "exited");
+
+    let timed_out = sandbox.fail(
+        &["wait", "--timeout", "0.3"],
+        &json!({"ids": ["short", "long"]}),
+    );
+    assert_eq!(timed_out["type"], "TaskWaitTimedOut", "{timed_out}");
+    assert_eq!(timed_out["details"]["id"], "long");
+    assert_eq!(timed_out["details"]["retryable"], true);
+    assert_eq!(sandbox.status("long")["status"], "running");
+
+    let missing = sandbox.fail(&["wait"], &json!({"ids": ["long", "ghost"]}));
+    assert_eq!(missing["type"], "TaskNotFound");
+
+    let waiter = spawn(sandbox.command_with(&["wait"], &json!({"ids": ["long", "short"]})));
+    sandbox.stop("long");
+    let all = waiter.finish().data();
+    assert_eq!(all["mode"], "all");
+    assert_eq!(all["ended"], json!(["long", "short"]), "{all}");
+    assert_eq!(all["tasks"][0]["status"], "killed");
+}
