@@ -32,7 +32,7 @@ use crate::state::{TaskRecord, observe};
 #[serde(untagged)]
 pub enum WaitAnswer {
     /// `wait {id}`.
-    One(TaskAnswer),
+    One(Box<TaskAnswer>),
     /// `wait {ids}`.
     Several(SeveralAnswer),
 }
@@ -51,7 +51,7 @@ pub fn run(input: WaitInput, timeout: Option<Duration>) -> Result<WaitAnswer> {
     let state = open_state()?;
     match (input.id, input.ids) {
         (Some(id), None) if input.mode.is_none() => {
-            one(&state.task(&id), &id, input.until, timeout).map(WaitAnswer::One)
+            one(&state.task(&id), &id, input.until, timeout).map(|a| WaitAnswer::One(Box::new(a)))
         }
         (Some(_), None) => Err(Error::input_at(
             "mode",
