@@ -143,10 +143,16 @@ pub enum Command {
     )]
     Capabilities,
     /// The JSON Schemas (draft 2020-12) of every payload, answer, stream frame and error.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  background-tasks schema list\n  background-tasks schema show start"
+    )]
     Schema(SchemaCommand),
     /// Example payloads for each command, each valid against its schema.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  background-tasks examples list\n  background-tasks examples show start"
+    )]
     Examples(ExamplesCommand),
     /// Print a shell completion script (plain text, not JSON).
     #[command(after_help = "Examples:\n  \

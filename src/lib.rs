@@ -121,8 +121,18 @@ fn usage_error(args: &[OsString], error: &clap::Error) -> ExitCode {
             .unwrap_or("invalid command line")
             .trim_start_matches("error: ")
             .to_owned();
-        // An invalid value is followed by the values allowed: they are the fix.
-        if let Some(allowed) = lines.find(|l| l.trim_start().starts_with("[possible values")) {
+        if message.ends_with(':') {
+            // "the following required arguments were not provided:" and the names below.
+            let names: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.starts_with("  "))
+                .map(str::trim)
+                .collect();
+            message.push(' ');
+            message.push_str(&names.join(", "));
+        } else if let Some(allowed) = lines.find(|l| l.trim_start().starts_with("[possible values"))
+        {
+            // An invalid value is followed by the values allowed: they are the fix.
             message.push(' ');
             message.push_str(allowed.trim());
         }

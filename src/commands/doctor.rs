@@ -178,7 +178,7 @@ fn state_dir_mode(root: &Path) -> Check {
         Check::warn(
             "state_dir",
             format!(
-                "{} is ours but mode {mode:o} lets others read it",
+                "{} is ours but mode {mode:o} lets its group or others read it",
                 root.display()
             ),
             format!("chmod 700 {}", root.display()),

@@ -189,7 +189,12 @@ fn id_payload(argument: Option<String>, command: &str) -> Result<payload::input:
 
 /// A completion script for `shell`, generated from the clap definitions.
 fn completions(shell: clap_complete::Shell) -> String {
-    let mut command = crate::cli::command();
+    // clap_complete offers hidden subcommands too (clap-rs/clap#1335): complete a copy of
+    // the command line without them.
+    let full = crate::cli::command();
+    let mut command = clap::Command::new("background-tasks")
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "background-tasks", &mut script);
     String::from_utf8_lossy(&script).into_owned()

@@ -6,10 +6,12 @@
 //! as generous bounds against hangs.
 
 mod batch;
+mod discovery;
 mod follow;
 mod input;
 mod lifecycle;
 mod ready;
 mod reliability;
+mod schemas;
 mod security;
 mod support;
