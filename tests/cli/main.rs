@@ -7,6 +7,7 @@
 
 mod batch;
 mod discovery;
+mod failures;
 mod follow;
 mod input;
 mod lifecycle;

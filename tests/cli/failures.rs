@@ -1,0 +1,508 @@
+//! RELIABILITY 9, 10 and 19: records that lie (a reused pid, another boot, corrupt bytes).
+//!
+//! Several tests write a task's record by hand, from the version-1 fixture, the way a
+//! supervisor that has since vanished would have left it. Where a careless reader could
+//! send a signal, the record names a [`Sentinel`]: a process of the test's own that no
+//! task owns, which must come out of every command untouched.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::{Outcome, Sandbox, signal_mask, stat};
+
+/// A process of ours that belongs to no task: `sleep 1000`, leader of its own process group,
+/// with every blockable signal blocked. A signal sent by mistake to its pid or to its group
+/// stays pending, where /proc shows it (`SigPnd`, `ShdPnd`), and SIGKILL ends it; either
+/// way [`Sentinel::assert_untouched`] sees it. Dropping it kills and reaps it.
+#[derive(Debug)]
+struct Sentinel {
+    child: Child,
+    start_ticks: u64,
+}
+
+impl Sentinel {
+    fn spawn() -> Sentinel {
+        let mut command = Command::new("sleep");
+        command
+            .arg("1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        // SAFETY: sigfillset and sigprocmask are async-signal-safe; the set lives on the
+        // hook's own stack and nothing is allocated. std resets the mask before the hook
+        // runs, so the mask set here is the one `sleep` runs with.
+        unsafe {
+            command.pre_exec(|| {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                if libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("spawn the sentinel");
+        let pid = child.id() as i32;
+        let start_ticks = stat(pid).expect("the sentinel's stat").start_ticks;
+        assert!(
+            start_ticks > 1,
+            "the sentinel started at tick {start_ticks}"
+        );
+        Sentinel { child, start_ticks }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Fails if the sentinel has ended or has a signal pending.
+    fn assert_untouched(&mut self, after: &str) {
+        let pid = self.pid();
+        if let Some(status) = self.child.try_wait().expect("try_wait on the sentinel") {
+            panic!("the sentinel (pid {pid}) ended after {after}: {status}");
+        }
+        let pending = signal_mask(pid, "SigPnd") | signal_mask(pid, "ShdPnd");
+        let signals: Vec<i32> = (1..=64).filter(|s| pending & (1 << (s - 1)) != 0).collect();
+        assert!(
+            signals.is_empty(),
+            "the sentinel (pid {pid}) was sent signal(s) {signals:?} by {after}"
+        );
+        let state = stat(pid).map(|p| p.state);
+        assert!(
+            state.is_some_and(|s| s != 'Z'),
+            "the sentinel (pid {pid}) is {state:?} after {after}"
+        );
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        // Our own unreaped child: its pid cannot have been handed to anyone else.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The id of the running boot.
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("read the boot id")
+        .trim()
+        .to_owned()
+}
+
+/// A version-1 record of task `id` that says `running` in this boot, names no process yet
+/// and was started in the sandbox's working directory.
+fn running_record(sandbox: &Sandbox, id: &str) -> Value {
+    let mut record: Value =
+        serde_json::from_str(include_str!("../fixtures/record-v1.json")).expect("the fixture");
+    record["id"] = json!(id);
+    record["status"] = json!("running");
+    record["run"] = json!(1);
+    record["workdir"] = json!(sandbox.work());
+    record["boot_id"] = json!(boot_id());
+    for key in ["reason", "signal", "ended_at_ms"] {
+        record[key] = Value::Null;
+    }
+    record
+}
+
+/// Names `pid`, started at `start_ticks`, as the task's process, group and supervisor.
+fn naming(mut record: Value, pid: i64, start_ticks: u64) -> Value {
+    record["pid"] = json!(pid);
+    record["pgid"] = json!(pid);
+    record["pid_start_ticks"] = json!(start_ticks);
+    record["supervisor_pid"] = json!(pid);
+    record["supervisor_start_ticks"] = json!(start_ticks);
+    record
+}
+
+/// Writes `bytes` as the record of task `id` (folders 0700, file 0600), with no supervisor
+/// holding its lock, and returns the record's path.
+fn plant(sandbox: &Sandbox, id: &str, bytes: &[u8]) -> PathBuf {
+    let dir = sandbox.task_dir(id);
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let path = dir.join("task.json");
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(bytes))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
+fn pretty(record: &Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(record).expect("encode a record")
+}
+
+/// Takes task `id`'s supervisor lock the way a live supervisor holds it.
+fn hold_lock(sandbox: &Sandbox, id: &str) -> File {
+    let path = sandbox.task_dir(id).join("supervisor.lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    file.try_lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    file
+}
+
+/// Whether `outcome` is a well-formed answer: a success envelope or a failure envelope
+/// (exit 1, one line of JSON on stderr), never a panic or a death by signal.
+fn assert_enveloped(outcome: &Outcome) {
+    assert!(
+        !outcome.stderr.contains("panicked"),
+        "a panic from {}: {outcome:#?}",
+        outcome.what
+    );
+    if outcome.code == Some(0) {
+        outcome.data();
+    } else {
+        outcome.failure();
+    }
+}
+
+/// RELIABILITY 9: a `running` record whose supervisor is gone (its lock is free) and whose
+/// pid, group and supervisor pid now name an unrelated process, one that started at
+/// another time, is reported `lost` and nothing is signalled, by any command.
+#[test]
+fn a_reused_pid_is_never_signalled_once_the_supervisor_is_gone() {
+    let sandbox = Sandbox::new();
+    let mut stranger = Sentinel::spawn();
+    // The task started one tick before the process that now holds its pid.
+    let record = naming(
+        running_record(&sandbox, "reused"),
+        stranger.pid().into(),
+        stranger.start_ticks - 1,
+    );
+    plant(&sandbox, "reused", &pretty(&record));
+
+    let task = sandbox.status("reused");
+    stranger.assert_untouched("status");
+    assert_eq!(task["status"], "lost", "{task}");
+    assert_eq!(task["reason"], "supervisor_lost", "{task}");
+    let error = task["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("nothing signalled") && error.contains("another process"),
+        "the record should say why nothing was signalled: {task}"
+    );
+    // Nothing of the stranger is shown as the task's: not its ports either.
+    assert_eq!(task["ports"], json!([]), "{task}");
+    assert_eq!(sandbox.record("reused")["status"], "lost");
+
+    let listed = sandbox.ok(&["list"], &json!({}));
+    stranger.assert_untouched("list");
+    assert_eq!(listed["tasks"][0]["status"], "lost", "{listed}");
+    assert_eq!(sandbox.wait("reused")["status"], "lost");
+    stranger.assert_untouched("wait");
+    let stop = sandbox.stop("reused");
+    stranger.assert_untouched("stop");
+    assert_eq!(stop["already_terminal"], true, "{stop}");
+    assert_eq!(stop["status"], "lost", "{stop}");
+
+    // The same record looked at first by `stop`, then by `rm`.
+    for (id, first) in [("reused-stop", "stop"), ("reused-rm", "rm")] {
+        let record = naming(
+            running_record(&sandbox, id),
+            stranger.pid().into(),
+            stranger.start_ticks - 1,
+        );
+        plant(&sandbox, id, &pretty(&record));
+        let data = sandbox.ok(&[first], &json!({"id": id}));
+        stranger.assert_untouched(first);
+        assert_eq!(data["status"], "lost", "{first}: {data}");
+    }
+    assert!(!sandbox.task_dir("reused-rm").exists());
+    // One more command, so that a signal sent by the last one has had time to land.
+    sandbox.ok(&["list"], &json!({}));
+    stranger.assert_untouched("every command");
+}
+
+/// RELIABILITY 9: while the lock is held (so the supervisor counts as alive), a record whose
+/// supervisor pid now names an unrelated process is not signalled: `stop` (and `rm
+/// {force}`) refuse with `SignalRefused` and leave no stop request behind.
+#[test]
+fn stop_refuses_a_supervisor_pid_that_now_names_another_process() {
+    let sandbox = Sandbox::new();
+    let mut stranger = Sentinel::spawn();
+    let record = naming(
+        running_record(&sandbox, "impostor"),
+        stranger.pid().into(),
+        stranger.start_ticks - 1,
+    );
+    let path = plant(&sandbox, "impostor", &pretty(&record));
+    let before = fs::read(&path).expect("read the record");
+    let _lock = hold_lock(&sandbox, "impostor");
+
+    let error = sandbox.fail(&["stop"], &json!({"id": "impostor"}));
+    stranger.assert_untouched("stop");
+    assert_eq!(error["type"], "SignalRefused", "{error}");
+    assert_eq!(error["details"]["id"], "impostor", "{error}");
+    assert_eq!(error["details"]["retryable"], false, "{error}");
+    let error = sandbox.fail(&["rm"], &json!({"id": "impostor", "force": true}));
+    stranger.assert_untouched("rm {force}");
+    assert_eq!(error["type"], "SignalRefused", "{error}");
+
+    // `status` reads /proc for the task's ports; it signals nothing either.
+    sandbox.status("impostor");
+    stranger.assert_untouched("status");
+    assert!(!sandbox.task_dir("impostor").join("stop.json").exists());
+    assert_eq!(fs::read(&path).expect("read the record"), before);
+}
+
+/// RELIABILITY 10: records that name pid 0, 1 or a negative pid (as the pid, the group or
+/// the supervisor), a pid beyond i32, truncated JSON, non-UTF-8 bytes, an empty file:
+/// every command answers a `StoreError` naming the record's path (or a sane answer), `list`
+/// reports them unreadable and still lists the healthy tasks, nothing is signalled (their
+/// other fields name a process of ours exactly, start time and boot included) and nothing
+/// rewrites them.
+#[test]
+fn corrupt_records_are_store_errors_naming_the_path_and_nothing_is_signalled() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "healthy-running", "command": "sleep", "args": ["1000"]}));
+    sandbox.start(&json!({"id": "healthy-done", "command": "true"}));
+    assert_eq!(sandbox.wait("healthy-done")["status"], "exited");
+    let mut sentinel = Sentinel::spawn();
+    let pid = i64::from(sentinel.pid());
+    // Without its one bad field, each record would be a live task of ours.
+    let ours = naming(running_record(&sandbox, "x"), pid, sentinel.start_ticks);
+    let with = |id: &str, fields: Value| {
+        let mut record = ours.clone();
+        record["id"] = json!(id);
+        for (key, value) in fields.as_object().expect("fields") {
+            record[key] = value.clone();
+        }
+        pretty(&record)
+    };
+    let whole = with("truncated", json!({}));
+    let mut non_utf8 = with("non-utf8", json!({"name": "NAME"}));
+    let at = non_utf8
+        .windows(4)
+        .position(|w| w == b"NAME")
+        .expect("the name");
+    non_utf8.splice(at..at + 4, *b"\xff\xfe\x80\xc0");
+    let corrupt: Vec<(&str, Vec<u8>)> = vec![
+        ("pid-0", with("pid-0", json!({"pid": 0}))),
+        ("pid-1", with("pid-1", json!({"pid": 1}))),
+        ("pid-minus-1", with("pid-minus-1", json!({"pid": -1}))),
+        ("pgid-0", with("pgid-0", json!({"pgid": 0}))),
+        ("pgid-1", with("pgid-1", json!({"pgid": 1}))),
+        ("pgid-minus-1", with("pgid-minus-1", json!({"pgid": -1}))),
+        ("pgid-negated", with("pgid-negated", json!({"pgid": -pid}))),
+        (
+            "supervisor-0",
+            with("supervisor-0", json!({"supervisor_pid": 0})),
+        ),
+        (
+            "supervisor-1",
+            with("supervisor-1", json!({"supervisor_pid": 1})),
+        ),
+        (
+            "supervisor-minus-1",
+            with("supervisor-minus-1", json!({"supervisor_pid": -1})),
+        ),
+        // 2^31 does not fit a pid; 2^32 + pid would wrap to the sentinel's pid if cut.
+        ("pid-2-31", with("pid-2-31", json!({"pid": 1_i64 << 31}))),
+        (
+            "pid-wraps",
+            with(
+                "pid-wraps",
+                json!({"pid": (1_i64 << 32) + pid, "pgid": (1_i64 << 32) + pid}),
+            ),
+        ),
+        (
+            "pid-float",
+            with("pid-float", json!({"pid": pid as f64 + 0.5})),
+        ),
+        (
+            "pid-text",
+            with("pid-text", json!({"pid": pid.to_string()})),
+        ),
+        ("truncated", whole[..whole.len() / 2].to_vec()),
+        ("non-utf8", non_utf8),
+        ("binary", b"\xff\xfe\x00\x01\x80".to_vec()),
+        ("empty", Vec::new()),
+        ("array", b"[]".to_vec()),
+    ];
+    for (id, bytes) in &corrupt {
+        plant(&sandbox, id, bytes);
+    }
+
+    for (id, bytes) in &corrupt {
+        let path = sandbox.task_dir(id).join("task.json");
+        let payload = json!({"id": id});
+        for command in [
+            &["status"][..],
+            &["wait", "--timeout", "10"],
+            &["stop"],
+            &["rm"],
+            &["restart"],
+        ] {
+            let outcome = sandbox.call(command, &payload);
+            sentinel.assert_untouched(&format!("{command:?} on {id}"));
+            let error = outcome.error();
+            assert_eq!(error["type"], "StoreError", "{command:?} {id}: {error}");
+            assert_eq!(
+                error["details"]["path"],
+                path.to_string_lossy().as_ref(),
+                "{command:?} {id}: {error}"
+            );
+            assert!(
+                error["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&*path.to_string_lossy())),
+                "{command:?} {id}: {error}"
+            );
+        }
+        for command in ["logs", "events"] {
+            let outcome = sandbox.call(&[command], &payload);
+            sentinel.assert_untouched(&format!("{command} on {id}"));
+            assert_enveloped(&outcome);
+        }
+        assert_eq!(
+            &fs::read(&path).expect("read the record"),
+            bytes,
+            "{id}: the record was rewritten"
+        );
+    }
+
+    let listed = sandbox.ok(&["list"], &json!({}));
+    sentinel.assert_untouched("list");
+    let ids: Vec<&str> = listed["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["healthy-running", "healthy-done"], "{listed}");
+    assert_eq!(listed["tasks"][0]["status"], "running");
+    let mut unreadable: Vec<&str> = listed["unreadable"]
+        .as_array()
+        .expect("unreadable")
+        .iter()
+        .map(|u| {
+            let id = u["id"].as_str().expect("an id");
+            let path = sandbox.task_dir(id).join("task.json");
+            assert!(
+                u["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&*path.to_string_lossy())),
+                "{u}"
+            );
+            id
+        })
+        .collect();
+    unreadable.sort_unstable();
+    let mut expected: Vec<&str> = corrupt.iter().map(|(id, _)| *id).collect();
+    expected.sort_unstable();
+    assert_eq!(unreadable, expected, "{listed}");
+    // `prune` passes them over.
+    assert_enveloped(&sandbox.call(&["prune"], &json!({})));
+
+    // The healthy task was not disturbed, and stops as usual.
+    assert!(sandbox.supervisor("healthy-running").is_alive());
+    assert_eq!(sandbox.stop("healthy-running")["status"], "killed");
+    sentinel.assert_untouched("every command");
+}
+
+/// RELIABILITY 10: pids that fit but name no process (2^31 - 1, the largest) are answered
+/// sanely: `lost`, nothing signalled; with the lock held, `stop` refuses.
+#[test]
+fn records_with_the_largest_pids_are_answered_sanely() {
+    let sandbox = Sandbox::new();
+    let huge = naming(running_record(&sandbox, "huge"), i32::MAX.into(), 12345);
+    plant(&sandbox, "huge", &pretty(&huge));
+    let task = sandbox.status("huge");
+    assert_eq!(task["status"], "lost", "{task}");
+    assert_eq!(task["pid"], i32::MAX, "{task}");
+    assert_eq!(sandbox.wait("huge")["status"], "lost");
+    assert_eq!(sandbox.stop("huge")["already_terminal"], true);
+    assert_eq!(sandbox.ok(&["list"], &json!({}))["total"], 1);
+    assert_eq!(sandbox.ok(&["rm"], &json!({"id": "huge"}))["removed"], true);
+
+    let mut held = naming(
+        running_record(&sandbox, "huge-held"),
+        i32::MAX.into(),
+        12345,
+    );
+    held["supervisor_pid"] = json!(i32::MAX - 1);
+    plant(&sandbox, "huge-held", &pretty(&held));
+    let _lock = hold_lock(&sandbox, "huge-held");
+    assert_eq!(sandbox.status("huge-held")["status"], "running");
+    let error = sandbox.fail(&["stop"], &json!({"id": "huge-held"}));
+    assert_eq!(error["type"], "SignalRefused", "{error}");
+}
+
+/// RELIABILITY 19: a `running` record from another boot (or naming no boot), its lock free
+/// as after a reboot, is `lost`, and nothing is signalled even though its pid, group,
+/// supervisor and start times name a live process of ours exactly: after a reboot the same
+/// numbers name a stranger.
+#[test]
+fn a_running_record_from_another_boot_is_lost_and_nothing_is_signalled() {
+    let sandbox = Sandbox::new();
+    let mut stranger = Sentinel::spawn();
+    let exact = naming(
+        running_record(&sandbox, "x"),
+        stranger.pid().into(),
+        stranger.start_ticks,
+    );
+    for (id, boot) in [
+        ("old-boot", json!("00000000-0000-4000-8000-000000000000")),
+        ("no-boot", Value::Null),
+    ] {
+        for first in ["status", "stop", "list"] {
+            let id = format!("{id}-{first}");
+            let mut record = exact.clone();
+            record["id"] = json!(id);
+            record["boot_id"] = boot.clone();
+            plant(&sandbox, &id, &pretty(&record));
+
+            let payload = match first {
+                "list" => json!({"ids": [id]}),
+                _ => json!({"id": id}),
+            };
+            let data = sandbox.ok(&[first], &payload);
+            stranger.assert_untouched(&format!("{first} on {id}"));
+            let task = match first {
+                "list" => data["tasks"]
+                    .as_array()
+                    .and_then(|tasks| tasks.iter().find(|t| t["id"] == id.as_str()))
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{id} is not listed: {data}")),
+                _ => data["task"].clone(),
+            };
+            assert_eq!(task["status"], "lost", "{first} on {id}: {data}");
+            assert_eq!(task["reason"], "supervisor_lost", "{data}");
+            let error = task["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("nothing signalled") && error.contains("another boot"),
+                "{first} on {id}: {task}"
+            );
+            // Recorded for good: a second look changes nothing and signals nothing.
+            let stop = sandbox.stop(&id);
+            assert_eq!(stop["already_terminal"], true, "{stop}");
+            assert_eq!(sandbox.wait(&id)["status"], "lost");
+            stranger.assert_untouched(&format!("stop and wait on {id}"));
+        }
+    }
+    sandbox.ok(&["list"], &json!({}));
+    stranger.assert_untouched("every command");
+}
