@@ -3,7 +3,8 @@
 //! A record that says `queued` or `running` while nobody holds its lock belongs to a
 //! supervisor that died without recording an end (SIGKILL, OOM, reboot). It is `lost`.
 //! Whoever finds it takes the lock, kills what is left of the task's process group (after
-//! checking it is really ours), records `lost` and lets go.
+//! checking it is really ours), removes any temp file the dead writer left beside the
+//! record, records `lost` and lets go.
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -11,6 +12,7 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::paths::{TaskId, TaskPaths};
 use crate::procfs;
+use crate::state::atomic;
 use crate::state::journal::Journal;
 use crate::state::lock::{self, Liveness, TaskLock};
 use crate::state::record::{Reason, Status, TaskRecord};
@@ -36,6 +38,9 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
 /// With the lock held: if the record still says the task is alive, kill its leftovers and
 /// record it `lost`. Returns the record as it now stands.
 pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<TaskRecord>> {
+    // Only the lock holder writes the record, and we hold the lock: a temp file beside the
+    // record is a dead writer's, killed between its write and its rename.
+    atomic::remove_stale_temps(&paths.record());
     let Some(record) = TaskRecord::read(paths)? else {
         return Ok(None);
     };

@@ -1,4 +1,5 @@
-//! RELIABILITY 9, 10 and 19: records that lie (a reused pid, another boot, corrupt bytes).
+//! RELIABILITY 9, 10, 15 and 19: records that lie (a reused pid, another boot, corrupt
+//! bytes) and writers that die between temp file and rename.
 //!
 //! Several tests write a task's record by hand, from the version-1 fixture, the way a
 //! supervisor that has since vanished would have left it. Where a careless reader could
@@ -11,10 +12,14 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::support::{Outcome, Sandbox, signal_mask, stat};
+use crate::support::{
+    DEADLINE, Outcome, Sandbox, live_group_members, signal_mask, stat, wait_until,
+};
 
 /// A process of ours that belongs to no task: `sleep 1000`, leader of its own process group,
 /// with every blockable signal blocked. A signal sent by mistake to its pid or to its group
@@ -90,6 +95,12 @@ impl Drop for Sentinel {
     }
 }
 
+/// Says on stderr what a test could not do here, and why, or what it found.
+#[expect(clippy::print_stderr, reason = "a test says what it skipped and why")]
+fn note(message: &str) {
+    eprintln!("{message}");
+}
+
 /// The id of the running boot.
 fn boot_id() -> String {
     fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -147,6 +158,20 @@ fn plant(sandbox: &Sandbox, id: &str, bytes: &[u8]) -> PathBuf {
 
 fn pretty(record: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(record).expect("encode a record")
+}
+
+/// The names of the temp files beside task `id`'s record (`.task.json.tmp.<pid>.<n>`).
+fn record_temps(sandbox: &Sandbox, id: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(sandbox.task_dir(id)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".task.json.tmp."))
+        .collect();
+    names.sort();
+    names
 }
 
 /// Takes task `id`'s supervisor lock the way a live supervisor holds it.
@@ -449,6 +474,112 @@ fn records_with_the_largest_pids_are_answered_sanely() {
     assert_eq!(sandbox.status("huge-held")["status"], "running");
     let error = sandbox.fail(&["stop"], &json!({"id": "huge-held"}));
     assert_eq!(error["type"], "SignalRefused", "{error}");
+}
+
+/// RELIABILITY 15: a temp file left by a writer killed between its write and its rename
+/// changes nothing: readers see the old record, whole. Whoever next writes the record under
+/// the lock removes it: the reader that records the dead supervisor's task `lost`, or the
+/// task's next run.
+#[test]
+fn a_temp_file_left_before_the_rename_keeps_the_old_record_and_is_cleaned() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "crashed", "command": "sleep", "args": ["1000"]}));
+    let supervisor = sandbox.supervisor("crashed");
+    let pgid = sandbox.leader("crashed").pid;
+    let before = sandbox.record("crashed");
+    // What the supervisor was writing when it died: half of its next record, and a temp it
+    // had only just created.
+    let mut next = before.clone();
+    next["status"] = json!("exited");
+    next["exit_code"] = json!(0);
+    let next = pretty(&next);
+    let dir = sandbox.task_dir("crashed");
+    let temps = [
+        format!(".task.json.tmp.{}.7", supervisor.pid),
+        format!(".task.json.tmp.{}.8", supervisor.pid),
+    ];
+    fs::write(dir.join(&temps[0]), &next[..next.len() / 2]).expect("write a temp");
+    fs::write(dir.join(&temps[1]), b"").expect("write a temp");
+    supervisor.signal(Signal::SIGKILL);
+    wait_until("the supervisor is dead", DEADLINE, || {
+        !supervisor.is_alive()
+    });
+
+    // Readers see the old record, whole, and no temp file disturbs `list`.
+    assert_eq!(sandbox.record("crashed"), before);
+    let listed = sandbox.ok(&["list"], &json!({}));
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["unreadable"], json!([]), "{listed}");
+    // The first reader records it lost, under the lock, and removes the dead writer's temps.
+    assert_eq!(listed["tasks"][0]["status"], "lost", "{listed}");
+    assert_eq!(record_temps(&sandbox, "crashed"), Vec::<String>::new());
+    let record = sandbox.record("crashed");
+    assert_eq!(record["status"], "lost");
+    assert_eq!(record["pid"], before["pid"]);
+    wait_until("the lost task's group is gone", DEADLINE, || {
+        live_group_members(pgid).is_empty()
+    });
+
+    // Beside a record that has ended, a temp waits for the task's next run.
+    sandbox.start(&json!({"id": "ended", "command": "true"}));
+    assert_eq!(sandbox.wait("ended")["status"], "exited");
+    let temp = sandbox.task_dir("ended").join(".task.json.tmp.999999.0");
+    fs::write(&temp, &next[..10]).expect("write a temp");
+    assert_eq!(sandbox.status("ended")["status"], "exited");
+    let task = sandbox.ok(&["restart"], &json!({"id": "ended"}))["task"].clone();
+    assert_eq!(task["run"], 2, "{task}");
+    assert_eq!(record_temps(&sandbox, "ended"), Vec::<String>::new());
+    assert_eq!(sandbox.wait("ended")["status"], "exited");
+}
+
+/// RELIABILITY 15: a supervisor SIGKILLed while it keeps rewriting its record (progress,
+/// published every 250 ms) leaves a record that parses; the next `status` says `lost` and
+/// removes any temp file it left. Each round kills as soon as a temp file shows, so most
+/// rounds kill a real writer between its write and its rename.
+#[test]
+fn a_supervisor_sigkilled_while_rewriting_its_record_leaves_a_parseable_one() {
+    let sandbox = Sandbox::new();
+    let mut caught = 0;
+    for round in 0..6 {
+        let id = format!("busy-{round}");
+        sandbox.start(&json!({
+            "id": id,
+            "shell": "i=0; while :; do i=$((i+1)); echo \"step $i/1000000000\"; done",
+        }));
+        let supervisor = sandbox.supervisor(&id);
+        let pgid = sandbox.leader(&id).pid;
+        wait_until("the supervisor records progress", DEADLINE, || {
+            !sandbox.record(&id)["progress"].is_null()
+        });
+        // Spin until a temp file of the record exists, for up to two publications.
+        let until = Instant::now() + Duration::from_millis(600);
+        while record_temps(&sandbox, &id).is_empty() && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        supervisor.signal(Signal::SIGKILL);
+        wait_until("the supervisor is dead", DEADLINE, || {
+            !supervisor.is_alive()
+        });
+        if !record_temps(&sandbox, &id).is_empty() {
+            caught += 1;
+        }
+
+        let path = sandbox.task_dir(&id).join("task.json");
+        let bytes = fs::read(&path).expect("read the record");
+        let record: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!("round {round}: the record does not parse ({e}): {bytes:?}")
+        });
+        assert_eq!(record["status"], "running", "round {round}: {record}");
+        let task = sandbox.status(&id);
+        assert_eq!(task["status"], "lost", "round {round}: {task}");
+        assert_eq!(record_temps(&sandbox, &id), Vec::<String>::new());
+        wait_until("the lost task's group is gone", DEADLINE, || {
+            live_group_members(pgid).is_empty()
+        });
+    }
+    note(&format!(
+        "RELIABILITY 15: {caught} of 6 supervisors were killed with a temp file on disk"
+    ));
 }
 
 /// RELIABILITY 19: a `running` record from another boot (or naming no boot), its lock free
