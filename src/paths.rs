@@ -18,6 +18,9 @@ pub mod env {
     pub const HOME: &str = "BACKGROUND_TASKS_HOME";
 }
 
+/// How much of an invalid id an error shows.
+const SHOWN_ID_BYTES: usize = 80;
+
 /// A validated task id: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskId(String);
@@ -39,8 +42,20 @@ impl TaskId {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if valid {
             Ok(TaskId(text.to_owned()))
-        } else {
+        } else if text.len() <= SHOWN_ID_BYTES {
             Err(format!("invalid task id {text:?}: {}", TaskId::RULE))
+        } else {
+            // A 10 MB id must not come back as a 10 MB error: show its start and its size.
+            let mut end = SHOWN_ID_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            Err(format!(
+                "invalid task id {:?}... ({} bytes): {}",
+                &text[..end],
+                text.len(),
+                TaskId::RULE
+            ))
         }
     }
 
@@ -278,6 +293,10 @@ mod tests {
         ] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?}");
         }
+        let long = format!("{}é", "x".repeat(79));
+        let error = TaskId::parse(&long).expect_err("too long");
+        assert!(error.contains(r#"xxx"... (81 bytes)"#), "{error}");
+        assert!(!error.contains('é'), "{error}");
         let generated = TaskId::generate();
         assert!(TaskId::parse(generated.as_str()).is_ok());
         assert!(generated.as_str().starts_with("bg_") && generated.as_str().len() == 11);

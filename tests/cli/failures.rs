@@ -1,5 +1,6 @@
-//! RELIABILITY 9, 10, 15 and 19: records that lie (a reused pid, another boot, corrupt
-//! bytes) and writers that die between temp file and rename.
+//! RELIABILITY 9, 10, 15, 19 and 23: records that lie (a reused pid, another boot, corrupt
+//! bytes), writers that die between temp file and rename, and payloads and output lines of
+//! 10 MB.
 //!
 //! Several tests write a task's record by hand, from the version-1 fixture, the way a
 //! supervisor that has since vanished would have left it. Where a careless reader could
@@ -18,7 +19,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, Outcome, Sandbox, live_group_members, signal_mask, stat, wait_until,
+    DEADLINE, HANG, Outcome, Sandbox, live_group_members, signal_mask, stat, wait_until,
 };
 
 /// A process of ours that belongs to no task: `sleep 1000`, leader of its own process group,
@@ -636,4 +637,249 @@ fn a_running_record_from_another_boot_is_lost_and_nothing_is_signalled() {
     }
     sandbox.ok(&["list"], &json!({}));
     stranger.assert_untouched("every command");
+}
+
+/// How a payload reaches the binary.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Argument,
+    File,
+    Stdin,
+}
+
+/// Runs `command` with `payload` given `via` a literal argument, `@file` or stdin (a pipe
+/// written by a helper thread), bounded by [`HANG`]. `None` when the OS refuses an argument
+/// that long.
+fn send(sandbox: &Sandbox, command: &str, payload: &[u8], via: Via) -> Option<Outcome> {
+    let file = sandbox.work().join("payload.json");
+    let (mut cmd, stdin) = match via {
+        Via::Argument => {
+            let text = std::str::from_utf8(payload).expect("a UTF-8 payload");
+            (sandbox.command(&[command, text]), None)
+        }
+        Via::File => {
+            fs::write(&file, payload).expect("write the payload file");
+            let arg = format!("@{}", file.display());
+            (sandbox.command(&[command, &arg]), None)
+        }
+        Via::Stdin => {
+            let (reader, writer) = io::pipe().expect("a pipe");
+            let mut cmd = sandbox.command(&[command, "-"]);
+            cmd.stdin(reader);
+            (cmd, Some(writer))
+        }
+    };
+    let what = format!("{command} with a {} byte payload by {via:?}", payload.len());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = match cmd.spawn() {
+        Err(e) if e.raw_os_error() == Some(libc::E2BIG) => return None,
+        Err(e) => panic!("spawn {what}: {e}"),
+        Ok(child) => child,
+    };
+    drop(cmd); // Our copy of the pipe's read end.
+    // The command may answer before reading it all (an error): a broken pipe is fine.
+    let writer = stdin.map(|mut writer| {
+        let payload = payload.to_vec();
+        std::thread::spawn(move || drop(writer.write_all(&payload)))
+    });
+    let pid = child.id() as i32;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || drop(sender.send(child.wait_with_output())));
+    let output = receiver
+        .recv_timeout(HANG)
+        .unwrap_or_else(|_| {
+            // Our own unreaped child: its pid cannot have been reused.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            panic!("{what} hung for {HANG:?}")
+        })
+        .unwrap_or_else(|e| panic!("wait for {what}: {e}"));
+    if let Some(writer) = writer {
+        writer.join().expect("the stdin writer");
+    }
+    let _ = fs::remove_file(&file);
+    Some(Outcome {
+        what,
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+        ended: Instant::now(),
+    })
+}
+
+/// Ten million bytes.
+const MB10: usize = 10_000_000;
+
+/// RELIABILITY 23 with values of `size` bytes sent `via`: a name that long is kept, a valid
+/// payload padded that long runs, an argv element that long (past what exec takes) is
+/// `SpawnFailed` with the OS reason, and an id, an unknown field, an unterminated string or
+/// a nesting that long is a `CommandInputError` that does not repeat it. `false` when the
+/// OS refuses to pass the payload at all.
+fn check_payloads_of(size: usize, via: Via) -> bool {
+    let sandbox = Sandbox::new();
+    let big = "x".repeat(size);
+    let send = |command: &str, payload: &str| send(&sandbox, command, payload.as_bytes(), via);
+
+    let payload = json!({"id": "named", "name": big, "command": "true"}).to_string();
+    let Some(outcome) = send("start", &payload) else {
+        return false;
+    };
+    let task = outcome.data()["task"].clone();
+    assert_eq!(task["name"].as_str().map(str::len), Some(size), "{via:?}");
+    assert_eq!(sandbox.wait("named")["exit_code"], 0, "{via:?}");
+    let record = sandbox.record("named");
+    assert_eq!(record["name"].as_str().map(str::len), Some(size));
+
+    let mut payload = json!({"id": "padded", "shell": "exit 4"}).to_string();
+    payload.push_str(&" ".repeat(size));
+    send("start", &payload).expect("sent").data();
+    assert_eq!(sandbox.wait("padded")["exit_code"], 4, "{via:?}");
+
+    // Linux takes at most 128 KiB in one argv element (MAX_ARG_STRLEN).
+    if size > 128 * 1024 {
+        let payload = json!({"id": "wide-arg", "command": "echo", "args": [big]}).to_string();
+        let error = send("start", &payload).expect("sent").error();
+        assert_eq!(error["type"], "SpawnFailed", "{via:?}: {error}");
+        assert_eq!(
+            error["details"]["os_error"],
+            libc::E2BIG,
+            "{via:?}: {error}"
+        );
+        assert_eq!(sandbox.status("wide-arg")["status"], "failed");
+    }
+
+    let input_errors = [
+        ("status", json!({"id": big}).to_string(), Some("id")),
+        (
+            "start",
+            json!({"command": "true", "bogus": big}).to_string(),
+            Some("bogus"),
+        ),
+        ("status", format!("{{\"id\":\"{big}"), None),
+        (
+            "start",
+            format!("{}{}", "[".repeat(size / 2), "]".repeat(size / 2)),
+            None,
+        ),
+        (
+            "list",
+            format!(
+                "{{\"ids\":{}1{}}}",
+                "{\"a\":".repeat(size / 6),
+                "}".repeat(size / 6)
+            ),
+            None,
+        ),
+    ];
+    for (command, payload, path) in input_errors {
+        let outcome = send(command, &payload).expect("sent");
+        let error = outcome.error();
+        assert_eq!(
+            error["type"], "CommandInputError",
+            "{command} {via:?}: {error}"
+        );
+        if let Some(path) = path {
+            assert_eq!(error["details"]["path"], path, "{command} {via:?}: {error}");
+        }
+        assert!(
+            outcome.stderr.len() < 4096,
+            "{command} {via:?}: a {} byte error for a {} byte payload",
+            outcome.stderr.len(),
+            payload.len()
+        );
+    }
+    true
+}
+
+/// Past the 16 MiB limit, a payload is refused before it is parsed.
+fn check_payload_over_the_limit(via: Via) {
+    let sandbox = Sandbox::new();
+    let over = json!({"id": "over", "name": "y".repeat(17 << 20), "command": "true"}).to_string();
+    let outcome = send(&sandbox, "start", over.as_bytes(), via).expect("sent");
+    let error = outcome.error();
+    assert_eq!(error["type"], "CommandInputError", "{via:?}: {error}");
+    assert!(outcome.stderr.len() < 4096, "{via:?}");
+    assert!(!sandbox.task_dir("over").exists());
+}
+
+/// RELIABILITY 23: 10 MB payloads read from a file (`@path`) get a correct result or a
+/// short, clear error; past 16 MiB they are refused.
+#[test]
+fn payloads_of_10_mb_from_a_file_get_a_correct_result_or_a_short_clear_error() {
+    assert!(check_payloads_of(MB10, Via::File));
+    check_payload_over_the_limit(Via::File);
+}
+
+/// RELIABILITY 23: 10 MB payloads read from stdin (`-`, a pipe) get a correct result or a
+/// short, clear error; past 16 MiB they are refused.
+#[test]
+fn payloads_of_10_mb_from_stdin_get_a_correct_result_or_a_short_clear_error() {
+    assert!(check_payloads_of(MB10, Via::Stdin));
+    check_payload_over_the_limit(Via::Stdin);
+}
+
+/// RELIABILITY 23: payloads given as a literal argument, at 10 MB where the OS passes one
+/// that long, else (Linux: 128 KiB per argument) at 120 KiB, saying so.
+#[test]
+fn payloads_as_an_argument_get_a_correct_result_or_a_short_clear_error() {
+    if !check_payloads_of(MB10, Via::Argument) {
+        note(
+            "RELIABILITY 23: skipped 10 MB payloads as a literal argument: the OS refuses \
+             an argument that long (E2BIG); checked at 120 KiB, the largest it takes, instead",
+        );
+        assert!(check_payloads_of(120 * 1024, Via::Argument));
+    }
+}
+
+/// RELIABILITY 23: a single 10 MB output line reaches `events`, both streams and `wait
+/// until` whole and in order, with the line written after it.
+#[test]
+fn a_10_mb_output_line_reaches_events_streams_and_wait_until_whole() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({
+        "id": "wide",
+        "shell": r"head -c 10000000 /dev/zero | tr '\0' y; echo; echo END",
+    }));
+    let task = sandbox.ok(
+        &["wait", "--timeout", "30"],
+        &json!({"id": "wide", "until": {"log": "^y+$"}}),
+    );
+    assert_eq!(task["task_id"], "wide", "{task}");
+    assert_eq!(sandbox.wait("wide")["exit_code"], 0);
+
+    let lines_of = |frames: &[Value]| -> Vec<String> {
+        frames
+            .iter()
+            .filter(|f| f["type"] == "task.log.line")
+            .map(|f| f["data"]["line"].as_str().expect("a line").to_owned())
+            .collect()
+    };
+    let check = |what: &str, lines: Vec<String>| {
+        assert_eq!(lines.len(), 2, "{what}: {} lines", lines.len());
+        assert_eq!(lines[0].len(), MB10, "{what}");
+        assert!(lines[0].bytes().all(|b| b == b'y'), "{what}");
+        assert_eq!(lines[1], "END", "{what}");
+    };
+    let events = sandbox.ok(&["events"], &json!({"id": "wide"}));
+    check(
+        "events",
+        lines_of(events["frames"].as_array().expect("frames")),
+    );
+    for command in ["events", "logs"] {
+        let outcome = sandbox.call(&[command, "--stream"], &json!({"id": "wide"}));
+        assert_eq!(
+            outcome.code,
+            Some(0),
+            "{command} --stream: {}",
+            outcome.stderr
+        );
+        assert_eq!(outcome.stderr, "");
+        let frames: Vec<Value> = outcome
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an NDJSON frame"))
+            .collect();
+        check(&format!("{command} --stream"), lines_of(&frames));
+    }
 }
