@@ -198,6 +198,19 @@ impl Error {
             Error::TaskWaitTimedOut { .. } => {
                 "The task is still running; wait again or raise --timeout.".into()
             }
+            // Out of disk or descriptors, whatever failed: the hint for the command or
+            // workdir would send the caller the wrong way.
+            Error::SpawnFailed { source, .. } | Error::Store { source, .. }
+                if source.raw_os_error() == Some(libc::ENOSPC) =>
+            {
+                "The disk holding the state directory is full; free space and retry.".into()
+            }
+            Error::SpawnFailed { source, .. } | Error::Store { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                "Too many open files: raise the open-file limit (ulimit -n) or close some, and retry."
+                    .into()
+            }
             Error::SpawnFailed { .. } => {
                 "Check that the command exists and is executable and that workdir exists.".into()
             }
@@ -217,9 +230,6 @@ impl Error {
             ),
             Error::PortInUse { .. } => {
                 "Stop the process that holds the port, or start the task on another port.".into()
-            }
-            Error::Store { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                "The disk holding the state directory is full; free space and retry.".into()
             }
             Error::Store { .. } => {
                 "Check the permissions and free space of the state directory.".into()

@@ -333,6 +333,10 @@ pub fn launch_run(
         Err(error) => {
             // No supervisor is running this run, and we still hold the lock: record the failure
             // so the task is not left without a record or stuck in `running`.
+            let what = error.to_string();
+            let source = match error {
+                LaunchError::Spawn(e) | LaunchError::NoReport(e) => e,
+            };
             let current = TaskRecord::read(&paths).ok().flatten();
             if current.is_none_or(|r| r.run != run) {
                 let mut failed = spec.record;
@@ -341,15 +345,13 @@ pub fn launch_run(
                     Error::SpawnFailed {
                         id: id.to_string(),
                         cause: "supervisor".into(),
-                        source: io::Error::other(error.to_string()),
+                        // The OS reason too ("Too many open files"), not only what failed.
+                        source: io::Error::other(format!("{what}: {source}")),
                     }
                     .full_message(),
                 );
                 failed.write(&paths)?;
             }
-            let source = match error {
-                LaunchError::Spawn(e) | LaunchError::NoReport(e) => e,
-            };
             Err(spawn_failed("supervisor".into(), source))
         }
     }

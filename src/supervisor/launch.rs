@@ -102,7 +102,13 @@ fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor that nothing else owns.
     let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
     if new < 0 {
-        return Err(io::Error::last_os_error());
+        let error = io::Error::last_os_error();
+        // F_DUPFD fails with EINVAL when `min` is not below the open-file limit: the caller
+        // may not open that many files, and EMFILE says so ("Invalid argument" does not).
+        if error.raw_os_error() == Some(libc::EINVAL) {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        return Err(error);
     }
     // SAFETY: `new` was just created above and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })

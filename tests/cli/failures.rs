@@ -1,6 +1,6 @@
-//! RELIABILITY 9, 10, 15, 19 and 23: records that lie (a reused pid, another boot, corrupt
-//! bytes), writers that die between temp file and rename, and payloads and output lines of
-//! 10 MB.
+//! RELIABILITY 9, 10, 15, 19, 23 and 24: records that lie (a reused pid, another boot,
+//! corrupt bytes), writers that die between temp file and rename, payloads and output lines
+//! of 10 MB, and callers short of file descriptors.
 //!
 //! Several tests write a task's record by hand, from the version-1 fixture, the way a
 //! supervisor that has since vanished would have left it. Where a careless reader could
@@ -11,7 +11,7 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, HANG, Outcome, Sandbox, live_group_members, signal_mask, stat, wait_until,
+    DEADLINE, HANG, Outcome, Sandbox, live_group_members, signal_mask, spawn, stat, wait_until,
 };
 
 /// A process of ours that belongs to no task: `sleep 1000`, leader of its own process group,
@@ -189,6 +189,24 @@ fn hold_lock(sandbox: &Sandbox, id: &str) -> File {
     file.try_lock()
         .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
     file
+}
+
+/// The processes that hold a descriptor on a file under `dir`.
+fn holders_of(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .filter_map(|fd| fs::read_link(fd.path()).ok())
+                    .any(|target| target.starts_with(dir))
+            })
+        })
+        .collect()
 }
 
 /// Whether `outcome` is a well-formed answer: a success envelope or a failure envelope
@@ -881,5 +899,131 @@ fn a_10_mb_output_line_reaches_events_streams_and_wait_until_whole() {
             .map(|l| serde_json::from_str(l).expect("an NDJSON frame"))
             .collect();
         check(&format!("{command} --stream"), lines_of(&frames));
+    }
+}
+
+/// Runs the binary with `args` under an open-file limit of `limit` (soft and hard).
+fn with_fd_limit(sandbox: &Sandbox, limit: u64, args: &[&str]) -> Outcome {
+    let mut command = sandbox.command(args);
+    // SAFETY: setrlimit is a plain system call, async-signal-safe; nothing is allocated.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    spawn(command).finish()
+}
+
+/// Checks that task `id` tells the truth after a `start` that failed: no record, or a
+/// terminal one; no supervisor or process of it left; and it starts normally once the
+/// limit is gone.
+fn assert_failed_start_left_nothing(sandbox: &Sandbox, id: &str) {
+    let dir = sandbox.task_dir(id);
+    wait_until(
+        &format!("no process holds a file of task {id}"),
+        DEADLINE,
+        || holders_of(&dir).is_empty(),
+    );
+    let outcome = sandbox.call(&["status"], &json!({"id": id}));
+    if outcome.code == Some(0) {
+        let task = outcome.data()["task"].clone();
+        assert_eq!(task["status"], "failed", "{id}: {task}");
+        assert_eq!(task["reason"], "spawn_error", "{id}: {task}");
+        if let Some(pid) = task["pid"].as_i64() {
+            let left = live_group_members(pid as i32);
+            assert!(left.is_empty(), "{id}: the task's group holds {left:?}");
+        }
+    } else {
+        assert_eq!(outcome.error()["type"], "TaskNotFound", "{id}");
+    }
+}
+
+/// RELIABILITY 24: `start` under open-file limits from 1 to 32 either fails with an error
+/// envelope that names the cause (exit 1, no panic) and leaves nothing running, or runs
+/// the task correctly (a live supervisor, stoppable). Below 4 descriptors the dynamic
+/// loader cannot even load the binary; that is said, not failed.
+#[test]
+fn start_under_a_tiny_fd_limit_fails_clearly_or_runs_truthfully() {
+    let sandbox = Sandbox::new();
+    sandbox.ok(&["list"], &json!({}));
+    let mut failed = Vec::new();
+    let mut ran = Vec::new();
+    for limit in [1_u64, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 24, 32] {
+        let id = format!("fd-{limit}");
+        let payload = json!({"id": id, "command": "sleep", "args": ["1000"]}).to_string();
+        let outcome = with_fd_limit(&sandbox, limit, &["start", &payload]);
+        assert!(!outcome.stderr.contains("panicked"), "{outcome:#?}");
+        if outcome.code == Some(127) && outcome.stderr.contains("error while loading shared") {
+            note(&format!(
+                "RELIABILITY 24: with {limit} descriptors the dynamic loader fails before \
+                 main: {}",
+                outcome.stderr.trim()
+            ));
+            assert!(!sandbox.task_dir(&id).exists());
+            continue;
+        }
+        if outcome.code == Some(0) {
+            let task = outcome.data()["task"].clone();
+            assert_eq!(task["status"], "running", "{limit}: {task}");
+            assert!(sandbox.supervisor(&id).is_alive(), "{limit}");
+            assert!(sandbox.leader(&id).is_alive(), "{limit}");
+            assert_eq!(sandbox.status(&id)["status"], "running", "{limit}");
+            ran.push(id);
+            continue;
+        }
+        let error = outcome.error();
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("Too many open files"),
+            "{limit} descriptors: the error should name the cause: {error}"
+        );
+        assert!(
+            error["details"]["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("open-file limit")),
+            "{limit} descriptors: the hint should say what to do: {error}"
+        );
+        assert_failed_start_left_nothing(&sandbox, &id);
+        if let Some(record) = fs::read(sandbox.task_dir(&id).join("task.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        {
+            let error = record["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("Too many open files"),
+                "{limit}: the record should keep the cause: {record}"
+            );
+        }
+        failed.push(id);
+    }
+    note(&format!(
+        "RELIABILITY 24: fd limits that failed cleanly: {failed:?}; ran: {ran:?}"
+    ));
+    assert!(!ran.is_empty(), "no fd limit up to 32 let a task run");
+
+    // `list` tells the same truth, and every task that failed starts once the limit is gone.
+    let listed = sandbox.ok(&["list"], &json!({}));
+    for task in listed["tasks"].as_array().expect("tasks") {
+        let id = task["id"].as_str().expect("an id");
+        let expected = if ran.iter().any(|r| r == id) {
+            "running"
+        } else {
+            "failed"
+        };
+        assert_eq!(task["status"], expected, "{task}");
+    }
+    for id in &failed {
+        sandbox.start(&json!({"id": id, "command": "sleep", "args": ["1000"]}));
+        assert_eq!(sandbox.stop(id)["status"], "killed", "{id}");
+    }
+    for id in &ran {
+        assert_eq!(sandbox.stop(id)["status"], "killed", "{id}");
     }
 }
