@@ -547,8 +547,9 @@ fn a_temp_file_left_before_the_rename_keeps_the_old_record_and_is_cleaned() {
     assert_eq!(sandbox.status("ended")["status"], "exited");
     let task = sandbox.ok(&["restart"], &json!({"id": "ended"}))["task"].clone();
     assert_eq!(task["run"], 2, "{task}");
-    assert_eq!(record_temps(&sandbox, "ended"), Vec::<String>::new());
+    // Once the run has ended, its supervisor writes no more: any temp left is the old one.
     assert_eq!(sandbox.wait("ended")["status"], "exited");
+    assert_eq!(record_temps(&sandbox, "ended"), Vec::<String>::new());
 }
 
 /// RELIABILITY 15: a supervisor SIGKILLed while it keeps rewriting its record (progress,
