@@ -21,6 +21,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
+use crate::error::Error;
 use crate::paths::{StateDir, TaskId, TaskPaths, set_private_mode};
 use crate::procfs::{self, Identity};
 use crate::state::journal::{Journal, kind};
@@ -174,11 +175,19 @@ fn supervise() -> io::Result<()> {
         Err(e) => {
             // Without a record nobody can find the task: do not leave it running untracked.
             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+            // The OS error travels as a number, so that `start` can tell a full disk.
+            let (cause, os_error) = match &e {
+                Error::Store { path, source, .. } => (
+                    format!("record `{}`", path.display()),
+                    source.raw_os_error(),
+                ),
+                _ => ("record".to_owned(), None),
+            };
             report(
                 control.take(),
                 &Report::SpawnFailed {
-                    cause: "record".into(),
-                    os_error: None,
+                    cause,
+                    os_error,
                     message: e.full_message(),
                 },
             );

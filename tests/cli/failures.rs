@@ -1,12 +1,13 @@
 //! RELIABILITY 9, 10, 15, 19, 23 and 24: records that lie (a reused pid, another boot,
 //! corrupt bytes), writers that die between temp file and rename, payloads and output lines
-//! of 10 MB, and callers short of file descriptors.
+//! of 10 MB, and callers short of file descriptors or disk space.
 //!
 //! Several tests write a task's record by hand, from the version-1 fixture, the way a
 //! supervisor that has since vanished would have left it. Where a careless reader could
 //! send a signal, the record names a [`Sentinel`]: a process of the test's own that no
 //! task owns, which must come out of every command untouched.
 
+use std::ffi::CString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -15,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -709,7 +711,7 @@ fn send(sandbox: &Sandbox, command: &str, payload: &[u8], via: Via) -> Option<Ou
         .recv_timeout(HANG)
         .unwrap_or_else(|_| {
             // Our own unreaped child: its pid cannot have been reused.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             panic!("{what} hung for {HANG:?}")
         })
         .unwrap_or_else(|e| panic!("wait for {what}: {e}"));
@@ -1025,6 +1027,167 @@ fn start_under_a_tiny_fd_limit_fails_clearly_or_runs_truthfully() {
         assert_eq!(sandbox.stop(id)["status"], "killed", "{id}");
     }
     for id in &ran {
+        assert_eq!(sandbox.stop(id)["status"], "killed", "{id}");
+    }
+}
+
+/// A small tmpfs mounted for one test. Dropping it first ends every process its tasks left
+/// (through the sandbox's guard, which reads the records on it), then unmounts it.
+#[derive(Debug)]
+struct SmallDisk {
+    sandbox: Option<Sandbox>,
+    mountpoint: PathBuf,
+    root: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` bytes as the sandbox's state directory, or says why not.
+    fn mount(size: usize) -> Result<SmallDisk, String> {
+        let sandbox = Sandbox::new();
+        let mountpoint = sandbox.state();
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&mountpoint)
+            .map_err(|e| format!("create the mount point: {e}"))?;
+        let target = CString::new(mountpoint.as_os_str().as_encoded_bytes()).expect("no NUL");
+        let options = CString::new(format!("size={size},mode=0700")).expect("no NUL");
+        // SAFETY: every argument is a valid NUL-terminated string that outlives the call.
+        let mounted = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            )
+        };
+        if mounted != 0 {
+            return Err(format!(
+                "mounting a tmpfs failed ({}); it needs root or CAP_SYS_ADMIN",
+                io::Error::last_os_error()
+            ));
+        }
+        Ok(SmallDisk {
+            root: sandbox.root().to_path_buf(),
+            sandbox: Some(sandbox),
+            mountpoint,
+        })
+    }
+
+    fn sandbox(&self) -> &Sandbox {
+        self.sandbox.as_ref().expect("the sandbox")
+    }
+
+    /// Writes a file until the disk is full, to the last byte.
+    fn fill(&self) {
+        let mut file = File::create(self.mountpoint.join("filler")).expect("create the filler");
+        let block = vec![0_u8; 4096];
+        for chunk in [&block[..], &block[..1]] {
+            loop {
+                match file.write(chunk) {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("fill the disk: {e}"),
+                }
+            }
+        }
+    }
+
+    fn free(&self) {
+        fs::remove_file(self.mountpoint.join("filler")).expect("remove the filler");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // The guard kills what the records on the disk name; the sandbox's own removal
+        // then empties the disk but cannot remove the mount point.
+        drop(self.sandbox.take());
+        // A process that no record names (a supervisor that could not write one) may still
+        // hold a file on the disk; the disk is this test's own, so the process is too.
+        let me = std::process::id() as i32;
+        let left: Vec<_> = holders_of(&self.mountpoint)
+            .into_iter()
+            .filter(|&pid| pid != me)
+            .filter_map(stat)
+            .map(|p| p.identity())
+            .collect();
+        for process in left.into_iter().filter(|p| p.is_alive()) {
+            let _ = kill(Pid::from_raw(process.pid), Signal::SIGKILL);
+        }
+        if let Ok(target) = CString::new(self.mountpoint.as_os_str().as_encoded_bytes()) {
+            // SAFETY: `target` is a valid NUL-terminated string that outlives the call.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// RELIABILITY 24: on a full disk (a small tmpfs), `start` fails with an error envelope
+/// that says so, leaves no task `running` and no process behind, and a task that was
+/// already running is still reported truthfully. Once there is room again, the same id
+/// starts. Skipped, saying why, where a tmpfs cannot be mounted.
+#[test]
+fn start_on_a_full_disk_fails_clearly_and_leaves_nothing_running() {
+    let disk = match SmallDisk::mount(512 * 1024) {
+        Ok(disk) => disk,
+        Err(why) => {
+            note(&format!(
+                "RELIABILITY 24: skipped the full-disk part: {why}"
+            ));
+            return;
+        }
+    };
+    let sandbox = disk.sandbox();
+    sandbox.start(&json!({"id": "before", "command": "sleep", "args": ["1000"]}));
+    disk.fill();
+
+    for id in ["full", "full-again"] {
+        let outcome = sandbox.call(
+            &["start"],
+            &json!({"id": id, "command": "sleep", "args": ["1000"]}),
+        );
+        assert!(!outcome.stderr.contains("panicked"), "{outcome:#?}");
+        let error = outcome.error();
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("No space left on device")),
+            "the error should say the disk is full: {error}"
+        );
+        assert!(
+            error["details"]["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("full")),
+            "the hint should say the disk is full: {error}"
+        );
+        assert_failed_start_left_nothing(sandbox, id);
+    }
+    // A batch fails item by item, the same way.
+    let outcome = sandbox.call(
+        &["start"],
+        &json!([{"id": "batch-a", "command": "true"}, {"id": "batch-b", "command": "true"}]),
+    );
+    assert_eq!(outcome.code, Some(1), "{outcome:#?}");
+    for id in ["batch-a", "batch-b"] {
+        assert_failed_start_left_nothing(sandbox, id);
+    }
+
+    let listed = sandbox.ok(&["list"], &json!({}));
+    let running: Vec<&Value> = listed["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["status"] == "running" || t["status"] == "queued")
+        .collect();
+    assert_eq!(running.len(), 1, "{listed}");
+    assert_eq!(running[0]["id"], "before");
+    assert!(sandbox.supervisor("before").is_alive());
+
+    disk.free();
+    let task = sandbox.start(&json!({"id": "full", "command": "sleep", "args": ["1000"]}));
+    assert_eq!(task["status"], "running", "{task}");
+    for id in ["full", "before"] {
         assert_eq!(sandbox.stop(id)["status"], "killed", "{id}");
     }
 }
