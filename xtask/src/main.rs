@@ -13,11 +13,11 @@
 )]
 
 mod bench;
+mod build;
 mod man;
 mod schemas;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
@@ -31,11 +31,11 @@ fn main() -> Result<()> {
                 Some("--check") => true,
                 Some(other) => bail!("unknown schemas option {other:?}"),
             };
-            schemas::run(&workspace_root(), check)
+            schemas::run(&build::workspace_root(), check)
         }
         Some("man") => {
             let out = match (args.next().as_deref(), args.next()) {
-                (None, _) => workspace_root().join("target/man"),
+                (None, _) => build::workspace_root().join("target/man"),
                 (Some("--out"), Some(dir)) => PathBuf::from(dir),
                 _ => bail!("usage: cargo xtask man [--out DIR]"),
             };
@@ -51,15 +51,8 @@ fn main() -> Result<()> {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 fn bench_command(args: Vec<String>) -> Result<()> {
-    let root = workspace_root();
+    let root = build::workspace_root();
     let mut plan = bench::Plan::FULL;
     let mut bin = None;
     let mut out = root.join("target/bench/latest.json");
@@ -72,28 +65,7 @@ fn bench_command(args: Vec<String>) -> Result<()> {
             other => bail!("unknown bench option {other:?}"),
         }
     }
-    let bin = match bin {
-        Some(bin) => bin,
-        None => {
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "--package",
-                    "background-tasks",
-                ])
-                .current_dir(&root)
-                .status()?;
-            if !status.success() {
-                bail!("cargo build --release failed");
-            }
-            root.join("target/release/background-tasks")
-        }
-    };
-    let bin = bin
-        .canonicalize()
-        .with_context(|| format!("no binary at {}", bin.display()))?;
+    let bin = build::binary(bin)?;
     let rows = bench::run(bin, plan)?;
     print!("{}", bench::table(&rows));
     if let Some(dir) = out.parent() {
