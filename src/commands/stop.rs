@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Serialize;
@@ -18,11 +19,16 @@ use crate::paths::{TaskId, TaskPaths};
 use crate::payload::input::StopInput;
 use crate::payload::task::Task;
 use crate::procfs::Identity;
+use crate::state::lock;
 use crate::state::{Status, TaskRecord, atomic, observe};
 use crate::supervisor::StopRequest;
 
 /// Time allowed past the grace period for the supervisor to record the end.
 const STOP_SLACK: Duration = Duration::from_secs(10);
+
+/// How long a lock left by a supervisor that has just gone may stay held (by a reader
+/// recording the task `lost`) before `stop` gives up on it.
+const SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StopAnswer {
@@ -59,15 +65,18 @@ pub fn stop_task(
     if record.status.is_terminal() {
         return Ok((record, true));
     }
-    let supervisor = record
+    let Some(supervisor) = record
         .supervisor_pid
         .zip(record.supervisor_start_ticks)
         .map(|(pid, start_ticks)| Identity { pid, start_ticks })
         .filter(Identity::is_alive)
-        .ok_or_else(|| Error::SignalRefused {
-            id: id.to_string(),
-            reason: "the record's supervisor is not the running process".into(),
-        })?;
+    else {
+        return ended_meanwhile(
+            paths,
+            id,
+            "the record's supervisor is not the running process",
+        );
+    };
     let grace = grace.unwrap_or(Duration::from_millis(record.grace_ms));
     let request = StopRequest {
         signal: signal.unwrap_or(Signal::SIGTERM) as i32,
@@ -75,10 +84,39 @@ pub fn stop_task(
     };
     let bytes = serde_json::to_vec(&request).unwrap_or_default();
     atomic::write(&paths.stop_request(), &bytes)?;
-    kill(Pid::from_raw(supervisor.pid), Signal::SIGUSR1).map_err(|e| Error::SignalRefused {
-        id: id.to_string(),
-        reason: format!("signalling the supervisor failed: {e}"),
-    })?;
+    match kill(Pid::from_raw(supervisor.pid), Signal::SIGUSR1) {
+        Ok(()) => {}
+        Err(Errno::ESRCH) => {
+            return ended_meanwhile(paths, id, "the record's supervisor has exited");
+        }
+        Err(e) => {
+            return Err(Error::SignalRefused {
+                id: id.to_string(),
+                reason: format!("signalling the supervisor failed: {e}"),
+            });
+        }
+    }
     let record = until_terminal(paths, id, Some(timeout.unwrap_or(grace + STOP_SLACK)))?;
     Ok((record, false))
+}
+
+/// The record still said `running`, but the supervisor it names is gone: it recorded the
+/// task's end and exited an instant ago (a stop racing the task's own end), or it died and
+/// another reader holds the lock while it records the task `lost`. Either way the lock is
+/// free in a moment and the record then terminal: answer it as it ended, with nothing
+/// signalled. Otherwise the lock is held by something else, and nothing is signalled.
+fn ended_meanwhile(paths: &TaskPaths, id: &TaskId, why: &str) -> Result<(TaskRecord, bool)> {
+    let refused = || Error::SignalRefused {
+        id: id.to_string(),
+        reason: why.to_owned(),
+    };
+    if !lock::wait_released(paths, Some(SETTLE))? {
+        return Err(refused());
+    }
+    let record = observe(paths, id)?;
+    if record.status.is_terminal() {
+        Ok((record, true))
+    } else {
+        Err(refused())
+    }
 }

@@ -258,6 +258,52 @@ fn wait_blocked_on_a_sigkilled_supervisor_returns_lost() {
     });
 }
 
+/// Found by `cargo xtask soak` (its stop_race class, 1 in 400 stops): a `stop` that read the
+/// record while it still said `running`, an instant before the supervisor recorded the end
+/// and exited, answered `SignalRefused` ("the record's supervisor is not the running
+/// process") for a task that had simply ended. The same happens when the supervisor died and
+/// another reader holds the lock while it records the task `lost`; that is the race this
+/// test makes deterministic: `stop` must wait for the lock and answer the ended task.
+#[test]
+fn stop_racing_the_supervisors_end_answers_the_ended_task_not_signal_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "racing", "command": "sleep", "args": ["1000"]}));
+    let supervisor = sandbox.supervisor("racing");
+    let leader = sandbox.leader("racing");
+    // Holding the lock stands for the reader that is recording the task lost.
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(sandbox.task_dir("racing").join("supervisor.lock"))
+        .expect("open the lock");
+    supervisor.signal(Signal::SIGKILL);
+    wait_until("the supervisor is dead", DEADLINE, || {
+        !supervisor.is_alive()
+    });
+    lock.lock().expect("take the lock the supervisor left");
+
+    let stop = spawn(sandbox.command_with(&["stop"], &json!({"id": "racing"})));
+    let blocked_on_a_lock = || {
+        fs::read_dir(format!("/proc/{}/task", stop.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("lock")))
+    };
+    wait_until("stop waits for the lock, or has answered", DEADLINE, || {
+        blocked_on_a_lock() || !stop.is_running()
+    });
+    drop(lock);
+    let outcome = stop.finish();
+    let data = outcome.data();
+    assert_eq!(data["status"], "lost", "{data}");
+    assert_eq!(data["already_terminal"], true, "{data}");
+    assert_eq!(data["task"]["reason"], "supervisor_lost", "{data}");
+    wait_until("the lost task's leftovers are gone", DEADLINE, || {
+        !leader.is_alive()
+    });
+}
+
 /// RELIABILITY 5: SIGTERM to the supervisor stops the task's group, records it and exits.
 #[test]
 fn sigterm_to_the_supervisor_stops_the_group_and_records_killed() {
