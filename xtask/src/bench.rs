@@ -58,11 +58,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn new(mut samples: Vec<f64>) -> Stats {
+    pub fn new(mut samples: Vec<f64>) -> Stats {
         samples.sort_by(f64::total_cmp);
         Stats { samples }
     }
-    fn pct(&self, p: f64) -> f64 {
+    pub fn pct(&self, p: f64) -> f64 {
         if self.samples.is_empty() {
             return f64::NAN;
         }
@@ -174,7 +174,7 @@ impl Bench {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -6,6 +6,11 @@
 //!   iteration of every measurement, to keep the bench from rotting.
 //! - `schemas [--check]`: writes the JSON Schemas to `schemas/`, or checks they are fresh.
 //! - `man [--out DIR]`: man pages from the clap definitions (default `target/man`).
+//! - `soak [--smoke] [--tasks N] [--parallel P] [--wave W] [--seed S] [--deadline S]
+//!   [--bin PATH] [--out PATH]`: starts, stops, restarts and orphans thousands of tasks in
+//!   parallel (default 5,000 from 16 callers; `--smoke`: 200), then checks that every record
+//!   is valid and truthful and that no process is left. Prints a table, writes JSON (default
+//!   `target/soak/latest.json`) and fails if anything was lost, corrupt, mismatched or leaked.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -16,6 +21,7 @@ mod bench;
 mod build;
 mod man;
 mod schemas;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -41,9 +47,10 @@ fn main() -> Result<()> {
             };
             man::run(&out)
         }
+        Some("soak") => soak_command(args.collect()),
         None | Some("help" | "--help" | "-h") => {
             println!(
-                "cargo xtask <task>\n\n  bench [--smoke] [--bin PATH] [--out PATH]   measure DESIGN.md §7 (BENCHMARKS.md)\n  schemas [--check]                           write schemas/ (or check it is fresh)\n  man [--out DIR]                             man pages (default target/man)"
+                "cargo xtask <task>\n\n  bench [--smoke] [--bin PATH] [--out PATH]   measure DESIGN.md §7 (BENCHMARKS.md)\n  schemas [--check]                           write schemas/ (or check it is fresh)\n  man [--out DIR]                             man pages (default target/man)\n  soak [--smoke] [--tasks N] [--parallel P] [--wave W] [--seed S] [--deadline S] [--bin PATH] [--out PATH]\n                                              start, stop, restart and orphan thousands of tasks; check every record and process"
             );
             Ok(())
         }
@@ -76,5 +83,55 @@ fn bench_command(args: Vec<String>) -> Result<()> {
         serde_json::to_string_pretty(&bench::to_json(&rows, &plan))? + "\n",
     )?;
     println!("\nJSON: {}", out.display());
+    Ok(())
+}
+
+fn soak_command(args: Vec<String>) -> Result<()> {
+    let root = build::workspace_root();
+    let mut options = soak::Options::FULL;
+    let (mut tasks, mut parallel, mut wave, mut seed, mut deadline) =
+        (None, None, None, None, None);
+    let mut bin = None;
+    let mut out = root.join("target/soak/latest.json");
+    let mut args = args.into_iter();
+    let number = |flag: &str, value: Option<String>| -> Result<u64> {
+        let value = value.with_context(|| format!("{flag} needs a number"))?;
+        value
+            .parse()
+            .with_context(|| format!("{flag} {value:?} is not a number"))
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => options = soak::Options::SMOKE,
+            "--tasks" => tasks = Some(number("--tasks", args.next())? as usize),
+            "--parallel" => parallel = Some(number("--parallel", args.next())? as usize),
+            "--wave" => wave = Some(number("--wave", args.next())? as usize),
+            "--seed" => seed = Some(number("--seed", args.next())?),
+            "--deadline" => deadline = Some(number("--deadline", args.next())?),
+            "--bin" => bin = Some(PathBuf::from(args.next().context("--bin needs a path")?)),
+            "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
+            other => bail!("unknown soak option {other:?}"),
+        }
+    }
+    // Flags win over --smoke, wherever they stand.
+    options.tasks = tasks.unwrap_or(options.tasks);
+    options.parallel = parallel.unwrap_or(options.parallel);
+    options.wave = wave.unwrap_or(options.wave);
+    options.seed = seed.unwrap_or(options.seed);
+    options.deadline = deadline.map_or(options.deadline, std::time::Duration::from_secs);
+    let bin = build::binary(bin)?;
+    let report = soak::run(bin, options)?;
+    print!("{}", report.table);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report.json)? + "\n")?;
+    println!("\nJSON: {}", out.display());
+    if let Some(kept) = &report.kept {
+        println!("state kept for a look: {}", kept.display());
+    }
+    if !report.ok {
+        bail!("the soak found problems (see above)");
+    }
     Ok(())
 }
