@@ -1,7 +1,9 @@
 //! Makes a record truthful before anyone reads it.
 //!
 //! A record that says `queued` or `running` while nobody holds its lock belongs to a
-//! supervisor that died without recording an end (SIGKILL, OOM, reboot). It is `lost`.
+//! supervisor that died without recording an end (SIGKILL, OOM, reboot). It is `lost`. So is
+//! one whose lock is held while the supervisor it names is dead: the holder is a reader
+//! recording it `lost` this instant.
 //! Whoever finds it takes the lock, kills what is left of the task's process group (after
 //! checking it is really ours), removes any temp file the dead writer left beside the
 //! record, records `lost` and lets go.
@@ -11,7 +13,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 use crate::paths::{TaskId, TaskPaths};
-use crate::procfs;
+use crate::procfs::{self, Identity};
 use crate::state::atomic;
 use crate::state::journal::Journal;
 use crate::state::lock::{self, Liveness, TaskLock};
@@ -22,7 +24,11 @@ use crate::time::now_ms;
 pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     let record =
         TaskRecord::read(paths)?.ok_or_else(|| Error::TaskNotFound { id: id.to_string() })?;
-    if record.status.is_terminal() || lock::probe(paths)? == Liveness::Alive {
+    // A held lock means a live supervisor, unless the supervisor the record names is dead:
+    // then another reader holds it for a moment to record the task lost.
+    if record.status.is_terminal()
+        || (lock::probe(paths)? == Liveness::Alive && !supervisor_dead(&record))
+    {
         return Ok(record);
     }
     // The supervisor is gone. Record it under the lock; if another reader (or a new start)
@@ -33,6 +39,15 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     }
     // Only `rm` deletes a record; if it did so this instant, the task is gone.
     .and_then(|record| record.ok_or_else(|| Error::TaskNotFound { id: id.to_string() }))
+}
+
+/// Whether the record names a supervisor that is no longer running (a record that names
+/// none yet, while `start` holds the lock, is not known dead).
+fn supervisor_dead(record: &TaskRecord) -> bool {
+    record
+        .supervisor_pid
+        .zip(record.supervisor_start_ticks)
+        .is_some_and(|(pid, start_ticks)| !Identity { pid, start_ticks }.is_alive())
 }
 
 /// With the lock held: if the record still says the task is alive, kill its leftovers and
