@@ -91,7 +91,8 @@ enum Class {
     Stop,
     /// Ignores SIGTERM, stopped with `grace_s` 0.2: killed by SIGKILL.
     StopTrap,
-    /// Exits by itself in 0-90 ms while a `stop` comes right after `start`: either is right.
+    /// Exits by itself in 0-90 ms while a `stop` comes right after `start`: exited, or
+    /// killed by the stop (by SIGTERM, or with its own code if it was already exiting).
     StopRace,
     /// `sleep 0.3; exit 4`, restarted right after `start`: run 2 exits 4.
     Restart,
@@ -193,9 +194,13 @@ impl Class {
                 vec![ended("killed", "stop", None, Some("SIGTERM"))]
             }
             Class::StopTrap => vec![ended("killed", "stop", None, Some("SIGKILL"))],
+            // Stopped while already exiting, the task ends with its own code after the stop:
+            // `killed` by the stop, with that code and no signal, as a task that exits
+            // gracefully on SIGTERM is.
             Class::StopRace => vec![
                 ended("exited", "exit", Some(5), None),
                 ended("killed", "stop", None, Some("SIGTERM")),
+                ended("killed", "stop", Some(5), None),
             ],
             Class::Restart => vec![Outcome {
                 run: 2,
@@ -409,6 +414,8 @@ struct Soak {
     lists_meanwhile: AtomicUsize,
     /// `stop.json` files left in ended tasks' folders.
     stop_requests_left: AtomicUsize,
+    /// How many tasks of each class ended in each of its outcomes.
+    ends: Mutex<BTreeMap<Class, Vec<usize>>>,
 }
 
 pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
@@ -436,6 +443,7 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
         waves_done: AtomicBool::new(false),
         lists_meanwhile: AtomicUsize::new(0),
         stop_requests_left: AtomicUsize::new(0),
+        ends: Mutex::new(BTreeMap::new()),
     };
     eprintln!(
         "soak: {} tasks, {} callers, waves of {}, state dir {}",
@@ -1032,7 +1040,11 @@ impl Soak {
                 }
             }
             let outcomes = task.class.outcomes(task.code);
-            if !outcomes.iter().any(|o| o.matches(&record)) {
+            if let Some(i) = outcomes.iter().position(|o| o.matches(&record)) {
+                let mut ends = lock(&self.ends);
+                ends.entry(task.class)
+                    .or_insert_with(|| vec![0; outcomes.len()])[i] += 1;
+            } else {
                 let expected: Vec<String> = outcomes.iter().map(Outcome::describe).collect();
                 self.problem(
                     Kind::Mismatch,
@@ -1140,9 +1152,23 @@ impl Soak {
             options.wave,
             options.seed
         );
-        let _ = writeln!(table, "{:<12} {:>6}  must end as", "class", "tasks");
+        let _ = writeln!(
+            table,
+            "{:<12} {:>6}  must end as (how many did)",
+            "class", "tasks"
+        );
+        let counted = lock(&self.ends);
         for (class, n) in &per_class {
-            let ends: Vec<String> = class.outcomes(0).iter().map(Outcome::describe).collect();
+            let tally = counted.get(class);
+            let ends: Vec<String> = class
+                .outcomes(0)
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let seen = tally.map_or(0, |t| t[i]);
+                    format!("{} ({seen})", o.describe())
+                })
+                .collect();
             let mut ends = ends.join(" | ");
             if matches!(class, Class::Exit | Class::Batch) {
                 ends = ends.replace("code 0", "code k");
@@ -1223,7 +1249,13 @@ impl Soak {
             "parallel": self.parallel,
             "wave": options.wave,
             "seed": options.seed,
-            "classes": per_class.iter().map(|(c, n)| (c.name(), *n)).collect::<BTreeMap<_, _>>(),
+            "classes": per_class.iter().map(|(c, n)| (c.name(), json!({
+                "tasks": n,
+                "ends": c.outcomes(0).iter().enumerate().map(|(i, o)| json!({
+                    "outcome": o.describe(),
+                    "count": counted.get(c).map_or(0, |t| t[i]),
+                })).collect::<Vec<_>>(),
+            }))).collect::<BTreeMap<_, _>>(),
             "wall_s": wall.as_secs_f64(),
             "phases_s": {"start": phases.start, "act": phases.act, "wait": phases.wait,
                          "check": phases.check},
