@@ -115,6 +115,9 @@ fn soak_command(args: Vec<String>) -> Result<()> {
     }
     // Flags win over --smoke, wherever they stand.
     options.tasks = tasks.unwrap_or(options.tasks);
+    if options.tasks == 0 {
+        bail!("--tasks needs at least 1");
+    }
     options.parallel = parallel.unwrap_or(options.parallel);
     options.wave = wave.unwrap_or(options.wave);
     options.seed = seed.unwrap_or(options.seed);

@@ -457,7 +457,7 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
     let peak = AtomicUsize::new(0);
     let started = Instant::now();
     let mut phases = Phases::default();
-    std::thread::scope(|scope| {
+    let driven = std::thread::scope(|scope| {
         scope.spawn(|| watchdog(&done, options.deadline, &scratch));
         scope.spawn(|| count_supervisors(&soak, &done, &peak));
         scope.spawn(|| soak.read_while_acting());
@@ -465,19 +465,21 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
         soak.waves_done.store(true, Ordering::Relaxed);
         done.store(true, Ordering::Relaxed);
         result
-    })?;
+    });
+    // Whatever happened, nothing of ours may run on.
     let leaks = soak.check_processes();
+    driven.with_context(|| format!("state kept in {}", scratch.display()))?;
     let wall = started.elapsed();
     phases.check = wall.as_secs_f64() - phases.start - phases.act - phases.wait;
 
-    let report = soak.report(&options, wall, &phases, peak.load(Ordering::Relaxed), leaks);
-    let kept = if report.1 {
+    let (mut json, ok, table) =
+        soak.report(&options, wall, &phases, peak.load(Ordering::Relaxed), leaks);
+    let kept = if ok {
         let _ = fs::remove_dir_all(&scratch);
         None
     } else {
         Some(scratch)
     };
-    let (mut json, ok, table) = report;
     json["kept"] = json!(kept);
     Ok(Report {
         json,
