@@ -55,11 +55,7 @@ pub fn run(input: EventsInput, output: &Output, stream: Option<Option<Duration>>
         }
         return all_tasks(&state, output, stream.is_some(), deadline);
     };
-    let after = match input.after {
-        None => None,
-        Some(AfterInput::Sequence(n)) => Some(After::Sequence(n)),
-        Some(AfterInput::Cursor(text)) => Some(After::Cursor(Cursor::parse(&text)?)),
-    };
+    let after = input.after.map(resume_point).transpose()?;
     let selection = Selection {
         after,
         lines: input.lines,
@@ -95,6 +91,14 @@ pub fn run(input: EventsInput, output: &Output, stream: Option<Option<Duration>>
         flow = timeline.poll(&mut sink)?;
     }
     Ok(Reply::Streamed)
+}
+
+/// Where `after` resumes: a frame's sequence number as given, or a log cursor parsed.
+pub fn resume_point(after: AfterInput) -> Result<After> {
+    Ok(match after {
+        AfterInput::Sequence(n) => After::Sequence(n),
+        AfterInput::Cursor(text) => After::Cursor(Cursor::parse(&text)?),
+    })
 }
 
 /// Every task's status: a snapshot, then (streaming) each change.
