@@ -11,6 +11,7 @@ mod failures;
 mod follow;
 mod input;
 mod lifecycle;
+mod properties;
 mod ready;
 mod reliability;
 mod schemas;
