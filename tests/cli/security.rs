@@ -110,6 +110,25 @@ fn a_world_writable_state_dir_is_refused() {
     assert_refused(&sandbox, &file, sandbox.root(), "not a directory");
 }
 
+/// RELIABILITY 20: a state directory owned by another user is refused. Giving a directory
+/// away needs root (CAP_CHOWN); without it the test says so and checks nothing more.
+#[test]
+fn a_state_dir_owned_by_another_user_is_refused() {
+    let sandbox = Sandbox::new();
+    let theirs = sandbox.root().join("theirs");
+    fs::create_dir(&theirs).expect("mkdir");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).expect("chmod");
+    // 65534 is `nobody` on Linux; any uid but ours will do.
+    if let Err(e) = std::os::unix::fs::chown(&theirs, Some(65534), None) {
+        eprintln!("skipped: cannot give a directory to another user here ({e}); needs root");
+        return;
+    }
+    assert_refused(&sandbox, &theirs, &theirs, "owned by uid 65534");
+    // The sandbox's cleanup must be able to remove it: take it back.
+    std::os::unix::fs::chown(&theirs, Some(nix::unistd::geteuid().as_raw()), None)
+        .expect("chown back");
+}
+
 /// RELIABILITY 20: directories are created 0700 and files 0600 whatever the caller's umask,
 /// and the task keeps the caller's umask.
 #[test]
