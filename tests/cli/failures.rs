@@ -21,7 +21,8 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, HANG, Outcome, Sandbox, live_group_members, signal_mask, spawn, stat, wait_until,
+    DEADLINE, HANG, Outcome, Sandbox, live_group_members, note, signal_mask, spawn, stat,
+    wait_until,
 };
 
 /// A process of ours that belongs to no task: `sleep 1000`, leader of its own process group,
@@ -96,12 +97,6 @@ impl Drop for Sentinel {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Says on stderr what a test could not do here, and why, or what it found.
-#[expect(clippy::print_stderr, reason = "a test says what it skipped and why")]
-fn note(message: &str) {
-    eprintln!("{message}");
 }
 
 /// The id of the running boot.

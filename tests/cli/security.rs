@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::support::{DEADLINE, Sandbox, files_under, names_in, spawn, wait_until, with_umask};
+use crate::support::{
+    DEADLINE, Sandbox, files_under, names_in, note, spawn, wait_until, with_umask,
+};
 
 /// RELIABILITY 20: a bad id is an input error for every command, and nothing is created
 /// outside the state directory (nor inside it).
@@ -120,7 +122,9 @@ fn a_state_dir_owned_by_another_user_is_refused() {
     fs::set_permissions(&theirs, fs::Permissions::from_mode(0o700)).expect("chmod");
     // 65534 is `nobody` on Linux; any uid but ours will do.
     if let Err(e) = std::os::unix::fs::chown(&theirs, Some(65534), None) {
-        eprintln!("skipped: cannot give a directory to another user here ({e}); needs root");
+        note(&format!(
+            "skipped: cannot give a directory to another user here ({e}); needs root"
+        ));
         return;
     }
     assert_refused(&sandbox, &theirs, &theirs, "owned by uid 65534");

@@ -683,3 +683,9 @@ pub fn open_fifo_writer(path: &Path) -> fs::File {
     );
     fifo.expect("the FIFO")
 }
+
+/// Says on stderr what a test could not do here, and why, or what it found.
+#[expect(clippy::print_stderr, reason = "a test says what it skipped and why")]
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
