@@ -327,9 +327,7 @@ impl Timeline {
         if superseded || self.pending.iter().any(|e| e.kind == kind::ENDED) {
             return Ok(true);
         }
-        let id =
-            TaskId::parse(&self.task_id).map_err(|m| Error::input(m, "Use a valid task id."))?;
-        let record = observe(&self.paths, &id)?;
+        let record = observe(&self.paths, &self.id()?)?;
         if record.run == self.run && !record.status.is_terminal() {
             return Ok(false);
         }
@@ -366,7 +364,9 @@ impl Timeline {
             self.settle()?;
         } else if terminal {
             self.ended = true;
-            let record = TaskRecord::read(&self.paths)?.filter(|r| r.run == self.run);
+            // The truthful record, not the file: a task found lost by another reader that
+            // holds the lock this instant is lost, though its file still says running.
+            let record = self.observed()?.filter(|r| r.run == self.run);
             if let Some(record) = record {
                 let sequence = self.take_sequence();
                 if !self.selection.only_lines
@@ -444,6 +444,19 @@ impl Timeline {
             );
         }
         Ok(())
+    }
+
+    /// The task's record as `status` would answer it; `None` once it has been removed.
+    fn observed(&self) -> Result<Option<TaskRecord>> {
+        match observe(&self.paths, &self.id()?) {
+            Ok(record) => Ok(Some(record)),
+            Err(Error::TaskNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn id(&self) -> Result<TaskId> {
+        TaskId::parse(&self.task_id).map_err(|m| Error::input(m, "Use a valid task id."))
     }
 
     fn take_sequence(&mut self) -> u64 {
