@@ -35,17 +35,7 @@ const STATUSES: [&str; 7] = [
 /// order with `data` when ok and `error` when not (never both), and exit code 1 exactly
 /// when an item failed.
 fn batch_answer(outcome: &Outcome, command: &str) -> Value {
-    assert_eq!(
-        outcome.stderr, "",
-        "a batch answer writes nothing to stderr: {outcome:#?}"
-    );
-    assert!(
-        outcome.stdout.ends_with('\n') && outcome.stdout.matches('\n').count() == 1,
-        "expected one line of JSON on stdout: {outcome:#?}"
-    );
-    let envelope: Value = serde_json::from_str(&outcome.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {outcome:#?}"));
-    assert_eq!(envelope["ok"], true, "{outcome:#?}");
+    let envelope = outcome.stdout_envelope();
     assert_eq!(envelope["command"], command, "{outcome:#?}");
     let data = envelope["data"].clone();
     let results = data["results"]

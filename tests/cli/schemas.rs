@@ -520,7 +520,7 @@ fn every_answer_fits_its_schema() {
         &json!([{"id": "b3", "command": "true"}, {"id": "web", "command": "true"}]),
     );
     assert_eq!(partial.code, Some(1));
-    let partial: Value = serde_json::from_str(&partial.stdout).expect("a batch answer");
+    let partial = partial.stdout_envelope();
     let partial = s.answer("start", partial["data"].clone());
     assert_eq!(partial["outcome"], "partial_failure");
     sandbox.wait("b3");

@@ -377,15 +377,23 @@ impl Outcome {
     /// The success envelope's `data`, after checking the envelope's shape.
     pub fn data(&self) -> Value {
         assert_eq!(self.code, Some(0), "expected success from {self:#?}");
-        assert_eq!(
-            self.stderr, "",
-            "a success writes nothing to stderr: {self:#?}"
-        );
-        let envelope = single_json_line(&self.stdout, self);
-        assert_eq!(envelope["ok"], true, "{self:#?}");
+        let envelope = self.stdout_envelope();
         assert!(envelope["command"].is_string(), "{self:#?}");
         assert!(envelope.get("data").is_some(), "{self:#?}");
         envelope["data"].clone()
+    }
+
+    /// The success envelope on stdout whatever the exit code (a batch with a failed item and
+    /// an unhealthy `doctor` answer there with exit 1), after checking it is one line of JSON
+    /// with `ok: true` and that nothing went to stderr.
+    pub fn stdout_envelope(&self) -> Value {
+        assert_eq!(
+            self.stderr, "",
+            "an answer writes nothing to stderr: {self:#?}"
+        );
+        let envelope = single_json_line(&self.stdout, self);
+        assert_eq!(envelope["ok"], true, "{self:#?}");
+        envelope
     }
 
     /// The failure envelope (stderr, exit 1), after checking its shape.
