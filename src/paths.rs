@@ -195,6 +195,26 @@ impl StateDir {
         self.batches_dir().join(batch)
     }
 
+    /// The lock files of one batch. Nothing is created.
+    pub fn batch(&self, batch: &str) -> BatchPaths {
+        BatchPaths {
+            dir: self.batch_dir(batch),
+        }
+    }
+
+    /// Every valid task id with a folder under `tasks/`, in no particular order.
+    pub fn task_ids(&self) -> Result<Vec<TaskId>> {
+        let tasks_dir = self.tasks_dir();
+        let entries = match fs::read_dir(&tasks_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::store("read", tasks_dir, e)),
+        };
+        Ok(entries
+            .filter_map(|entry| TaskId::parse(entry.ok()?.file_name().to_str()?).ok())
+            .collect())
+    }
+
     /// The files of one task. Nothing is created.
     pub fn task(&self, id: &TaskId) -> TaskPaths {
         TaskPaths {
@@ -241,6 +261,23 @@ impl TaskPaths {
             create_private_dir(parent)?;
         }
         create_private_dir(&self.dir)
+    }
+}
+
+/// The files of one batch started with `--concurrency` (see `supervisor::queue`).
+#[derive(Debug, Clone)]
+pub struct BatchPaths {
+    pub dir: PathBuf,
+}
+
+impl BatchPaths {
+    /// Slot `k`: held by a running task's supervisor for its whole life.
+    pub fn slot(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("slot.{k}.lock"))
+    }
+    /// Turn `index`: held by the task at that place until it has a slot.
+    pub fn turn(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("turn.{index}.lock"))
     }
 }
 

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::commands::list::all_ids;
 use crate::error::Result;
 use crate::follow::DirWatch;
 use crate::paths::StateDir;
@@ -321,7 +320,7 @@ fn task_states(state: &StateDir) -> (Check, TaskCounts, Vec<i32>) {
     let mut supervisors = Vec::new();
     let mut unreadable = Vec::new();
     let mut lost = Vec::new();
-    let ids = match all_ids(&state.tasks_dir()) {
+    let ids = match state.task_ids() {
         Ok(ids) => ids,
         Err(e) => {
             return (

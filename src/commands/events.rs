@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::commands::list::all_ids;
 use crate::commands::{Reply, encode, open_state};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
@@ -127,7 +126,7 @@ fn all_tasks(
     };
     loop {
         let mut changed = Vec::new();
-        for id in all_ids(&tasks_dir)? {
+        for id in state.task_ids()? {
             let Ok(record) = observe(&state.task(&id), &id) else {
                 continue;
             };

@@ -4,14 +4,10 @@
 //! the cost grows with the number of tasks and nothing else. A record that cannot be read
 //! is reported in `unreadable` rather than failing the whole list.
 
-use std::fs;
-use std::io;
-
 use serde::Serialize;
 
 use crate::commands::open_state;
 use crate::error::{Error, Result};
-use crate::paths::TaskId;
 use crate::payload::input::ListInput;
 use crate::payload::task::{FIELDS, Task};
 use crate::state::{TaskRecord, observe};
@@ -54,7 +50,7 @@ pub fn run(input: ListInput) -> Result<ListAnswer> {
     let state = open_state()?;
     let ids = match &input.ids {
         Some(ids) => ids.clone(),
-        None => all_ids(&state.tasks_dir())?,
+        None => state.task_ids()?,
     };
     let mut found: Vec<(TaskRecord, Task)> = Vec::new();
     let mut unreadable = Vec::new();
@@ -85,18 +81,6 @@ pub fn run(input: ListInput) -> Result<ListAnswer> {
         tasks,
         unreadable,
     })
-}
-
-/// Every valid task id under `tasks_dir`, in no particular order.
-pub fn all_ids(tasks_dir: &std::path::Path) -> Result<Vec<TaskId>> {
-    let entries = match fs::read_dir(tasks_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::store("read", tasks_dir, e)),
-    };
-    Ok(entries
-        .filter_map(|entry| TaskId::parse(entry.ok()?.file_name().to_str()?).ok())
-        .collect())
 }
 
 /// Only `fields` of a task, in the order asked.

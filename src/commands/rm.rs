@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::commands::list::all_ids;
 use crate::commands::open_state;
 use crate::commands::stop::stop_task;
 use crate::error::{Error, Result};
@@ -96,7 +95,7 @@ pub fn prune(input: PruneInput) -> Result<PruneAnswer> {
     let state = open_state()?;
     let now = now_ms();
     let mut finished: Vec<TaskRecord> = Vec::new();
-    for id in all_ids(&state.tasks_dir())? {
+    for id in state.task_ids()? {
         let Ok(record) = observe(&state.task(&id), &id) else {
             continue;
         };

@@ -21,7 +21,7 @@ use crate::commands::batch::{self, ItemResult};
 use crate::commands::stop::stop_task;
 use crate::commands::{Reply, encode, open_state, wait};
 use crate::error::{Error, Result};
-use crate::paths::{StateDir, TaskId, TaskPaths, set_private_mode};
+use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, set_private_mode};
 use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput, StartPayload};
 use crate::payload::task::Task;
 use crate::procfs::Identity;
@@ -30,7 +30,7 @@ use crate::state::reconcile::reconcile_locked;
 use crate::state::record::{BatchSlot, FORMAT_VERSION};
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::launch::{LaunchError, launch};
-use crate::supervisor::queue::{BatchPaths, open_lock};
+use crate::supervisor::queue::open_lock;
 use crate::supervisor::{Report, Spec};
 use crate::time::now_ms;
 
@@ -235,11 +235,11 @@ struct Queue {
 impl Queue {
     fn create(state: &StateDir, concurrency: usize, size: usize) -> Result<Queue> {
         let id = format!("b_{}", &TaskId::generate().as_str()[3..]);
-        let dir = state.batch_dir(&id);
-        fs::create_dir_all(&dir).map_err(|e| Error::store("create the batch folder", &dir, e))?;
+        let paths = state.batch(&id);
+        let dir = &paths.dir;
+        fs::create_dir_all(dir).map_err(|e| Error::store("create the batch folder", dir, e))?;
         set_private_mode(&state.batches_dir(), 0o700)?;
-        set_private_mode(&dir, 0o700)?;
-        let paths = BatchPaths { dir };
+        set_private_mode(dir, 0o700)?;
         for k in 0..concurrency {
             let path = paths.slot(k);
             open_lock(&path).map_err(|e| Error::store("create", &path, e))?;
@@ -457,7 +457,8 @@ fn check_port_free(state: &StateDir, port: u32, id: &TaskId) -> Result<()> {
         .and_then(|(pid, _)| crate::procfs::stat(*pid))
         .map(|s| s.pgrp);
     let task_id = pgrp.and_then(|pgrp| {
-        crate::commands::list::all_ids(&state.tasks_dir())
+        state
+            .task_ids()
             .ok()?
             .into_iter()
             .find(|other| {

@@ -19,7 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver};
 
 use nix::errno::Errno;
@@ -39,20 +39,8 @@ pub enum Waited {
     OwnerExited,
 }
 
-/// The files of one batch.
-#[derive(Debug, Clone)]
-pub struct BatchPaths {
-    pub dir: PathBuf,
-}
-
-impl BatchPaths {
-    pub fn slot(&self, k: usize) -> PathBuf {
-        self.dir.join(format!("slot.{k}.lock"))
-    }
-    pub fn turn(&self, index: usize) -> PathBuf {
-        self.dir.join(format!("turn.{index}.lock"))
-    }
-}
+/// The files of one batch; paths are resolved in `paths.rs`, the only place that does.
+pub use crate::paths::BatchPaths;
 
 /// Opens (creating, 0600) a lock file of the batch.
 pub fn open_lock(path: &Path) -> io::Result<File> {
