@@ -67,7 +67,7 @@ impl schemars::JsonSchema for Cursor {
     }
 
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        crate::schema::cursor(generator)
+        crate::payload::shape::cursor(generator)
     }
 }
 

@@ -94,7 +94,11 @@ impl schemars::JsonSchema for TaskId {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        crate::schema::task_id()
+        schemars::json_schema!({
+            "description": "A task id: 1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit.",
+            "type": "string",
+            "pattern": TaskId::PATTERN
+        })
     }
 }
 

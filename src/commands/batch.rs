@@ -47,7 +47,7 @@ pub struct ItemResult<D = Box<RawValue>> {
     pub data: Option<D>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::optional_error")]
+    #[schemars(schema_with = "crate::payload::shape::optional_error")]
     pub error: Option<Value>,
 }
 

@@ -457,16 +457,12 @@ fn check_port_free(state: &StateDir, port: u32, id: &TaskId) -> Result<()> {
         .and_then(|(pid, _)| crate::procfs::stat(*pid))
         .map(|s| s.pgrp);
     let task_id = pgrp.and_then(|pgrp| {
-        state
-            .task_ids()
-            .ok()?
-            .into_iter()
-            .find(|other| {
-                TaskRecord::read(&state.task(other))
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| !r.status.is_terminal() && r.pgid == Some(pgrp))
-            })
+        state.task_ids().ok()?.into_iter().find(|other| {
+            TaskRecord::read(&state.task(other))
+                .ok()
+                .flatten()
+                .is_some_and(|r| !r.status.is_terminal() && r.pgid == Some(pgrp))
+        })
     });
     if task_id.as_ref() == Some(id) {
         return Ok(());

@@ -6,6 +6,7 @@
 
 pub mod frame;
 pub mod input;
+pub mod shape;
 pub mod task;
 
 use std::io::Read;

@@ -45,6 +45,15 @@ pub const FIELDS: [&str; 29] = [
     "ports",
 ];
 
+/// `list {fields}`: names of a task's fields.
+pub fn task_fields(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Answer only these fields of each task, in the task's order.",
+        "type": ["array", "null"],
+        "items": {"enum": FIELDS}
+    })
+}
+
 /// One task as answered. Fields a user did not set are `null`, never invented.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Task {

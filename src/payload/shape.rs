@@ -1,0 +1,157 @@
+//! JSON Schema fragments for what serde alone does not say about the wire types: command or
+//! shell, at least one ready condition, a cursor's form, a signal's names, the error object.
+//!
+//! The types carry these through schemars attributes (`transform`, `schema_with`, `extend`),
+//! so a payload the schema accepts is one the parser accepts. This module imports nothing
+//! of ours but the error type names: every module that defines a wire type may use it, and
+//! the schema registry (`crate::schema`) sits on top of all of them.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+
+/// `start`: exactly one of `command` and `shell`; `args` only with `command`.
+pub fn command_or_shell(schema: &mut Schema) {
+    let given =
+        |field: &str| json!({"required": [field], "properties": {field: {"type": "string"}}});
+    schema.insert("oneOf".into(), json!([given("command"), given("shell")]));
+    schema.insert("if".into(), given("shell"));
+    schema.insert(
+        "then".into(),
+        json!({"properties": {"args": {"maxItems": 0}}}),
+    );
+}
+
+/// `ready` / `until`: at least one of `log`, `port` and `http`.
+pub fn some_condition(schema: &mut Schema) {
+    let given = |field: &str, kind: &str| json!({"required": [field], "properties": {field: {"type": kind}}});
+    schema.insert(
+        "anyOf".into(),
+        json!([
+            given("log", "string"),
+            given("port", "integer"),
+            given("http", "string")
+        ]),
+    );
+}
+
+/// `wait`: `id` or `ids`, not both; `mode` only with `ids`; `until` conditions only with `id`.
+pub fn one_or_several_ids(schema: &mut Schema) {
+    schema.insert(
+        "oneOf".into(),
+        json!([
+            {"required": ["id"], "properties": {"id": {"type": "string"}, "ids": {"type": "null"}, "mode": {"type": "null"}}},
+            {"required": ["ids"], "properties": {"ids": {"type": "array"}, "id": {"type": "null"},
+                "until": {"anyOf": [{"const": "exit"}, {"type": "null"}]}}}
+        ]),
+    );
+}
+
+/// `events`: `after` and `lines` only with an `id`.
+pub fn after_needs_an_id(schema: &mut Schema) {
+    schema.insert(
+        "anyOf".into(),
+        json!([
+            {"required": ["id"], "properties": {"id": {"type": "string"}}},
+            {"properties": {"after": {"type": "null"}, "lines": {"type": "null"}}}
+        ]),
+    );
+}
+
+/// The names of `env`: non-empty, without `=`.
+pub fn env_name() -> Value {
+    json!({"minLength": 1, "pattern": "^[^=]+$"})
+}
+
+/// A log cursor, `<run>:<offset>`.
+pub fn cursor(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "A log position, `<run>:<offset>` (an earlier answer's `next_cursor` or a line's `cursor`).",
+        "type": "string",
+        "pattern": CURSOR_PATTERN
+    })
+}
+
+/// An optional log cursor.
+pub fn optional_cursor(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = cursor(generator);
+    schema.insert("type".into(), json!(["string", "null"]));
+    schema
+}
+
+const CURSOR_PATTERN: &str = "^[0-9]{1,10}:[0-9]{1,20}$";
+
+/// `stop {signal}`: a name in any case, with or without `SIG`, or a number.
+pub fn signal(_: &mut SchemaGenerator) -> Schema {
+    use nix::sys::signal::Signal;
+    let names: Vec<String> = Signal::iterator()
+        .map(|s| {
+            let bare = s.as_str().trim_start_matches("SIG");
+            // Any case: each letter as a class, e.g. [Tt][Ee][Rr][Mm].
+            bare.chars()
+                .map(|c| {
+                    if c.is_ascii_alphabetic() {
+                        format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let numbers: Vec<i32> = Signal::iterator().map(|s| s as i32).collect();
+    json_schema!({
+        "description": "The first signal: a name (\"SIGINT\", \"INT\", any case) or a number; default SIGTERM.",
+        "anyOf": [
+            {"type": "string", "pattern": format!("^([Ss][Ii][Gg])?({})$", names.join("|"))},
+            {"type": "integer", "enum": numbers},
+            {"type": "null"}
+        ]
+    })
+}
+
+/// `wait {until}`: the word `"exit"`.
+pub fn exit_word(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "Until the task has ended (the default).",
+        "const": "exit"
+    })
+}
+
+/// The `error` object of a failure envelope, and of a failed batch item.
+pub fn error_object() -> Schema {
+    let mut schema = error_schema();
+    schema.insert(
+        "$schema".into(),
+        json!("https://json-schema.org/draft/2020-12/schema"),
+    );
+    schema
+}
+
+/// The error object, for use inside another schema.
+pub fn error_schema() -> Schema {
+    json_schema!({
+        "description": "What went wrong: `{type, message, details}`. `details` always holds `hint` (the next step to take) and `retryable` (whether the same call may succeed later), plus fields of the error type (`id`, `path`, `status`, `log_tail`, ...).",
+        "type": "object",
+        "required": ["type", "message", "details"],
+        "additionalProperties": false,
+        "properties": {
+            "type": {"enum": Error::TYPES},
+            "message": {"type": "string"},
+            "details": {
+                "type": "object",
+                "required": ["hint", "retryable"],
+                "properties": {
+                    "hint": {"type": "string"},
+                    "retryable": {"type": "boolean"}
+                }
+            }
+        }
+    })
+}
+
+/// `schema_with` for a batch item's `error`.
+pub fn optional_error(_: &mut SchemaGenerator) -> Schema {
+    error_schema()
+}
