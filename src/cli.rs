@@ -3,8 +3,6 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::logs::OutputMode;
-
 const PAYLOAD_HELP: &str = "The payload: JSON text, @FILE to read a file, or - to read stdin";
 
 #[derive(Debug, Parser)]
@@ -191,7 +189,7 @@ pub enum ExamplesCommand {
         background-tasks examples show logs")]
     Show {
         /// A command that takes a payload.
-        #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(crate::commands::examples::commands()))]
+        #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(crate::payload::examples::commands()))]
         command: String,
     },
 }
@@ -335,6 +333,18 @@ pub struct EventsArgs {
     /// With --stream: stop following after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
     pub timeout: Option<f64>,
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputMode {
+    /// Inline when the answer is whole and small, else summary+artifact.
+    #[default]
+    Auto,
+    /// Always inline, nothing cut.
+    Inline,
+    /// Always summary+artifact.
+    Artifact,
 }
 
 fn seconds(text: &str) -> Result<f64, String> {

@@ -15,22 +15,16 @@ use std::marker::PhantomData;
 
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema, json_schema};
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::commands::batch::BatchAnswer;
-use crate::commands::capabilities::CapabilitiesAnswer;
-use crate::commands::doctor::DoctorAnswer;
-use crate::commands::events::{AllEventsAnswer, EventsAnswer};
-use crate::commands::examples::ExamplesAnswer;
-use crate::commands::list::ListAnswer;
-use crate::commands::logs::{ArtifactAnswer, LogsAnswer};
-use crate::commands::rm::{PruneAnswer, RmAnswer};
-use crate::commands::schema::SchemaAnswer;
-use crate::commands::start::StartAnswer;
-use crate::commands::status::TaskAnswer;
-use crate::commands::stop::StopAnswer;
-use crate::commands::wait::WaitAnswer;
+use crate::payload::answer::{
+    AllEventsAnswer, ArtifactAnswer, EventsAnswer, ListAnswer, LogsAnswer, PruneAnswer, RmAnswer,
+    StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
+};
+use crate::payload::batch::BatchAnswer;
+use crate::payload::discovery::Kind;
+use crate::payload::discovery::{CapabilitiesAnswer, DoctorAnswer, SchemaAnswer};
+use crate::payload::examples::ExamplesAnswer;
 use crate::payload::frame::Frame;
 use crate::payload::input::{
     EventsInput, IdInput, ListInput, LogsInput, PruneInput, RestartInput, RmInput, StartInput,
@@ -39,31 +33,6 @@ use crate::payload::input::{
 
 /// The version in every schema id; it changes only with an incompatible change.
 pub const VERSION: u32 = 1;
-
-/// What a schema describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// A command's payload.
-    Input,
-    /// A command's answer: the envelope's `data`.
-    Output,
-    /// One NDJSON frame of `--stream` (and an item of `events`' `frames`).
-    Frame,
-    /// The `error` object of a failure envelope (on stderr).
-    Error,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Input => "input",
-            Kind::Output => "output",
-            Kind::Frame => "frame",
-            Kind::Error => "error",
-        }
-    }
-}
 
 /// One schema of the contract.
 #[derive(Debug, Clone, Copy)]

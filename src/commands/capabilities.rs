@@ -2,13 +2,15 @@
 //! version, protocol, commands and flags (read from the clap definitions), statuses, error
 //! types, exit codes, limits, defaults and the optional features this machine supports.
 
-use serde::Serialize;
-
 use crate::commands::logs::{MAX_INLINE_BYTES, MAX_LINE_BYTES};
 use crate::commands::wait::LOG_TAIL_LINES;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::paths::TaskId;
 use crate::payload::MAX_PAYLOAD_BYTES;
+use crate::payload::discovery::{
+    CapabilitiesAnswer, CommandInfo, Defaults, ErrorInfo, ExitCodeInfo, Feature, FlagInfo, Limits,
+    ModeInfo, StatusInfo,
+};
 use crate::payload::input::{DEFAULT_GRACE_S, DEFAULT_LOG_LINES, MAX_SECONDS, MAX_TIMEOUT_S};
 use crate::state::record::FORMAT_VERSION;
 use crate::state::{Reason, Status};
@@ -16,137 +18,6 @@ use crate::state::{Reason, Status};
 /// The version of the JSON contract (envelope, payloads, answers, frames); the schemas' ids
 /// carry it (`/v1`).
 pub const PROTOCOL_VERSION: u32 = crate::schema::VERSION;
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct CapabilitiesAnswer {
-    pub name: &'static str,
-    /// This build's version (semver).
-    pub version: &'static str,
-    /// The JSON contract's version; every schema id ends with `/v<protocol_version>`.
-    pub protocol_version: u32,
-    /// The on-disk record's `format_version`.
-    pub record_format_version: u32,
-    pub commands: Vec<CommandInfo>,
-    /// Flags every command takes.
-    pub global_flags: Vec<FlagInfo>,
-    /// How a payload may be given.
-    pub payload_modes: Vec<ModeInfo>,
-    /// `logs --output` modes.
-    pub output_modes: Vec<ModeInfo>,
-    /// Every task status, and which are terminal.
-    pub statuses: Vec<StatusInfo>,
-    /// Why a task is terminal (`reason`).
-    pub reasons: Vec<String>,
-    /// Every error `type`, and whether it may be retryable.
-    pub error_types: Vec<ErrorInfo>,
-    pub exit_codes: Vec<ExitCodeInfo>,
-    pub limits: Limits,
-    pub defaults: Defaults,
-    /// Optional features, and whether this build on this machine has them.
-    pub features: Vec<Feature>,
-    /// Environment variables read.
-    pub environment: Vec<ModeInfo>,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct CommandInfo {
-    /// As in the envelope's `command` (`schema show`).
-    pub name: String,
-    pub summary: String,
-    /// `required`, `optional` or `none`.
-    #[schemars(extend("enum" = ["required", "optional", "none"]))]
-    pub payload: &'static str,
-    /// Whether an array payload runs as a batch.
-    pub batch: bool,
-    /// Whether `--stream` prints NDJSON frames.
-    pub stream: bool,
-    pub flags: Vec<FlagInfo>,
-    /// Ids of its payload and answer schemas (`schema show <name>`).
-    pub schemas: Vec<String>,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct FlagInfo {
-    /// `--wait`; a positional argument is `<NAME>`.
-    pub name: String,
-    /// The value it takes (`SECONDS`), or `null` for a switch.
-    pub value: Option<String>,
-    /// The values allowed, when they are a fixed set.
-    pub values: Vec<String>,
-    pub help: String,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ModeInfo {
-    pub name: &'static str,
-    pub description: &'static str,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct StatusInfo {
-    pub name: &'static str,
-    pub terminal: bool,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ErrorInfo {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// `always`, `never`, or `sometimes` (see the error's `details.retryable`).
-    #[schemars(extend("enum" = ["always", "never", "sometimes"]))]
-    pub retryable: &'static str,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ExitCodeInfo {
-    pub code: u8,
-    pub meaning: &'static str,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Limits {
-    /// Largest payload, in bytes (literal, @file or stdin).
-    pub max_payload_bytes: u64,
-    /// A log line longer than this is cut in `auto` answers (the artifact holds it whole).
-    pub max_line_bytes: usize,
-    /// Most bytes of lines in one `auto` answer.
-    pub max_inline_bytes: usize,
-    /// Longest `grace_s` and `--timeout` of stop, in seconds.
-    pub max_grace_s: f64,
-    /// Longest `timeout_s`, in seconds.
-    pub max_timeout_s: f64,
-    /// Task ids match this.
-    pub task_id_pattern: &'static str,
-    /// Batch items worked on at once by one call (without `--concurrency`).
-    pub batch_workers: usize,
-    /// Lines of output a `TaskNotReady` error carries in `log_tail`.
-    pub log_tail_lines: u64,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Defaults {
-    /// Seconds between SIGTERM and SIGKILL.
-    pub grace_s: f64,
-    /// Lines `logs` answers without `lines`.
-    pub log_lines: u64,
-    /// `logs --output`.
-    pub output: &'static str,
-    /// The first signal of `stop`.
-    pub stop_signal: &'static str,
-    /// `start`'s `if_running`.
-    pub if_running: &'static str,
-    /// `wait`'s `until`.
-    pub until: &'static str,
-    /// Where state lives without BACKGROUND_TASKS_HOME.
-    pub state_dir: &'static str,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Feature {
-    pub name: &'static str,
-    pub available: bool,
-    pub description: &'static str,
-}
 
 /// (command, payload, batch, stream): what the clap definitions cannot say.
 const PAYLOADS: [(&str, &str, bool, bool); 17] = [

@@ -11,11 +11,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::error::Result;
 use crate::follow::DirWatch;
 use crate::paths::StateDir;
+use crate::payload::discovery::{Check, CheckStatus, DoctorAnswer, Summary, TaskCounts};
 use crate::state::{Status, observe};
 use crate::time::now_ms;
 
@@ -23,88 +22,6 @@ use crate::time::now_ms;
 const STALE_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How long a real file notification may take to arrive.
 const NOTIFY_PATIENCE: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct DoctorAnswer {
-    /// `true` when no check failed (warnings allowed); exit code 1 otherwise.
-    pub healthy: bool,
-    pub summary: Summary,
-    pub state_dir: PathBuf,
-    pub checks: Vec<Check>,
-    pub tasks: TaskCounts,
-}
-
-#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
-pub struct Summary {
-    pub ok: usize,
-    pub warn: usize,
-    pub fail: usize,
-}
-
-/// One check's outcome.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Check {
-    /// `state_dir`, `filesystem`, `locks`, `notify`, `binary`, `tasks`, `temp_files`.
-    pub name: &'static str,
-    pub status: CheckStatus,
-    /// What was found.
-    pub message: String,
-    /// What to do about it; `null` when the check passed.
-    pub hint: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    Ok,
-    Warn,
-    Fail,
-}
-
-/// Tasks by state, as `status` would report them now.
-#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
-pub struct TaskCounts {
-    pub total: usize,
-    pub queued: usize,
-    pub running: usize,
-    /// Ended in any way but `lost`.
-    pub finished: usize,
-    /// Their supervisor vanished without recording an end.
-    pub lost: usize,
-    /// Finished more than 7 days ago.
-    pub stale: usize,
-    /// Task folders whose record cannot be read.
-    pub unreadable: usize,
-}
-
-impl Check {
-    fn ok(name: &'static str, message: impl Into<String>) -> Check {
-        Check {
-            name,
-            status: CheckStatus::Ok,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    fn warn(name: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Check {
-        Check {
-            name,
-            status: CheckStatus::Warn,
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
-    }
-
-    fn fail(name: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Check {
-        Check {
-            name,
-            status: CheckStatus::Fail,
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
-    }
-}
 
 pub fn run() -> Result<DoctorAnswer> {
     let root = StateDir::locate()?;

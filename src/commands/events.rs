@@ -9,38 +9,20 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::json;
 
 use crate::commands::{Reply, encode, open_state};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
-use crate::output_log::{Cursor, CursorReset};
+use crate::output_log::Cursor;
 use crate::paths::{StateDir, TaskId};
+use crate::payload::answer::{AllEventsAnswer, EventsAnswer};
 use crate::payload::frame::Frame;
 use crate::payload::input::{AfterInput, EventsInput};
 use crate::state::{Status, TaskRecord, journal, observe};
 use crate::time::{now_ms, rfc3339};
 use crate::timeline::{After, Flow, Selection, Timeline};
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct EventsAnswer {
-    pub task_id: String,
-    pub frames: Vec<Frame>,
-    /// Whether the run has ended (its `task.ended` frame is among or before these).
-    pub ended: bool,
-    /// Pass `next_sequence - 1` as `after` to get only later frames.
-    pub next_sequence: u64,
-    /// The log position reached: `after` for the next call, like a line's cursor.
-    pub next_cursor: Cursor,
-    pub cursor_reset: Option<CursorReset>,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct AllEventsAnswer {
-    pub frames: Vec<Frame>,
-}
 
 pub fn run(input: EventsInput, output: &Output, stream: Option<Option<Duration>>) -> Result<Reply> {
     let state = open_state()?;

@@ -4,36 +4,12 @@
 //! the cost grows with the number of tasks and nothing else. A record that cannot be read
 //! is reported in `unreadable` rather than failing the whole list.
 
-use serde::Serialize;
-
 use crate::commands::open_state;
 use crate::error::{Error, Result};
+use crate::payload::answer::{ListAnswer, Shown, Unreadable};
 use crate::payload::input::ListInput;
 use crate::payload::task::{FIELDS, Task};
 use crate::state::{TaskRecord, observe};
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ListAnswer {
-    pub total: usize,
-    /// Whole tasks, or only the `fields` asked for.
-    pub tasks: Vec<Shown>,
-    /// Task folders whose record could not be read, with the reason.
-    pub unreadable: Vec<Unreadable>,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Unreadable {
-    pub id: String,
-    pub error: String,
-}
-
-/// A task as listed: whole, or projected to some fields.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum Shown {
-    Whole(Box<Task>),
-    Some(serde_json::Map<String, serde_json::Value>),
-}
 
 pub fn run(input: ListInput) -> Result<ListAnswer> {
     if let Some(fields) = &input.fields {
@@ -71,28 +47,13 @@ pub fn run(input: ListInput) -> Result<ListAnswer> {
     found.sort_by(|(a, _), (b, _)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
     let tasks: Vec<Shown> = found
         .into_iter()
-        .map(|(_, task)| match &input.fields {
-            None => Shown::Whole(Box::new(task)),
-            Some(fields) => Shown::Some(project(&task, fields)),
-        })
+        .map(|(_, task)| Shown::new(task, input.fields.as_deref()))
         .collect();
     Ok(ListAnswer {
         total: tasks.len(),
         tasks,
         unreadable,
     })
-}
-
-/// Only `fields` of a task, in the order asked.
-fn project(task: &Task, fields: &[String]) -> serde_json::Map<String, serde_json::Value> {
-    let mut whole = match serde_json::to_value(task) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    fields
-        .iter()
-        .filter_map(|f| whole.remove(f).map(|v| (f.clone(), v)))
-        .collect()
 }
 
 fn matches(filter: &ListInput, record: &TaskRecord) -> bool {

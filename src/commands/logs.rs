@@ -19,60 +19,23 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
-use serde::Serialize;
 
+use crate::cli::OutputMode;
 use crate::commands::{Reply, encode, open_state};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::output_log::{self, Cursor, CursorReset};
+use crate::payload::answer::{Artifact, ArtifactAnswer, LogsAnswer};
 use crate::payload::input::{DEFAULT_LOG_LINES, LogsInput};
 use crate::payload::task::LogInfo;
-use crate::state::{Status, observe};
+use crate::state::observe;
 use crate::timeline::{After, Flow, Selection, Timeline};
 
 /// Longest line shown whole in an `auto` answer; longer lines are cut.
 pub const MAX_LINE_BYTES: usize = 8 * 1024;
 /// Most bytes of lines in an `auto` answer; earlier lines give way first.
 pub const MAX_INLINE_BYTES: usize = 64 * 1024;
-
-/// `--output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum OutputMode {
-    /// Inline when the answer is whole and small, else summary+artifact.
-    #[default]
-    Auto,
-    /// Always inline, nothing cut.
-    Inline,
-    /// Always summary+artifact.
-    Artifact,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct LogsAnswer {
-    /// `"inline"`; absent inside a `summary+artifact` answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("const" = "inline"))]
-    pub kind: Option<&'static str>,
-    pub task_id: String,
-    pub run: u32,
-    pub status: Status,
-    /// Lines in the part of the log considered (the whole run, or after the cursor).
-    pub total_lines: u64,
-    pub shown_lines: u64,
-    /// Whether lines that were asked for were left out (earlier ones, or ones past the
-    /// line or byte budget: continue from `next_cursor`).
-    pub has_more: bool,
-    pub lines: Vec<String>,
-    /// Pass as `after` to get only what comes next.
-    pub next_cursor: Cursor,
-    /// Set when `after` could not be used as given (`new_run`, `truncated`).
-    pub cursor_reset: Option<CursorReset>,
-    /// Lines cut to the byte budget.
-    pub truncated_lines: u64,
-    pub grep: Option<String>,
-    pub log: LogInfo,
-}
 
 pub fn run(
     input: LogsInput,
@@ -184,32 +147,6 @@ pub fn run(
         inline: answer,
         artifact,
     })?))
-}
-
-/// `kind: "summary+artifact"`: the lines that could be shown, and where the whole log is.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ArtifactAnswer {
-    /// `"summary+artifact"`.
-    #[schemars(extend("const" = "summary+artifact"))]
-    pub kind: &'static str,
-    /// One sentence for people: "Showing 50 of 412 log lines for web."
-    pub summary: String,
-    pub inline: LogsAnswer,
-    pub artifact: Artifact,
-}
-
-/// The whole log, as a file to read.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct Artifact {
-    /// `task.<id>.logs`
-    pub key: String,
-    /// `"text"`.
-    #[schemars(extend("const" = "text"))]
-    pub kind: &'static str,
-    pub absolute_path: PathBuf,
-    /// Relative to the state directory.
-    pub relative_path: PathBuf,
-    pub size_bytes: u64,
 }
 
 /// Lines chosen from the log, with their end offsets.

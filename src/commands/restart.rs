@@ -3,9 +3,9 @@
 
 use crate::commands::open_state;
 use crate::commands::start::launch_run;
-use crate::commands::status::TaskAnswer;
 use crate::commands::stop::stop_task;
 use crate::error::{Error, Result};
+use crate::payload::answer::TaskAnswer;
 use crate::payload::input::{IfRunning, RestartInput};
 use crate::payload::task::Task;
 use crate::state::{Status, TaskRecord, observe};

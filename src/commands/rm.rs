@@ -9,28 +9,19 @@ use std::fs;
 use std::io;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::commands::open_state;
 use crate::commands::stop::stop_task;
 use crate::error::{Error, Result};
 use crate::paths::{StateDir, TaskId};
+use crate::payload::answer::{PruneAnswer, RmAnswer};
 use crate::payload::input::{PruneInput, RmInput};
 use crate::state::lock::TaskLock;
-use crate::state::{Status, TaskRecord, observe};
+use crate::state::{TaskRecord, observe};
 use crate::time::now_ms;
 
 /// How long `rm` waits for a lock held only for an instant (a reader probing, or a
 /// supervisor writing its last record and exiting).
 const LOCK_PATIENCE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct RmAnswer {
-    pub task_id: String,
-    pub removed: bool,
-    /// The task's last status.
-    pub status: Status,
-}
 
 pub fn run(input: RmInput) -> Result<RmAnswer> {
     let state = open_state()?;
@@ -74,12 +65,6 @@ fn remove(state: &StateDir, id: &TaskId) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::store("remove", &paths.dir, e)),
     }
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct PruneAnswer {
-    pub removed: Vec<String>,
-    pub total_removed: usize,
 }
 
 pub fn prune(input: PruneInput) -> Result<PruneAnswer> {

@@ -1,35 +1,9 @@
 //! `schema list` and `schema show <name>`: the JSON Schemas of the contract, generated from
 //! the types the commands parse and print ([`crate::schema`]).
 
-use serde::Serialize;
-use serde_json::Value;
-
 use crate::error::{Error, Result};
-use crate::schema::{self, Entry, Kind};
-
-/// The answer of `schema list` (no `name`, no `schema` bodies) and `schema show`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct SchemaAnswer {
-    /// The name shown (`schema show`); absent for `schema list`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub schemas: Vec<SchemaItem>,
-}
-
-/// One schema.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct SchemaItem {
-    /// The command (`start`, `schema show`), or `frame` / `error`.
-    pub name: &'static str,
-    pub kind: Kind,
-    /// The schema's `$id`, e.g. `background-tasks.start.input/v1`.
-    pub id: String,
-    /// Where it is committed in the source repository, e.g. `schemas/start.input.json`.
-    pub file: String,
-    /// The JSON Schema itself (draft 2020-12); `schema show` only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schema: Option<Value>,
-}
+use crate::payload::discovery::{SchemaAnswer, SchemaItem};
+use crate::schema::{self, Entry};
 
 impl SchemaItem {
     fn new(entry: &Entry, with_body: bool) -> SchemaItem {

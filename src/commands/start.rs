@@ -15,13 +15,13 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::commands::batch::{self, ItemResult};
+use crate::commands::batch;
 use crate::commands::stop::stop_task;
 use crate::commands::{Reply, encode, open_state, wait};
 use crate::error::{Error, Result};
 use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, set_private_mode};
+use crate::payload::answer::StartAnswer;
+use crate::payload::batch::ItemResult;
 use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput, StartPayload};
 use crate::payload::task::Task;
 use crate::procfs::Identity;
@@ -45,14 +45,6 @@ pub struct StartOptions {
     pub wait: Option<Option<Duration>>,
     /// At most this many tasks of a batch run at once.
     pub concurrency: Option<usize>,
-}
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct StartAnswer {
-    pub task: Task,
-    /// `true` when `if_running: "reuse"` answered the task that was already running.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub reused: bool,
 }
 
 pub fn run(payload: StartPayload, options: StartOptions) -> Result<Reply> {

@@ -1,30 +1,11 @@
 //! `status {id}`: one task, truthfully (a task whose supervisor vanished is `lost`).
 
-use serde::Serialize;
-
 use crate::commands::open_state;
 use crate::error::Result;
+use crate::payload::answer::TaskAnswer;
 use crate::payload::input::IdInput;
 use crate::payload::task::{Task, listening_ports};
-use crate::state::{Status, observe};
-
-/// The answer of `status`, `wait` and `restart`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct TaskAnswer {
-    pub task_id: String,
-    pub status: Status,
-    pub task: Task,
-}
-
-impl TaskAnswer {
-    pub fn new(task: Task) -> TaskAnswer {
-        TaskAnswer {
-            task_id: task.id.clone(),
-            status: task.status,
-            task,
-        }
-    }
-}
+use crate::state::observe;
 
 pub fn run(input: IdInput) -> Result<TaskAnswer> {
     let paths = open_state()?.task(&input.id);

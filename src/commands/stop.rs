@@ -10,17 +10,17 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde::Serialize;
 
 use crate::commands::open_state;
 use crate::commands::wait::until_terminal;
 use crate::error::{Error, Result};
 use crate::paths::{TaskId, TaskPaths};
+use crate::payload::answer::StopAnswer;
 use crate::payload::input::StopInput;
 use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::lock;
-use crate::state::{Status, TaskRecord, atomic, observe};
+use crate::state::{TaskRecord, atomic, observe};
 use crate::supervisor::StopRequest;
 
 /// Time allowed past the grace period for the supervisor to record the end.
@@ -29,15 +29,6 @@ const STOP_SLACK: Duration = Duration::from_secs(10);
 /// How long a lock left by a supervisor that has just gone may stay held (by a reader
 /// recording the task `lost`) before `stop` gives up on it.
 const SETTLE: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct StopAnswer {
-    pub task_id: String,
-    pub status: Status,
-    /// `true` when the task had already ended and nothing was signalled.
-    pub already_terminal: bool,
-    pub task: Task,
-}
 
 pub fn run(input: StopInput, timeout: Option<Duration>) -> Result<StopAnswer> {
     input.validate()?;

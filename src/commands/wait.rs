@@ -12,40 +12,18 @@ use std::fs::File;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::commands::open_state;
-use crate::commands::status::TaskAnswer;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::output_log;
 use crate::paths::StateDir;
 use crate::paths::{TaskId, TaskPaths};
+use crate::payload::answer::{SeveralAnswer, TaskAnswer, WaitAnswer};
 use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::Task;
 use crate::ready::{self, Probe};
 use crate::state::lock;
 use crate::state::{TaskRecord, observe};
-
-/// What `wait` answers: one task, or several.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum WaitAnswer {
-    /// `wait {id}`.
-    One(Box<TaskAnswer>),
-    /// `wait {ids}`.
-    Several(SeveralAnswer),
-}
-
-/// `wait {ids, mode}`'s answer.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct SeveralAnswer {
-    pub mode: WaitMode,
-    /// Every task of `ids`, in that order, as it is now.
-    pub tasks: Vec<Task>,
-    /// The ids of those that have ended: all of them with `all`, at least one with `any`.
-    pub ended: Vec<String>,
-}
 
 pub fn run(input: WaitInput, timeout: Option<Duration>) -> Result<WaitAnswer> {
     let state = open_state()?;

@@ -1,9 +1,14 @@
-//! The STDOUT contract: what commands accept (payloads) and what they answer.
+//! The STDOUT contract: what commands accept (payloads) and what they answer (answers,
+//! frames), with the schema fragments the types carry ([`shape`]).
 //!
 //! A payload is one JSON value given as literal text, `@path` (a file) or `-` (stdin).
 //! Unknown fields are errors that name the accepted ones; a value of the wrong type or out
 //! of range is an error carrying the JSON path of the bad value (`tags[2]`).
 
+pub mod answer;
+pub mod batch;
+pub mod discovery;
+pub mod examples;
 pub mod frame;
 pub mod input;
 pub mod shape;

@@ -1,0 +1,196 @@
+//! What the task commands answer: the envelope's `data` of `start`, `status`, `wait`, `stop`,
+//! `restart`, `list`, `rm`, `prune`, `logs` and `events`.
+//!
+//! Every front end answers with these same types (their doc comments are the schemas'
+//! descriptions); the lifecycle layer's results are turned into them.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::output_log::{Cursor, CursorReset};
+use crate::payload::frame::Frame;
+use crate::payload::input::WaitMode;
+use crate::payload::task::{LogInfo, Task};
+use crate::state::Status;
+
+/// The answer of `status`, `wait` and `restart`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct TaskAnswer {
+    pub task_id: String,
+    pub status: Status,
+    pub task: Task,
+}
+
+impl TaskAnswer {
+    pub fn new(task: Task) -> TaskAnswer {
+        TaskAnswer {
+            task_id: task.id.clone(),
+            status: task.status,
+            task,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StartAnswer {
+    pub task: Task,
+    /// `true` when `if_running: "reuse"` answered the task that was already running.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StopAnswer {
+    pub task_id: String,
+    pub status: Status,
+    /// `true` when the task had already ended and nothing was signalled.
+    pub already_terminal: bool,
+    pub task: Task,
+}
+
+/// What `wait` answers: one task, or several.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum WaitAnswer {
+    /// `wait {id}`.
+    One(Box<TaskAnswer>),
+    /// `wait {ids}`.
+    Several(SeveralAnswer),
+}
+
+/// `wait {ids, mode}`'s answer.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SeveralAnswer {
+    pub mode: WaitMode,
+    /// Every task of `ids`, in that order, as it is now.
+    pub tasks: Vec<Task>,
+    /// The ids of those that have ended: all of them with `all`, at least one with `any`.
+    pub ended: Vec<String>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ListAnswer {
+    pub total: usize,
+    /// Whole tasks, or only the `fields` asked for.
+    pub tasks: Vec<Shown>,
+    /// Task folders whose record could not be read, with the reason.
+    pub unreadable: Vec<Unreadable>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Unreadable {
+    pub id: String,
+    pub error: String,
+}
+
+/// A task as listed: whole, or projected to some fields.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Shown {
+    Whole(Box<Task>),
+    Some(serde_json::Map<String, serde_json::Value>),
+}
+
+impl Shown {
+    /// A task as `list` shows it: whole, or only `fields`, in the order asked.
+    pub fn new(task: Task, fields: Option<&[String]>) -> Shown {
+        let Some(fields) = fields else {
+            return Shown::Whole(Box::new(task));
+        };
+        let mut whole = match serde_json::to_value(&task) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        Shown::Some(
+            fields
+                .iter()
+                .filter_map(|f| whole.remove(f).map(|v| (f.clone(), v)))
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RmAnswer {
+    pub task_id: String,
+    pub removed: bool,
+    /// The task's last status.
+    pub status: Status,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PruneAnswer {
+    pub removed: Vec<String>,
+    pub total_removed: usize,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct LogsAnswer {
+    /// `"inline"`; absent inside a `summary+artifact` answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("const" = "inline"))]
+    pub kind: Option<&'static str>,
+    pub task_id: String,
+    pub run: u32,
+    pub status: Status,
+    /// Lines in the part of the log considered (the whole run, or after the cursor).
+    pub total_lines: u64,
+    pub shown_lines: u64,
+    /// Whether lines that were asked for were left out (earlier ones, or ones past the
+    /// line or byte budget: continue from `next_cursor`).
+    pub has_more: bool,
+    pub lines: Vec<String>,
+    /// Pass as `after` to get only what comes next.
+    pub next_cursor: Cursor,
+    /// Set when `after` could not be used as given (`new_run`, `truncated`).
+    pub cursor_reset: Option<CursorReset>,
+    /// Lines cut to the byte budget.
+    pub truncated_lines: u64,
+    pub grep: Option<String>,
+    pub log: LogInfo,
+}
+
+/// `kind: "summary+artifact"`: the lines that could be shown, and where the whole log is.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ArtifactAnswer {
+    /// `"summary+artifact"`.
+    #[schemars(extend("const" = "summary+artifact"))]
+    pub kind: &'static str,
+    /// One sentence for people: "Showing 50 of 412 log lines for web."
+    pub summary: String,
+    pub inline: LogsAnswer,
+    pub artifact: Artifact,
+}
+
+/// The whole log, as a file to read.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Artifact {
+    /// `task.<id>.logs`
+    pub key: String,
+    /// `"text"`.
+    #[schemars(extend("const" = "text"))]
+    pub kind: &'static str,
+    pub absolute_path: PathBuf,
+    /// Relative to the state directory.
+    pub relative_path: PathBuf,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct EventsAnswer {
+    pub task_id: String,
+    pub frames: Vec<Frame>,
+    /// Whether the run has ended (its `task.ended` frame is among or before these).
+    pub ended: bool,
+    /// Pass `next_sequence - 1` as `after` to get only later frames.
+    pub next_sequence: u64,
+    /// The log position reached: `after` for the next call, like a line's cursor.
+    pub next_cursor: Cursor,
+    pub cursor_reset: Option<CursorReset>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AllEventsAnswer {
+    pub frames: Vec<Frame>,
+}

@@ -1,0 +1,269 @@
+//! What the discovery commands answer (`capabilities`, `schema list|show`) and `doctor`'s
+//! report: the envelope's `data` of the commands that describe the tool rather than tasks.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CapabilitiesAnswer {
+    pub name: &'static str,
+    /// This build's version (semver).
+    pub version: &'static str,
+    /// The JSON contract's version; every schema id ends with `/v<protocol_version>`.
+    pub protocol_version: u32,
+    /// The on-disk record's `format_version`.
+    pub record_format_version: u32,
+    pub commands: Vec<CommandInfo>,
+    /// Flags every command takes.
+    pub global_flags: Vec<FlagInfo>,
+    /// How a payload may be given.
+    pub payload_modes: Vec<ModeInfo>,
+    /// `logs --output` modes.
+    pub output_modes: Vec<ModeInfo>,
+    /// Every task status, and which are terminal.
+    pub statuses: Vec<StatusInfo>,
+    /// Why a task is terminal (`reason`).
+    pub reasons: Vec<String>,
+    /// Every error `type`, and whether it may be retryable.
+    pub error_types: Vec<ErrorInfo>,
+    pub exit_codes: Vec<ExitCodeInfo>,
+    pub limits: Limits,
+    pub defaults: Defaults,
+    /// Optional features, and whether this build on this machine has them.
+    pub features: Vec<Feature>,
+    /// Environment variables read.
+    pub environment: Vec<ModeInfo>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CommandInfo {
+    /// As in the envelope's `command` (`schema show`).
+    pub name: String,
+    pub summary: String,
+    /// `required`, `optional` or `none`.
+    #[schemars(extend("enum" = ["required", "optional", "none"]))]
+    pub payload: &'static str,
+    /// Whether an array payload runs as a batch.
+    pub batch: bool,
+    /// Whether `--stream` prints NDJSON frames.
+    pub stream: bool,
+    pub flags: Vec<FlagInfo>,
+    /// Ids of its payload and answer schemas (`schema show <name>`).
+    pub schemas: Vec<String>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct FlagInfo {
+    /// `--wait`; a positional argument is `<NAME>`.
+    pub name: String,
+    /// The value it takes (`SECONDS`), or `null` for a switch.
+    pub value: Option<String>,
+    /// The values allowed, when they are a fixed set.
+    pub values: Vec<String>,
+    pub help: String,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ModeInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StatusInfo {
+    pub name: &'static str,
+    pub terminal: bool,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `always`, `never`, or `sometimes` (see the error's `details.retryable`).
+    #[schemars(extend("enum" = ["always", "never", "sometimes"]))]
+    pub retryable: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ExitCodeInfo {
+    pub code: u8,
+    pub meaning: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Limits {
+    /// Largest payload, in bytes (literal, @file or stdin).
+    pub max_payload_bytes: u64,
+    /// A log line longer than this is cut in `auto` answers (the artifact holds it whole).
+    pub max_line_bytes: usize,
+    /// Most bytes of lines in one `auto` answer.
+    pub max_inline_bytes: usize,
+    /// Longest `grace_s` and `--timeout` of stop, in seconds.
+    pub max_grace_s: f64,
+    /// Longest `timeout_s`, in seconds.
+    pub max_timeout_s: f64,
+    /// Task ids match this.
+    pub task_id_pattern: &'static str,
+    /// Batch items worked on at once by one call (without `--concurrency`).
+    pub batch_workers: usize,
+    /// Lines of output a `TaskNotReady` error carries in `log_tail`.
+    pub log_tail_lines: u64,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Defaults {
+    /// Seconds between SIGTERM and SIGKILL.
+    pub grace_s: f64,
+    /// Lines `logs` answers without `lines`.
+    pub log_lines: u64,
+    /// `logs --output`.
+    pub output: &'static str,
+    /// The first signal of `stop`.
+    pub stop_signal: &'static str,
+    /// `start`'s `if_running`.
+    pub if_running: &'static str,
+    /// `wait`'s `until`.
+    pub until: &'static str,
+    /// Where state lives without BACKGROUND_TASKS_HOME.
+    pub state_dir: &'static str,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Feature {
+    pub name: &'static str,
+    pub available: bool,
+    pub description: &'static str,
+}
+
+/// What a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A command's payload.
+    Input,
+    /// A command's answer: the envelope's `data`.
+    Output,
+    /// One NDJSON frame of `--stream` (and an item of `events`' `frames`).
+    Frame,
+    /// The `error` object of a failure envelope (on stderr).
+    Error,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Input => "input",
+            Kind::Output => "output",
+            Kind::Frame => "frame",
+            Kind::Error => "error",
+        }
+    }
+}
+
+/// The answer of `schema list` (no `name`, no `schema` bodies) and `schema show`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SchemaAnswer {
+    /// The name shown (`schema show`); absent for `schema list`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub schemas: Vec<SchemaItem>,
+}
+
+/// One schema.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SchemaItem {
+    /// The command (`start`, `schema show`), or `frame` / `error`.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The schema's `$id`, e.g. `background-tasks.start.input/v1`.
+    pub id: String,
+    /// Where it is committed in the source repository, e.g. `schemas/start.input.json`.
+    pub file: String,
+    /// The JSON Schema itself (draft 2020-12); `schema show` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct DoctorAnswer {
+    /// `true` when no check failed (warnings allowed); exit code 1 otherwise.
+    pub healthy: bool,
+    pub summary: Summary,
+    pub state_dir: PathBuf,
+    pub checks: Vec<Check>,
+    pub tasks: TaskCounts,
+}
+
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
+pub struct Summary {
+    pub ok: usize,
+    pub warn: usize,
+    pub fail: usize,
+}
+
+/// One check's outcome.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Check {
+    /// `state_dir`, `filesystem`, `locks`, `notify`, `binary`, `tasks`, `temp_files`.
+    pub name: &'static str,
+    pub status: CheckStatus,
+    /// What was found.
+    pub message: String,
+    /// What to do about it; `null` when the check passed.
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// Tasks by state, as `status` would report them now.
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
+pub struct TaskCounts {
+    pub total: usize,
+    pub queued: usize,
+    pub running: usize,
+    /// Ended in any way but `lost`.
+    pub finished: usize,
+    /// Their supervisor vanished without recording an end.
+    pub lost: usize,
+    /// Finished more than 7 days ago.
+    pub stale: usize,
+    /// Task folders whose record cannot be read.
+    pub unreadable: usize,
+}
+
+impl Check {
+    pub fn ok(name: &'static str, message: impl Into<String>) -> Check {
+        Check {
+            name,
+            status: CheckStatus::Ok,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn warn(name: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Check {
+        Check {
+            name,
+            status: CheckStatus::Warn,
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn fail(name: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Check {
+        Check {
+            name,
+            status: CheckStatus::Fail,
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
