@@ -201,70 +201,21 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-impl Command {
-    /// The name printed as the envelope's `command`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Start(_) => "start",
-            Command::Status(_) => "status",
-            Command::List(_) => "list",
-            Command::Wait(_) => "wait",
-            Command::Stop(_) => "stop",
-            Command::Restart(_) => "restart",
-            Command::Logs(_) => "logs",
-            Command::Events(_) => "events",
-            Command::Rm(_) => "rm",
-            Command::Prune(_) => "prune",
-            Command::Doctor => "doctor",
-            Command::Capabilities => "capabilities",
-            Command::Schema(SchemaCommand::List) => "schema list",
-            Command::Schema(SchemaCommand::Show { .. }) => "schema show",
-            Command::Examples(ExamplesCommand::List) => "examples list",
-            Command::Examples(ExamplesCommand::Show { .. }) => "examples show",
-            Command::Completions(_) => "completions",
-            Command::Supervise => "__supervise",
-        }
+/// Parses a command line (program name first). Also answers the command's name as the
+/// envelope says it (`schema show`), from what clap matched and the command table; `None`
+/// for the hidden `__supervise`.
+pub fn parse(args: &[std::ffi::OsString]) -> Result<(Cli, Option<&'static str>), clap::Error> {
+    let mut matches = command().try_get_matches_from(args)?;
+    let mut words = Vec::new();
+    let mut current = &matches;
+    while let Some((word, sub)) = current.subcommand() {
+        words.push(word);
+        current = sub;
     }
-
-    /// Every public command name, for envelopes of usage errors.
-    pub const NAMES: [&'static str; 17] = [
-        "start",
-        "status",
-        "list",
-        "wait",
-        "stop",
-        "restart",
-        "logs",
-        "events",
-        "rm",
-        "prune",
-        "doctor",
-        "capabilities",
-        "schema list",
-        "schema show",
-        "examples list",
-        "examples show",
-        "completions",
-    ];
-}
-
-impl Command {
-    /// The command a command line names by its first words (`schema show`, `status`), for
-    /// the envelope of a usage error.
-    pub fn named_by(words: &[&str]) -> Option<&'static str> {
-        let two = words.get(..2).map(|w| w.join(" "));
-        let one = words.first().copied();
-        Command::NAMES
-            .iter()
-            .find(|&&name| two.as_deref() == Some(name))
-            .or_else(|| Command::NAMES.iter().find(|&&name| one == Some(name)))
-            .or_else(|| {
-                ["schema", "examples"]
-                    .iter()
-                    .find(|&&name| one == Some(name))
-            })
-            .copied()
-    }
+    let name = crate::catalog::find(&words.join(" ")).map(|c| c.name);
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut matches)
+        .map_err(|e| e.format(&mut command()))?;
+    Ok((cli, name))
 }
 
 #[derive(Debug, Args)]
@@ -351,5 +302,47 @@ fn seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && (0.0..=1e9).contains(&value) => Ok(value),
         _ => Err(format!("{text:?} is not a number of seconds (0 or more)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command clap knows (its visible subcommands, and theirs) is in the command
+    /// table, and every command of the table is one clap knows: the table cannot drift
+    /// from the parser.
+    #[test]
+    fn clap_names_the_commands_of_the_table() {
+        let cli = command();
+        let mut clap_names = Vec::new();
+        for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+            if sub.has_subcommands() {
+                for leaf in sub.get_subcommands() {
+                    clap_names.push(format!("{} {}", sub.get_name(), leaf.get_name()));
+                }
+            } else {
+                clap_names.push(sub.get_name().to_owned());
+            }
+        }
+        let table: Vec<String> = crate::catalog::names().map(str::to_owned).collect();
+        assert_eq!(clap_names, table);
+    }
+
+    #[test]
+    fn the_matched_name_is_the_tables() {
+        for (line, name) in [
+            (&["bt", "status", "{}"][..], Some("status")),
+            (&["bt", "schema", "show", "start"][..], Some("schema show")),
+            (
+                &["bt", "--pretty", "examples", "list"][..],
+                Some("examples list"),
+            ),
+            (&["bt", "__supervise"][..], None),
+        ] {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            let (_, matched) = parse(&args).expect("parses");
+            assert_eq!(matched, name, "{line:?}");
+        }
     }
 }

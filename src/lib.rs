@@ -13,6 +13,7 @@
 //! a record only as far as the lock says its supervisor is alive ([`state`]). Everything
 //! printed goes through [`envelope`]; commands ([`commands`]) return values and never print.
 
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod envelope;
@@ -33,10 +34,9 @@ pub mod timeline;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::envelope::Output;
 use crate::error::{EXIT_FAILURE, Error};
 
@@ -52,16 +52,15 @@ where
     if args.len() == 2 && args[1] == supervisor::ENTRY {
         return supervisor::run::run();
     }
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
+    let (cli, name) = match cli::parse(&args) {
+        Ok(parsed) => parsed,
         Err(error) => return usage_error(&args, &error),
     };
-    if let Command::Supervise = cli.command {
+    let (Some(name), false) = (name, matches!(cli.command, Command::Supervise)) else {
         // Reached only with extra arguments, i.e. by hand.
         return usage_error_message("background-tasks", "__supervise is internal; start runs it");
-    }
+    };
     let output = Output { pretty: cli.pretty };
-    let name = cli.command.name();
     match commands::execute(cli.command, &output) {
         // A closed stdout is not a failure: the reader got what it wanted.
         Ok(commands::Reply::Data(data)) => {
@@ -110,7 +109,7 @@ fn usage_error(args: &[OsString], error: &clap::Error) -> ExitCode {
         .filter(|a| !a.starts_with('-'))
         .take(2)
         .collect();
-    let command = Command::named_by(&words).unwrap_or("background-tasks");
+    let command = catalog::named_by(&words).unwrap_or("background-tasks");
     let message = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         "a command is required".to_owned()
     } else {
@@ -141,7 +140,7 @@ fn usage_error(args: &[OsString], error: &clap::Error) -> ExitCode {
     let hint = if command == "background-tasks" {
         format!(
             "Run background-tasks --help; commands: {}.",
-            Command::NAMES.join(", ")
+            catalog::names().collect::<Vec<_>>().join(", ")
         )
     } else {
         format!("Run background-tasks {command} --help.")

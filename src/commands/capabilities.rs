@@ -2,6 +2,7 @@
 //! version, protocol, commands and flags (read from the clap definitions), statuses, error
 //! types, exit codes, limits, defaults and the optional features this machine supports.
 
+use crate::catalog;
 use crate::commands::logs::{MAX_INLINE_BYTES, MAX_LINE_BYTES};
 use crate::commands::wait::LOG_TAIL_LINES;
 use crate::error::{EXIT_FAILURE, Error};
@@ -19,32 +20,12 @@ use crate::state::{Reason, Status};
 /// carry it (`/v1`).
 pub const PROTOCOL_VERSION: u32 = crate::schema::VERSION;
 
-/// (command, payload, batch, stream): what the clap definitions cannot say.
-const PAYLOADS: [(&str, &str, bool, bool); 17] = [
-    ("start", "required", true, false),
-    ("status", "required", false, false),
-    ("list", "optional", false, false),
-    ("wait", "required", false, false),
-    ("stop", "required", true, false),
-    ("restart", "required", true, false),
-    ("logs", "required", false, true),
-    ("events", "optional", false, true),
-    ("rm", "required", true, false),
-    ("prune", "optional", false, false),
-    ("doctor", "none", false, false),
-    ("capabilities", "none", false, false),
-    ("schema list", "none", false, false),
-    ("schema show", "none", false, false),
-    ("examples list", "none", false, false),
-    ("examples show", "none", false, false),
-    ("completions", "none", false, false),
-];
-
 pub fn run() -> CapabilitiesAnswer {
     let cli = crate::cli::command();
-    let commands = PAYLOADS
+    let commands = catalog::COMMANDS
         .iter()
-        .filter_map(|&(name, payload, batch, stream)| {
+        .filter_map(|entry| {
+            let name = entry.name;
             let mut words = name.split(' ');
             let mut command = cli.find_subcommand(words.next()?)?;
             for word in words {
@@ -56,9 +37,9 @@ pub fn run() -> CapabilitiesAnswer {
                     .get_about()
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
-                payload,
-                batch,
-                stream,
+                payload: entry.payload.as_str(),
+                batch: entry.batch,
+                stream: entry.stream,
                 flags: flags(command, false),
                 schemas: crate::schema::all()
                     .iter()

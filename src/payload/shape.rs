@@ -6,7 +6,11 @@
 //! of ours but the error type names: every module that defines a wire type may use it, and
 //! the schema registry (`crate::schema`) sits on top of all of them.
 
-use schemars::{Schema, SchemaGenerator, json_schema};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
 
 use crate::error::Error;
@@ -154,4 +158,78 @@ pub fn error_schema() -> Schema {
 /// `schema_with` for a batch item's `error`.
 pub fn optional_error(_: &mut SchemaGenerator) -> Schema {
     error_schema()
+}
+
+/// The root schema of a payload type `T` (draft 2020-12, as deserialized).
+pub fn input<T: JsonSchema>() -> Schema {
+    SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
+/// The root schema of an answer type `T` (draft 2020-12, as serialized).
+pub fn output<T: JsonSchema>() -> Schema {
+    SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
+/// A payload that is one item or a non-empty array of them (a batch).
+#[derive(Debug)]
+pub struct OneOrBatch<T>(PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for OneOrBatch<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("OneOrBatch_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let one = generator.subschema_for::<T>();
+        json_schema!({
+            "description": "One item, or a non-empty array of them run as a batch (answered in input order).",
+            "anyOf": [
+                one,
+                {"type": "array", "items": one, "minItems": 1}
+            ]
+        })
+    }
+}
+
+/// A payload that may be left out (the command then uses its defaults).
+#[derive(Debug)]
+pub struct Optional<T>(PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for Optional<T> {
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = T::json_schema(generator);
+        let note = "The payload may be left out: every field is optional.";
+        let description = match schema.get("description").and_then(Value::as_str) {
+            Some(text) => format!("{text}\n\n{note}"),
+            None => note.to_owned(),
+        };
+        schema.insert("description".into(), json!(description));
+        schema
+    }
+}
+
+/// An answer that takes one of two shapes.
+#[derive(Debug)]
+pub struct AnyOf<A, B>(PhantomData<(A, B)>);
+
+impl<A: JsonSchema, B: JsonSchema> JsonSchema for AnyOf<A, B> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("AnyOf_{}_{}", A::schema_name(), B::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let a = generator.subschema_for::<A>();
+        let b = generator.subschema_for::<B>();
+        json_schema!({ "anyOf": [a, b] })
+    }
 }

@@ -1,0 +1,236 @@
+//! The one table of public commands: each command's name (as the envelope's `command`),
+//! whether it takes a payload, runs an array as a batch or streams, and the schemas of its
+//! payload and answer.
+//!
+//! Everything that lists commands derives from this table: the names of usage errors
+//! (`cli.rs`), `capabilities`' command list, the schema registry (`crate::schema`) and
+//! `schema show`'s names. The clap definitions must name the same commands (a test in
+//! `cli.rs` compares them), and dispatch (`commands::execute`) matches every clap variant.
+
+use schemars::Schema;
+
+use crate::payload::answer::{
+    AllEventsAnswer, ArtifactAnswer, EventsAnswer, ListAnswer, LogsAnswer, PruneAnswer, RmAnswer,
+    StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
+};
+use crate::payload::batch::BatchAnswer;
+use crate::payload::discovery::{CapabilitiesAnswer, DoctorAnswer, SchemaAnswer};
+use crate::payload::examples::ExamplesAnswer;
+use crate::payload::input::{
+    EventsInput, IdInput, ListInput, LogsInput, PruneInput, RestartInput, RmInput, StartInput,
+    StopInput, WaitInput,
+};
+use crate::payload::shape::{AnyOf, OneOrBatch, Optional, input, output};
+
+/// Whether a command takes a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    Required,
+    Optional,
+    None,
+}
+
+impl Payload {
+    /// As `capabilities` says it: `required`, `optional` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Payload::Required => "required",
+            Payload::Optional => "optional",
+            Payload::None => "none",
+        }
+    }
+}
+
+/// One public command.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandEntry {
+    /// As in the envelope's `command`: `start`, `schema show`.
+    pub name: &'static str,
+    pub payload: Payload,
+    /// Whether an array payload runs as a batch.
+    pub batch: bool,
+    /// Whether `--stream` prints NDJSON frames.
+    pub stream: bool,
+    /// The schema of its payload, when it takes one.
+    pub input: Option<fn() -> Schema>,
+    /// The schema of its answer's `data`, when it answers JSON.
+    pub output: Option<fn() -> Schema>,
+}
+
+const fn entry(
+    name: &'static str,
+    payload: Payload,
+    batch: bool,
+    stream: bool,
+    input: Option<fn() -> Schema>,
+    output: Option<fn() -> Schema>,
+) -> CommandEntry {
+    CommandEntry {
+        name,
+        payload,
+        batch,
+        stream,
+        input,
+        output,
+    }
+}
+
+/// Every public command, in the order `capabilities`, `schema list` and help show them.
+pub const COMMANDS: [CommandEntry; 17] = [
+    entry(
+        "start",
+        Payload::Required,
+        true,
+        false,
+        Some(input::<OneOrBatch<StartInput>>),
+        Some(output::<AnyOf<StartAnswer, BatchAnswer<StartAnswer>>>),
+    ),
+    entry(
+        "status",
+        Payload::Required,
+        false,
+        false,
+        Some(input::<IdInput>),
+        Some(output::<TaskAnswer>),
+    ),
+    entry(
+        "list",
+        Payload::Optional,
+        false,
+        false,
+        Some(input::<Optional<ListInput>>),
+        Some(output::<ListAnswer>),
+    ),
+    entry(
+        "wait",
+        Payload::Required,
+        false,
+        false,
+        Some(input::<WaitInput>),
+        Some(output::<WaitAnswer>),
+    ),
+    entry(
+        "stop",
+        Payload::Required,
+        true,
+        false,
+        Some(input::<OneOrBatch<StopInput>>),
+        Some(output::<AnyOf<StopAnswer, BatchAnswer<StopAnswer>>>),
+    ),
+    entry(
+        "restart",
+        Payload::Required,
+        true,
+        false,
+        Some(input::<OneOrBatch<RestartInput>>),
+        Some(output::<AnyOf<TaskAnswer, BatchAnswer<TaskAnswer>>>),
+    ),
+    entry(
+        "logs",
+        Payload::Required,
+        false,
+        true,
+        Some(input::<LogsInput>),
+        Some(output::<AnyOf<LogsAnswer, ArtifactAnswer>>),
+    ),
+    entry(
+        "events",
+        Payload::Optional,
+        false,
+        true,
+        Some(input::<Optional<EventsInput>>),
+        Some(output::<AnyOf<EventsAnswer, AllEventsAnswer>>),
+    ),
+    entry(
+        "rm",
+        Payload::Required,
+        true,
+        false,
+        Some(input::<OneOrBatch<RmInput>>),
+        Some(output::<AnyOf<RmAnswer, BatchAnswer<RmAnswer>>>),
+    ),
+    entry(
+        "prune",
+        Payload::Optional,
+        false,
+        false,
+        Some(input::<Optional<PruneInput>>),
+        Some(output::<PruneAnswer>),
+    ),
+    entry(
+        "doctor",
+        Payload::None,
+        false,
+        false,
+        None,
+        Some(output::<DoctorAnswer>),
+    ),
+    entry(
+        "capabilities",
+        Payload::None,
+        false,
+        false,
+        None,
+        Some(output::<CapabilitiesAnswer>),
+    ),
+    entry(
+        "schema list",
+        Payload::None,
+        false,
+        false,
+        None,
+        Some(output::<SchemaAnswer>),
+    ),
+    entry(
+        "schema show",
+        Payload::None,
+        false,
+        false,
+        None,
+        Some(output::<SchemaAnswer>),
+    ),
+    entry(
+        "examples list",
+        Payload::None,
+        false,
+        false,
+        None,
+        Some(output::<ExamplesAnswer>),
+    ),
+    entry(
+        "examples show",
+        Payload::None,
+        false,
+        false,
+        None,
+        Some(output::<ExamplesAnswer>),
+    ),
+    // Plain text for a shell, not an envelope.
+    entry("completions", Payload::None, false, false, None, None),
+];
+
+/// The command called `name` (`schema show`).
+pub fn find(name: &str) -> Option<&'static CommandEntry> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// Every public command's name, in table order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|c| c.name)
+}
+
+/// The command a command line names by its first words (`schema show`, `status`), for
+/// the envelope of a usage error. A group named alone (`schema`) is itself the name.
+pub fn named_by(words: &[&str]) -> Option<&'static str> {
+    let two = words.get(..2).map(|w| w.join(" "));
+    let one = words.first().copied();
+    names()
+        .find(|&name| two.as_deref() == Some(name))
+        .or_else(|| names().find(|&name| one == Some(name)))
+        .or_else(|| groups().find(|&group| one == Some(group)))
+}
+
+/// Command groups (`schema`, `examples`): the first word of two-word commands.
+fn groups() -> impl Iterator<Item = &'static str> {
+    names().filter_map(|name| name.split_once(' ').map(|(group, _)| group))
+}
