@@ -19,6 +19,7 @@ pub mod commands;
 pub mod envelope;
 pub mod error;
 pub mod follow;
+pub mod lifecycle;
 pub mod output_log;
 pub mod paths;
 pub mod payload;

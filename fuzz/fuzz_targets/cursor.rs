@@ -11,8 +11,8 @@
 
 #![no_main]
 
-use background_tasks::commands::events::resume_point;
 use background_tasks::error::Error;
+use background_tasks::lifecycle::follow::resume_point;
 use background_tasks::output_log::Cursor;
 use background_tasks::payload;
 use background_tasks::payload::input::{AfterInput, EventsInput};

@@ -11,9 +11,10 @@
 
 #![no_main]
 
-use background_tasks::commands::{batch, events};
 use background_tasks::error::{Error, Result};
+use background_tasks::lifecycle::follow::resume_point;
 use background_tasks::output_log::Cursor;
+use background_tasks::payload::batch::{BatchAnswer, ItemResult};
 use background_tasks::payload::input::{
     EventsInput, IdInput, ListInput, LogsInput, PruneInput, RestartInput, RmInput, StartInput,
     StopInput, Until, WaitInput,
@@ -43,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(())
         }),
         _ => payload::optional::<EventsInput>(Some(bytes.to_vec()), "{}").and_then(|input| {
-            input.after.map(events::resume_point).transpose()?;
+            input.after.map(resume_point).transpose()?;
             Ok(())
         }),
     };
@@ -72,9 +73,14 @@ fn batch_of<T: DeserializeOwned>(
             let results = many
                 .iter()
                 .enumerate()
-                .filter_map(|(index, item)| check(item).err().map(|e| batch::invalid(index, e)))
+                .filter_map(|(index, item)| {
+                    check(item)
+                        .err()
+                        .map(|e| ItemResult::new(index, None, Err(e)))
+                })
                 .collect();
-            batch::answer(results, None).map(drop)
+            serde_json::to_vec(&BatchAnswer::new(results, None)).expect("a batch answer encodes");
+            Ok(())
         }
     }
 }

@@ -3,9 +3,9 @@
 //! types, exit codes, limits, defaults and the optional features this machine supports.
 
 use crate::catalog;
-use crate::commands::logs::{MAX_INLINE_BYTES, MAX_LINE_BYTES};
-use crate::commands::wait::LOG_TAIL_LINES;
 use crate::error::{EXIT_FAILURE, Error};
+use crate::lifecycle::logs::{MAX_INLINE_BYTES, MAX_LINE_BYTES};
+use crate::lifecycle::wait::LOG_TAIL_LINES;
 use crate::paths::TaskId;
 use crate::payload::MAX_PAYLOAD_BYTES;
 use crate::payload::discovery::{
@@ -108,7 +108,7 @@ pub fn run() -> CapabilitiesAnswer {
             max_grace_s: MAX_SECONDS,
             max_timeout_s: MAX_TIMEOUT_S,
             task_id_pattern: TaskId::PATTERN,
-            batch_workers: crate::commands::batch::WORKERS,
+            batch_workers: crate::lifecycle::batch::WORKERS,
             log_tail_lines: LOG_TAIL_LINES,
         },
         defaults: Defaults {

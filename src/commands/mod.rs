@@ -1,7 +1,11 @@
-//! One module per subcommand. Each takes its arguments, returns its answer as a value, and
-//! never prints or exits: `lib.rs` wraps the answer in the envelope.
+//! The CLI's commands: thin adapters over the lifecycle layer, one module per subcommand.
+//!
+//! Each one reads its payload, turns it into the lifecycle's args struct, calls the
+//! operation ([`crate::lifecycle`]) and turns the result into its answer type
+//! ([`crate::payload::answer`]). None prints or exits (`lib.rs` wraps the answer in the
+//! envelope; a `--stream` prints its frames through [`Output`]), and none calls another:
+//! what two commands share lives in the layer below.
 
-pub mod batch;
 pub mod capabilities;
 pub mod doctor;
 pub mod events;
@@ -16,7 +20,7 @@ pub mod status;
 pub mod stop;
 pub mod wait;
 
-use std::time::Duration;
+use std::ops::ControlFlow;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,9 +29,12 @@ use serde_json::value::RawValue;
 use crate::cli::{Command, ExamplesCommand, SchemaCommand};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
-use crate::paths::{StateDir, TaskId};
+use crate::lifecycle::Cancel;
+use crate::lifecycle::batch::{self, Item};
+use crate::paths::TaskId;
 use crate::payload;
-use crate::payload::input::{RestartInput, RmInput, StartPayload, StopInput};
+use crate::payload::batch::{BatchAnswer, ItemResult};
+use crate::payload::frame::Frame;
 
 /// What a command produced.
 #[derive(Debug)]
@@ -44,147 +51,94 @@ pub enum Reply {
 
 /// Runs a public command. Streaming commands print their frames through `output`.
 pub fn execute(command: Command, output: &Output) -> Result<Reply> {
-    let data = match command {
-        Command::Start(args) => {
-            let bytes = require(args.payload.as_deref(), "start", START_EXAMPLE)?;
-            let payload = match payload::one_or_many(&bytes, START_EXAMPLE)? {
-                Ok(one) => StartPayload::One(Box::new(one)),
-                Err(many) => StartPayload::Batch(many),
-            };
-            let options = start::StartOptions {
-                wait: args.wait.then(|| args.timeout.map(Duration::from_secs_f64)),
-                concurrency: args.concurrency.map(usize::from),
-            };
-            return start::run(payload, options);
-        }
-        Command::Status(args) => encode(status::run(id_payload(args.payload, "status")?)?),
-        Command::List(args) => {
-            let input = payload::optional(
-                payload::read(args.payload.as_deref())?,
-                r#"{"status":"running"}"#,
-            )?;
-            encode(list::run(input)?)
-        }
-        Command::Wait(args) => {
-            let input = payload::require(
-                payload::read(args.payload.as_deref())?,
-                "wait",
-                r#"{"id":"web","until":{"port":3000}}"#,
-            )?;
-            encode(wait::run(input, args.timeout.map(Duration::from_secs_f64))?)
-        }
-        Command::Stop(args) => {
-            let timeout = args.timeout.map(Duration::from_secs_f64);
-            return one_or_batch(
-                args.payload.as_deref(),
-                "stop",
-                r#"{"id":"web"}"#,
-                |input: &StopInput| &input.id,
-                |input| encode(stop::run(input, timeout)?),
-            );
-        }
-        Command::Restart(args) => {
-            return one_or_batch(
-                args.payload.as_deref(),
-                "restart",
-                r#"{"id":"web"}"#,
-                |input: &RestartInput| &input.id,
-                |input| encode(restart::run(input)?),
-            );
-        }
-        Command::Rm(args) => {
-            return one_or_batch(
-                args.payload.as_deref(),
-                "rm",
-                r#"{"id":"web"}"#,
-                |input: &RmInput| &input.id,
-                |input| encode(rm::run(input)?),
-            );
-        }
-        Command::Prune(args) => {
-            let input = payload::optional(
-                payload::read(args.payload.as_deref())?,
-                r#"{"older_than_s":86400,"keep_last":10}"#,
-            )?;
-            encode(rm::prune(input)?)
-        }
-        Command::Logs(args) => {
-            let input = payload::require(
-                payload::read(args.payload.as_deref())?,
-                "logs",
-                r#"{"id":"web","lines":50}"#,
-            )?;
-            let stream = args
-                .stream
-                .then(|| args.timeout.map(Duration::from_secs_f64));
-            return logs::run(input, args.output, output, stream);
-        }
-        Command::Events(args) => {
-            let input = payload::optional(
-                payload::read(args.payload.as_deref())?,
-                r#"{"id":"web","after":12}"#,
-            )?;
-            let stream = args
-                .stream
-                .then(|| args.timeout.map(Duration::from_secs_f64));
-            return events::run(input, output, stream);
-        }
-        Command::Doctor => {
-            let answer = doctor::run()?;
-            let healthy = answer.healthy;
-            let data = encode(answer)?;
-            return Ok(if healthy {
-                Reply::Data(data)
-            } else {
-                Reply::DataWithFailures(data)
-            });
-        }
-        Command::Capabilities => encode(capabilities::run()),
-        Command::Schema(SchemaCommand::List) => encode(schema::list()),
-        Command::Schema(SchemaCommand::Show { name }) => encode(schema::show(&name)?),
-        Command::Examples(ExamplesCommand::List) => encode(examples::list()),
-        Command::Examples(ExamplesCommand::Show { command }) => encode(examples::show(&command)?),
-        Command::Completions(args) => return Ok(Reply::Text(completions(args.shell))),
+    match command {
+        Command::Start(args) => start::run(args),
+        Command::Status(args) => data(status::run(args)?),
+        Command::List(args) => data(list::run(args)?),
+        Command::Wait(args) => data(wait::run(args)?),
+        Command::Stop(args) => stop::run(args),
+        Command::Restart(args) => restart::run(args),
+        Command::Rm(args) => rm::run(args),
+        Command::Prune(args) => data(rm::prune(args)?),
+        Command::Logs(args) => logs::run(args, output),
+        Command::Events(args) => events::run(args, output),
+        Command::Doctor => doctor::run(),
+        Command::Capabilities => data(capabilities::run()),
+        Command::Schema(SchemaCommand::List) => data(schema::list()),
+        Command::Schema(SchemaCommand::Show { name }) => data(schema::show(&name)?),
+        Command::Examples(ExamplesCommand::List) => data(examples::list()),
+        Command::Examples(ExamplesCommand::Show { command }) => data(examples::show(&command)?),
+        Command::Completions(args) => Ok(Reply::Text(completions(args.shell))),
         Command::Supervise => Err(Error::input(
             "__supervise is internal",
             "Use start; it runs the supervisor itself.",
         )),
-    }?;
-    Ok(Reply::Data(data))
+    }
 }
 
-const START_EXAMPLE: &str = r#"{"id":"web","command":"npm","args":["run","dev"]}"#;
+/// One answer.
+fn data(answer: impl Serialize) -> Result<Reply> {
+    Ok(Reply::Data(encode(answer)?))
+}
 
-fn require(argument: Option<&str>, command: &str, example: &str) -> Result<Vec<u8>> {
+/// A payload the command requires: its bytes, or an error that says what to send.
+fn required_bytes(argument: Option<&str>, command: &str, example: &str) -> Result<Vec<u8>> {
     payload::present(payload::read(argument)?, command, example)
 }
 
-/// A command that takes one payload or an array of them: an array is run as a batch.
-fn one_or_batch<T: DeserializeOwned + Send>(
+/// A command that takes one payload or an array of them: an array is run as a batch, a few
+/// items at a time, and answered in input order.
+fn one_or_batch<T: DeserializeOwned + Send, A: Serialize + Send>(
     argument: Option<&str>,
     command: &str,
     example: &str,
     id: impl Fn(&T) -> &TaskId + Sync,
-    work: impl Fn(T) -> Result<Box<RawValue>> + Sync,
+    work: impl Fn(T) -> Result<A> + Sync,
 ) -> Result<Reply> {
-    let bytes = require(argument, command, example)?;
+    let bytes = required_bytes(argument, command, example)?;
     match payload::one_or_many(&bytes, example)? {
-        Ok(one) => work(one).map(Reply::Data),
+        Ok(one) => data(work(one)?),
         Err(many) => {
             let items = many.into_iter().enumerate().collect();
             let results =
                 batch::run_items(items, batch::WORKERS, |t| Some(id(t).to_string()), work);
-            batch::answer(results, None)
+            batch_reply(results, None, |answer| answer)
         }
     }
 }
 
-fn id_payload(argument: Option<String>, command: &str) -> Result<payload::input::IdInput> {
-    payload::require(
-        payload::read(argument.as_deref())?,
-        command,
-        r#"{"id":"web"}"#,
-    )
+/// The batch answer for `items`, each answered by `answer`; exit code 1 if any failed.
+fn batch_reply<T, A: Serialize>(
+    items: Vec<Item<T>>,
+    concurrency: Option<usize>,
+    answer: impl Fn(T) -> A,
+) -> Result<Reply> {
+    let results = items
+        .into_iter()
+        .map(|item| {
+            let result = item.result.and_then(|t| encode(answer(t)));
+            ItemResult::new(item.index, item.target, result)
+        })
+        .collect();
+    let answer = BatchAnswer::new(results, concurrency);
+    let failed = answer.error_count > 0;
+    let data = encode(answer)?;
+    Ok(if failed {
+        Reply::DataWithFailures(data)
+    } else {
+        Reply::Data(data)
+    })
+}
+
+/// `--stream`: prints each frame as it comes; a closed stdout ends the follow, as does a
+/// reader that went away while nothing was printed.
+fn print_frames(output: &Output) -> (impl FnMut(Frame) -> ControlFlow<()>, Cancel) {
+    let output = *output;
+    let sink = move |frame: Frame| match output.frame(&frame) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(_) => ControlFlow::Break(()),
+    };
+    (sink, Cancel::when(move || output.reader_gone()))
 }
 
 /// A completion script for `shell`, generated from the clap definitions.
@@ -198,11 +152,6 @@ fn completions(shell: clap_complete::Shell) -> String {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "background-tasks", &mut script);
     String::from_utf8_lossy(&script).into_owned()
-}
-
-/// The state directory, created on first use and checked on every use.
-pub fn open_state() -> Result<StateDir> {
-    StateDir::open(StateDir::locate()?)
 }
 
 /// Encodes an answer once, straight from its typed value: no intermediate JSON tree.

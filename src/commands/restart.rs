@@ -1,78 +1,24 @@
-//! `restart {id, env?}`: stop the task if it runs, then start its next run (`run` + 1)
-//! with the same command, workdir and tags.
+//! `restart {id, env?}` or an array: stop the task if it runs, then start its next run with
+//! the same command ([`crate::lifecycle::restart`]).
 
-use crate::commands::open_state;
-use crate::commands::start::launch_run;
-use crate::commands::stop::stop_task;
-use crate::error::{Error, Result};
+use super::{Reply, one_or_batch};
+use crate::cli::PayloadArgs;
+use crate::error::Result;
+use crate::lifecycle::Tasks;
+use crate::lifecycle::restart::RestartArgs;
 use crate::payload::answer::TaskAnswer;
-use crate::payload::input::{IfRunning, RestartInput};
-use crate::payload::task::Task;
-use crate::state::{Status, TaskRecord, observe};
+use crate::payload::input::RestartInput;
 
-pub fn run(input: RestartInput) -> Result<TaskAnswer> {
-    input.validate()?;
-    let state = open_state()?;
-    let paths = state.task(&input.id);
-    let record = observe(&paths, &input.id)?;
-    // Values of the environment are never stored, so they must come again.
-    let missing: Vec<&str> = record
-        .env_keys
-        .iter()
-        .filter(|key| !input.env.contains_key(*key))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::input_at(
-            "env",
-            format!(
-                "env: the task was started with {} whose values are never stored",
-                missing.join(", ")
-            ),
-            "Pass the values again: restart {\"id\":..,\"env\":{...}}.",
-        ));
-    }
-    if !record.status.is_terminal() {
-        stop_task(&paths, &input.id, None, None, None)?;
-    }
-    let mut env_keys = record.env_keys.clone();
-    env_keys.extend(
-        input
-            .env
-            .keys()
-            .filter(|k| !record.env_keys.contains(k))
-            .cloned(),
-    );
-    let template = TaskRecord {
-        status: Status::Running,
-        env_keys,
-        pid: None,
-        pgid: None,
-        pid_start_ticks: None,
-        supervisor_pid: None,
-        supervisor_start_ticks: None,
-        boot_id: None,
-        exit_code: None,
-        signal: None,
-        core_dumped: false,
-        reason: None,
-        error: None,
-        started_at_ms: None,
-        ended_at_ms: None,
-        // A restart runs now, not in the queue of the batch it first ran in.
-        batch: None,
-        ready: record.ready_spec.as_ref().map(|_| false),
-        ready_at_ms: None,
-        progress: None,
-        ..record
-    };
-    let (record, _) = launch_run(
-        &state,
-        &input.id,
-        template,
-        input.env,
-        IfRunning::Error,
-        None,
-    )?;
-    Ok(TaskAnswer::new(Task::from_record(&record, &paths)))
+pub fn run(args: PayloadArgs) -> Result<Reply> {
+    one_or_batch(
+        args.payload.as_deref(),
+        "restart",
+        r#"{"id":"web"}"#,
+        |input: &RestartInput| &input.id,
+        |input| {
+            input.validate()?;
+            let task = Tasks::open()?.restart(RestartArgs { input })?;
+            Ok(TaskAnswer::new(task))
+        },
+    )
 }

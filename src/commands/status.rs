@@ -1,16 +1,19 @@
 //! `status {id}`: one task, truthfully (a task whose supervisor vanished is `lost`).
 
-use crate::commands::open_state;
+use crate::cli::PayloadArgs;
 use crate::error::Result;
+use crate::lifecycle::Tasks;
+use crate::lifecycle::observe::StatusArgs;
+use crate::payload;
 use crate::payload::answer::TaskAnswer;
 use crate::payload::input::IdInput;
-use crate::payload::task::{Task, listening_ports};
-use crate::state::observe;
 
-pub fn run(input: IdInput) -> Result<TaskAnswer> {
-    let paths = open_state()?.task(&input.id);
-    let record = observe(&paths, &input.id)?;
-    let mut task = Task::from_record(&record, &paths);
-    task.ports = Some(listening_ports(&record));
+pub fn run(args: PayloadArgs) -> Result<TaskAnswer> {
+    let input: IdInput = payload::require(
+        payload::read(args.payload.as_deref())?,
+        "status",
+        r#"{"id":"web"}"#,
+    )?;
+    let task = Tasks::open()?.status(StatusArgs { id: input.id })?;
     Ok(TaskAnswer::new(task))
 }

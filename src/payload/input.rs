@@ -189,6 +189,22 @@ pub struct PruneInput {
     pub status: Option<Status>,
 }
 
+impl PruneInput {
+    /// Checks what serde cannot: a finite, non-negative age.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(age) = self.older_than_s
+            && !(age.is_finite() && age >= 0.0)
+        {
+            return Err(Error::input_at(
+                "older_than_s",
+                format!("older_than_s: {age} is out of range"),
+                "Give a number of seconds, 0 or more.",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `wait`: one task (`id`) and what to wait for, or several (`ids`) and whether all or any
 /// must end.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -261,6 +277,23 @@ pub struct ListInput {
     #[serde(default)]
     #[schemars(schema_with = "crate::payload::task::task_fields")]
     pub fields: Option<Vec<String>>,
+}
+
+impl ListInput {
+    /// Checks what serde cannot: every name in `fields` is a task field.
+    pub fn validate(&self) -> Result<()> {
+        use crate::payload::task::FIELDS;
+        for (i, field) in self.fields.iter().flatten().enumerate() {
+            if !FIELDS.contains(&field.as_str()) {
+                return Err(Error::input_at(
+                    format!("fields[{i}]"),
+                    format!("fields[{i}]: {field:?} is not a task field"),
+                    format!("Task fields: {}.", FIELDS.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `stop`: one task, how to signal it and how long to wait before SIGKILL.

@@ -95,6 +95,27 @@ pub fn wait_released(paths: &TaskPaths, timeout: Option<Duration>) -> Result<boo
     }
 }
 
+/// Starts waiting for the supervisor's exit on a helper thread, which calls `released` with
+/// the outcome once the lock is free. Returns `false` (and calls nothing) when the task has
+/// no lock file, so no supervisor to wait for. The caller waits on whatever `released`
+/// signals, next to its own deadline and cancellation; the helper stays blocked until the
+/// supervisor exits, however soon the caller gives up.
+pub fn notify_released(
+    paths: &TaskPaths,
+    released: impl FnOnce(io::Result<()>) + Send + 'static,
+) -> Result<bool> {
+    let file = match File::open(paths.lock()) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::store("open", paths.lock(), e)),
+    };
+    std::thread::Builder::new()
+        .name("lock-wait".into())
+        .spawn(move || released(file.lock_shared()))
+        .map_err(|e| Error::store("wait for the lock of", paths.lock(), e))?;
+    Ok(true)
+}
+
 /// Runs a blocking call on a helper thread and gives up on it after `timeout`. A call given
 /// up on stays blocked until the process exits, which is soon: every command is short-lived.
 fn block_on<T: Send + 'static>(

@@ -1,43 +1,47 @@
-//! Batches: `start`, `stop`, `restart` and `rm` take an array of their payloads.
+//! Batches: many items of one operation (`start`, `stop`, `restart`, `rm` with an array),
+//! worked on in parallel, a few at a time, with their results in input order.
 //!
-//! Items run in parallel (a few at a time) and are answered in input order
-//! ([`crate::payload::batch`]). Any failed item makes the exit code 1; the answer still says
-//! which items succeeded.
+//! Every front end answers a batch with one result per item ([`crate::payload::batch`] is
+//! the CLI's form); this module only runs the items.
 
 use std::sync::Mutex;
 
-use serde_json::value::RawValue;
-
-use crate::commands::{Reply, encode};
-use crate::error::{Error, Result};
-use crate::payload::batch::{BatchAnswer, ItemResult};
+use crate::error::Result;
 
 /// How many items of a batch are worked on at once by this process.
 pub const WORKERS: usize = 8;
 
-/// Collects results into the batch answer; the exit code is 1 if any item failed.
-pub fn answer(results: Vec<ItemResult>, concurrency: Option<usize>) -> Result<Reply> {
-    let answer = BatchAnswer::new(results, concurrency);
-    let failed = answer.error_count > 0;
-    let data = encode(answer)?;
-    Ok(if !failed {
-        Reply::Data(data)
-    } else {
-        Reply::DataWithFailures(data)
-    })
+/// One item's result.
+#[derive(Debug)]
+pub struct Item<T> {
+    /// The item's place in the input, from 0.
+    pub index: usize,
+    /// The task the item was about (its id), when known.
+    pub target: Option<String>,
+    pub result: Result<T>,
+}
+
+impl<T> Item<T> {
+    pub fn new(index: usize, target: Option<String>, result: Result<T>) -> Item<T> {
+        Item {
+            index,
+            target,
+            result,
+        }
+    }
 }
 
 /// Runs `work` on every `(input index, item)`, at most `workers` at once, and returns the
 /// results in input order. `target` names an item's task for its result.
-pub fn run_items<T: Send>(
+pub fn run_items<T: Send, R: Send>(
     items: Vec<(usize, T)>,
     workers: usize,
     target: impl Fn(&T) -> Option<String> + Sync,
-    work: impl Fn(T) -> Result<Box<RawValue>> + Sync,
-) -> Vec<ItemResult> {
+    work: impl Fn(T) -> Result<R> + Sync,
+) -> Vec<Item<R>> {
     parallel(items, workers, |item| (target(&item), work(item)))
         .into_iter()
-        .map(|(index, (name, result))| ItemResult::new(index, name, result))
+        .map(|(index, (target, result))| Item::new(index, target, result))
         .collect()
 }
 
@@ -67,9 +71,4 @@ pub fn parallel<T: Send, R: Send>(
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
     results
-}
-
-/// A batch item that could not even be read.
-pub fn invalid(index: usize, error: Error) -> ItemResult {
-    ItemResult::new(index, None, Err(error))
 }

@@ -1,0 +1,559 @@
+//! Launching: start one task, or a batch, each under a new supervisor.
+//!
+//! `start` validates the payload, takes the task's lock, hands it to a freshly spawned
+//! supervisor and answers only once the task has exec'd (`running`, with its pid), failed to
+//! (`SpawnFailed`, with the OS reason; the record says `failed`), or been queued. With
+//! `if_running`, a task already running under the id is an error, is answered as it is
+//! (`reuse`, when it runs the same command), or is stopped first (`restart`).
+//!
+//! A batch starts its items in parallel. With a concurrency, at most that many of them run
+//! at once: `start` creates the batch's slot and turn locks, takes every turn lock itself and
+//! hands turn `i` to task `i` (see `supervisor::queue`), so the queue's order is fixed before
+//! any supervisor runs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::lifecycle::batch::{self, Item};
+use crate::lifecycle::stop::{StopArgs, stop_record};
+use crate::lifecycle::wait::{Bound, until_ready, until_terminal};
+use crate::lifecycle::{Cancel, Tasks};
+use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, set_private_mode};
+use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput};
+use crate::payload::task::Task;
+use crate::procfs::Identity;
+use crate::state::lock::TaskLock;
+use crate::state::reconcile::reconcile_locked;
+use crate::state::record::{BatchSlot, FORMAT_VERSION};
+use crate::state::{Reason, Status, TaskRecord};
+use crate::supervisor::launch::{LaunchError, launch};
+use crate::supervisor::queue::open_lock;
+use crate::supervisor::{Report, Spec};
+use crate::time::now_ms;
+
+/// How long a `start` waits for a lock held only for an instant (a reader's probe, or a
+/// supervisor writing its last record) before it reports the task as running.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// `start`: one task.
+#[derive(Debug)]
+pub struct StartArgs {
+    pub input: StartInput,
+    /// Answer once the task has ended, or (with `ready`) once it is ready.
+    pub wait: bool,
+    /// With `wait`: wait at most this long (`None`: no bound); the task runs on.
+    pub timeout: Option<Duration>,
+    pub cancel: Cancel,
+}
+
+/// `start` with an array: a batch.
+#[derive(Debug)]
+pub struct StartBatchArgs {
+    pub inputs: Vec<StartInput>,
+    /// Answer once every task has ended (or is ready).
+    pub wait: bool,
+    /// With `wait`: the bound of the whole call, not of each item.
+    pub timeout: Option<Duration>,
+    /// At most this many of the batch's tasks run at once; the rest are queued.
+    pub concurrency: Option<usize>,
+    pub cancel: Cancel,
+}
+
+/// A started task.
+#[derive(Debug)]
+pub struct Started {
+    pub task: Task,
+    /// `true` when `if_running: "reuse"` answered the task that was already running.
+    pub reused: bool,
+}
+
+/// A task `start` launched (or found running, with `reuse`), before any wait.
+struct Launched {
+    id: TaskId,
+    record: TaskRecord,
+    reused: bool,
+}
+
+impl Tasks {
+    /// Starts one task.
+    pub fn start(&self, args: StartArgs) -> Result<Started> {
+        let launched = self.start_one(args.input, None)?;
+        let wait = args.wait.then_some(args.timeout);
+        self.finish(launched, wait, &args.cancel)
+    }
+
+    /// Starts a batch: items in parallel, results in input order.
+    pub fn start_batch(&self, args: StartBatchArgs) -> Result<Vec<Item<Started>>> {
+        let state = &self.state;
+        // Ids are fixed first, so that a duplicate inside the batch is known before anything
+        // starts: the first occurrence wins.
+        let mut seen = HashSet::new();
+        let mut items = Vec::with_capacity(args.inputs.len());
+        let mut results = Vec::new();
+        for (index, mut input) in args.inputs.into_iter().enumerate() {
+            let id = input.id.clone().unwrap_or_else(|| fresh_id(state));
+            if !seen.insert(id.clone()) {
+                let error = Error::TaskAlreadyRunning {
+                    id: id.to_string(),
+                    pid: None,
+                    differences: Vec::new(),
+                    hint: Some(
+                        "An earlier item of this batch has the same id; each id may appear once.",
+                    ),
+                };
+                results.push(Item::new(index, Some(id.to_string()), Err(error)));
+                continue;
+            }
+            input.id = Some(id);
+            items.push((index, input));
+        }
+        let queue = match args.concurrency {
+            Some(n) if n < items.len() => Some(Queue::create(state, n, items.len())?),
+            _ => None,
+        };
+        // Each item owns its turn lock until its supervisor has it; an item that fails before
+        // that lets it go, so the queue behind it moves on.
+        let mut turns = queue
+            .as_ref()
+            .map(|q| q.turns())
+            .transpose()?
+            .unwrap_or_default();
+        let work: Vec<(usize, (StartInput, Option<Queued>))> = items
+            .into_iter()
+            .enumerate()
+            .map(|(position, (index, input))| {
+                let slot = queue.as_ref().map(|q| q.slot(position));
+                let turn = turns.get_mut(position).and_then(Option::take);
+                (index, (input, slot.zip(turn)))
+            })
+            .collect();
+        // Launch everything first, then wait: a worker that waited for its task before taking
+        // the next would hold the batch to the number of workers.
+        let launched = batch::parallel(work, batch::WORKERS, |(input, queued)| {
+            let target = input.id.as_ref().map(ToString::to_string);
+            (target, self.start_one(input, queued))
+        });
+        // The timeout bounds the whole call, not each item.
+        let deadline = args.timeout.map(|t| Instant::now() + t);
+        for (index, (target, launched)) in launched {
+            let wait = args
+                .wait
+                .then(|| deadline.map(|d| d.saturating_duration_since(Instant::now())));
+            let started = launched.and_then(|l| self.finish(l, wait, &args.cancel));
+            results.push(Item::new(index, target, started));
+        }
+        results.sort_by_key(|item| item.index);
+        Ok(results)
+    }
+
+    /// Waits for the end (or, with `ready`, for readiness) if asked, and says how it is.
+    fn finish(
+        &self,
+        launched: Launched,
+        wait: Option<Option<Duration>>,
+        cancel: &Cancel,
+    ) -> Result<Started> {
+        let paths = self.paths(&launched.id);
+        let record = match (wait, &launched.record.ready_spec) {
+            (Some(timeout), Some(spec)) => {
+                let mut bound = Bound::new(timeout, cancel, None);
+                bound.limit(spec.timeout_s.map(Duration::from_secs_f64));
+                until_ready(&paths, &launched.id, &mut bound)?
+            }
+            (Some(timeout), None) => {
+                until_terminal(&paths, &launched.id, &mut Bound::new(timeout, cancel, None))?
+            }
+            (None, _) => launched.record,
+        };
+        Ok(Started {
+            task: Task::from_record(&record, &paths),
+            reused: launched.reused,
+        })
+    }
+
+    /// Starts one task; `queue` places it in a batch with its turn lock.
+    fn start_one(&self, input: StartInput, queue: Option<Queued>) -> Result<Launched> {
+        let state = &self.state;
+        input.validate()?;
+        let id = match input.id.clone() {
+            Some(id) => id,
+            None => fresh_id(state),
+        };
+        let if_running = input.if_running;
+        if let Some(port) = input.ready.as_ref().and_then(|r| r.port) {
+            check_port_free(state, port, &id)?;
+        }
+        let (slot, turn) = queue.unzip();
+        let env = input.env.clone();
+        let template = template(&id, input, slot)?;
+        let (record, reused) = self.launch_run(Run {
+            id: &id,
+            template,
+            env,
+            if_running,
+            turn,
+        })?;
+        Ok(Launched { id, record, reused })
+    }
+}
+
+/// A batch item's place in its queue, and its turn lock.
+type Queued = (BatchSlot, File);
+
+/// The record of a new run, before the supervisor fills in its process.
+fn template(id: &TaskId, input: StartInput, batch: Option<BatchSlot>) -> Result<TaskRecord> {
+    let workdir = resolve_workdir(input.workdir.as_deref())?;
+    let owner_start_ticks = input
+        .stop_with_pid
+        .and_then(Identity::of)
+        .map(|i| i.start_ticks);
+    Ok(TaskRecord {
+        format_version: FORMAT_VERSION,
+        id: id.to_string(),
+        name: input.name,
+        command: input.command,
+        args: input.args,
+        shell: input.shell,
+        workdir,
+        env_keys: input.env.keys().cloned().collect(),
+        tags: input.tags,
+        grace_ms: (input.grace_s.unwrap_or(DEFAULT_GRACE_S) * 1000.0).round() as u64,
+        status: Status::Running,
+        run: 1,
+        pid: None,
+        pgid: None,
+        pid_start_ticks: None,
+        supervisor_pid: None,
+        supervisor_start_ticks: None,
+        boot_id: None,
+        exit_code: None,
+        signal: None,
+        core_dumped: false,
+        reason: None,
+        error: None,
+        created_at_ms: now_ms(),
+        started_at_ms: None,
+        ended_at_ms: None,
+        timeout_ms: input.timeout_s.map(|s| (s * 1000.0).round() as u64),
+        owner_pid: input.stop_with_pid,
+        owner_start_ticks,
+        batch,
+        ready: input.ready.as_ref().map(|_| false),
+        ready_spec: input.ready,
+        ready_at_ms: None,
+        progress: None,
+    })
+}
+
+/// The slot and turn locks of one batch started with a concurrency.
+struct Queue {
+    id: String,
+    paths: BatchPaths,
+    concurrency: usize,
+    size: usize,
+}
+
+impl Queue {
+    fn create(state: &StateDir, concurrency: usize, size: usize) -> Result<Queue> {
+        let id = format!("b_{}", &TaskId::generate().as_str()[3..]);
+        let paths = state.batch(&id);
+        let dir = &paths.dir;
+        fs::create_dir_all(dir).map_err(|e| Error::store("create the batch folder", dir, e))?;
+        set_private_mode(&state.batches_dir(), 0o700)?;
+        set_private_mode(dir, 0o700)?;
+        for k in 0..concurrency {
+            let path = paths.slot(k);
+            open_lock(&path).map_err(|e| Error::store("create", &path, e))?;
+        }
+        Ok(Queue {
+            id,
+            paths,
+            concurrency,
+            size,
+        })
+    }
+
+    fn slot(&self, index: usize) -> BatchSlot {
+        BatchSlot {
+            id: self.id.clone(),
+            index,
+            concurrency: self.concurrency,
+        }
+    }
+
+    /// Takes every turn lock, before any supervisor of the batch runs.
+    fn turns(&self) -> Result<Vec<Option<File>>> {
+        (0..self.size)
+            .map(|i| {
+                let path = self.paths.turn(i);
+                let file = open_lock(&path).map_err(|e| Error::store("create", &path, e))?;
+                file.lock().map_err(|e| Error::store("lock", &path, e))?;
+                Ok(Some(file))
+            })
+            .collect()
+    }
+}
+
+/// The next run of a task: what `start` and `restart` hand to [`Tasks::launch_run`].
+pub(crate) struct Run<'a> {
+    pub id: &'a TaskId,
+    /// The new run's record; its `run` and `created_at_ms` are replaced when the task ran
+    /// before.
+    pub template: TaskRecord,
+    /// The environment's values, for the supervisor alone (never stored).
+    pub env: BTreeMap<String, String>,
+    pub if_running: IfRunning,
+    /// A queued batch item's turn lock, handed to its supervisor.
+    pub turn: Option<File>,
+}
+
+impl Tasks {
+    /// Starts the next run of a task. Returns its record and whether a running task was
+    /// reused instead.
+    pub(crate) fn launch_run(&self, run: Run<'_>) -> Result<(TaskRecord, bool)> {
+        let Run {
+            id,
+            mut template,
+            env,
+            if_running,
+            turn,
+        } = run;
+        let paths = self.paths(id);
+        paths.create()?;
+        let lock = match acquire_for_start(&paths, id, &template, if_running)? {
+            Acquired::Lock(lock) => lock,
+            Acquired::Reused(record) => return Ok((*record, true)),
+        };
+        // A previous run whose supervisor died is recorded `lost` (and its leftovers killed)
+        // before the new run replaces it.
+        if let Some(prior) = reconcile_locked(&paths, &lock)? {
+            template.run = prior.run.saturating_add(1);
+            template.created_at_ms = prior.created_at_ms;
+            keep_previous_log(&paths, prior.run)?;
+        }
+        let run = template.run;
+        let spec = Spec {
+            home: self.state.root().to_path_buf(),
+            record: template,
+            env,
+        };
+        let spawn_failed = |cause: String, source: io::Error| Error::SpawnFailed {
+            id: id.to_string(),
+            cause,
+            source,
+        };
+        let launched = launch(&spec, &lock, turn.as_ref());
+        // The supervisor holds the turn now (or nobody needs it): let ours go.
+        drop(turn);
+        match launched {
+            Ok(Report::Running { .. } | Report::Queued | Report::Ended) => {
+                let record = TaskRecord::read(&paths)?.ok_or_else(|| {
+                    Error::store(
+                        "read the record",
+                        paths.record(),
+                        io::Error::from(io::ErrorKind::NotFound),
+                    )
+                })?;
+                Ok((record, false))
+            }
+            Ok(Report::SpawnFailed {
+                cause,
+                os_error,
+                message,
+            }) => Err(spawn_failed(
+                cause,
+                os_error.map_or_else(|| io::Error::other(message), io::Error::from_raw_os_error),
+            )),
+            Err(error) => {
+                // No supervisor is running this run, and we still hold the lock: record the
+                // failure so the task is not left without a record or stuck in `running`.
+                let what = error.to_string();
+                let source = match error {
+                    LaunchError::Spawn(e) | LaunchError::NoReport(e) => e,
+                };
+                let current = TaskRecord::read(&paths).ok().flatten();
+                if current.is_none_or(|r| r.run != run) {
+                    let mut failed = spec.record;
+                    failed.finish(Status::Failed, Reason::SpawnError, now_ms());
+                    failed.error = Some(
+                        Error::SpawnFailed {
+                            id: id.to_string(),
+                            cause: "supervisor".into(),
+                            // The OS reason too ("Too many open files"), not only what failed.
+                            source: io::Error::other(format!("{what}: {source}")),
+                        }
+                        .full_message(),
+                    );
+                    failed.write(&paths)?;
+                }
+                Err(spawn_failed("supervisor".into(), source))
+            }
+        }
+    }
+}
+
+/// What `acquire_for_start` found.
+enum Acquired {
+    Lock(TaskLock),
+    /// `if_running: "reuse"`: the running task, which runs the same command.
+    Reused(Box<TaskRecord>),
+}
+
+/// Takes the task's lock for a new run, or answers for the task already running.
+fn acquire_for_start(
+    paths: &TaskPaths,
+    id: &TaskId,
+    template: &TaskRecord,
+    if_running: IfRunning,
+) -> Result<Acquired> {
+    let mut deadline = Instant::now() + LOCK_PATIENCE;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if let Some(lock) = TaskLock::try_acquire(paths)? {
+            return Ok(Acquired::Lock(lock));
+        }
+        // Someone holds the lock. If it is a live supervisor of a running or queued task,
+        // `if_running` decides; otherwise it is a reader probing, a supervisor writing its
+        // last record, or another start, and the lock is free again in moments.
+        let record = TaskRecord::read(paths).ok().flatten();
+        let running = record.as_ref().filter(|r| !r.status.is_terminal());
+        if let Some(record) = running.filter(|r| supervisor_alive(r)) {
+            let pid = record.pid.map(i64::from);
+            match if_running {
+                IfRunning::Error => return Err(Error::already_running(id, pid)),
+                IfRunning::Reuse => {
+                    let differences = differences(record, template);
+                    if differences.is_empty() {
+                        return Ok(Acquired::Reused(Box::new(record.clone())));
+                    }
+                    return Err(Error::TaskAlreadyRunning {
+                        id: id.to_string(),
+                        pid,
+                        differences,
+                        hint: None,
+                    });
+                }
+                IfRunning::Restart => {
+                    stop_record(paths, &StopArgs::new(id.clone()))?;
+                    deadline = Instant::now() + LOCK_PATIENCE;
+                    continue;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::already_running(
+                id,
+                running.and_then(|r| r.pid).map(i64::from),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn supervisor_alive(record: &TaskRecord) -> bool {
+    record
+        .supervisor_pid
+        .zip(record.supervisor_start_ticks)
+        .is_some_and(|(pid, start_ticks)| Identity { pid, start_ticks }.is_alive())
+}
+
+/// What a request names differently from the running task (for `reuse`).
+fn differences(running: &TaskRecord, wanted: &TaskRecord) -> Vec<String> {
+    let mut differ = Vec::new();
+    if running.command != wanted.command {
+        differ.push("command".to_owned());
+    }
+    if running.args != wanted.args {
+        differ.push("args".to_owned());
+    }
+    if running.shell != wanted.shell {
+        differ.push("shell".to_owned());
+    }
+    if running.workdir.trim_end_matches('/') != wanted.workdir.trim_end_matches('/') {
+        differ.push("workdir".to_owned());
+    }
+    differ
+}
+
+/// `ready.port` must be free before the task starts: otherwise the task could be "ready"
+/// because of someone else's listener. A port held by this very task (a reuse or a
+/// restart of it) is its own business.
+fn check_port_free(state: &StateDir, port: u32, id: &TaskId) -> Result<()> {
+    let Ok(port) = u16::try_from(port) else {
+        return Ok(()); // Refused by validation already.
+    };
+    if !crate::ready::port_accepts(port) {
+        return Ok(());
+    }
+    let holder = crate::ready::port_holder(port);
+    let pgrp = holder
+        .as_ref()
+        .and_then(|(pid, _)| crate::procfs::stat(*pid))
+        .map(|s| s.pgrp);
+    let task_id = pgrp.and_then(|pgrp| {
+        state.task_ids().ok()?.into_iter().find(|other| {
+            TaskRecord::read(&state.task(other))
+                .ok()
+                .flatten()
+                .is_some_and(|r| !r.status.is_terminal() && r.pgid == Some(pgrp))
+        })
+    });
+    if task_id.as_ref() == Some(id) {
+        return Ok(());
+    }
+    Err(Error::PortInUse {
+        port,
+        pid: holder.as_ref().map(|(pid, _)| *pid),
+        process: holder.map(|(_, name)| name),
+        task_id: task_id.map(|t| t.to_string()),
+    })
+}
+
+/// Keeps the previous run's output as `output.<run>.log`, and only that one.
+fn keep_previous_log(paths: &TaskPaths, prior_run: u32) -> Result<()> {
+    if prior_run > 1 {
+        let _ = fs::remove_file(paths.old_log(prior_run - 1));
+    }
+    match fs::rename(paths.log(), paths.old_log(prior_run)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::store("keep the previous log", paths.log(), e)),
+    }
+}
+
+fn fresh_id(state: &StateDir) -> TaskId {
+    loop {
+        let id = TaskId::generate();
+        if !state.task(&id).dir.exists() {
+            return id;
+        }
+    }
+}
+
+fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
+    let cwd = || {
+        std::env::current_dir().map_err(|e| {
+            Error::input(
+                format!("could not read the current directory: {e}"),
+                "Give an absolute workdir.",
+            )
+        })
+    };
+    let path = match workdir {
+        Some(dir) if Path::new(dir).is_absolute() => Path::new(dir).to_path_buf(),
+        Some(dir) => cwd()?.join(dir),
+        None => cwd()?,
+    };
+    path.into_os_string().into_string().map_err(|_| {
+        Error::input_at(
+            "workdir",
+            "workdir: the path is not valid UTF-8",
+            "Use a UTF-8 path.",
+        )
+    })
+}

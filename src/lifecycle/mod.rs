@@ -1,0 +1,64 @@
+//! The lifecycle layer: every operation on tasks, with typed arguments and typed results.
+//!
+//! ```text
+//! front ends:  CLI commands (src/commands)   MCP server   web view
+//!                          \                     |          /
+//! lifecycle:   launch · observe · stop · wait · follow · list · logs · rm/prune · restart
+//!                          /                     |          \
+//! contracts:   wire types (payload/)     disk types (state/)     the supervisor
+//! ```
+//!
+//! Each operation is a method of [`Tasks`] (one state directory) that takes one args struct
+//! and returns a value: nothing here prints, exits, or knows which front end called it. When
+//! one operation needs another (`restart` stops, waits and launches), both call this layer;
+//! no front end calls another.
+//!
+//! Blocking operations take a bound (a timeout) and a [`Cancel`], so that a front end that
+//! serves many callers (the MCP server, the web view) can abandon a wait without stopping
+//! the task; they run on the caller's thread and never start an async runtime.
+
+pub mod batch;
+pub mod cancel;
+pub mod doctor;
+pub mod follow;
+pub mod launch;
+pub mod list;
+pub mod logs;
+pub mod observe;
+pub mod restart;
+pub mod retention;
+pub mod stop;
+pub mod wait;
+
+pub use cancel::Cancel;
+
+use crate::error::Result;
+use crate::paths::{StateDir, TaskId, TaskPaths};
+
+/// The tasks of one state directory: the handle every operation is called on.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    state: StateDir,
+}
+
+impl Tasks {
+    /// The state directory of this environment (`$BACKGROUND_TASKS_HOME` or the platform's),
+    /// created on first use and checked on every use.
+    pub fn open() -> Result<Tasks> {
+        Ok(Tasks::new(StateDir::open(StateDir::locate()?)?))
+    }
+
+    /// The tasks of an already opened state directory.
+    pub fn new(state: StateDir) -> Tasks {
+        Tasks { state }
+    }
+
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The files of one task.
+    pub fn paths(&self, id: &TaskId) -> TaskPaths {
+        self.state.task(id)
+    }
+}

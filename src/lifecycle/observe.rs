@@ -1,0 +1,48 @@
+//! Observing: a task as it truly is now (`status`).
+//!
+//! A record is trusted only as far as the lock says its supervisor is alive
+//! ([`crate::state::observe`]): a task whose supervisor vanished is answered `lost`.
+
+use crate::error::Result;
+use crate::lifecycle::Tasks;
+use crate::paths::TaskId;
+use crate::payload::task::Task;
+use crate::state::{TaskRecord, observe};
+
+/// `status`: one task.
+#[derive(Debug, Clone)]
+pub struct StatusArgs {
+    pub id: TaskId,
+}
+
+impl Tasks {
+    /// One task, truthfully, with the TCP ports its processes listen on.
+    pub fn status(&self, args: StatusArgs) -> Result<Task> {
+        let paths = self.paths(&args.id);
+        let record = observe(&paths, &args.id)?;
+        let mut task = Task::from_record(&record, &paths);
+        task.ports = Some(listening_ports(&record));
+        Ok(task)
+    }
+
+    /// The truthful record of a task; `TaskNotFound` if it has none.
+    pub(crate) fn record(&self, id: &TaskId) -> Result<TaskRecord> {
+        observe(&self.paths(id), id)
+    }
+}
+
+/// The TCP ports a running task's processes listen on: its process group, and processes
+/// its supervisor adopted. Reads /proc, so only `status` asks for it.
+pub fn listening_ports(record: &TaskRecord) -> Vec<u16> {
+    if record.status.is_terminal() {
+        return Vec::new();
+    }
+    let pids: Vec<i32> = crate::procfs::all()
+        .into_iter()
+        .filter(|p| {
+            record.pgid.is_some_and(|g| p.pgrp == g) || record.supervisor_pid == Some(p.ppid)
+        })
+        .map(|p| p.pid)
+        .collect();
+    crate::ready::ports_of(&pids)
+}

@@ -1,0 +1,85 @@
+//! Restarting: stop the task if it runs, then start its next run (`run` + 1) with the same
+//! command, workdir and tags.
+
+use crate::error::{Error, Result};
+use crate::lifecycle::Tasks;
+use crate::lifecycle::launch::Run;
+use crate::lifecycle::stop::{StopArgs, stop_record};
+use crate::payload::input::{IfRunning, RestartInput};
+use crate::payload::task::Task;
+use crate::state::{Status, TaskRecord, observe};
+
+/// `restart`: one task, with the values of its environment again (they are never stored).
+#[derive(Debug)]
+pub struct RestartArgs {
+    pub input: RestartInput,
+}
+
+impl Tasks {
+    /// Stops the task if it runs and starts its next run; answers the new run.
+    pub fn restart(&self, args: RestartArgs) -> Result<Task> {
+        let input = args.input;
+        input.validate()?;
+        let paths = self.paths(&input.id);
+        let record = observe(&paths, &input.id)?;
+        // Values of the environment are never stored, so they must come again.
+        let missing: Vec<&str> = record
+            .env_keys
+            .iter()
+            .filter(|key| !input.env.contains_key(*key))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::input_at(
+                "env",
+                format!(
+                    "env: the task was started with {} whose values are never stored",
+                    missing.join(", ")
+                ),
+                "Pass the values again: restart {\"id\":..,\"env\":{...}}.",
+            ));
+        }
+        if !record.status.is_terminal() {
+            stop_record(&paths, &StopArgs::new(input.id.clone()))?;
+        }
+        let mut env_keys = record.env_keys.clone();
+        env_keys.extend(
+            input
+                .env
+                .keys()
+                .filter(|k| !record.env_keys.contains(k))
+                .cloned(),
+        );
+        let template = TaskRecord {
+            status: Status::Running,
+            env_keys,
+            pid: None,
+            pgid: None,
+            pid_start_ticks: None,
+            supervisor_pid: None,
+            supervisor_start_ticks: None,
+            boot_id: None,
+            exit_code: None,
+            signal: None,
+            core_dumped: false,
+            reason: None,
+            error: None,
+            started_at_ms: None,
+            ended_at_ms: None,
+            // A restart runs now, not in the queue of the batch it first ran in.
+            batch: None,
+            ready: record.ready_spec.as_ref().map(|_| false),
+            ready_at_ms: None,
+            progress: None,
+            ..record
+        };
+        let (record, _) = self.launch_run(Run {
+            id: &input.id,
+            template,
+            env: input.env,
+            if_running: IfRunning::Error,
+            turn: None,
+        })?;
+        Ok(Task::from_record(&record, &paths))
+    }
+}

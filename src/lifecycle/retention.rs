@@ -1,0 +1,154 @@
+//! Removing finished tasks and their files: one (`rm`) or in bulk (`prune`).
+//!
+//! A task is removed under its lock, so no supervisor can be writing it meanwhile: a running
+//! or queued task is refused (or, with `force`, stopped first). Removing takes the whole
+//! task folder: record, logs, journal, lock.
+
+use std::fs;
+use std::io;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::lifecycle::Tasks;
+use crate::lifecycle::stop::{StopArgs, stop_record};
+use crate::paths::{StateDir, TaskId};
+use crate::payload::input::{PruneInput, RmInput};
+use crate::state::lock::TaskLock;
+use crate::state::{Status, TaskRecord, observe};
+use crate::time::now_ms;
+
+/// How long `rm` waits for a lock held only for an instant (a reader probing, or a
+/// supervisor writing its last record and exiting).
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// `rm`: one task, stopped first with `force`.
+#[derive(Debug)]
+pub struct RmArgs {
+    pub input: RmInput,
+}
+
+/// A removed task.
+#[derive(Debug)]
+pub struct Removed {
+    pub task_id: TaskId,
+    /// The task's last status.
+    pub status: Status,
+}
+
+/// `prune`: every filter given must match.
+#[derive(Debug, Default)]
+pub struct PruneArgs {
+    pub input: PruneInput,
+}
+
+/// The ids of the tasks removed.
+#[derive(Debug)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+}
+
+impl Tasks {
+    /// Removes a finished task and its files.
+    pub fn rm(&self, args: RmArgs) -> Result<Removed> {
+        let input = args.input;
+        let paths = self.paths(&input.id);
+        let mut record = observe(&paths, &input.id)?;
+        if !record.status.is_terminal() {
+            if !input.force {
+                return Err(Error::TaskAlreadyRunning {
+                    id: input.id.to_string(),
+                    pid: record.pid.map(i64::from),
+                    differences: Vec::new(),
+                    hint: Some(
+                        "A task is removed once it has ended: stop it first, or pass force: true.",
+                    ),
+                });
+            }
+            record = stop_record(&paths, &StopArgs::new(input.id.clone()))?.0;
+        }
+        remove(&self.state, &input.id)?;
+        Ok(Removed {
+            task_id: input.id,
+            status: record.status,
+        })
+    }
+
+    /// Removes finished tasks by age and status, keeping the most recently ended; never a
+    /// running or queued one.
+    pub fn prune(&self, args: PruneArgs) -> Result<Pruned> {
+        let input = args.input;
+        input.validate()?;
+        let state = &self.state;
+        let now = now_ms();
+        let mut finished: Vec<TaskRecord> = Vec::new();
+        for id in state.task_ids()? {
+            let Ok(record) = observe(&state.task(&id), &id) else {
+                continue;
+            };
+            let ended = record.ended_at_ms.unwrap_or(record.created_at_ms);
+            let old_enough = input
+                .older_than_s
+                .is_none_or(|age| (now - ended) as f64 >= age * 1000.0);
+            if record.status.is_terminal()
+                && input.status.is_none_or(|s| s == record.status)
+                && old_enough
+            {
+                finished.push(record);
+            }
+        }
+        // Newest first, so that `keep_last` keeps the most recently ended.
+        finished.sort_by_key(|r| {
+            std::cmp::Reverse((r.ended_at_ms.unwrap_or(r.created_at_ms), r.id.clone()))
+        });
+        let mut removed = Vec::new();
+        for record in finished.into_iter().skip(input.keep_last.unwrap_or(0)) {
+            let Ok(id) = TaskId::parse(&record.id) else {
+                continue;
+            };
+            // A task restarted meanwhile is refused under its lock, and kept.
+            if remove(state, &id).is_ok() {
+                removed.push(record.id);
+            }
+        }
+        prune_batches(state);
+        Ok(Pruned { removed })
+    }
+}
+
+/// Removes a terminal task's folder, under its lock.
+fn remove(state: &StateDir, id: &TaskId) -> Result<()> {
+    let paths = state.task(id);
+    let lock = TaskLock::acquire_within(&paths, LOCK_PATIENCE)?
+        .ok_or_else(|| Error::already_running(id, None))?;
+    // Under the lock, the record cannot change: check once more that it has ended.
+    if let Some(record) = TaskRecord::read(&paths)?
+        && !record.status.is_terminal()
+    {
+        return Err(Error::already_running(id, record.pid.map(i64::from)));
+    }
+    let removed = fs::remove_dir_all(&paths.dir);
+    drop(lock);
+    match removed {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::store("remove", &paths.dir, e)),
+    }
+}
+
+/// Removes batch folders no supervisor uses any more (every one of their locks is free).
+fn prune_batches(state: &StateDir) {
+    let Ok(entries) = fs::read_dir(state.batches_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(locks) = fs::read_dir(entry.path()) else {
+            continue;
+        };
+        let idle = locks
+            .flatten()
+            .all(|lock| fs::File::open(lock.path()).is_ok_and(|f| f.try_lock().is_ok()));
+        if idle {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}

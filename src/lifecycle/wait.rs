@@ -1,0 +1,480 @@
+//! Waiting: until a task has ended, until it is ready, until conditions hold, or until all
+//! (or any) of several tasks have ended.
+//!
+//! Waiting for the end blocks on the supervisor's lock, so it wakes the instant the
+//! supervisor exits, with no polling. Waiting for conditions (`until: {log?, port?,
+//! http?}`) reads the current run's output as it is written (notify) and tries ports and
+//! URLs on a short timer; if the task ends first, the answer is `TaskNotReady` with the
+//! last lines of its log. Every wait is bounded by a timeout (`TaskWaitTimedOut`,
+//! retryable; the task runs on) and can be cancelled from outside, which ends it the same
+//! way. A progress callback, when given, hears of each change to the task while it waits.
+
+use std::fs::File;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::follow::DirWatch;
+use crate::lifecycle::{Cancel, Tasks};
+use crate::output_log;
+use crate::paths::{TaskId, TaskPaths};
+use crate::payload::input::{Until, WaitInput, WaitMode};
+use crate::payload::task::Task;
+use crate::ready::{self, Probe};
+use crate::state::lock;
+use crate::state::{TaskRecord, observe};
+
+/// How many lines of output a `TaskNotReady` error carries.
+pub const LOG_TAIL_LINES: u64 = 20;
+
+/// How often a wait blocked on a lock looks at the task for its progress callback.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Hears of the task while a wait blocks: called with the task as it is at the start, and
+/// again whenever its record changed (status, progress, readiness).
+pub type OnProgress = Box<dyn FnMut(&Task) + Send>;
+
+/// `wait`: one task (`id`, and what to wait for) or several (`ids`, all or any).
+pub struct WaitArgs {
+    pub input: WaitInput,
+    /// At most this long (`None`: no bound); then `TaskWaitTimedOut`.
+    pub timeout: Option<Duration>,
+    pub cancel: Cancel,
+    pub progress: Option<OnProgress>,
+}
+
+/// What a wait ends with.
+#[derive(Debug)]
+pub enum Waited {
+    /// `wait {id}`: the task, ended (or ready, with conditions).
+    One(Box<Task>),
+    /// `wait {ids, mode}`: every task of `ids`, in that order, as it is now, and the ids of
+    /// those that have ended: all of them with `all`, at least one with `any`.
+    Several {
+        mode: WaitMode,
+        tasks: Vec<Task>,
+        ended: Vec<String>,
+    },
+}
+
+impl std::fmt::Debug for WaitArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitArgs")
+            .field("input", &self.input)
+            .field("timeout", &self.timeout)
+            .field("cancel", &self.cancel)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Tasks {
+    /// Blocks until the task(s) of `args.input` have ended, or its conditions hold.
+    pub fn wait(&self, args: WaitArgs) -> Result<Waited> {
+        let WaitArgs {
+            input,
+            timeout,
+            cancel,
+            progress,
+        } = args;
+        let mut bound = Bound::new(timeout, &cancel, progress);
+        match (input.id, input.ids) {
+            (Some(id), None) if input.mode.is_none() => self
+                .wait_one(&id, input.until, &mut bound)
+                .map(|task| Waited::One(Box::new(task))),
+            (Some(_), None) => Err(Error::input_at(
+                "mode",
+                "mode: only with ids",
+                "Use {\"ids\":[\"a\",\"b\"],\"mode\":\"any\"}, or leave mode out.",
+            )),
+            (None, Some(ids)) => {
+                self.wait_several(ids, input.mode.unwrap_or_default(), input.until, &mut bound)
+            }
+            (Some(_), Some(_)) => Err(Error::input_at(
+                "ids",
+                "ids: give id or ids, not both",
+                "Use {\"id\":\"web\"} for one task or {\"ids\":[\"a\",\"b\"]} for several.",
+            )),
+            (None, None) => Err(Error::input_at(
+                "id",
+                "id: missing; give id or ids",
+                "Use {\"id\":\"web\"} for one task or {\"ids\":[\"a\",\"b\"]} for several.",
+            )),
+        }
+    }
+
+    /// `wait {id}`.
+    fn wait_one(&self, id: &TaskId, until: Until, bound: &mut Bound<'_>) -> Result<Task> {
+        let paths = self.paths(id);
+        let record = match until {
+            Until::Exit => until_terminal(&paths, id, bound)?,
+            Until::Word(word) if word == "exit" => until_terminal(&paths, id, bound)?,
+            Until::Word(word) => {
+                return Err(Error::input_at(
+                    "until",
+                    format!("until: {word:?} is not \"exit\" or conditions"),
+                    "Use \"exit\", or conditions like {\"log\":\"ready\"} or {\"port\":3000}.",
+                ));
+            }
+            Until::Ready(spec) => {
+                let probe = spec.probe("until")?;
+                bound.limit(spec.timeout_s.map(Duration::from_secs_f64));
+                until_conditions(&paths, id, probe, bound)?
+            }
+        };
+        Ok(Task::from_record(&record, &paths))
+    }
+
+    /// Until all (or any) of `ids` have ended.
+    fn wait_several(
+        &self,
+        ids: Vec<TaskId>,
+        mode: WaitMode,
+        until: Until,
+        bound: &mut Bound<'_>,
+    ) -> Result<Waited> {
+        match until {
+            Until::Exit => {}
+            Until::Word(word) if word == "exit" => {}
+            _ => {
+                return Err(Error::input_at(
+                    "until",
+                    "until: with ids, only \"exit\"",
+                    "Wait for conditions one task at a time: {\"id\":\"web\",\"until\":{\"port\":3000}}.",
+                ));
+            }
+        }
+        if ids.is_empty() {
+            return Err(Error::input_at(
+                "ids",
+                "ids: give at least one id",
+                "Use {\"ids\":[\"a\",\"b\"]}.",
+            ));
+        }
+        // Every task must exist before any waiting starts.
+        for id in &ids {
+            self.record(id)?;
+        }
+        match mode {
+            // One deadline for the whole wait: a timeout met on one task is the whole
+            // wait's timeout.
+            WaitMode::All => {
+                for id in &ids {
+                    until_terminal(&self.paths(id), id, bound)?;
+                }
+            }
+            WaitMode::Any => self.first_to_end(&ids, bound)?,
+        }
+        let mut tasks = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let paths = self.paths(id);
+            tasks.push(Task::from_record(&observe(&paths, id)?, &paths));
+        }
+        let ended = tasks
+            .iter()
+            .filter(|t| t.status.is_terminal())
+            .map(|t| t.id.clone())
+            .collect();
+        Ok(Waited::Several { mode, tasks, ended })
+    }
+
+    /// Waits on every task at once (each blocks on its own lock, on its own thread); returns
+    /// when the first has ended, and lets the other waits go.
+    fn first_to_end(&self, ids: &[TaskId], bound: &Bound<'_>) -> Result<()> {
+        let (sender, ended) = mpsc::channel();
+        let rest = Cancel::new();
+        // Our caller's cancellation reaches every thread.
+        let _relay = bound.cancel.on_cancel({
+            let rest = rest.clone();
+            move || rest.cancel()
+        });
+        for id in ids {
+            let (paths, id, sender, rest) =
+                (self.paths(id), id.clone(), sender.clone(), rest.clone());
+            let timeout = bound.left();
+            std::thread::spawn(move || {
+                let mut bound = Bound::new(timeout, &rest, None);
+                let _ = sender.send(until_terminal(&paths, &id, &mut bound));
+            });
+        }
+        drop(sender);
+        let mut timed_out = None;
+        for result in ended {
+            match result {
+                Ok(_) => {
+                    rest.cancel();
+                    return Ok(());
+                }
+                Err(Error::TaskWaitTimedOut { id, status, .. }) => {
+                    timed_out.get_or_insert(Error::TaskWaitTimedOut {
+                        id,
+                        status,
+                        timeout_s: bound.timeout_s(),
+                    });
+                }
+                Err(e) => {
+                    rest.cancel();
+                    return Err(e);
+                }
+            }
+        }
+        Err(timed_out.unwrap_or_else(|| Error::input("no task to wait for", "Give ids.")))
+    }
+}
+
+/// How long a wait may block, whether it was cancelled, and who hears of progress.
+pub(crate) struct Bound<'a> {
+    /// As asked, for the error that says it ran out.
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    cancel: &'a Cancel,
+    progress: Option<OnProgress>,
+    /// The record last reported to `progress`.
+    reported: Option<TaskRecord>,
+}
+
+/// What ended a wait on a lock.
+enum Wake {
+    Released(std::io::Result<()>),
+    Cancelled,
+}
+
+impl<'a> Bound<'a> {
+    pub(crate) fn new(
+        timeout: Option<Duration>,
+        cancel: &'a Cancel,
+        progress: Option<OnProgress>,
+    ) -> Bound<'a> {
+        Bound {
+            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            cancel,
+            progress,
+            reported: None,
+        }
+    }
+
+    /// Narrows the bound to `limit` from now (a condition's own `timeout_s`), if shorter.
+    pub(crate) fn limit(&mut self, limit: Option<Duration>) {
+        let Some(limit) = limit else { return };
+        let until = Instant::now() + limit;
+        if self.deadline.is_none_or(|d| until < d) {
+            self.timeout = Some(self.timeout.map_or(limit, |t| t.min(limit)));
+            self.deadline = Some(until);
+        }
+    }
+
+    /// Time left; `None` without a bound.
+    fn left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    fn timeout_s(&self) -> f64 {
+        self.timeout.unwrap_or_default().as_secs_f64()
+    }
+
+    /// `TaskWaitTimedOut` for `record`, saying the bound asked for.
+    fn timed_out(&self, id: &TaskId, record: &TaskRecord) -> Error {
+        Error::TaskWaitTimedOut {
+            id: id.to_string(),
+            status: record.status.as_str().to_owned(),
+            timeout_s: self.timeout_s(),
+        }
+    }
+
+    /// Tells the progress callback about `record` if it changed since last told.
+    fn report(&mut self, paths: &TaskPaths, record: &TaskRecord) {
+        let Some(progress) = self.progress.as_mut() else {
+            return;
+        };
+        if self.reported.as_ref() != Some(record) {
+            progress(&Task::from_record(record, paths));
+            self.reported = Some(record.clone());
+        }
+    }
+
+    /// Blocks until the task's supervisor has exited (`true`), or the time ran out or the
+    /// wait was cancelled (`false`). With a progress callback, looks at the task every
+    /// [`PROGRESS_EVERY`] meanwhile.
+    fn wait_released(&mut self, paths: &TaskPaths, id: &TaskId) -> Result<bool> {
+        if self.cancel.is_cancelled() || self.left() == Some(Duration::ZERO) {
+            return Ok(false);
+        }
+        if self.deadline.is_none() && self.progress.is_none() && !self.cancel.can_cancel() {
+            // Nothing can end this wait but the supervisor's exit: block on the lock itself.
+            return lock::wait_released(paths, None);
+        }
+        let (sender, woken) = mpsc::channel();
+        let _cancelled = self.cancel.on_cancel({
+            let sender = sender.clone();
+            move || {
+                let _ = sender.send(Wake::Cancelled);
+            }
+        });
+        if !lock::notify_released(paths, move |r| {
+            let _ = sender.send(Wake::Released(r));
+        })? {
+            return Ok(true);
+        }
+        loop {
+            let left = self.left();
+            if left == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            let slice = match (&self.progress, left) {
+                (Some(_), Some(left)) => Some(left.min(PROGRESS_EVERY)),
+                (Some(_), None) => Some(PROGRESS_EVERY),
+                (None, left) => left,
+            };
+            let wake = match slice {
+                Some(slice) => woken.recv_timeout(slice),
+                None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match wake {
+                Ok(Wake::Released(Ok(()))) => return Ok(true),
+                Ok(Wake::Released(Err(e))) => return Err(Error::store("lock", paths.lock(), e)),
+                Ok(Wake::Cancelled) => return Ok(false),
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.progress.is_some() {
+                        let record = observe(paths, id)?;
+                        self.report(paths, &record);
+                    }
+                }
+                // Both senders are gone only if the helper thread died without a word.
+                Err(RecvTimeoutError::Disconnected) => return Ok(true),
+            }
+        }
+    }
+
+    /// Waits on a watch until something changed or `pause` passed; `false` once the time
+    /// ran out or the wait was cancelled.
+    fn wait_watch(&self, watch: &DirWatch, pause: Duration) -> bool {
+        !self.cancel.is_cancelled()
+            && watch.wait_at_most(self.deadline, pause)
+            && !self.cancel.is_cancelled()
+    }
+}
+
+/// Blocks until the task's record is terminal, or the bound runs out.
+pub(crate) fn until_terminal(
+    paths: &TaskPaths,
+    id: &TaskId,
+    bound: &mut Bound<'_>,
+) -> Result<TaskRecord> {
+    loop {
+        let record = observe(paths, id)?;
+        bound.report(paths, &record);
+        if record.status.is_terminal() {
+            return Ok(record);
+        }
+        if !bound.wait_released(paths, id)? {
+            return Err(bound.timed_out(id, &record));
+        }
+    }
+}
+
+/// Blocks until the supervisor has recorded the task ready. `TaskNotReady` if it ends
+/// first or the bound runs out.
+pub(crate) fn until_ready(
+    paths: &TaskPaths,
+    id: &TaskId,
+    bound: &mut Bound<'_>,
+) -> Result<TaskRecord> {
+    // Watch first, then look: a change between the two cannot be missed. The fallback poll
+    // notices a supervisor that died without writing anything.
+    let watch = DirWatch::new_for(&paths.dir, false, &["task.json"]);
+    loop {
+        let record = observe(paths, id)?;
+        bound.report(paths, &record);
+        if record.ready == Some(true) {
+            return Ok(record);
+        }
+        if record.status.is_terminal() {
+            return Err(not_ready(paths, &record, "it ended first"));
+        }
+        if !bound.wait_watch(&watch, crate::follow::FALLBACK_POLL) {
+            return Err(not_ready(paths, &record, "the time ran out"));
+        }
+    }
+}
+
+/// Blocks until `probe`'s conditions hold for the current run.
+fn until_conditions(
+    paths: &TaskPaths,
+    id: &TaskId,
+    mut probe: Probe,
+    bound: &mut Bound<'_>,
+) -> Result<TaskRecord> {
+    let watch = DirWatch::new(&paths.dir, false);
+    let first = observe(paths, id)?;
+    let mut log = File::open(paths.log()).ok();
+    let mut offset = 0;
+    loop {
+        let record = observe(paths, id)?;
+        bound.report(paths, &record);
+        // A queued task has no log yet: open it once it exists.
+        if log.is_none() && record.run == first.run {
+            log = File::open(paths.log()).ok();
+        }
+        // Only the run we started with counts: a restart's output is not its output.
+        if record.run == first.run
+            && let Some(file) = log.as_mut()
+        {
+            let size = file.metadata().map_or(0, |m| m.len());
+            let end = if record.status.is_terminal() {
+                size
+            } else {
+                output_log::complete_end(file, offset, size).unwrap_or(offset)
+            };
+            offset = output_log::each_line(file, offset, end, |line, _| {
+                probe.line(&output_log::render(line));
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap_or(offset);
+        }
+        if probe.wants_network() {
+            probe.try_network();
+        }
+        if probe.ready() {
+            return Ok(record);
+        }
+        if record.status.is_terminal() || record.run != first.run {
+            return Err(not_ready(paths, &record, "it ended first"));
+        }
+        let pause = if probe.wants_network() {
+            ready::RETRY
+        } else {
+            crate::follow::FALLBACK_POLL
+        };
+        if !bound.wait_watch(&watch, pause) {
+            return Err(bound.timed_out(id, &record));
+        }
+    }
+}
+
+/// `TaskNotReady`, with the last lines of the log.
+fn not_ready(paths: &TaskPaths, record: &TaskRecord, why: &'static str) -> Error {
+    Error::TaskNotReady {
+        id: record.id.clone(),
+        why,
+        status: record.status.as_str().to_owned(),
+        exit_code: record.exit_code,
+        log_tail: log_tail(paths, LOG_TAIL_LINES),
+    }
+}
+
+/// The last `lines` lines of the current run's output.
+pub fn log_tail(paths: &TaskPaths, lines: u64) -> Vec<String> {
+    let Ok(mut file) = File::open(paths.log()) else {
+        return Vec::new();
+    };
+    let size = file.metadata().map_or(0, |m| m.len());
+    let start = output_log::tail_start(&mut file, size, lines).unwrap_or(0);
+    let bytes = output_log::read_range(&mut file, start, size).unwrap_or_default();
+    output_log::split(&bytes, start, false)
+        .0
+        .into_iter()
+        .map(|line| line.text)
+        .collect()
+}
