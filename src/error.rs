@@ -86,6 +86,9 @@ pub enum Error {
     #[error("the record {} is unreadable: {detail}", path.display())]
     CorruptRecord { path: PathBuf, detail: String },
 
+    #[error("task {id} was recorded by a newer version of background-tasks ({what})")]
+    NewerRecord { id: String, what: String },
+
     #[error("refusing the state directory {}: {reason}", path.display())]
     UnsafeStateDir { path: PathBuf, reason: String },
 
@@ -158,9 +161,10 @@ impl Error {
             Error::TaskNotReady { .. } => "TaskNotReady",
             Error::PortInUse { .. } => "PortInUse",
             Error::SpawnFailed { .. } => "SpawnFailed",
-            Error::Store { .. } | Error::CorruptRecord { .. } | Error::UnsafeStateDir { .. } => {
-                "StoreError"
-            }
+            Error::Store { .. }
+            | Error::CorruptRecord { .. }
+            | Error::NewerRecord { .. }
+            | Error::UnsafeStateDir { .. } => "StoreError",
             Error::SignalRefused { .. } => "SignalRefused",
         }
     }
@@ -236,6 +240,10 @@ impl Error {
             }
             Error::CorruptRecord { .. } => {
                 "The record was damaged outside background-tasks; remove the task's folder.".into()
+            }
+            Error::NewerRecord { .. } => {
+                "Upgrade background-tasks to manage this task; status, list and logs still show it."
+                    .into()
             }
             Error::UnsafeStateDir { .. } => {
                 "Point BACKGROUND_TASKS_HOME at a directory you own with mode 0700.".into()
@@ -337,7 +345,7 @@ impl Error {
             Error::CorruptRecord { path, .. } | Error::UnsafeStateDir { path, .. } => {
                 put("path", json!(path));
             }
-            Error::SignalRefused { id, .. } => put("id", json!(id)),
+            Error::SignalRefused { id, .. } | Error::NewerRecord { id, .. } => put("id", json!(id)),
         }
         put("hint", json!(self.hint()));
         put("retryable", json!(self.retryable()));

@@ -13,8 +13,8 @@ use crate::payload::discovery::{
     ModeInfo, StatusInfo,
 };
 use crate::payload::input::{DEFAULT_GRACE_S, DEFAULT_LOG_LINES, MAX_SECONDS, MAX_TIMEOUT_S};
+use crate::payload::task::{Reason, Status};
 use crate::state::record::FORMAT_VERSION;
-use crate::state::{Reason, Status};
 
 /// The version of the JSON contract (envelope, payloads, answers, frames); the schemas' ids
 /// carry it (`/v1`).

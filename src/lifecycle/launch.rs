@@ -28,7 +28,7 @@ use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::lock::TaskLock;
 use crate::state::reconcile::reconcile_locked;
-use crate::state::record::{BatchSlot, FORMAT_VERSION};
+use crate::state::record::BatchSlot;
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::launch::{LaunchError, launch};
 use crate::supervisor::queue::open_lock;
@@ -207,46 +207,23 @@ type Queued = (BatchSlot, File);
 /// The record of a new run, before the supervisor fills in its process.
 fn template(id: &TaskId, input: StartInput, batch: Option<BatchSlot>) -> Result<TaskRecord> {
     let workdir = resolve_workdir(input.workdir.as_deref())?;
-    let owner_start_ticks = input
+    let grace_ms = (input.grace_s.unwrap_or(DEFAULT_GRACE_S) * 1000.0).round() as u64;
+    let mut record = TaskRecord::first_run(id.to_string(), workdir, grace_ms, now_ms());
+    record.name = input.name;
+    record.command = input.command;
+    record.args = input.args;
+    record.shell = input.shell;
+    record.env_keys = input.env.keys().cloned().collect();
+    record.tags = input.tags;
+    record.timeout_ms = input.timeout_s.map(|s| (s * 1000.0).round() as u64);
+    record.owner_pid = input.stop_with_pid;
+    record.owner_start_ticks = input
         .stop_with_pid
         .and_then(Identity::of)
         .map(|i| i.start_ticks);
-    Ok(TaskRecord {
-        format_version: FORMAT_VERSION,
-        id: id.to_string(),
-        name: input.name,
-        command: input.command,
-        args: input.args,
-        shell: input.shell,
-        workdir,
-        env_keys: input.env.keys().cloned().collect(),
-        tags: input.tags,
-        grace_ms: (input.grace_s.unwrap_or(DEFAULT_GRACE_S) * 1000.0).round() as u64,
-        status: Status::Running,
-        run: 1,
-        pid: None,
-        pgid: None,
-        pid_start_ticks: None,
-        supervisor_pid: None,
-        supervisor_start_ticks: None,
-        boot_id: None,
-        exit_code: None,
-        signal: None,
-        core_dumped: false,
-        reason: None,
-        error: None,
-        created_at_ms: now_ms(),
-        started_at_ms: None,
-        ended_at_ms: None,
-        timeout_ms: input.timeout_s.map(|s| (s * 1000.0).round() as u64),
-        owner_pid: input.stop_with_pid,
-        owner_start_ticks,
-        batch,
-        ready: input.ready.as_ref().map(|_| false),
-        ready_spec: input.ready,
-        ready_at_ms: None,
-        progress: None,
-    })
+    record.batch = batch;
+    record.ready_spec = input.ready.map(Into::into);
+    Ok(record)
 }
 
 /// The slot and turn locks of one batch started with a concurrency.
@@ -282,6 +259,7 @@ impl Queue {
             id: self.id.clone(),
             index,
             concurrency: self.concurrency,
+            extra: Default::default(),
         }
     }
 
@@ -322,6 +300,8 @@ impl Tasks {
             if_running,
             turn,
         } = run;
+        // Whatever the template holds of an earlier run, this run starts afresh.
+        template.begin_run();
         let paths = self.paths(id);
         paths.create()?;
         let lock = match acquire_for_start(&paths, id, &template, if_running)? {
@@ -331,6 +311,10 @@ impl Tasks {
         // A previous run whose supervisor died is recorded `lost` (and its leftovers killed)
         // before the new run replaces it.
         if let Some(prior) = reconcile_locked(&paths, &lock)? {
+            // A run recorded by a newer version is left as it is.
+            if !prior.understood() {
+                return Err(prior.newer());
+            }
             template.run = prior.run.saturating_add(1);
             template.created_at_ms = prior.created_at_ms;
             keep_previous_log(&paths, prior.run)?;
@@ -421,7 +405,7 @@ fn acquire_for_start(
         // last record, or another start, and the lock is free again in moments.
         let record = TaskRecord::read(paths).ok().flatten();
         let running = record.as_ref().filter(|r| !r.status.is_terminal());
-        if let Some(record) = running.filter(|r| supervisor_alive(r)) {
+        if let Some(record) = running.filter(|r| r.supervisor_alive()) {
             let pid = record.pid.map(i64::from);
             match if_running {
                 IfRunning::Error => return Err(Error::already_running(id, pid)),
@@ -453,13 +437,6 @@ fn acquire_for_start(
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
-}
-
-fn supervisor_alive(record: &TaskRecord) -> bool {
-    record
-        .supervisor_pid
-        .zip(record.supervisor_start_ticks)
-        .is_some_and(|(pid, start_ticks)| Identity { pid, start_ticks }.is_alive())
 }
 
 /// What a request names differently from the running task (for `reuse`).

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
 use crate::payload::answer::Unreadable;
 use crate::payload::input::ListInput;
-use crate::payload::task::Task;
+use crate::payload::task::{Status, Task};
 use crate::state::{TaskRecord, observe};
 
 /// `list`: the filters, all optional; a task must match every one given. (`fields` is how
@@ -58,7 +58,9 @@ impl Tasks {
 
 fn matches(filter: &ListInput, record: &TaskRecord) -> bool {
     let has_tag = |tag: &String| record.tags.contains(tag);
-    filter.status.is_none_or(|s| s == record.status)
+    filter
+        .status
+        .is_none_or(|s| s == Status::from(record.status))
         && filter.tag.as_ref().is_none_or(has_tag)
         && filter
             .tags

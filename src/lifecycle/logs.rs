@@ -123,7 +123,7 @@ impl Tasks {
             kind: Some("inline"),
             task_id: record.id.clone(),
             run: record.run,
-            status: record.status,
+            status: record.status.into(),
             total_lines: selected.total,
             shown_lines: 0,
             has_more: selected.left_out,

@@ -7,7 +7,7 @@ use crate::lifecycle::launch::Run;
 use crate::lifecycle::stop::{StopArgs, stop_record};
 use crate::payload::input::{IfRunning, RestartInput};
 use crate::payload::task::Task;
-use crate::state::{Status, TaskRecord, observe};
+use crate::state::{TaskRecord, observe};
 
 /// `restart`: one task, with the values of its environment again (they are never stored).
 #[derive(Debug)]
@@ -22,6 +22,10 @@ impl Tasks {
         input.validate()?;
         let paths = self.paths(&input.id);
         let record = observe(&paths, &input.id)?;
+        // A task recorded by a newer version is left to it.
+        if !record.understood() {
+            return Err(record.newer());
+        }
         // Values of the environment are never stored, so they must come again.
         let missing: Vec<&str> = record
             .env_keys
@@ -50,27 +54,11 @@ impl Tasks {
                 .filter(|k| !record.env_keys.contains(k))
                 .cloned(),
         );
+        // The same task, run again: `launch_run` clears what belonged to the last run.
         let template = TaskRecord {
-            status: Status::Running,
             env_keys,
-            pid: None,
-            pgid: None,
-            pid_start_ticks: None,
-            supervisor_pid: None,
-            supervisor_start_ticks: None,
-            boot_id: None,
-            exit_code: None,
-            signal: None,
-            core_dumped: false,
-            reason: None,
-            error: None,
-            started_at_ms: None,
-            ended_at_ms: None,
             // A restart runs now, not in the queue of the batch it first ran in.
             batch: None,
-            ready: record.ready_spec.as_ref().map(|_| false),
-            ready_at_ms: None,
-            progress: None,
             ..record
         };
         let (record, _) = self.launch_run(Run {

@@ -13,8 +13,9 @@ use crate::lifecycle::Tasks;
 use crate::lifecycle::stop::{StopArgs, stop_record};
 use crate::paths::{StateDir, TaskId};
 use crate::payload::input::{PruneInput, RmInput};
+use crate::payload::task::Status;
 use crate::state::lock::TaskLock;
-use crate::state::{Status, TaskRecord, observe};
+use crate::state::{TaskRecord, observe};
 use crate::time::now_ms;
 
 /// How long `rm` waits for a lock held only for an instant (a reader probing, or a
@@ -69,7 +70,7 @@ impl Tasks {
         remove(&self.state, &input.id)?;
         Ok(Removed {
             task_id: input.id,
-            status: record.status,
+            status: record.status.into(),
         })
     }
 
@@ -90,7 +91,9 @@ impl Tasks {
                 .older_than_s
                 .is_none_or(|age| (now - ended) as f64 >= age * 1000.0);
             if record.status.is_terminal()
-                && input.status.is_none_or(|s| s == record.status)
+                && input
+                    .status
+                    .is_none_or(|s| s == Status::from(record.status))
                 && old_enough
             {
                 finished.push(record);
@@ -120,10 +123,15 @@ fn remove(state: &StateDir, id: &TaskId) -> Result<()> {
     let paths = state.task(id);
     let lock = TaskLock::acquire_within(&paths, LOCK_PATIENCE)?
         .ok_or_else(|| Error::already_running(id, None))?;
-    // Under the lock, the record cannot change: check once more that it has ended.
+    // Under the lock, the record cannot change: check once more that it has ended. One a
+    // newer version recorded, not known to have ended, is left for that version to
+    // reconcile (and clean up after).
     if let Some(record) = TaskRecord::read(&paths)?
         && !record.status.is_terminal()
     {
+        if !record.understood() {
+            return Err(record.newer());
+        }
         return Err(Error::already_running(id, record.pid.map(i64::from)));
     }
     let removed = fs::remove_dir_all(&paths.dir);

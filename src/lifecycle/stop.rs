@@ -19,8 +19,8 @@ use crate::payload::input::StopInput;
 use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::lock;
-use crate::state::{TaskRecord, atomic, observe};
-use crate::supervisor::StopRequest;
+use crate::state::stop::StopRequest;
+use crate::state::{TaskRecord, observe};
 
 /// Time allowed past the grace period for the supervisor to record the end.
 const STOP_SLACK: Duration = Duration::from_secs(10);
@@ -95,12 +95,12 @@ pub(crate) fn stop_record(paths: &TaskPaths, args: &StopArgs) -> Result<(TaskRec
     if record.status.is_terminal() {
         return Ok((record, true));
     }
-    let Some(supervisor) = record
-        .supervisor_pid
-        .zip(record.supervisor_start_ticks)
-        .map(|(pid, start_ticks)| Identity { pid, start_ticks })
-        .filter(Identity::is_alive)
-    else {
+    // A run a newer version supervises is stopped by that version: how it takes a stop
+    // request may have changed.
+    if !record.understood() {
+        return Err(record.newer());
+    }
+    let Some(supervisor) = record.supervisor().filter(Identity::is_alive) else {
         return ended_meanwhile(
             paths,
             id,
@@ -112,8 +112,7 @@ pub(crate) fn stop_record(paths: &TaskPaths, args: &StopArgs) -> Result<(TaskRec
         signal: args.signal.unwrap_or(Signal::SIGTERM) as i32,
         grace_ms: grace.as_millis().try_into().unwrap_or(u64::MAX),
     };
-    let bytes = serde_json::to_vec(&request).unwrap_or_default();
-    atomic::write(&paths.stop_request(), &bytes)?;
+    request.write(paths)?;
     match kill(Pid::from_raw(supervisor.pid), Signal::SIGUSR1) {
         Ok(()) => {}
         Err(Errno::ESRCH) => {

@@ -19,7 +19,7 @@ use crate::lifecycle::{Cancel, Tasks};
 use crate::output_log;
 use crate::paths::{TaskId, TaskPaths};
 use crate::payload::input::{Until, WaitInput, WaitMode};
-use crate::payload::task::Task;
+use crate::payload::task::{Status, Task};
 use crate::ready::{self, Probe};
 use crate::state::lock;
 use crate::state::{TaskRecord, observe};
@@ -278,7 +278,7 @@ impl<'a> Bound<'a> {
     fn timed_out(&self, id: &TaskId, record: &TaskRecord) -> Error {
         Error::TaskWaitTimedOut {
             id: id.to_string(),
-            status: record.status.as_str().to_owned(),
+            status: Status::from(record.status).as_str().to_owned(),
             timeout_s: self.timeout_s(),
         }
     }
@@ -458,7 +458,7 @@ fn not_ready(paths: &TaskPaths, record: &TaskRecord, why: &'static str) -> Error
     Error::TaskNotReady {
         id: record.id.clone(),
         why,
-        status: record.status.as_str().to_owned(),
+        status: Status::from(record.status).as_str().to_owned(),
         exit_code: record.exit_code,
         log_tail: log_tail(paths, LOG_TAIL_LINES),
     }

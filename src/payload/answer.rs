@@ -11,8 +11,7 @@ use serde::Serialize;
 use crate::output_log::{Cursor, CursorReset};
 use crate::payload::frame::Frame;
 use crate::payload::input::WaitMode;
-use crate::payload::task::{LogInfo, Task};
-use crate::state::Status;
+use crate::payload::task::{LogInfo, Status, Task};
 
 /// The answer of `status`, `wait` and `restart`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]

@@ -9,7 +9,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 use crate::paths::TaskId;
-use crate::state::Status;
+use crate::payload::task::Status;
+use crate::ready::{Probe, ReadySpec};
+use crate::state::record::ReadySpecRecord;
 
 /// The longest grace period or wait accepted, in seconds (one day).
 pub const MAX_SECONDS: f64 = 86_400.0;
@@ -66,7 +68,7 @@ pub struct StartInput {
     pub stop_with_pid: Option<i32>,
     /// When the task counts as ready: `{log?, port?, http?, timeout_s?}`; `start --wait`
     /// then answers once it is ready.
-    pub ready: Option<crate::ready::ReadySpec>,
+    pub ready: Option<ReadySpec>,
 }
 
 /// `if_running`: what `start` does when the id is already running or queued.
@@ -246,7 +248,7 @@ pub enum Until {
     #[schemars(schema_with = "crate::payload::shape::exit_word")]
     Word(String),
     /// Conditions, as in `start`'s `ready`: until they all hold.
-    Ready(crate::ready::ReadySpec),
+    Ready(ReadySpec),
 }
 
 /// A payload that names one task.
@@ -378,6 +380,40 @@ pub enum AfterInput {
 impl RestartInput {
     pub fn validate(&self) -> Result<()> {
         environment(&self.env)
+    }
+}
+
+/// `ready` as stored, from the payload's.
+impl From<ReadySpec> for ReadySpecRecord {
+    fn from(spec: ReadySpec) -> ReadySpecRecord {
+        ReadySpecRecord {
+            log: spec.log,
+            port: spec.port,
+            http: spec.http,
+            timeout_s: spec.timeout_s,
+            extra: Default::default(),
+        }
+    }
+}
+
+/// The conditions as the probe checks them. Fields a newer version stored beside them are
+/// not conditions this version can check; the ones it knows must all hold.
+impl From<&ReadySpecRecord> for ReadySpec {
+    fn from(spec: &ReadySpecRecord) -> ReadySpec {
+        ReadySpec {
+            log: spec.log.clone(),
+            port: spec.port,
+            http: spec.http.clone(),
+            timeout_s: spec.timeout_s,
+        }
+    }
+}
+
+impl ReadySpecRecord {
+    /// Checks the stored conditions as the payload's are checked and returns a probe for
+    /// them (the supervisor's); `at` is the path named in errors.
+    pub fn probe(&self, at: &str) -> Result<Probe> {
+        ReadySpec::from(self).probe(at)
     }
 }
 

@@ -2,15 +2,139 @@
 //!
 //! This is not the disk record ([`TaskRecord`]): it prints times as RFC 3339, signals as
 //! names, derives `success` and `duration_ms`, and never carries a supervisor's internals.
-//! Fields a user did not set are `null`, never invented.
+//! Fields a user did not set are `null`, never invented. The disk's types convert to these
+//! with `From`; where the disk forgives (a status word from a newer version), the wire
+//! names only what this version documents.
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::paths::TaskPaths;
-use crate::state::{Reason, Status, TaskRecord};
+use crate::state::TaskRecord;
+use crate::state::record::{self, ProgressRecord};
 use crate::time::{now_ms, rfc3339};
+
+/// Where a task is in its life: `queued` waits for a batch slot; `running`; `exited` (it ended
+/// by itself, any code); `killed` (by `stop` or a signal); `timed_out` (by its `timeout_s`);
+/// `failed` (it never started); `lost` (its supervisor vanished without recording an end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Exited,
+    Killed,
+    TimedOut,
+    Failed,
+    Lost,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Queued,
+        Status::Running,
+        Status::Exited,
+        Status::Killed,
+        Status::TimedOut,
+        Status::Failed,
+        Status::Lost,
+    ];
+
+    /// Terminal: all but `queued` and `running`.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Killed => "killed",
+            Status::TimedOut => "timed_out",
+            Status::Failed => "failed",
+            Status::Lost => "lost",
+        }
+    }
+}
+
+/// A status word a newer version wrote answers `running`: the task is not known to have
+/// ended. (Readers answer such a task `lost` once its supervisor is gone, without rewriting
+/// its record.)
+impl From<record::Status> for Status {
+    fn from(status: record::Status) -> Status {
+        match status {
+            record::Status::Queued => Status::Queued,
+            record::Status::Running | record::Status::Unknown => Status::Running,
+            record::Status::Exited => Status::Exited,
+            record::Status::Killed => Status::Killed,
+            record::Status::TimedOut => Status::TimedOut,
+            record::Status::Failed => Status::Failed,
+            record::Status::Lost => Status::Lost,
+        }
+    }
+}
+
+/// Why a task is terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The process ended by itself.
+    Exit,
+    /// A signal from outside ended it.
+    Signal,
+    /// `stop` (or `restart`) ended it.
+    Stop,
+    /// Its supervisor was told to end (SIGTERM, SIGINT or SIGHUP) and stopped it.
+    SupervisorSignal,
+    /// It never started: bad command, bad workdir.
+    SpawnError,
+    /// The supervisor vanished without recording an end.
+    SupervisorLost,
+    /// It ran longer than its `timeout_s`.
+    Timeout,
+    /// The process named by `stop_with_pid` exited.
+    OwnerExited,
+}
+
+/// A reason word a newer version wrote answers `null`: this version cannot say why.
+impl From<record::Reason> for Option<Reason> {
+    fn from(reason: record::Reason) -> Option<Reason> {
+        Some(match reason {
+            record::Reason::Exit => Reason::Exit,
+            record::Reason::Signal => Reason::Signal,
+            record::Reason::Stop => Reason::Stop,
+            record::Reason::SupervisorSignal => Reason::SupervisorSignal,
+            record::Reason::SpawnError => Reason::SpawnError,
+            record::Reason::SupervisorLost => Reason::SupervisorLost,
+            record::Reason::Timeout => Reason::Timeout,
+            record::Reason::OwnerExited => Reason::OwnerExited,
+            record::Reason::Unknown => return None,
+        })
+    }
+}
+
+/// How far a task got, from its newest progress line.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Progress {
+    pub current: Option<f64>,
+    pub total: Option<f64>,
+    /// 0 to 100; derived from `current / total` when only those are given.
+    pub percent: Option<f64>,
+    pub message: Option<String>,
+}
+
+impl From<&ProgressRecord> for Progress {
+    fn from(progress: &ProgressRecord) -> Progress {
+        Progress {
+            current: progress.current,
+            total: progress.total,
+            percent: progress.percent,
+            message: progress.message.clone(),
+        }
+    }
+}
 
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
 pub const FIELDS: [&str; 29] = [
@@ -105,7 +229,7 @@ pub struct Task {
     /// The current run's output.
     pub log: LogInfo,
     /// The newest progress the task printed, if any.
-    pub progress: Option<crate::progress::Progress>,
+    pub progress: Option<Progress>,
     /// Whether its `ready` conditions held; `null` when none were given.
     pub ready: Option<bool>,
     /// Stopped after this many seconds (`timeout_s`), if set.
@@ -142,15 +266,15 @@ impl Task {
             workdir: record.workdir.clone(),
             tags: record.tags.clone(),
             env_keys: record.env_keys.clone(),
-            status: record.status,
+            status: record.status.into(),
             run: record.run,
             pid: record.pid,
             pgid: record.pgid,
             exit_code: record.exit_code,
             signal: record.signal.clone(),
             core_dumped: record.core_dumped,
-            success: record.status == Status::Exited && record.exit_code == Some(0),
-            reason: record.reason,
+            success: record.status == record::Status::Exited && record.exit_code == Some(0),
+            reason: record.reason.and_then(Into::into),
             error: record.error.clone(),
             grace_s: record.grace_ms as f64 / 1000.0,
             created_at: rfc3339(record.created_at_ms),
@@ -161,29 +285,13 @@ impl Task {
                 path: log,
                 size_bytes,
             },
-            progress: record.progress.clone(),
+            progress: record.progress.as_ref().map(Progress::from),
             ready: record.ready,
             timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
             stop_with_pid: record.owner_pid,
             ports: None,
         }
     }
-}
-
-/// The TCP ports a running task's processes listen on: its process group, and processes
-/// its supervisor adopted. Reads /proc, so only `status` asks for it.
-pub fn listening_ports(record: &TaskRecord) -> Vec<u16> {
-    if record.status.is_terminal() {
-        return Vec::new();
-    }
-    let pids: Vec<i32> = crate::procfs::all()
-        .into_iter()
-        .filter(|p| {
-            record.pgid.is_some_and(|g| p.pgrp == g) || record.supervisor_pid == Some(p.ppid)
-        })
-        .map(|p| p.pid)
-        .collect();
-    crate::ready::ports_of(&pids)
 }
 
 #[cfg(test)]

@@ -104,6 +104,25 @@ impl Journal {
     }
 }
 
+/// Records the end of a run, in the one order every writer keeps: the journal's `task.ended`
+/// first, then the terminal record. A follower that sees a terminal record so finds
+/// `task.ended` already journaled (or knows it never will be), and one that sees
+/// `task.ended` waits only for the record. The entry is placed at the log's size now (0
+/// when the run wrote none). A journal that cannot be written (`None`, or a failed append)
+/// does not stop the record: the journal is a courtesy to followers, the record is the
+/// truth. Used by the supervisor and by a reader that records a task `lost`.
+pub fn record_end(
+    paths: &TaskPaths,
+    journal: Option<&mut Journal>,
+    record: &TaskRecord,
+) -> Result<()> {
+    if let Some(journal) = journal {
+        let log_size = std::fs::metadata(paths.log()).map_or(0, |m| m.len());
+        let _ = journal.ended(record, log_size);
+    }
+    record.write(paths)
+}
+
 /// The data of a `task.ended` entry: how the run ended.
 pub fn ended_data(record: &TaskRecord) -> Value {
     json!({

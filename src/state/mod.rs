@@ -11,6 +11,8 @@ pub mod journal;
 pub mod lock;
 pub mod reconcile;
 pub mod record;
+pub mod stop;
 
+pub use journal::record_end;
 pub use reconcile::observe;
 pub use record::{Reason, Status, TaskRecord};

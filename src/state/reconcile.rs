@@ -13,9 +13,9 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 use crate::paths::{TaskId, TaskPaths};
-use crate::procfs::{self, Identity};
+use crate::procfs;
 use crate::state::atomic;
-use crate::state::journal::Journal;
+use crate::state::journal::{Journal, record_end};
 use crate::state::lock::{self, Liveness, TaskLock};
 use crate::state::record::{Reason, Status, TaskRecord};
 use crate::time::now_ms;
@@ -27,9 +27,13 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     // A held lock means a live supervisor, unless the supervisor the record names is dead:
     // then another reader holds it for a moment to record the task lost.
     if record.status.is_terminal()
-        || (lock::probe(paths)? == Liveness::Alive && !supervisor_dead(&record))
+        || (lock::probe(paths)? == Liveness::Alive && !record.supervisor_dead())
     {
         return Ok(record);
+    }
+    // A record a newer version wrote is answered as the truth now stands, and left as it is.
+    if !record.understood() {
+        return Ok(lost_newer(record));
     }
     // The supervisor is gone. Record it under the lock; if another reader (or a new start)
     // holds the lock this instant, still answer the truth and let them write it.
@@ -41,13 +45,15 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     .and_then(|record| record.ok_or_else(|| Error::TaskNotFound { id: id.to_string() }))
 }
 
-/// Whether the record names a supervisor that is no longer running (a record that names
-/// none yet, while `start` holds the lock, is not known dead).
-fn supervisor_dead(record: &TaskRecord) -> bool {
+/// A task a newer version recorded, whose supervisor is gone: `lost`, in the answer only.
+/// Its record is not rewritten and nothing is signalled: the newer version reconciles it.
+fn lost_newer(record: TaskRecord) -> TaskRecord {
+    let why = record.newer().to_string();
+    let mut record = lost(record, now_ms());
+    record.error = Some(format!(
+        "the supervisor vanished without recording an end; {why}, so its record is left for that version to reconcile (upgrade)"
+    ));
     record
-        .supervisor_pid
-        .zip(record.supervisor_start_ticks)
-        .is_some_and(|(pid, start_ticks)| !Identity { pid, start_ticks }.is_alive())
 }
 
 /// With the lock held: if the record still says the task is alive, kill its leftovers and
@@ -59,7 +65,8 @@ pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<Ta
     let Some(record) = TaskRecord::read(paths)? else {
         return Ok(None);
     };
-    if record.status.is_terminal() {
+    // A record a newer version wrote is never rewritten here (see `TaskRecord::understood`).
+    if record.status.is_terminal() || !record.understood() {
         return Ok(Some(record));
     }
     let killed = kill_leftovers(&record);
@@ -73,12 +80,7 @@ pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<Ta
             format!("the supervisor vanished without recording an end; nothing signalled: {why}")
         }
     });
-    // The journal's end first, then the record, as the supervisor does.
-    if let Ok(mut journal) = Journal::open(paths) {
-        let log_size = std::fs::metadata(paths.log()).map_or(0, |m| m.len());
-        let _ = journal.ended(&record, log_size);
-    }
-    record.write(paths)?;
+    record_end(paths, Journal::open(paths).ok().as_mut(), &record)?;
     Ok(Some(record))
 }
 

@@ -1,8 +1,17 @@
-//! The on-disk task record (`task.json`), its own versioned type.
+//! The on-disk task record (`task.json`), its own versioned type: the DISK contract.
 //!
 //! A supervisor started by one version may still be writing when a newer version reads, so
-//! fields are only ever added (with defaults), never renamed or removed; unknown fields are
-//! ignored. `format_version` changes only for a change an older reader must not misread.
+//! fields are only ever added (with defaults), never renamed or removed. Disk types forgive
+//! what wire types refuse: no type here denies unknown fields. Fields this version does not
+//! know are kept as read (`extra`, at the top and in every nested object), so a record a
+//! newer version wrote keeps them when this one rewrites it; a status or reason word this
+//! version does not know reads as [`Status::Unknown`] / [`Reason::Unknown`].
+//!
+//! `format_version` changes only for a change an older reader must not misread. A record
+//! this version does not fully understand (a higher `format_version`, or an unknown status
+//! or reason) is never rewritten by it: [`TaskRecord::replace`] refuses it, and readers
+//! answer what they can from it without reconciling it ([`TaskRecord::understood`]).
+//!
 //! `tests/fixtures/record-v1.json` must always load (a unit test parses it; an integration
 //! test reads it through the binary).
 
@@ -10,17 +19,24 @@ use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::paths::TaskPaths;
+use crate::procfs::Identity;
 use crate::state::atomic;
 
+/// The record format this version reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Where a task is in its life: `queued` waits for a batch slot; `running`; `exited` (it ended
-/// by itself, any code); `killed` (by `stop` or a signal); `timed_out` (by its `timeout_s`);
-/// `failed` (it never started); `lost` (its supervisor vanished without recording an end).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Unknown fields, kept as read.
+pub type Extra = Map<String, Value>;
+
+/// Where a task is in its life, as stored: `queued` waits for a batch slot; `running`;
+/// `exited` (it ended by itself, any code); `killed` (by `stop` or a signal); `timed_out` (by
+/// its `timeout_s`); `failed` (it never started); `lost` (its supervisor vanished without
+/// recording an end). The wire's status is `payload::task::Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -30,39 +46,21 @@ pub enum Status {
     TimedOut,
     Failed,
     Lost,
+    /// A word a newer version wrote. Not known to have ended; a record holding it is not
+    /// [`TaskRecord::understood`], so it is never rewritten here.
+    #[serde(other)]
+    Unknown,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
-        Status::Queued,
-        Status::Running,
-        Status::Exited,
-        Status::Killed,
-        Status::TimedOut,
-        Status::Failed,
-        Status::Lost,
-    ];
-
-    /// Terminal: all but `queued` and `running`.
+    /// Terminal: known to have ended (all but `queued`, `running` and an unknown word).
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Status::Queued | Status::Running)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Exited => "exited",
-            Status::Killed => "killed",
-            Status::TimedOut => "timed_out",
-            Status::Failed => "failed",
-            Status::Lost => "lost",
-        }
+        !matches!(self, Status::Queued | Status::Running | Status::Unknown)
     }
 }
 
-/// Why a task is terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Why a task is terminal, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The process ended by itself.
@@ -81,6 +79,9 @@ pub enum Reason {
     Timeout,
     /// The process named by `stop_with_pid` exited.
     OwnerExited,
+    /// A word a newer version wrote.
+    #[serde(other)]
+    Unknown,
 }
 
 /// One task's record as stored. Times are Unix milliseconds.
@@ -148,7 +149,7 @@ pub struct TaskRecord {
     pub batch: Option<BatchSlot>,
     /// The conditions under which the run counts as ready (`start`'s `ready`).
     #[serde(default)]
-    pub ready_spec: Option<crate::ready::ReadySpec>,
+    pub ready_spec: Option<ReadySpecRecord>,
     /// `Some(true)` once every ready condition held; `Some(false)` until then.
     #[serde(default)]
     pub ready: Option<bool>,
@@ -156,7 +157,10 @@ pub struct TaskRecord {
     pub ready_at_ms: Option<i64>,
     /// The newest progress the task's output reported.
     #[serde(default)]
-    pub progress: Option<crate::progress::Progress>,
+    pub progress: Option<ProgressRecord>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A place in a batch started with `--concurrency`.
@@ -168,6 +172,59 @@ pub struct BatchSlot {
     pub index: usize,
     /// How many of the batch may run at once.
     pub concurrency: usize,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `ready` as stored: the conditions under which a run counts as ready. The wire's form,
+/// which refuses unknown fields, is `ready::ReadySpec`; they convert both ways with `From`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadySpecRecord {
+    /// A regular expression a line of the current run's output must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// A TCP port on this machine that must accept connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// An `http://` URL that must answer with a 2xx or 3xx status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// How long readiness may take, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Progress as stored: how far a task got, from its newest progress line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgressRecord {
+    #[serde(default)]
+    pub current: Option<f64>,
+    #[serde(default)]
+    pub total: Option<f64>,
+    /// 0 to 100.
+    #[serde(default)]
+    pub percent: Option<f64>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl From<crate::progress::Progress> for ProgressRecord {
+    fn from(progress: crate::progress::Progress) -> ProgressRecord {
+        ProgressRecord {
+            current: progress.current,
+            total: progress.total,
+            percent: progress.percent,
+            message: progress.message,
+            extra: Extra::new(),
+        }
+    }
 }
 
 impl TaskRecord {
@@ -205,8 +262,12 @@ impl TaskRecord {
     }
 
     /// Replaces the record atomically (temp file, fsync, rename); the caller syncs the
-    /// directory with [`atomic::Replaced::sync`], possibly after answering.
+    /// directory with [`atomic::Replaced::sync`], possibly after answering. A record this
+    /// version does not fully understand is refused: it is never rewritten here.
     pub fn replace(&self, paths: &TaskPaths) -> Result<atomic::Replaced> {
+        if !self.understood() {
+            return Err(self.newer());
+        }
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::store("encode the record", paths.record(), io::Error::other(e)))?;
         bytes.push(b'\n');
@@ -218,6 +279,120 @@ impl TaskRecord {
         self.status = status;
         self.reason = Some(reason);
         self.ended_at_ms = Some(ended_at_ms);
+    }
+
+    /// A task's first run, from what defines it (`id`, `workdir`, grace period, creation
+    /// time); everything else is empty or unset until the caller fills it in, and every
+    /// field of a run is as [`TaskRecord::begin_run`] leaves it.
+    pub fn first_run(id: String, workdir: String, grace_ms: u64, created_at_ms: i64) -> Self {
+        let mut record = TaskRecord {
+            format_version: FORMAT_VERSION,
+            id,
+            name: None,
+            command: None,
+            args: Vec::new(),
+            shell: None,
+            workdir,
+            env_keys: Vec::new(),
+            tags: Vec::new(),
+            grace_ms,
+            status: Status::Running,
+            run: 1,
+            pid: None,
+            pgid: None,
+            pid_start_ticks: None,
+            supervisor_pid: None,
+            supervisor_start_ticks: None,
+            boot_id: None,
+            exit_code: None,
+            signal: None,
+            core_dumped: false,
+            reason: None,
+            error: None,
+            created_at_ms,
+            started_at_ms: None,
+            ended_at_ms: None,
+            timeout_ms: None,
+            owner_pid: None,
+            owner_start_ticks: None,
+            batch: None,
+            ready_spec: None,
+            ready: None,
+            ready_at_ms: None,
+            progress: None,
+            extra: Extra::new(),
+        };
+        record.begin_run();
+        record
+    }
+
+    /// Clears what belongs to one run, for the next: the process, its supervisor, how it
+    /// ended, its times, readiness (unready again when there are conditions) and progress.
+    /// What defines the task (command, workdir, env names, tags, limits, conditions, its
+    /// batch slot) stays. Every launch of a run goes through this (`start`, `restart`);
+    /// `run` and `created_at_ms` are set by the launch, which knows the previous run.
+    pub fn begin_run(&mut self) {
+        self.status = Status::Running;
+        self.pid = None;
+        self.pgid = None;
+        self.pid_start_ticks = None;
+        self.supervisor_pid = None;
+        self.supervisor_start_ticks = None;
+        self.boot_id = None;
+        self.exit_code = None;
+        self.signal = None;
+        self.core_dumped = false;
+        self.reason = None;
+        self.error = None;
+        self.started_at_ms = None;
+        self.ended_at_ms = None;
+        self.ready = self.ready_spec.as_ref().map(|_| false);
+        self.ready_at_ms = None;
+        self.progress = None;
+    }
+
+    /// The supervisor the record names, as recognised by its start time; `None` before the
+    /// supervisor has written its first record.
+    pub fn supervisor(&self) -> Option<Identity> {
+        self.supervisor_pid
+            .zip(self.supervisor_start_ticks)
+            .map(|(pid, start_ticks)| Identity { pid, start_ticks })
+    }
+
+    /// Whether the supervisor the record names is the running process it was.
+    pub fn supervisor_alive(&self) -> bool {
+        self.supervisor().is_some_and(|s| s.is_alive())
+    }
+
+    /// Whether the record names a supervisor that is no longer running (a record that
+    /// names none yet, while `start` holds the lock, is not known dead).
+    pub fn supervisor_dead(&self) -> bool {
+        self.supervisor().is_some_and(|s| !s.is_alive())
+    }
+
+    /// Whether this version fully understands the record: its format is not newer and its
+    /// status and reason are words this version knows. Only such a record is rewritten.
+    pub fn understood(&self) -> bool {
+        self.format_version <= FORMAT_VERSION
+            && self.status != Status::Unknown
+            && self.reason != Some(Reason::Unknown)
+    }
+
+    /// Why the record is not [`TaskRecord::understood`], as the error that refuses to act
+    /// on it.
+    pub fn newer(&self) -> Error {
+        let what = if self.format_version > FORMAT_VERSION {
+            format!(
+                "record format {}; this version reads {FORMAT_VERSION}",
+                self.format_version
+            )
+        } else {
+            "a status or reason this version does not know".to_owned()
+        };
+        Error::NewerRecord {
+            id: self.id.clone(),
+            what,
+        }
     }
 }
 
@@ -249,6 +424,78 @@ mod tests {
         value["added_by_a_future_version"] = serde_json::json!({"x": 1});
         let bytes = serde_json::to_vec(&value).expect("encode");
         assert!(TaskRecord::parse(Path::new("r.json"), &bytes).is_ok());
+    }
+
+    /// Fields and words a newer version may write: every optional field set, unknown
+    /// fields at the top and inside each nested object, an unknown status and reason.
+    fn newer_record() -> serde_json::Value {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json"))
+                .expect("json");
+        value["top_level_future"] = serde_json::json!({"x": [1, 2]});
+        value["batch"] =
+            serde_json::json!({"id": "b_1", "index": 0, "concurrency": 1, "priority": 3});
+        value["ready_spec"] = serde_json::json!({"log": "up", "port": 80, "http": "http://h/", "timeout_s": 1.5, "tcp_half_open": true});
+        value["ready"] = serde_json::json!(true);
+        value["ready_at_ms"] = serde_json::json!(951782401500_i64);
+        value["progress"] = serde_json::json!({"current": 1.0, "total": 2.0, "percent": 50.0, "message": "m", "eta_s": 9});
+        value["timeout_ms"] = serde_json::json!(1000);
+        value["owner_pid"] = serde_json::json!(4242);
+        value["owner_start_ticks"] = serde_json::json!(7);
+        value
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_rewrite_at_every_level() {
+        let value = newer_record();
+        let bytes = serde_json::to_vec(&value).expect("encode");
+        let record = TaskRecord::parse(Path::new("r.json"), &bytes).expect("loads");
+        assert!(record.understood());
+        let rewritten = serde_json::to_value(&record).expect("encode");
+        for (path, key) in [
+            ("", "top_level_future"),
+            ("/batch", "priority"),
+            ("/ready_spec", "tcp_half_open"),
+            ("/progress", "eta_s"),
+        ] {
+            let at = |v: &serde_json::Value| v.pointer(path).and_then(|o| o.get(key)).cloned();
+            assert_eq!(at(&rewritten), at(&value), "{path}/{key}");
+            assert!(at(&rewritten).is_some(), "{path}/{key}");
+        }
+    }
+
+    #[test]
+    fn words_and_formats_of_a_newer_version_are_read_but_never_rewritten() {
+        let paths = TaskPaths {
+            dir: std::path::PathBuf::from("/nonexistent/task"),
+        };
+        for (key, word) in [("status", "paused"), ("reason", "restart_limit")] {
+            let mut value = newer_record();
+            value[key] = serde_json::json!(word);
+            let bytes = serde_json::to_vec(&value).expect("encode");
+            let record = TaskRecord::parse(Path::new("r.json"), &bytes).expect("loads");
+            assert!(!record.understood(), "{key}: {word}");
+            let refused = record.replace(&paths).expect_err("never rewritten");
+            assert!(
+                refused.full_message().contains("newer version"),
+                "{refused}"
+            );
+        }
+        let record = TaskRecord::parse(
+            Path::new("r.json"),
+            &serde_json::to_vec(&newer_record()).expect("encode"),
+        )
+        .expect("loads");
+        assert_eq!(record.status, Status::Killed);
+        let mut newer = newer_record();
+        newer["format_version"] = serde_json::json!(2);
+        let record = TaskRecord::parse(
+            Path::new("r.json"),
+            &serde_json::to_vec(&newer).expect("encode"),
+        )
+        .expect("a format 2 record loads");
+        assert!(!record.understood());
+        assert!(record.newer().full_message().contains("record format 2"));
     }
 
     #[test]

@@ -66,9 +66,6 @@ pub enum Report {
     },
 }
 
-/// A stop request, written by `stop` before it sends SIGUSR1 to the supervisor.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StopRequest {
-    pub signal: i32,
-    pub grace_ms: u64,
-}
+/// A stop request, written by `stop` before it sends SIGUSR1 to the supervisor: a disk
+/// type, kept with the others in `state`.
+pub use crate::state::stop::StopRequest;

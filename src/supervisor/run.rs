@@ -416,7 +416,7 @@ impl Supervision {
             {
                 let _ = journal.append(kind::PROGRESS, self.record.run, log_size, data);
             }
-            self.record.progress = Some(progress);
+            self.record.progress = Some(progress.into());
         }
         let _ = self.record.write(&self.paths);
     }
@@ -493,7 +493,7 @@ impl Supervision {
             {
                 let _ = journal.append(kind::PROGRESS, self.record.run, log_size, data);
             }
-            self.record.progress = Some(progress);
+            self.record.progress = Some(progress.into());
         }
         // Kill the rest of the group while the leader's zombie still reserves its id.
         let _ = kill(Pid::from_raw(-self.main.as_raw()), Signal::SIGKILL);

@@ -7,6 +7,7 @@
 
 mod batch;
 mod discovery;
+mod disk_format;
 mod failures;
 mod follow;
 mod input;
