@@ -19,8 +19,6 @@ use std::io;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::output_log::{self, Cursor, CursorReset};
@@ -29,13 +27,9 @@ use crate::payload::frame::Frame;
 use crate::state::journal::{self, JournalEntry, kind};
 
 use crate::state::{TaskRecord, observe};
-use crate::time::{now_ms, rfc3339};
 
 /// How long a follower waits for its supervisor to write the record after `task.ended`.
 const SUPERVISOR_EXIT: Duration = Duration::from_secs(2);
-
-/// The frame type of a log line.
-pub const LOG_LINE: &str = "task.log.line";
 
 /// The first sequence number of a run's frames.
 pub fn first_sequence(run: u32) -> u64 {
@@ -210,7 +204,10 @@ impl Timeline {
                 }
                 Kept::Entry(entry) => {
                     self.note_end(&entry);
-                    self.entry_frame(entry, sequence)
+                    match self.entry_frame(entry, sequence) {
+                        Some(frame) => frame,
+                        None => continue,
+                    }
                 }
                 Kept::Line(text, end) => self.line_frame(text, end, sequence),
             };
@@ -267,13 +264,7 @@ impl Timeline {
                 Item::Entry(entry) => {
                     ended |= entry.kind == kind::ENDED;
                     if !only_lines && keep_by_position(entry.log_offset, false) {
-                        frames.push(Frame {
-                            kind: entry.kind,
-                            task_id: task_id.clone(),
-                            sequence,
-                            timestamp: rfc3339(entry.timestamp_ms),
-                            data: entry.data,
-                        });
+                        frames.extend(Frame::from_entry(&task_id, sequence, entry));
                     }
                 }
                 Item::Line { bytes, end } => {
@@ -469,14 +460,9 @@ impl Timeline {
         }
     }
 
-    fn entry_frame(&self, entry: JournalEntry, sequence: u64) -> Frame {
-        Frame {
-            kind: entry.kind,
-            task_id: self.task_id.clone(),
-            sequence,
-            timestamp: rfc3339(entry.timestamp_ms),
-            data: entry.data,
-        }
+    /// `None` for an entry of a type this version does not know.
+    fn entry_frame(&self, entry: JournalEntry, sequence: u64) -> Option<Frame> {
+        Frame::from_entry(&self.task_id, sequence, entry)
     }
 
     fn line_frame(&self, text: String, end: u64, sequence: u64) -> Frame {
@@ -484,13 +470,7 @@ impl Timeline {
     }
 
     fn ended_frame(&self, record: &TaskRecord, sequence: u64) -> Frame {
-        Frame {
-            kind: kind::ENDED.to_owned(),
-            task_id: self.task_id.clone(),
-            sequence,
-            timestamp: rfc3339(record.ended_at_ms.unwrap_or_else(now_ms)),
-            data: journal::ended_data(record),
-        }
+        Frame::ended(record, sequence)
     }
 
     /// Where the next answer should start: just past the last log line delivered.
@@ -545,13 +525,7 @@ enum Kept {
 }
 
 fn line_frame(task_id: &str, run: u32, text: String, end: u64, sequence: u64) -> Frame {
-    Frame {
-        kind: LOG_LINE.to_owned(),
-        task_id: task_id.to_owned(),
-        sequence,
-        timestamp: rfc3339(now_ms()),
-        data: json!({"line": text, "cursor": Cursor { run, offset: end }}),
-    }
+    Frame::log_line(task_id, run, text, end, sequence)
 }
 
 fn trim_newline(bytes: &[u8]) -> &[u8] {

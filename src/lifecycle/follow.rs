@@ -25,10 +25,9 @@ use crate::lifecycle::{Cancel, Tasks};
 use crate::output_log::Cursor;
 use crate::paths::TaskId;
 use crate::payload::answer::{AllEventsAnswer, EventsAnswer};
-use crate::payload::frame::Frame;
+use crate::payload::frame::{Event, Frame};
 use crate::payload::input::{AfterInput, EventsInput, LogsInput};
-use crate::state::{Status, TaskRecord, journal, observe};
-use crate::time::{now_ms, rfc3339};
+use crate::state::{Status, TaskRecord, observe};
 use crate::timeline::{After, Flow, Selection, Timeline};
 
 /// Takes each frame as it comes; `Break` ends the follow (the reader went away).
@@ -145,10 +144,9 @@ impl Tasks {
         let record = observe(&paths, &args.id)?;
         let grep = args.grep;
         let mut sink = |frame: Frame| {
-            let shown = grep.as_ref().is_none_or(|re| {
-                frame.data["line"]
-                    .as_str()
-                    .is_some_and(|line| re.is_match(line))
+            let shown = grep.as_ref().is_none_or(|re| match &frame.event {
+                Event::LogLine(data) => re.is_match(&data.line),
+                _ => false,
             });
             if shown {
                 sink(frame)
@@ -299,21 +297,9 @@ fn status_frames(record: &TaskRecord, sequence: &mut u64) -> Vec<Frame> {
         *sequence += 1;
         *sequence
     };
-    let mut frames = vec![Frame {
-        kind: journal::kind::STATUS.to_owned(),
-        task_id: record.id.clone(),
-        sequence: next(),
-        timestamp: rfc3339(now_ms()),
-        data: serde_json::json!({"status": record.status, "run": record.run, "pid": record.pid}),
-    }];
+    let mut frames = vec![Frame::status(record, next())];
     if record.status.is_terminal() {
-        frames.push(Frame {
-            kind: journal::kind::ENDED.to_owned(),
-            task_id: record.id.clone(),
-            sequence: next(),
-            timestamp: rfc3339(record.ended_at_ms.unwrap_or_else(now_ms)),
-            data: journal::ended_data(record),
-        });
+        frames.push(Frame::ended(record, next()));
     }
     frames
 }

@@ -1,38 +1,376 @@
 //! Stream frames: one JSON object per line with `--stream`, and the items of `events`.
 //!
 //! `{"type":"task.log.line","task_id":"web","sequence":12,"timestamp":"...","data":{...}}`
-//! (the seed tool's frame keys). Types:
-//! - `task.status`: `{status, run, ...}`, a snapshot and then each change;
-//! - `task.log.line`: `{line, cursor}`, one line of output; pass `cursor` as `after` to
-//!   resume after it;
-//! - `task.ended`: `{status, exit_code, signal, reason}`; a follow ends after it.
+//! (the seed tool's frame keys, in that order). Each type has its own `data`:
+//! - `task.status` [`StatusData`] `{status, run, pid}`: a snapshot, then each change;
+//! - `task.log.line` [`LogLineData`] `{line, cursor}`: one line of output; pass `cursor` as
+//!   `after` to resume after it;
+//! - `task.progress` [`Progress`] `{current, total, percent, message}`;
+//! - `task.ready` [`ReadyData`] `{ready, run}`: the run's ready conditions all held;
+//! - `task.ended` [`EndedData`] `{status, run, exit_code, signal, reason}`; a follow ends
+//!   after it.
 //!
 //! `sequence` numbers a run's frames in one order, its lifecycle entries and log lines as
 //! they happened, from `(run - 1) * 2^32 + 1`: a frame's number never changes and never
 //! repeats across restarts, so `after: <sequence>` resumes, and a number from an earlier
 //! run starts over at the current run (with `cursor_reset: "new_run"`). `timestamp` is when
 //! a lifecycle entry was recorded, or when a log line was read (the log holds no times).
+//!
+//! Lifecycle frames come from the task's journal (a disk type, [`JournalEntry`]): an entry of
+//! a type this version does not know (a newer version wrote it) is not a frame here; its
+//! sequence number is still taken, so numbers stay stable.
 
-use serde::Serialize;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::output_log::Cursor;
+use crate::payload::task::{Progress, Reason, Status};
+use crate::state::TaskRecord;
+use crate::state::journal::{EndedEntry, JournalEntry, ReadyEntry, StatusEntry, kind};
+use crate::state::record::ProgressRecord;
+use crate::time::{now_ms, rfc3339};
+
+/// The frame type of a log line (log lines are not journaled: they are the log).
+pub const LOG_LINE: &str = "task.log.line";
+
 /// One frame: `{type, task_id, sequence, timestamp, data}`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
-    /// `task.status`, `task.log.line`, `task.progress`, `task.ready` or `task.ended`.
-    #[serde(rename = "type")]
-    #[schemars(extend("enum" = ["task.status", "task.log.line", "task.progress", "task.ready", "task.ended"]))]
-    pub kind: String,
     /// The task the frame is about.
     pub task_id: String,
     /// The frame's place in its task's timeline; never repeats across restarts.
     pub sequence: u64,
     /// When it was recorded (a lifecycle entry) or read (a log line), RFC 3339 UTC.
     pub timestamp: String,
-    /// By type: `task.status` `{status, run, pid}` (or a whole task as a snapshot);
-    /// `task.log.line` `{line, cursor}`; `task.progress` `{current, total, percent,
-    /// message}`; `task.ready` `{ready, run}`; `task.ended` `{status, run, exit_code,
-    /// signal, reason}`.
-    #[schemars(extend("type" = "object"))]
-    pub data: Value,
+    /// Its type and `data`.
+    pub event: Event,
+}
+
+/// A frame's type, with its `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Status(StatusData),
+    LogLine(LogLineData),
+    Progress(Progress),
+    Ready(ReadyData),
+    Ended(EndedData),
+}
+
+/// `task.status`: the task's status as it now stands.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct StatusData {
+    pub status: Status,
+    /// The run it is about.
+    pub run: u32,
+    /// The task's process, once it has one.
+    pub pid: Option<i32>,
+}
+
+/// `task.log.line`: one line of output.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct LogLineData {
+    /// The line, without its newline (what a terminal would show of a `\r` redraw).
+    pub line: String,
+    /// Pass as `after` to resume after this line.
+    pub cursor: Cursor,
+}
+
+/// `task.ready`: every ready condition of the run held.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ReadyData {
+    pub ready: bool,
+    pub run: u32,
+}
+
+/// `task.ended`: how the run ended; a follow ends after it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct EndedData {
+    pub status: Status,
+    pub run: u32,
+    pub exit_code: Option<i32>,
+    /// The signal that ended it (`"SIGTERM"`).
+    pub signal: Option<String>,
+    pub reason: Option<Reason>,
+}
+
+impl Event {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Status(_) => kind::STATUS,
+            Event::LogLine(_) => LOG_LINE,
+            Event::Progress(_) => kind::PROGRESS,
+            Event::Ready(_) => kind::READY,
+            Event::Ended(_) => kind::ENDED,
+        }
+    }
+}
+
+impl From<StatusEntry> for StatusData {
+    fn from(entry: StatusEntry) -> StatusData {
+        StatusData {
+            status: entry.status.into(),
+            run: entry.run,
+            pid: entry.pid,
+        }
+    }
+}
+
+impl From<EndedEntry> for EndedData {
+    fn from(entry: EndedEntry) -> EndedData {
+        EndedData {
+            status: entry.status.into(),
+            run: entry.run,
+            exit_code: entry.exit_code,
+            signal: entry.signal,
+            reason: entry.reason.and_then(Into::into),
+        }
+    }
+}
+
+impl From<ReadyEntry> for ReadyData {
+    fn from(entry: ReadyEntry) -> ReadyData {
+        ReadyData {
+            ready: entry.ready,
+            run: entry.run,
+        }
+    }
+}
+
+impl Frame {
+    /// The frame of a journal entry, numbered `sequence`; `None` for an entry whose type
+    /// or data this version does not know.
+    pub fn from_entry(task_id: &str, sequence: u64, entry: JournalEntry) -> Option<Frame> {
+        let data = entry.data;
+        let event = match entry.kind.as_str() {
+            kind::STATUS => Event::Status(parse::<StatusEntry>(data)?.into()),
+            kind::ENDED => Event::Ended(parse::<EndedEntry>(data)?.into()),
+            kind::READY => Event::Ready(parse::<ReadyEntry>(data)?.into()),
+            kind::PROGRESS => Event::Progress(Progress::from(&parse::<ProgressRecord>(data)?)),
+            _ => return None,
+        };
+        Some(Frame {
+            task_id: task_id.to_owned(),
+            sequence,
+            timestamp: rfc3339(entry.timestamp_ms),
+            event,
+        })
+    }
+
+    /// A log line that ends at byte `end` of run `run`'s log, read now.
+    pub fn log_line(task_id: &str, run: u32, line: String, end: u64, sequence: u64) -> Frame {
+        Frame {
+            task_id: task_id.to_owned(),
+            sequence,
+            timestamp: rfc3339(now_ms()),
+            event: Event::LogLine(LogLineData {
+                line,
+                cursor: Cursor { run, offset: end },
+            }),
+        }
+    }
+
+    /// The task's status as its record says now (what the journal's `task.status` entries
+    /// say, built the same way: [`StatusEntry::of`]).
+    pub fn status(record: &TaskRecord, sequence: u64) -> Frame {
+        Frame {
+            task_id: record.id.clone(),
+            sequence,
+            timestamp: rfc3339(now_ms()),
+            event: Event::Status(StatusEntry::of(record).into()),
+        }
+    }
+
+    /// How the run of `record` ended, for a follower that found no `task.ended` in the
+    /// journal (what the journal's entry says, built the same way: [`EndedEntry::of`]).
+    pub fn ended(record: &TaskRecord, sequence: u64) -> Frame {
+        Frame {
+            task_id: record.id.clone(),
+            sequence,
+            timestamp: rfc3339(record.ended_at_ms.unwrap_or_else(now_ms)),
+            event: Event::Ended(EndedEntry::of(record).into()),
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(data: Value) -> Option<T> {
+    serde_json::from_value(data).ok()
+}
+
+impl Serialize for Frame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("type", self.event.kind())?;
+        map.serialize_entry("task_id", &self.task_id)?;
+        map.serialize_entry("sequence", &self.sequence)?;
+        map.serialize_entry("timestamp", &self.timestamp)?;
+        match &self.event {
+            Event::Status(data) => map.serialize_entry("data", data)?,
+            Event::LogLine(data) => map.serialize_entry("data", data)?,
+            Event::Progress(data) => map.serialize_entry("data", data)?,
+            Event::Ready(data) => map.serialize_entry("data", data)?,
+            Event::Ended(data) => map.serialize_entry("data", data)?,
+        }
+        map.end()
+    }
+}
+
+/// One schema per frame type (`oneOf`, told apart by `type`), each with its `data`.
+impl JsonSchema for Frame {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Frame".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let one = |kind: &str, description: &str, data: Schema| {
+            json_schema!({
+                "type": "object",
+                "description": description,
+                "properties": {
+                    "type": {"const": kind},
+                    "task_id": {
+                        "type": "string",
+                        "description": "The task the frame is about."
+                    },
+                    "sequence": {
+                        "type": "integer",
+                        "format": "uint64",
+                        "minimum": 0,
+                        "description": "The frame's place in its task's timeline; never repeats across restarts."
+                    },
+                    "timestamp": {
+                        "type": "string",
+                        "description": "When it was recorded (a lifecycle entry) or read (a log line), RFC 3339 UTC."
+                    },
+                    "data": data
+                },
+                "required": ["type", "task_id", "sequence", "timestamp", "data"]
+            })
+        };
+        let frames = [
+            one(
+                kind::STATUS,
+                "`task.status`: the task's status, a snapshot and then each change.",
+                generator.subschema_for::<StatusData>(),
+            ),
+            one(
+                LOG_LINE,
+                "`task.log.line`: one line of the current run's output.",
+                generator.subschema_for::<LogLineData>(),
+            ),
+            one(
+                kind::PROGRESS,
+                "`task.progress`: the newest progress the task's output reported.",
+                generator.subschema_for::<Progress>(),
+            ),
+            one(
+                kind::READY,
+                "`task.ready`: every ready condition of the run held.",
+                generator.subschema_for::<ReadyData>(),
+            ),
+            one(
+                kind::ENDED,
+                "`task.ended`: how the run ended; a follow ends after it.",
+                generator.subschema_for::<EndedData>(),
+            ),
+        ];
+        json_schema!({
+            "description": "One frame: `{type, task_id, sequence, timestamp, data}`, with `data` by `type`.",
+            "oneOf": frames
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of each frame type is what the journal and the follow printed before
+    /// frames were typed: the same keys, in the same order.
+    #[test]
+    fn frames_keep_their_keys_and_order() {
+        let entry = |kind: &str, data: Value| JournalEntry {
+            sequence: 1,
+            kind: kind.to_owned(),
+            timestamp_ms: 0,
+            run: 1,
+            log_offset: 0,
+            data,
+        };
+        let cases = [
+            (
+                entry(
+                    kind::STATUS,
+                    serde_json::json!({"status": "running", "run": 1, "pid": 42}),
+                ),
+                r#"{"type":"task.status","task_id":"t","sequence":7,"timestamp":"1970-01-01T00:00:00.000Z","data":{"status":"running","run":1,"pid":42}}"#,
+            ),
+            (
+                entry(
+                    kind::ENDED,
+                    serde_json::json!({"status": "killed", "run": 1, "exit_code": null, "signal": "SIGTERM", "reason": "stop"}),
+                ),
+                r#"{"type":"task.ended","task_id":"t","sequence":7,"timestamp":"1970-01-01T00:00:00.000Z","data":{"status":"killed","run":1,"exit_code":null,"signal":"SIGTERM","reason":"stop"}}"#,
+            ),
+            (
+                entry(kind::READY, serde_json::json!({"ready": true, "run": 1})),
+                r#"{"type":"task.ready","task_id":"t","sequence":7,"timestamp":"1970-01-01T00:00:00.000Z","data":{"ready":true,"run":1}}"#,
+            ),
+            (
+                entry(
+                    kind::PROGRESS,
+                    serde_json::json!({"current": 3.0, "total": 17.0, "percent": 17.647058823529413, "message": null}),
+                ),
+                r#"{"type":"task.progress","task_id":"t","sequence":7,"timestamp":"1970-01-01T00:00:00.000Z","data":{"current":3.0,"total":17.0,"percent":17.647058823529413,"message":null}}"#,
+            ),
+        ];
+        for (entry, json) in cases {
+            let frame = Frame::from_entry("t", 7, entry).expect("a known entry");
+            assert_eq!(serde_json::to_string(&frame).expect("encode"), json);
+        }
+        let mut line = Frame::log_line("t", 2, "hello".into(), 12, 9);
+        line.timestamp = "T".into();
+        assert_eq!(
+            serde_json::to_string(&line).expect("encode"),
+            r#"{"type":"task.log.line","task_id":"t","sequence":9,"timestamp":"T","data":{"line":"hello","cursor":"2:12"}}"#
+        );
+    }
+
+    /// A newer version's entries are skipped, not errors; a newer status word reads running.
+    #[test]
+    fn entries_of_a_newer_version_are_forgiven() {
+        let entry = |kind: &str, data: Value| JournalEntry {
+            sequence: 1,
+            kind: kind.to_owned(),
+            timestamp_ms: 0,
+            run: 1,
+            log_offset: 0,
+            data,
+        };
+        assert!(
+            Frame::from_entry("t", 1, entry("task.step", serde_json::json!({"id": "a"}))).is_none()
+        );
+        assert!(
+            Frame::from_entry("t", 1, entry(kind::STATUS, serde_json::json!("garbage"))).is_none()
+        );
+        let frame = Frame::from_entry(
+            "t",
+            1,
+            entry(
+                kind::STATUS,
+                serde_json::json!({"status": "paused", "run": 1, "pid": null, "why": "x"}),
+            ),
+        )
+        .expect("a status entry");
+        assert_eq!(
+            frame.event,
+            Event::Status(StatusData {
+                status: Status::Running,
+                run: 1,
+                pid: None
+            })
+        );
+    }
 }

@@ -8,18 +8,22 @@
 //!
 //! Entries are written with one `write` on a descriptor opened `O_APPEND`, so a reader sees
 //! whole lines, except perhaps the very last while it is being written; a line that does
-//! not parse is skipped.
+//! not parse is skipped. A disk type: entries never deny unknown fields, and an entry of a
+//! type (or with data) a newer version wrote is read and passed over, not refused. Each
+//! type's data has its own struct ([`StatusEntry`], [`EndedEntry`], [`ReadyEntry`],
+//! `ProgressRecord`); the wire's frames are built from them (`payload::frame`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::paths::{TaskPaths, set_private_mode};
 use crate::state::TaskRecord;
+use crate::state::record::{ProgressRecord, Reason, Status};
 use crate::time::now_ms;
 
 /// Frame types written to the journal.
@@ -41,6 +45,60 @@ pub struct JournalEntry {
     /// Size of the run's log when the entry was written.
     pub log_offset: u64,
     pub data: Value,
+}
+
+/// `task.status`: the task's status as it now stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusEntry {
+    pub status: Status,
+    pub run: u32,
+    #[serde(default)]
+    pub pid: Option<i32>,
+}
+
+impl StatusEntry {
+    /// What a `task.status` entry (and frame) says of a record: the one place it is decided.
+    pub fn of(record: &TaskRecord) -> StatusEntry {
+        StatusEntry {
+            status: record.status,
+            run: record.run,
+            pid: record.pid,
+        }
+    }
+}
+
+/// `task.ended`: how the run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedEntry {
+    pub status: Status,
+    pub run: u32,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<String>,
+    #[serde(default)]
+    pub reason: Option<Reason>,
+}
+
+impl EndedEntry {
+    /// What a `task.ended` entry (and frame) says of a terminal record: the one place it is
+    /// decided, for the supervisor's journal and for a follower that must say it itself.
+    pub fn of(record: &TaskRecord) -> EndedEntry {
+        EndedEntry {
+            status: record.status,
+            run: record.run,
+            exit_code: record.exit_code,
+            signal: record.signal.clone(),
+            reason: record.reason,
+        }
+    }
+}
+
+/// `task.ready`: the run's ready conditions all held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadyEntry {
+    pub ready: bool,
+    pub run: u32,
 }
 
 /// The journal, open for appending by the lock holder.
@@ -93,14 +151,41 @@ impl Journal {
 impl Journal {
     /// Records the task's status as it now stands.
     pub fn status(&mut self, record: &TaskRecord, log_offset: u64) -> Result<()> {
-        let data = json!({"status": record.status, "run": record.run, "pid": record.pid});
-        self.append(kind::STATUS, record.run, log_offset, data)
+        self.append_entry(
+            kind::STATUS,
+            record.run,
+            log_offset,
+            &StatusEntry::of(record),
+        )
     }
 
     /// Records a terminal status and the end of the run.
     pub fn ended(&mut self, record: &TaskRecord, log_offset: u64) -> Result<()> {
         self.status(record, log_offset)?;
-        self.append(kind::ENDED, record.run, log_offset, ended_data(record))
+        self.append_entry(kind::ENDED, record.run, log_offset, &EndedEntry::of(record))
+    }
+
+    /// Records that the run's ready conditions all held.
+    pub fn ready(&mut self, run: u32, log_offset: u64) -> Result<()> {
+        let entry = ReadyEntry { ready: true, run };
+        self.append_entry(kind::READY, run, log_offset, &entry)
+    }
+
+    /// Records the newest progress the run reported.
+    pub fn progress(&mut self, run: u32, log_offset: u64, progress: &ProgressRecord) -> Result<()> {
+        self.append_entry(kind::PROGRESS, run, log_offset, progress)
+    }
+
+    fn append_entry(
+        &mut self,
+        kind: &str,
+        run: u32,
+        log_offset: u64,
+        data: &impl Serialize,
+    ) -> Result<()> {
+        let data = serde_json::to_value(data)
+            .map_err(|e| Error::store("encode", "events.jsonl", io::Error::other(e)))?;
+        self.append(kind, run, log_offset, data)
     }
 }
 
@@ -121,17 +206,6 @@ pub fn record_end(
         let _ = journal.ended(record, log_size);
     }
     record.write(paths)
-}
-
-/// The data of a `task.ended` entry: how the run ended.
-pub fn ended_data(record: &TaskRecord) -> Value {
-    json!({
-        "status": record.status,
-        "run": record.run,
-        "exit_code": record.exit_code,
-        "signal": record.signal,
-        "reason": record.reason,
-    })
 }
 
 /// Entries from byte `offset` on, and the offset just past the last whole line read.
