@@ -62,3 +62,6 @@ impl Tasks {
         self.state.task(id)
     }
 }
+
+#[cfg(test)]
+mod tests;

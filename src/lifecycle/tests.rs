@@ -1,0 +1,188 @@
+//! The lifecycle layer called as a server front end calls it: cancelling a wait from another
+//! thread, hearing of progress, and reading a follow as an iterator. The tasks are records
+//! planted in a temporary state directory, with this test process as their "supervisor"
+//! (it holds the lock); the integration tests (`tests/cli/`) drive real tasks.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::lifecycle::follow::FollowArgs;
+use crate::lifecycle::wait::WaitArgs;
+use crate::lifecycle::{Cancel, Tasks};
+use crate::paths::{StateDir, TaskId};
+use crate::payload::frame::Event;
+use crate::payload::input::{Until, WaitInput};
+use crate::procfs::Identity;
+use crate::state::journal::Journal;
+use crate::state::lock::TaskLock;
+use crate::state::record::{Reason, Status};
+use crate::state::{TaskRecord, record_end};
+use crate::timeline::Selection;
+
+/// Bounds a test against hangs; nothing here should take more than a fraction of it.
+const HANG: Duration = Duration::from_secs(20);
+
+struct Planted {
+    _dir: tempfile::TempDir,
+    tasks: Tasks,
+    id: TaskId,
+    record: TaskRecord,
+    lock: TaskLock,
+}
+
+/// A running task `t` whose supervisor is this process, holding the lock.
+fn running() -> Planted {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let state = StateDir::open(dir.path().join("state")).expect("a state dir");
+    let tasks = Tasks::new(state);
+    let id = TaskId::parse("t").expect("an id");
+    let paths = tasks.paths(&id);
+    paths.create().expect("the task folder");
+    let lock = TaskLock::try_acquire(&paths).expect("lock").expect("free");
+    let me = std::process::id() as i32;
+    let mut record = TaskRecord::first_run("t".into(), "/".into(), 1000, 0);
+    record.supervisor_pid = Some(me);
+    record.supervisor_start_ticks = Identity::of(me).map(|i| i.start_ticks);
+    record.write(&paths).expect("write the record");
+    Planted {
+        _dir: dir,
+        tasks,
+        id,
+        record,
+        lock,
+    }
+}
+
+fn wait_for(id: &TaskId, cancel: Cancel) -> WaitArgs {
+    WaitArgs {
+        input: WaitInput {
+            id: Some(id.clone()),
+            ids: None,
+            mode: None,
+            until: Until::Exit,
+        },
+        timeout: Some(HANG),
+        cancel,
+        progress: None,
+    }
+}
+
+#[test]
+fn a_wait_cancelled_from_another_thread_ends_at_once_and_the_task_runs_on() {
+    let planted = running();
+    let cancel = Cancel::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let mut args = wait_for(&planted.id, cancel.clone());
+    args.progress = Some(Box::new({
+        let heard = heard.clone();
+        move |task| heard.lock().expect("lock").push(task.status)
+    }));
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let waited = planted.tasks.wait(args);
+    canceller.join().expect("the canceller");
+    assert!(
+        matches!(waited, Err(Error::TaskWaitTimedOut { .. })),
+        "{waited:?}"
+    );
+    assert!(started.elapsed() < HANG / 2, "took {:?}", started.elapsed());
+    assert_eq!(
+        *heard.lock().expect("lock"),
+        [crate::payload::task::Status::Running],
+        "the progress callback hears of the task once while nothing changes"
+    );
+    let record = planted.tasks.record(&planted.id).expect("the record");
+    assert_eq!(record.status, Status::Running);
+    drop(planted.lock);
+}
+
+#[test]
+fn a_cancellable_wait_wakes_when_the_supervisor_lets_go() {
+    let Planted {
+        _dir,
+        tasks,
+        id,
+        mut record,
+        lock,
+    } = running();
+    let paths = tasks.paths(&id);
+    let ender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        record.exit_code = Some(3);
+        record.finish(Status::Exited, Reason::Exit, 1);
+        record_end(&paths, Journal::open(&paths).ok().as_mut(), &record).expect("record");
+        drop(lock);
+    });
+    let waited = tasks.wait(wait_for(&id, Cancel::new())).expect("the end");
+    ender.join().expect("the ender");
+    match waited {
+        crate::lifecycle::wait::Waited::One(task) => {
+            assert_eq!(task.exit_code, Some(3));
+            assert_eq!(task.status, crate::payload::task::Status::Exited);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_follow_read_as_an_iterator_ends_with_the_run_or_when_cancelled() {
+    let Planted {
+        _dir,
+        tasks,
+        id,
+        mut record,
+        lock,
+    } = running();
+    let paths = tasks.paths(&id);
+    let mut journal = Journal::open(&paths).expect("the journal");
+    journal.status(&record, 0).expect("journal");
+    std::fs::write(paths.log(), b"one\ntwo\n").expect("the log");
+    let follow = |cancel: Cancel| FollowArgs {
+        id: id.clone(),
+        selection: Selection {
+            after: None,
+            lines: None,
+            only_lines: false,
+        },
+        grep: None,
+        timeout: Some(HANG),
+        cancel,
+    };
+
+    // While the task runs, the follow waits for more; cancelling ends it.
+    let cancel = Cancel::new();
+    let mut frames = tasks.frames(follow(cancel.clone()));
+    let kinds: Vec<&str> = frames
+        .by_ref()
+        .take(3)
+        .map(|f| f.expect("a frame").event.kind())
+        .collect();
+    assert_eq!(kinds, ["task.status", "task.log.line", "task.log.line"]);
+    let started = Instant::now();
+    cancel.cancel();
+    assert!(frames.next().is_none(), "frames after the cancel");
+    assert!(started.elapsed() < HANG / 2, "took {:?}", started.elapsed());
+
+    // Once the run has ended, the follow ends by itself after `task.ended`.
+    record.finish(Status::Killed, Reason::Stop, 1);
+    record.signal = Some("SIGTERM".into());
+    record_end(&paths, Some(&mut journal), &record).expect("record the end");
+    drop(lock);
+    let frames: Vec<_> = tasks
+        .frames(follow(Cancel::new()))
+        .map(|f| f.expect("a frame"))
+        .collect();
+    let last = frames.last().expect("frames");
+    match &last.event {
+        Event::Ended(data) => {
+            assert_eq!(data.signal.as_deref(), Some("SIGTERM"));
+            assert_eq!(data.status, crate::payload::task::Status::Killed);
+        }
+        other => panic!("the last frame is {other:?}"),
+    }
+    assert_eq!(frames.len(), 5, "{frames:?}");
+}
