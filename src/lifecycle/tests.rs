@@ -129,6 +129,10 @@ fn a_cancellable_wait_wakes_when_the_supervisor_lets_go() {
 }
 
 #[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a test plants the task's log as its run would have written it"
+)]
 fn a_follow_read_as_an_iterator_ends_with_the_run_or_when_cancelled() {
     let Planted {
         _dir,

@@ -21,6 +21,10 @@ pub fn write(target: &Path, bytes: &[u8]) -> Result<()> {
 /// the new content is visible to readers and can never be seen half-written, and a crash
 /// leaves either the old file or the new one. [`Replaced::sync`] then makes the rename
 /// durable; a caller may answer first and sync after, off its critical path.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the atomic writer: the rename comes after the temp file is written and synced"
+)]
 pub fn replace(target: &Path, bytes: &[u8]) -> Result<Replaced> {
     let temp = temp_path(target);
     let result = write_temp(&temp, bytes)

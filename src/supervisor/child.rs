@@ -25,6 +25,7 @@ pub struct SpawnFailure {
 }
 
 /// Starts the task and returns its pid once it has exec'd.
+#[expect(clippy::disallowed_methods, reason = "the one place a task is spawned")]
 pub fn spawn(
     record: &TaskRecord,
     env: &BTreeMap<String, String>,

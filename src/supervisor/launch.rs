@@ -32,6 +32,10 @@ pub enum LaunchError {
 
 /// Spawns the supervisor for `spec`, handing it `lock` (and, for a queued task of a batch,
 /// its `turn` lock at fd 5), and returns its report.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one place a supervisor is spawned"
+)]
 pub fn launch(spec: &Spec, lock: &TaskLock, turn: Option<&File>) -> Result<Report, LaunchError> {
     let exe = std::env::current_exe().map_err(LaunchError::Spawn)?;
     let (ours, theirs) = UnixStream::pair().map_err(LaunchError::Spawn)?;

@@ -4,6 +4,13 @@
 //! directory, a sealed environment) whose `Drop` kills every process the test started.
 //! Tests wait on conditions with deadlines, never on fixed sleeps, and assert timing only
 //! as generous bounds against hangs.
+//!
+//! Tests plant files and run programs of their own by design: the layering lints of
+//! `clippy.toml` guard the product, not its tests.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests plant records and logs by hand and run helper programs"
+)]
 
 mod batch;
 mod discovery;
