@@ -20,7 +20,7 @@ use crate::payload::input::{
     EventsInput, IdInput, ListInput, LogsInput, PruneInput, RestartInput, RmInput, StartInput,
     StopInput, WaitInput,
 };
-use crate::payload::shape::{AnyOf, OneOrBatch, Optional, input, output};
+use crate::wire_schema::{AnyOf, OneOrBatch, Optional, input, output};
 
 /// Whether a command takes a payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

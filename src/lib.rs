@@ -31,6 +31,7 @@ pub mod state;
 pub mod supervisor;
 pub mod time;
 pub mod timeline;
+pub mod wire_schema;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -67,7 +67,7 @@ impl schemars::JsonSchema for Cursor {
     }
 
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        crate::payload::shape::cursor(generator)
+        crate::wire_schema::cursor(generator)
     }
 }
 

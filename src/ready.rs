@@ -24,7 +24,7 @@ pub const RETRY: Duration = Duration::from_millis(50);
 /// `ready` (and `wait`'s `until`): conditions that must all hold.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = crate::payload::shape::some_condition)]
+#[schemars(transform = crate::wire_schema::some_condition)]
 pub struct ReadySpec {
     /// A regular expression a line of the current run's output must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@
 //! This registry sits on top of the contract: it lists the schemas of the command table
 //! ([`crate::catalog`]) and the frame and error schemas, and nothing below it imports it.
 //! What serde alone does not check (command or shell, ranges, lengths, a cursor's form) is
-//! added with schemars attributes on the types themselves ([`crate::payload::shape`]), so
+//! added with schemars attributes on the types themselves ([`crate::wire_schema`]), so
 //! that a payload the schema accepts is one the parser accepts. The few checks a schema
 //! cannot express are named in the schemas' descriptions (a `stop_with_pid` that must be
 //! alive, a valid regex).
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::catalog;
 use crate::payload::discovery::Kind;
 use crate::payload::frame::Frame;
-use crate::payload::shape;
+use crate::wire_schema;
 
 /// The version in every schema id; it changes only with an incompatible change.
 pub const VERSION: u32 = 1;
@@ -130,8 +130,8 @@ pub fn all() -> Vec<Entry> {
         entries.extend(command.input.map(|g| entry(command.name, Kind::Input, g)));
         entries.extend(command.output.map(|g| entry(command.name, Kind::Output, g)));
     }
-    entries.push(entry("frame", Kind::Frame, shape::output::<Frame>));
-    entries.push(entry("error", Kind::Error, shape::error_object));
+    entries.push(entry("frame", Kind::Frame, wire_schema::output::<Frame>));
+    entries.push(entry("error", Kind::Error, wire_schema::error_object));
     entries
 }
 

@@ -39,7 +39,7 @@ pub struct ItemResult<D = Box<RawValue>> {
     pub data: Option<D>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::payload::shape::optional_error")]
+    #[schemars(schema_with = "crate::wire_schema::optional_error")]
     pub error: Option<Value>,
 }
 

@@ -26,7 +26,7 @@ pub const DEFAULT_LOG_LINES: u64 = 100;
 /// or `shell` (run by `/bin/sh -c`).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = crate::payload::shape::command_or_shell)]
+#[schemars(transform = crate::wire_schema::command_or_shell)]
 pub struct StartInput {
     /// The task id; generated (`bg_` + 8 hex) when absent.
     pub id: Option<TaskId>,
@@ -44,7 +44,7 @@ pub struct StartInput {
     pub workdir: Option<String>,
     /// Variables set for the task. Only their names are ever stored or printed.
     #[serde(default)]
-    #[schemars(extend("propertyNames" = crate::payload::shape::env_name()))]
+    #[schemars(extend("propertyNames" = crate::wire_schema::env_name()))]
     pub env: BTreeMap<String, String>,
     /// Labels to find the task by (`list {"tag": ...}`).
     #[serde(default)]
@@ -211,7 +211,7 @@ impl PruneInput {
 /// must end.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = crate::payload::shape::one_or_several_ids)]
+#[schemars(transform = crate::wire_schema::one_or_several_ids)]
 pub struct WaitInput {
     /// The task id.
     pub id: Option<TaskId>,
@@ -245,7 +245,7 @@ pub enum Until {
     #[serde(skip)]
     Exit,
     /// `"exit"`: until the task has ended.
-    #[schemars(schema_with = "crate::payload::shape::exit_word")]
+    #[schemars(schema_with = "crate::wire_schema::exit_word")]
     Word(String),
     /// Conditions, as in `start`'s `ready`: until they all hold.
     Ready(ReadySpec),
@@ -306,7 +306,7 @@ pub struct StopInput {
     pub id: TaskId,
     /// The first signal: a name (`"SIGINT"`, `"INT"`, any case) or number; default SIGTERM.
     #[serde(default, deserialize_with = "signal")]
-    #[schemars(schema_with = "crate::payload::shape::signal")]
+    #[schemars(schema_with = "crate::wire_schema::signal")]
     pub signal: Option<Signal>,
     /// Seconds before SIGKILL follows; default the task's `grace_s`.
     #[schemars(range(min = 0, max = MAX_SECONDS))]
@@ -331,7 +331,7 @@ pub struct RestartInput {
     pub id: TaskId,
     /// Values for the variables the task was started with (`env_keys`).
     #[serde(default)]
-    #[schemars(extend("propertyNames" = crate::payload::shape::env_name()))]
+    #[schemars(extend("propertyNames" = crate::wire_schema::env_name()))]
     pub env: BTreeMap<String, String>,
 }
 
@@ -347,7 +347,7 @@ pub struct LogsInput {
     /// A cursor (`next_cursor` of an earlier answer, or a frame's `cursor`): only what came
     /// after it.
     #[serde(default)]
-    #[schemars(schema_with = "crate::payload::shape::optional_cursor")]
+    #[schemars(schema_with = "crate::wire_schema::optional_cursor")]
     pub after: Option<String>,
     /// Only lines matching this regular expression.
     pub grep: Option<String>,
@@ -356,7 +356,7 @@ pub struct LogsInput {
 /// `events`: a task's lifecycle frames and log lines, or every task's status.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = crate::payload::shape::after_needs_an_id)]
+#[schemars(transform = crate::wire_schema::after_needs_an_id)]
 pub struct EventsInput {
     /// The task id; without it, every task's status.
     pub id: Option<TaskId>,
@@ -373,7 +373,7 @@ pub enum AfterInput {
     /// A frame's `sequence`: only later frames.
     Sequence(u64),
     /// A log line's `cursor` (`"<run>:<offset>"`): only what came after it.
-    #[schemars(schema_with = "crate::payload::shape::cursor")]
+    #[schemars(schema_with = "crate::wire_schema::cursor")]
     Cursor(String),
 }
 

@@ -1,5 +1,6 @@
 //! The STDOUT contract: what commands accept (payloads) and what they answer (answers,
-//! frames), with the schema fragments the types carry ([`shape`]).
+//! frames). The schema fragments the types carry are in [`crate::wire_schema`], a leaf
+//! that the modules defining wire types outside this folder (`ready`, `output_log`) use too.
 //!
 //! A payload is one JSON value given as literal text, `@path` (a file) or `-` (stdin).
 //! Unknown fields are errors that name the accepted ones; a value of the wrong type or out
@@ -11,7 +12,6 @@ pub mod discovery;
 pub mod examples;
 pub mod frame;
 pub mod input;
-pub mod shape;
 pub mod task;
 
 use std::io::Read;

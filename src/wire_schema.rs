@@ -1,10 +1,13 @@
-//! JSON Schema fragments for what serde alone does not say about the wire types: command or
-//! shell, at least one ready condition, a cursor's form, a signal's names, the error object.
+//! JSON Schema fragments for what serde alone does not say about the wire types (command or
+//! shell, at least one ready condition, a cursor's form, a signal's names, the error object),
+//! and the wrappers that shape a command's payload and answer schemas (one or a batch, an
+//! optional payload, one of two answers).
 //!
-//! The types carry these through schemars attributes (`transform`, `schema_with`, `extend`),
-//! so a payload the schema accepts is one the parser accepts. This module imports nothing
-//! of ours but the error type names: every module that defines a wire type may use it, and
-//! the schema registry (`crate::schema`) sits on top of all of them.
+//! Part of the stdout contract, kept as a leaf: the types carry these through schemars
+//! attributes (`transform`, `schema_with`, `extend`), so a payload the schema accepts is one
+//! the parser accepts. It imports nothing of ours but the error type names, so every module
+//! that defines a wire type (`payload/`, `ready`, `output_log`) may use it, and the command
+//! table and the schema registry (`crate::schema`) sit on top of all of them.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
