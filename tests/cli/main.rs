@@ -13,15 +13,21 @@
 )]
 
 mod batch;
+mod concurrency;
 mod discovery;
 mod disk_format;
 mod failures;
 mod follow;
+mod if_running;
 mod input;
 mod lifecycle;
+mod list_fields;
 mod properties;
 mod ready;
 mod reliability;
+mod retention;
 mod schemas;
 mod security;
+mod stop_with_pid;
 mod support;
+mod timeout;

@@ -11,9 +11,10 @@
 //! Every invocation is bounded ([`HANG`]): a command that does not finish, or whose pipes
 //! are still held open after it exits, fails the test instead of hanging the suite.
 
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_background-tasks");
@@ -696,4 +697,170 @@ pub fn open_fifo_writer(path: &Path) -> fs::File {
 #[expect(clippy::print_stderr, reason = "a test says what it skipped and why")]
 pub fn note(message: &str) {
     eprintln!("{message}");
+}
+
+// Tasks and batches, as several test files check them.
+
+/// Every status a task can have.
+pub const STATUSES: [&str; 7] = [
+    "queued",
+    "running",
+    "exited",
+    "killed",
+    "timed_out",
+    "failed",
+    "lost",
+];
+
+/// A batch answer's `data`, after checking the whole contract of its shape: a success
+/// envelope of `command` on stdout (one line, nothing on stderr), counts that agree with
+/// the results, an outcome that agrees with the counts, one result per item in input
+/// order with `data` when ok and `error` when not (never both), and exit code 1 exactly
+/// when an item failed.
+pub fn batch_answer(outcome: &Outcome, command: &str) -> Value {
+    let envelope = outcome.stdout_envelope();
+    assert_eq!(envelope["command"], command, "{outcome:#?}");
+    let data = envelope["data"].clone();
+    let results = data["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a batch answer has results: {data}"));
+    let total = results.len();
+    let succeeded = results.iter().filter(|r| r["ok"] == true).count();
+    assert_eq!(data["total"], total, "{data}");
+    assert_eq!(data["success_count"], succeeded, "{data}");
+    assert_eq!(data["error_count"], total - succeeded, "{data}");
+    let expected = if succeeded == total {
+        "succeeded"
+    } else if succeeded == 0 {
+        "failed"
+    } else {
+        "partial_failure"
+    };
+    assert_eq!(data["outcome"], expected, "{data}");
+    assert!(
+        data.get("concurrency")
+            .is_some_and(|c| c.is_null() || c.as_u64().is_some_and(|n| n >= 1)),
+        "concurrency is a number or null: {data}"
+    );
+    let code = if succeeded == total { 0 } else { 1 };
+    assert_eq!(
+        outcome.code,
+        Some(code),
+        "a batch with {} failed item(s) exits {code}: {outcome:#?}",
+        total - succeeded
+    );
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["index"], i, "results are in input order: {data}");
+        assert!(result["ok"].is_boolean(), "{result}");
+        assert!(
+            result
+                .get("target")
+                .is_some_and(|t| t.is_string() || t.is_null()),
+            "every result has a target: {result}"
+        );
+        if result["ok"] == true {
+            assert!(result.get("data").is_some_and(Value::is_object), "{result}");
+            assert!(result.get("error").is_none(), "ok and error: {result}");
+        } else {
+            assert!(result.get("data").is_none(), "failed and data: {result}");
+            check_error(&result["error"], &result.to_string());
+        }
+    }
+    data
+}
+
+/// Runs `args` with a batch `payload` and checks the answer.
+pub fn call_batch(sandbox: &Sandbox, args: &[&str], payload: &Value) -> Value {
+    assert!(payload.is_array(), "a batch payload is an array");
+    batch_answer(&sandbox.call(args, payload), args[0])
+}
+
+/// The `i`th result of a batch answer.
+pub fn result(data: &Value, i: usize) -> &Value {
+    &data["results"][i]
+}
+
+/// Asserts that the `i`th result failed with `error_type`, for item `target`.
+pub fn assert_item_failed(data: &Value, i: usize, target: &str, error_type: &str) {
+    let item = result(data, i);
+    assert_eq!(item["ok"], false, "item {i}: {data}");
+    assert_eq!(item["target"], target, "item {i}: {data}");
+    assert_eq!(item["error"]["type"], error_type, "item {i}: {data}");
+}
+
+/// The `i`th result's task, after checking it succeeded for task `id`.
+pub fn item_task(data: &Value, i: usize, id: &str) -> Value {
+    let item = result(data, i);
+    assert_eq!(item["ok"], true, "item {i}: {data}");
+    assert_eq!(item["target"], id, "item {i}: {data}");
+    let task = item["data"]["task"].clone();
+    assert_eq!(task["id"], id, "item {i}: {data}");
+    task
+}
+
+/// Every task `list` answers, by id.
+pub fn tasks_by_id(sandbox: &Sandbox, filter: &Value) -> BTreeMap<String, Value> {
+    let data = sandbox.ok(&["list"], filter);
+    let tasks = data["tasks"].as_array().expect("tasks");
+    assert_eq!(data["total"], tasks.len(), "{data}");
+    tasks
+        .iter()
+        .map(|t| (t["id"].as_str().expect("an id").to_owned(), t.clone()))
+        .collect()
+}
+
+/// Asserts that `status` answers TaskNotFound for `id`.
+pub fn assert_not_found(sandbox: &Sandbox, id: &str) {
+    let error = sandbox.fail(&["status"], &json!({ "id": id }));
+    assert_eq!(error["type"], "TaskNotFound", "{id}: {error}");
+}
+
+/// The running `sleep` processes whose working directory is `dir`: the tasks of one sandbox
+/// that run `sleep` (a supervisor's working directory is `/`).
+pub fn sleeps_in(dir: &Path) -> Vec<i32> {
+    let dir = fs::canonicalize(dir).expect("canonicalize");
+    processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z')
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{}/comm", p.pid)).is_ok_and(|c| c == "sleep\n")
+        })
+        .filter(|p| fs::read_link(format!("/proc/{}/cwd", p.pid)).is_ok_and(|c| c == dir))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// The live supervisors of this sandbox: our binary's `__supervise` processes whose
+/// BACKGROUND_TASKS_HOME is the sandbox's state directory.
+pub fn supervisors_of(sandbox: &Sandbox) -> Vec<i32> {
+    let home = format!("BACKGROUND_TASKS_HOME={}", sandbox.state().display());
+    processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z')
+        .filter(|p| {
+            fs::read(format!("/proc/{}/cmdline", p.pid))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"__supervise"))
+        })
+        .filter(|p| {
+            fs::read(format!("/proc/{}/environ", p.pid))
+                .is_ok_and(|e| e.split(|&b| b == 0).any(|var| var == home.as_bytes()))
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Waits until no supervisor of this sandbox runs any more.
+pub fn wait_for_no_supervisor(sandbox: &Sandbox) {
+    wait_until(
+        "every supervisor of the sandbox has exited",
+        DEADLINE,
+        || supervisors_of(sandbox).is_empty(),
+    );
+}
+
+/// Opens a FIFO gate once a task has it open for reading, and lets the task through.
+pub fn open_gate(gate: &Path) {
+    open_fifo_writer(gate)
+        .write_all(b"go\n")
+        .expect("write to the gate");
 }
