@@ -138,88 +138,80 @@ fn marked_process_runs(marker: &str) -> bool {
     })
 }
 
-/// `start --wait` with a log condition answers once the line is out, with the task still
-/// running and ready.
-#[test]
-fn start_wait_with_a_log_condition_answers_ready_and_running() {
-    let sandbox = Sandbox::new();
-    let data = sandbox.ok(
-        &["start", "--wait", "--timeout", BOUND],
-        &json!({
-            "id": "logready",
-            "shell": "echo booting; sleep 0.3; echo 'listening on 8080'; sleep 100",
-            "ready": {"log": "listening on \\d+"},
-        }),
-    );
-    let task = &data["task"];
-    assert_eq!(task["ready"], true, "{data}");
-    assert_eq!(task["status"], "running", "{data}");
-    assert!(
-        sandbox.log("logready").contains("listening on 8080\n"),
-        "answered ready before the line was out: {:?}",
-        sandbox.log("logready")
-    );
-    let status = sandbox.status("logready");
-    assert_eq!(status["status"], "running", "{status}");
-    assert_eq!(status["ready"], true, "{status}");
-    assert!(sandbox.leader("logready").is_alive());
-    sandbox.stop("logready");
+/// One kind of ready condition, as a test drives it: the task's shell line, its condition,
+/// and what must be true of the world once the condition is answered as holding.
+struct Condition {
+    id: &'static str,
+    shell: String,
+    condition: Value,
+    holds: Box<dyn Fn(&Sandbox)>,
 }
 
-/// `start --wait` with a port condition answers only once the server, which binds after a
-/// delay, accepts connections.
-#[test]
-fn start_wait_with_a_port_condition_answers_once_the_server_listens() {
-    let sandbox = Sandbox::new();
+/// A log line, a port and an HTTP answer (2xx, and a 3xx redirect), each held back a little
+/// by the task so that an answer given too early would be caught.
+fn each_condition_of_start(sandbox: &Sandbox) -> Vec<Condition> {
     let port = free_port();
-    let data = sandbox.ok(
-        &["start", "--wait", "--timeout", BOUND],
-        &json!({
-            "id": "portready",
-            "shell": server("sleep 0.5; ", port),
-            "ready": {"port": port},
-        }),
-    );
-    assert_eq!(data["task"]["ready"], true, "{data}");
-    assert_eq!(data["task"]["status"], "running", "{data}");
-    assert!(accepts(port), "ready, but nothing accepts on port {port}");
-    assert_eq!(sandbox.status("portready")["status"], "running");
-    sandbox.stop("portready");
-}
-
-/// `start --wait` with an HTTP condition answers once a GET succeeds; a 3xx counts.
-#[test]
-fn start_wait_with_an_http_condition_answers_once_the_server_answers() {
-    let sandbox = Sandbox::new();
-    let port = free_port();
-    let data = sandbox.ok(
-        &["start", "--wait", "--timeout", BOUND],
-        &json!({
-            "id": "httpready",
-            "shell": server("sleep 0.5; ", port),
-            "ready": {"http": format!("http://127.0.0.1:{port}/")},
-        }),
-    );
-    assert_eq!(data["task"]["ready"], true, "{data}");
-    assert_eq!(data["task"]["status"], "running", "{data}");
-    assert_eq!(http_status(port, "/"), 200);
-    sandbox.stop("httpready");
-
+    let http_port = free_port();
+    let redirect_port = free_port();
     // http.server answers a directory without its slash with 301: a redirect is ready too.
     fs::create_dir(sandbox.work().join("sub")).expect("a directory to serve");
-    let port = free_port();
-    let data = sandbox.ok(
-        &["start", "--wait", "--timeout", BOUND],
-        &json!({
-            "id": "redirect",
-            "shell": server("sleep 0.5; ", port),
-            "ready": {"http": format!("http://127.0.0.1:{port}/sub")},
-        }),
-    );
-    assert_eq!(data["task"]["ready"], true, "{data}");
-    assert_eq!(data["task"]["status"], "running", "{data}");
-    assert_eq!(http_status(port, "/sub"), 301);
-    sandbox.stop("redirect");
+    vec![
+        Condition {
+            id: "logready",
+            shell: "echo booting; sleep 0.3; echo 'listening on 8080'; sleep 100".into(),
+            condition: json!({"log": "listening on \\d+"}),
+            holds: Box::new(|sandbox| {
+                assert!(
+                    sandbox.log("logready").contains("listening on 8080\n"),
+                    "answered ready before the line was out: {:?}",
+                    sandbox.log("logready")
+                );
+            }),
+        },
+        Condition {
+            id: "portready",
+            shell: server("sleep 0.5; ", port),
+            condition: json!({"port": port}),
+            holds: Box::new(move |_| {
+                assert!(accepts(port), "ready, but nothing accepts on port {port}");
+            }),
+        },
+        Condition {
+            id: "httpready",
+            shell: server("sleep 0.5; ", http_port),
+            condition: json!({"http": format!("http://127.0.0.1:{http_port}/")}),
+            holds: Box::new(move |_| assert_eq!(http_status(http_port, "/"), 200)),
+        },
+        Condition {
+            id: "redirect",
+            shell: server("sleep 0.5; ", redirect_port),
+            condition: json!({"http": format!("http://127.0.0.1:{redirect_port}/sub")}),
+            holds: Box::new(move |_| assert_eq!(http_status(redirect_port, "/sub"), 301)),
+        },
+    ]
+}
+
+/// `start --wait` with a log, port or HTTP condition (a 3xx counts) answers only once it
+/// holds, with the task still running and ready.
+#[test]
+fn start_wait_answers_once_each_kind_of_condition_holds() {
+    let sandbox = Sandbox::new();
+    for case in each_condition_of_start(&sandbox) {
+        let id = case.id;
+        let data = sandbox.ok(
+            &["start", "--wait", "--timeout", BOUND],
+            &json!({"id": id, "shell": case.shell, "ready": case.condition}),
+        );
+        let task = &data["task"];
+        assert_eq!(task["ready"], true, "{id}: {data}");
+        assert_eq!(task["status"], "running", "{id}: {data}");
+        (case.holds)(&sandbox);
+        let status = sandbox.status(id);
+        assert_eq!(status["status"], "running", "{id}: {status}");
+        assert_eq!(status["ready"], true, "{id}: {status}");
+        assert!(sandbox.leader(id).is_alive(), "{id}");
+        sandbox.stop(id);
+    }
 }
 
 /// With log, port and http given, every one must hold: the answer waits for the last of
@@ -519,27 +511,68 @@ fn after_restart_the_previous_runs_line_does_not_count() {
     sandbox.stop("twice");
 }
 
-/// `wait {until: {log}}` answers when the line is out, times out before, and `until:
-/// "exit"` is the old behaviour.
+/// `wait {until}` with a log line, a port or an HTTP answer as its condition: it times out
+/// (retryable) while the gated task cannot meet it, and answers the running task once the
+/// task is let go and the condition holds.
 #[test]
-fn wait_until_a_log_line() {
+fn wait_until_each_kind_of_condition() {
+    let port = free_port();
+    let http_port = free_port();
+    let cases = [
+        Condition {
+            id: "w",
+            shell: "echo LISTENING; sleep 100".into(),
+            condition: json!({"log": "LISTEN\\w+"}),
+            holds: Box::new(|sandbox| assert!(sandbox.log("w").contains("LISTENING\n"))),
+        },
+        Condition {
+            id: "p",
+            shell: server("", port),
+            condition: json!({"port": port}),
+            holds: Box::new(move |_| {
+                assert!(
+                    accepts(port),
+                    "wait answered, but nothing accepts on {port}"
+                );
+            }),
+        },
+        Condition {
+            id: "h",
+            shell: server("", http_port),
+            condition: json!({"http": format!("http://127.0.0.1:{http_port}/")}),
+            holds: Box::new(move |_| assert_eq!(http_status(http_port, "/"), 200)),
+        },
+    ];
+    for Condition {
+        id,
+        shell,
+        condition,
+        holds,
+    } in cases
+    {
+        // A sandbox each: the gate is a file in the working directory.
+        let sandbox = Sandbox::new();
+        sandbox.start(&json!({"id": id, "shell": gated(&shell)}));
+        let until = json!({"id": id, "until": condition});
+        let error = sandbox.fail(&["wait", "--timeout", "0.5"], &until);
+        assert_eq!(error["type"], "TaskWaitTimedOut", "{id}: {error}");
+        assert_eq!(error["details"]["retryable"], true, "{id}: {error}");
+
+        let waiter = spawn(sandbox.command_with(&["wait", "--timeout", BOUND], &until));
+        open_gate(&sandbox);
+        let data = waiter.finish().data();
+        assert_eq!(data["task_id"], id, "{data}");
+        assert_eq!(data["status"], "running", "{id}: {data}");
+        assert_eq!(data["task"]["status"], "running", "{id}: {data}");
+        holds(&sandbox);
+        sandbox.stop(id);
+    }
+}
+
+/// `wait {until: "exit"}` is the plain wait for the end.
+#[test]
+fn wait_until_exit_waits_for_the_end() {
     let sandbox = Sandbox::new();
-    sandbox.start(&json!({"id": "w", "shell": gated("echo LISTENING; sleep 100")}));
-    let until = json!({"id": "w", "until": {"log": "LISTEN\\w+"}});
-    let outcome = sandbox.call(&["wait", "--timeout", "0.5"], &until);
-    let error = outcome.error();
-    assert_eq!(error["type"], "TaskWaitTimedOut", "{error}");
-    assert_eq!(error["details"]["retryable"], true, "{error}");
-
-    let waiter = spawn(sandbox.command_with(&["wait", "--timeout", BOUND], &until));
-    open_gate(&sandbox);
-    let data = waiter.finish().data();
-    assert_eq!(data["task_id"], "w", "{data}");
-    assert_eq!(data["status"], "running", "{data}");
-    assert_eq!(data["task"]["status"], "running", "{data}");
-    assert!(sandbox.log("w").contains("LISTENING\n"));
-    sandbox.stop("w");
-
     sandbox.start(&json!({"id": "e", "shell": "exit 5"}));
     let data = sandbox.ok(
         &["wait", "--timeout", BOUND],
@@ -573,43 +606,14 @@ fn wait_until_on_a_task_that_ends_first_is_task_not_ready() {
     check_not_ready(&error, "exited", &json!(2), "bye");
 }
 
-/// `wait {until: {port}}` answers once the task's server listens.
+/// `wait {until: {http}}`: a 404 never counts as an answer.
 #[test]
-fn wait_until_a_port_listens() {
+fn wait_until_an_http_answer_never_counts_a_404() {
     let sandbox = Sandbox::new();
     let port = free_port();
-    sandbox.start(&json!({"id": "p", "shell": gated(&server("", port))}));
-    let until = json!({"id": "p", "until": {"port": port}});
-    let error = sandbox.fail(&["wait", "--timeout", "0.5"], &until);
-    assert_eq!(error["type"], "TaskWaitTimedOut", "{error}");
-
-    open_gate(&sandbox);
-    let data = sandbox.ok(&["wait", "--timeout", BOUND], &until);
-    assert_eq!(data["status"], "running", "{data}");
-    assert_eq!(data["task"]["status"], "running", "{data}");
-    assert!(
-        accepts(port),
-        "wait answered, but nothing accepts on {port}"
-    );
-    sandbox.stop("p");
-}
-
-/// `wait {until: {http}}` answers once a GET is 2xx; a 404 never counts.
-#[test]
-fn wait_until_an_http_answer() {
-    let sandbox = Sandbox::new();
-    let port = free_port();
-    sandbox.start(&json!({"id": "h", "shell": gated(&server("", port))}));
+    sandbox.start(&json!({"id": "h", "shell": server("", port)}));
     let until = json!({"id": "h", "until": {"http": format!("http://127.0.0.1:{port}/")}});
-    let error = sandbox.fail(&["wait", "--timeout", "0.5"], &until);
-    assert_eq!(error["type"], "TaskWaitTimedOut", "{error}");
-
-    open_gate(&sandbox);
-    let data = sandbox.ok(&["wait", "--timeout", BOUND], &until);
-    assert_eq!(data["status"], "running", "{data}");
-    assert_eq!(data["task"]["status"], "running", "{data}");
-    assert_eq!(http_status(port, "/"), 200);
-
+    sandbox.ok(&["wait", "--timeout", BOUND], &until);
     assert_eq!(http_status(port, "/missing"), 404);
     let error = sandbox.fail(
         &["wait", "--timeout", "1"],
