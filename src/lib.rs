@@ -10,8 +10,10 @@
 //! ```
 //!
 //! There is no daemon: every other command reads the state directory ([`paths`]), trusting
-//! a record only as far as the lock says its supervisor is alive ([`state`]). Everything
-//! printed goes through [`envelope`]; commands ([`commands`]) return values and never print.
+//! a record only as far as the lock says its supervisor is alive ([`state`]). Every
+//! operation on tasks is in [`lifecycle`], with typed args and results; the CLI's commands
+//! ([`commands`]) are adapters over it that return values and never print. Everything
+//! printed goes through [`envelope`].
 
 pub mod catalog;
 pub mod cli;

@@ -238,8 +238,8 @@ impl Tasks {
 }
 
 /// The frames of a follow, read as they happen. The follow runs on its own thread, at most
-/// [`FRAMES_AHEAD`] frames ahead; it ends after the last frame (the iterator then ends), on
-/// an error (the last item), or when the iterator is dropped (which cancels it).
+/// 256 frames ahead; it ends after the last frame (the iterator then ends), on an error
+/// (the last item), or when the iterator is dropped (which cancels it).
 #[derive(Debug)]
 pub struct Frames {
     receiver: Receiver<Result<Frame>>,
