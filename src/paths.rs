@@ -227,6 +227,12 @@ impl StateDir {
     }
 }
 
+/// A scratch folder of this process under the state directory at `root` (doctor's, to
+/// try locks and notifications for real); hidden, and named for the process.
+pub fn scratch_dir(root: &Path) -> PathBuf {
+    root.join(format!(".doctor.{}", std::process::id()))
+}
+
 /// The files of one task folder.
 #[derive(Debug, Clone)]
 pub struct TaskPaths {

@@ -151,7 +151,7 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(root: &Path) -> io::Result<Scratch> {
-        let dir = root.join(format!(".doctor.{}", std::process::id()));
+        let dir = crate::paths::scratch_dir(root);
         crate::paths::create_private_dir_all(&dir).map_err(io::Error::other)?;
         Ok(Scratch(dir))
     }
