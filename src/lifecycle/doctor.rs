@@ -278,7 +278,8 @@ fn task_states(state: &StateDir) -> (Check, TaskCounts, Vec<i32>) {
         };
         match record.status {
             Status::Queued => counts.queued += 1,
-            Status::Running => counts.running += 1,
+            // A status word of a newer version: not known to have ended.
+            Status::Running | Status::Unknown => counts.running += 1,
             Status::Lost => {
                 counts.lost += 1;
                 lost.push(id.to_string());
