@@ -3,10 +3,10 @@
 //! The process model, in three processes:
 //!
 //! ```text
-//! background-tasks start ...  ──spawns──▶  background-tasks __supervise  ──spawns──▶  the task
-//! (answers in milliseconds,                (one per task, own session,                (own session
-//!  then exits)                              holds supervisor.lock, records             and group, output
-//!                                           pid/exit/signal in task.json)              → output.log)
+//! background-tasks start ...  ──spawns──▶  background-tasks __supervise <id>  ──spawns──▶  the task
+//! (answers in milliseconds,                (one per task, own session,                     (own session
+//!  then exits)                              holds supervisor.lock, records                  and group, output
+//!                                           pid/exit/signal in task.json)                   → output.log)
 //! ```
 //!
 //! There is no daemon: every other command reads the state directory ([`paths`]), trusting
@@ -47,10 +47,10 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    // The supervisor is entered only by `start`, with exactly this argument: it skips
-    // building the whole command line, which is on the path of every `start`.
-    if args.len() == 2 && args[1] == supervisor::ENTRY {
-        return supervisor::run::run();
+    // The supervisor is entered only by `start`, as `__supervise <id>`: it skips building
+    // the whole command line, which is on the path of every `start`.
+    if args.len() == 3 && args[1] == supervisor::ENTRY {
+        return supervisor::run::run(&args[2]);
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,

@@ -6,6 +6,7 @@
 //! end is observed with `waitid(WNOWAIT)`, so its pid (and so its process group id) stays
 //! reserved until the rest of the group has been killed.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -32,15 +33,16 @@ use crate::supervisor::{
 };
 use crate::time::now_ms;
 
-/// The supervisor's entry point. It never prints: its stdio is /dev/null.
-pub fn run() -> ExitCode {
-    match supervise() {
+/// The supervisor's entry point, `__supervise <id>`. It never prints: its stdio is
+/// /dev/null.
+pub fn run(named: &OsStr) -> ExitCode {
+    match supervise(named) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
 }
 
-fn supervise() -> io::Result<()> {
+fn supervise(named: &OsStr) -> io::Result<()> {
     signals::reset_all();
     // A write to the control socket after `start` died must not kill us.
     // SAFETY: ignoring a signal installs no handler.
@@ -69,6 +71,11 @@ fn supervise() -> io::Result<()> {
     control.read_to_end(&mut bytes)?;
     let spec: Spec = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
     let id = TaskId::parse(&spec.record.id).map_err(io::Error::other)?;
+    if named != OsStr::new(id.as_str()) {
+        return Err(io::Error::other(
+            "the command line names another task than the spec",
+        ));
+    }
     let state = StateDir::open(spec.home).map_err(|e| io::Error::other(e.full_message()))?;
     let paths = state.task(&id);
     atomic::remove_stale_temps(&paths.record());

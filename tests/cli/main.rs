@@ -16,4 +16,5 @@ mod ready;
 mod reliability;
 mod schemas;
 mod security;
+mod supervisor_faults;
 mod support;
