@@ -17,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod envelope;
 pub mod error;
+pub mod fault;
 pub mod follow;
 pub mod output_log;
 pub mod paths;
@@ -32,6 +33,7 @@ pub mod timeline;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -52,6 +54,7 @@ where
     if args.len() == 3 && args[1] == supervisor::ENTRY {
         return supervisor::run::run(&args[2]);
     }
+    std::panic::set_hook(Box::new(internal_error));
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&args, &error),
@@ -62,6 +65,10 @@ where
     }
     let output = Output { pretty: cli.pretty };
     let name = cli.command.name();
+    let _ = COMMAND.set(name);
+    if fault::injected("panic") {
+        panic!("injected fault: panic");
+    }
     match commands::execute(cli.command, &output) {
         // A closed stdout is not a failure: the reader got what it wanted.
         Ok(commands::Reply::Data(data)) => {
@@ -82,6 +89,19 @@ where
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The command being run, for the envelope of a panic.
+static COMMAND: OnceLock<&'static str> = OnceLock::new();
+
+/// The last-resort panic hook: a panic is a bug, and its last word is still an envelope
+/// (`InternalError`, saying where) on stderr with exit code 1, not a Rust backtrace and an
+/// abort. Whatever a task was doing goes on: tasks belong to their supervisors.
+fn internal_error(info: &std::panic::PanicHookInfo<'_>) {
+    let error = Error::from_panic(info);
+    let command = COMMAND.get().copied().unwrap_or("background-tasks");
+    Output { pretty: false }.failure(command, &error);
+    std::process::exit(i32::from(EXIT_FAILURE));
 }
 
 fn usage_error_message(command: &str, message: &str) -> ExitCode {

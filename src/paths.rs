@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 pub mod env {
     /// Overrides the state directory.
     pub const HOME: &str = "BACKGROUND_TASKS_HOME";
+    /// Debug builds only: a fault for the tests to inject (see `fault`).
+    pub const FAULT: &str = "BACKGROUND_TASKS_FAULT";
 }
 
 /// How much of an invalid id an error shows.

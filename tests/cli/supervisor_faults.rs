@@ -1,11 +1,12 @@
 //! Faults aimed at the supervisor process and at readers of a task's output (issue 12,
-//! RELIABILITY 26-28, 30, 36, 37): each test is named after what broke.
+//! RELIABILITY 26-28, 30, 36, 37, and the supervisor's part of issue 13): each test is named
+//! after what broke.
 
 use std::fs;
 
 use serde_json::json;
 
-use crate::support::{DEADLINE, Sandbox, wait_until};
+use crate::support::{DEADLINE, Sandbox, spawn, wait_until};
 
 /// `ps` showed every supervisor as `background-tasks __supervise`: nothing told which task
 /// each one ran (DESIGN §6).
@@ -25,4 +26,26 @@ fn the_supervisor_command_line_names_its_task() {
     wait_until("the supervisor has exited", DEADLINE, || {
         !supervisor.exists()
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// RELIABILITY 26: no panic from any input; a panic's last word is an envelope; a panicking
+// supervisor records its task.
+
+#[test]
+fn a_panic_ends_with_an_internal_error_envelope_not_a_backtrace() {
+    let sandbox = Sandbox::new();
+    let mut command = sandbox.command_with(&["status"], &json!({"id": "x"}));
+    command.env("BACKGROUND_TASKS_FAULT", "panic");
+    let outcome = spawn(command).finish();
+    let error = outcome.error();
+    assert_eq!(error["type"], "InternalError", "{outcome:#?}");
+    assert_eq!(error["details"]["retryable"], false);
+    assert!(
+        error["details"]["where"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("src/")),
+        "{error}"
+    );
+    assert!(!outcome.stderr.contains("panicked at"), "{outcome:#?}");
 }
