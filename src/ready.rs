@@ -15,6 +15,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::payload::input::MAX_SECONDS;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -37,9 +38,9 @@ pub struct ReadySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^http://"))]
     pub http: Option<String>,
-    /// How long readiness may take, in seconds.
+    /// How long readiness may take, in seconds (at most a day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
+    #[schemars(range(max = MAX_SECONDS), extend("exclusiveMinimum" = 0))]
     pub timeout_s: Option<f64>,
 }
 
@@ -79,15 +80,7 @@ impl ReadySpec {
             .as_deref()
             .map(|url| HttpTarget::parse(url, &format!("{at}.http")))
             .transpose()?;
-        if let Some(timeout) = self.timeout_s
-            && !(timeout.is_finite() && timeout > 0.0)
-        {
-            return Err(Error::input_at(
-                format!("{at}.timeout_s"),
-                format!("{at}.timeout_s: {timeout} is out of range"),
-                "Give a number of seconds above 0.",
-            ));
-        }
+        self.timeout(at)?;
         Ok(Probe {
             log,
             port,
@@ -96,6 +89,23 @@ impl ReadySpec {
             port_open: false,
             http_ok: false,
         })
+    }
+}
+
+impl ReadySpec {
+    /// `timeout_s` as a duration, checked: above 0 and at most [`MAX_SECONDS`].
+    pub fn timeout(&self, at: &str) -> Result<Option<Duration>> {
+        let Some(timeout) = self.timeout_s else {
+            return Ok(None);
+        };
+        match crate::time::seconds(timeout) {
+            Some(duration) if timeout > 0.0 && timeout <= MAX_SECONDS => Ok(Some(duration)),
+            _ => Err(Error::input_at(
+                format!("{at}.timeout_s"),
+                format!("{at}.timeout_s: {timeout} is out of range"),
+                format!("Give a number of seconds above 0 and at most {MAX_SECONDS}."),
+            )),
+        }
     }
 }
 

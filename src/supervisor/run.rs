@@ -31,7 +31,7 @@ use crate::supervisor::output::OutputWatch;
 use crate::supervisor::{
     CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, TURN_FD, child, fds, output, queue, signals,
 };
-use crate::time::now_ms;
+use crate::time::{deadline_after, now_ms};
 
 /// The supervisor's entry point, `__supervise <id>`. It never prints: its stdio is
 /// /dev/null.
@@ -215,7 +215,7 @@ fn supervise(named: &OsStr) -> io::Result<()> {
 
     let timeout_at = record
         .timeout_ms
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
+        .and_then(|ms| deadline_after(Duration::from_millis(ms)));
     // Readiness and progress come from the task's output (and its ports).
     let probe = record
         .ready_spec
@@ -224,8 +224,8 @@ fn supervise(named: &OsStr) -> io::Result<()> {
     let give_up_at = record
         .ready_spec
         .as_ref()
-        .and_then(|spec| spec.timeout_s)
-        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+        .and_then(|spec| spec.timeout("ready").ok().flatten())
+        .and_then(deadline_after);
     let output = OutputWatch::open(&paths, probe, give_up_at);
     let mut supervision = Supervision {
         paths,
@@ -453,8 +453,10 @@ impl Supervision {
     fn begin_stop(&mut self, cause: StopCause, signal: Signal, grace_ms: u64) {
         self.stop.get_or_insert(cause);
         self.signal_all(signal);
-        let at = Instant::now() + Duration::from_millis(grace_ms);
-        self.kill_at = Some(self.kill_at.map_or(at, |old| old.min(at)));
+        // A grace period too long for the clock never ends: no SIGKILL deadline then.
+        if let Some(at) = deadline_after(Duration::from_millis(grace_ms)) {
+            self.kill_at = Some(self.kill_at.map_or(at, |old| old.min(at)));
+        }
     }
 
     /// Signals the task's group and every escapee that was reparented to us.

@@ -33,6 +33,28 @@ fn the_supervisor_command_line_names_its_task() {
 // supervisor records its task.
 
 #[test]
+fn a_huge_ready_timeout_is_an_input_error_not_a_panic() {
+    let sandbox = Sandbox::new();
+    for timeout in [1e19, 1e300, 86_400.5] {
+        let error = sandbox.fail(
+            &["start", "--wait"],
+            &json!({"id": "t", "command": "true", "ready": {"log": "x", "timeout_s": timeout}}),
+        );
+        assert_eq!(error["type"], "CommandInputError", "{error}");
+        assert_eq!(error["details"]["path"], "ready.timeout_s", "{error}");
+    }
+    sandbox.start(&json!({"id": "w", "command": "sleep", "args": ["1000"]}));
+    for timeout in [1e19, 1e300] {
+        let error = sandbox.fail(
+            &["wait"],
+            &json!({"id": "w", "until": {"log": "x", "timeout_s": timeout}}),
+        );
+        assert_eq!(error["details"]["path"], "until.timeout_s", "{error}");
+    }
+    sandbox.stop("w");
+}
+
+#[test]
 fn a_panic_ends_with_an_internal_error_envelope_not_a_backtrace() {
     let sandbox = Sandbox::new();
     let mut command = sandbox.command_with(&["status"], &json!({"id": "x"}));
