@@ -82,7 +82,7 @@ fn finish(
     let paths = state.task(&started.id);
     let record = match (wait, &started.record.ready_spec) {
         (Some(timeout), Some(spec)) => {
-            let limit = spec.timeout_s.map(Duration::from_secs_f64);
+            let limit = spec.timeout("ready")?;
             let timeout = [timeout, limit].into_iter().flatten().min();
             wait::until_ready(&paths, &started.id, timeout)?
         }

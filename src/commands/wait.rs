@@ -26,6 +26,7 @@ use crate::payload::task::Task;
 use crate::ready::{self, Probe};
 use crate::state::lock;
 use crate::state::{TaskRecord, observe};
+use crate::time::deadline_after;
 
 /// What `wait` answers: one task, or several.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -111,7 +112,7 @@ fn several(
     }
     match mode {
         WaitMode::All => {
-            let deadline = timeout.map(|t| Instant::now() + t);
+            let deadline = timeout.and_then(deadline_after);
             for id in &ids {
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 until_terminal(&state.task(id), id, left).map_err(|e| whole_timeout(e, timeout))?;
@@ -187,7 +188,7 @@ fn one(
         }
         Until::Ready(spec) => {
             let probe = spec.probe("until")?;
-            let limit = spec.timeout_s.map(Duration::from_secs_f64);
+            let limit = spec.timeout("until")?;
             let timeout = [timeout, limit].into_iter().flatten().min();
             until_conditions(paths, id, probe, timeout)?
         }
@@ -202,7 +203,7 @@ pub fn until_ready(
     id: &TaskId,
     timeout: Option<Duration>,
 ) -> Result<TaskRecord> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(deadline_after);
     // Watch first, then look: a change between the two cannot be missed. The fallback poll
     // notices a supervisor that died without writing anything.
     let watch = DirWatch::new_for(&paths.dir, false, &["task.json"]);
@@ -227,7 +228,7 @@ fn until_conditions(
     mut probe: Probe,
     timeout: Option<Duration>,
 ) -> Result<TaskRecord> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(deadline_after);
     let watch = DirWatch::new(&paths.dir, false);
     let first = observe(paths, id)?;
     let mut log = File::open(paths.log()).ok();
@@ -313,7 +314,7 @@ pub fn until_terminal(
     id: &TaskId,
     timeout: Option<Duration>,
 ) -> Result<TaskRecord> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(deadline_after);
     loop {
         let record = observe(paths, id)?;
         if record.status.is_terminal() {
