@@ -232,7 +232,8 @@ fn until_conditions(
     let watch = DirWatch::new(&paths.dir, false);
     let first = observe(paths, id)?;
     let mut log = File::open(paths.log()).ok();
-    let mut offset = 0;
+    // Reads each byte once: a line still being written (a `\r` bar) is not read again.
+    let mut lines = output_log::LineReader::new(0);
     loop {
         let record = observe(paths, id)?;
         // A queued task has no log yet: open it once it exists.
@@ -243,17 +244,12 @@ fn until_conditions(
         if record.run == first.run
             && let Some(file) = log.as_mut()
         {
+            lines.pace();
             let size = file.metadata().map_or(0, |m| m.len());
-            let end = if record.status.is_terminal() {
-                size
-            } else {
-                output_log::complete_end(file, offset, size).unwrap_or(offset)
-            };
-            offset = output_log::each_line(file, offset, end, |line, _| {
-                probe.line(&output_log::render(line));
+            let _ = lines.read(file, size, record.status.is_terminal(), |line, _| {
+                probe.line(&line.text);
                 std::ops::ControlFlow::Continue(())
-            })
-            .unwrap_or(offset);
+            });
         }
         if probe.wants_network() {
             probe.try_network();
