@@ -1,10 +1,12 @@
 //! Runs in the supervisor process (`__supervise`): the life of one task.
 //!
-//! One thread, one `poll` on a signalfd: SIGCHLD (the task or an escapee ended), SIGUSR1 (a
-//! stop request is waiting in `stop.json`), SIGTERM/SIGINT/SIGHUP/SIGQUIT (we are told to
-//! end: stop the task first). The only timer is the SIGKILL deadline of a stop. The task's
-//! end is observed with `waitid(WNOWAIT)`, so its pid (and so its process group id) stays
-//! reserved until the rest of the group has been killed.
+//! One thread, one `poll` that never blocks on anything but itself: the signalfd (SIGCHLD:
+//! the task or an escapee ended; SIGUSR1: a stop request is waiting in `stop.json`;
+//! SIGTERM/SIGINT/SIGHUP/SIGQUIT: we are told to end, so stop the task first), the
+//! `stop_with_pid` pidfd, the log's inotify watch and the sockets of port and URL tries.
+//! Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled reads, tries) set its
+//! timeout. The task's end is observed with `waitid(WNOWAIT)`, so its pid (and so its
+//! process group id) stays reserved until the rest of the group has been killed.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -31,7 +33,7 @@ use crate::supervisor::output::OutputWatch;
 use crate::supervisor::{
     CONTROL_FD, LOCK_FD, Report, Spec, StopRequest, TURN_FD, child, fds, output, queue, signals,
 };
-use crate::time::{deadline_after, now_ms};
+use crate::time::{deadline_after, now_ms, poll_timeout};
 
 /// The supervisor's entry point, `__supervise <id>`. It never prints: its stdio is
 /// /dev/null.
@@ -332,23 +334,22 @@ impl Supervision {
             .min();
             let timeout = match next {
                 None => PollTimeout::NONE,
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    // Round up so we never wake a millisecond early and spin.
-                    let ms = left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0);
-                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
-                        .unwrap_or(PollTimeout::MAX)
-                }
+                Some(at) => poll_timeout(at.saturating_duration_since(Instant::now())),
             };
             let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
             let owner_at = self.owner.as_ref().map(|owner| {
                 fds.push(PollFd::new(owner.as_fd(), PollFlags::POLLIN));
                 fds.len() - 1
             });
-            let output_at = self.output.as_ref().and_then(OutputWatch::fd).map(|fd| {
+            let interest = self.output.as_ref().map(OutputWatch::fds);
+            let output_at = interest.as_ref().and_then(|i| i.log).map(|fd| {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
                 fds.len() - 1
             });
+            // Port and URL tries: whatever wakes us, the output watch moves them on.
+            for (fd, flags) in interest.iter().flat_map(|i| &i.network) {
+                fds.push(PollFd::new(*fd, *flags));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
@@ -360,15 +361,9 @@ impl Supervision {
             };
             let (owner_gone, written) = (ready(owner_at), ready(output_at));
             drop(fds);
+            drop(interest);
             if let Some(output) = self.output.as_mut() {
-                let mut changes = if written {
-                    output.on_event()
-                } else {
-                    Default::default()
-                };
-                let later = output.on_time(Instant::now());
-                changes.ready |= later.ready;
-                changes.progress = later.progress.or(changes.progress);
+                let changes = output.on_wake(written, Instant::now());
                 self.apply(changes);
             }
             let mut pending = Vec::new();

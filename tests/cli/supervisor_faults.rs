@@ -3,10 +3,15 @@
 //! after what broke.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Sandbox, spawn, wait_until};
+use crate::support::{DEADLINE, Pending, Sandbox, spawn, wait_until};
 
 /// `ps` showed every supervisor as `background-tasks __supervise`: nothing told which task
 /// each one ran (DESIGN §6).
@@ -26,6 +31,206 @@ fn the_supervisor_command_line_names_its_task() {
     wait_until("the supervisor has exited", DEADLINE, || {
         !supervisor.exists()
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// RELIABILITY 27: readiness probes never block the supervisor.
+
+/// An HTTP server that accepts every connection and answers one byte every 1.5 s: a probe
+/// reading its status line blocked for 25 s. Returns its port; it lives as long as the test.
+fn trickling_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || trickle(stream));
+        }
+    });
+    (port, accepted)
+}
+
+fn trickle(mut stream: TcpStream) {
+    let mut request = [0u8; 1024];
+    let _ = stream.read(&mut request);
+    for byte in b"HTTP/1.0 500 Slow\r\n\r\n" {
+        if stream.write_all(&[*byte]).is_err() {
+            return;
+        }
+        // The server's pace, not a wait for a condition: this is the fault being tested.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+#[test]
+fn a_slow_http_probe_never_delays_a_stop_or_the_tasks_end() {
+    let sandbox = Sandbox::new();
+    let (port, accepted) = trickling_server();
+    let url = format!("http://127.0.0.1:{port}/health");
+    sandbox.start(
+        &json!({"id": "probed", "command": "sleep", "args": ["1000"],
+        "ready": {"http": url}}),
+    );
+    wait_until("the probe has connected", DEADLINE, || {
+        accepted.load(Ordering::SeqCst) > 0
+    });
+    // Blocked in a read of the status line, the supervisor answered a stop 15 s late (and
+    // `stop` gave up with TaskWaitTimedOut).
+    let outcome = sandbox.call(&["stop"], &json!({"id": "probed"}));
+    let stopped = outcome.data();
+    assert_eq!(stopped["task"]["reason"], "stop", "{stopped}");
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "stop took {:?} against a slow server",
+        outcome.elapsed
+    );
+
+    // A task that ends by itself while the probe waits is recorded with its real length
+    // (a 2 s task was recorded as 30 s long).
+    let before = accepted.load(Ordering::SeqCst);
+    sandbox.start(&json!({"id": "short", "shell": "sleep 0.5",
+        "ready": {"http": url}}));
+    wait_until("the probe has connected", DEADLINE, || {
+        accepted.load(Ordering::SeqCst) > before
+    });
+    let ended = sandbox.wait("short");
+    assert_eq!(ended["status"], "exited", "{ended}");
+    let duration = ended["duration_ms"].as_i64().expect("duration_ms");
+    assert!(
+        duration < 4000,
+        "a 0.5 s task was recorded {duration} ms long"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// RELIABILITY 30: a line that never ends is read once, incrementally.
+
+/// Bytes a process has read so far (`rchar` of /proc/<pid>/io).
+fn bytes_read(pid: i32) -> u64 {
+    let io = fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/io: {e}"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rchar in {io}"))
+}
+
+/// The peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_memory_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|n| n.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+#[test]
+fn a_progress_bar_on_one_line_is_read_once_by_every_reader() {
+    let sandbox = Sandbox::new();
+    // 2,000 redraws of one unfinished line, 500 bytes each (1 MB), then the line ends and
+    // the task waits to be stopped. Every reader used to read the whole unfinished line
+    // again at each redraw: about 1 GB each.
+    let redraws = 2000u64;
+    let script = "i=0; while [ $i -lt 2000 ]; do printf '\\r%0500d' $i; i=$((i+1)); \
+                  [ $((i % 20)) -eq 0 ] && sleep 0.01; done; printf '\\ndone\\n'; exec sleep 1000";
+    sandbox.start(&json!({"id": "bar", "shell": script,
+        "ready": {"log": "^never matches$"}}));
+    let supervisor = sandbox.supervisor("bar");
+    let follower = spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "bar"})));
+    let waiter = spawn(sandbox.command_with(
+        &["wait", "--timeout", "120"],
+        &json!({"id": "bar", "until": {"log": "^never matches$"}}),
+    ));
+    wait_until("the bar is drawn and its line ended", DEADLINE * 3, || {
+        sandbox.log("bar").ends_with("done\n")
+    });
+    let log = fs::metadata(sandbox.task_dir("bar").join("output.log"))
+        .expect("log")
+        .len();
+    // Each reader reads the log once, plus at most a few KiB (the record, the journal, an
+    // inotify event) per wake, and it wakes at most once per write.
+    let bound = log + redraws * 4096 + (1 << 20);
+    let readers: [(&str, i32); 3] = [
+        ("the supervisor", supervisor.pid),
+        ("logs --stream", follower.pid()),
+        ("wait until log", waiter.pid()),
+    ];
+    // Let the followers catch up with the end of the line before they are measured.
+    wait_until("every reader has read the whole log", DEADLINE, || {
+        readers.iter().all(|(_, pid)| bytes_read(*pid) >= log)
+    });
+    for (reader, pid) in readers {
+        let read = bytes_read(pid);
+        assert!(
+            read < bound,
+            "{reader} read {read} bytes of a {log}-byte log (bound {bound})"
+        );
+    }
+    sandbox.stop("bar");
+    let streamed = follower.finish();
+    assert_eq!(streamed.code, Some(0), "{streamed:#?}");
+    let last: Vec<Value> = streamed
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a frame"))
+        .collect();
+    let lines: Vec<&str> = last
+        .iter()
+        .filter_map(|f| f["data"]["line"].as_str())
+        .collect();
+    assert_eq!(lines, [format!("{:0500}", redraws - 1).as_str(), "done"]);
+    let waited = waiter.finish().error();
+    assert_eq!(waited["type"], "TaskNotReady", "{waited}");
+}
+
+#[test]
+fn a_50_mb_line_keeps_every_reader_small_and_every_frame_bounded() {
+    let sandbox = Sandbox::new();
+    // 50 MB of one line in pieces, then its end, then a wait to be stopped.
+    let script = "head -c 50000000 /dev/zero | tr '\\0' x; printf '\\ndone\\n'; exec sleep 1000";
+    sandbox.start(&json!({"id": "huge", "shell": script,
+        "ready": {"log": "^never matches$"}}));
+    let supervisor = sandbox.supervisor("huge");
+    let follower = spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "huge"})));
+    let waiter = spawn(sandbox.command_with(
+        &["wait", "--timeout", "120"],
+        &json!({"id": "huge", "until": {"log": "^never matches$"}}),
+    ));
+    wait_until("the line is written and ended", DEADLINE * 3, || {
+        sandbox.log("huge").ends_with("done\n")
+    });
+    let log = 50_000_000 + "\ndone\n".len() as u64;
+    let readers: [(&str, &Pending); 2] = [("logs --stream", &follower), ("wait", &waiter)];
+    wait_until("every reader has read the whole log", DEADLINE * 3, || {
+        bytes_read(supervisor.pid) >= log && readers.iter().all(|(_, p)| bytes_read(p.pid()) >= log)
+    });
+    // Holding the line whole (50 MB) is what broke; the line budget is 64 KiB.
+    let limit_kib = 24 * 1024;
+    for (reader, pid) in [
+        ("the supervisor", supervisor.pid),
+        ("logs --stream", follower.pid()),
+        ("wait", waiter.pid()),
+    ] {
+        let peak = peak_memory_kib(pid);
+        assert!(peak < limit_kib, "{reader} peaked at {peak} KiB");
+    }
+    sandbox.stop("huge");
+    let streamed = follower.finish();
+    let longest = streamed.stdout.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 100_000, "a frame of {longest} bytes");
+    let first: Value =
+        serde_json::from_str(streamed.stdout.lines().next().expect("a frame")).expect("json");
+    let line = first["data"]["line"].as_str().expect("line");
+    assert!(
+        line.ends_with(&format!("…[{} more bytes]", 50_000_000 - 64 * 1024)),
+        "the cut line says how much was left out: {}",
+        &line[line.len() - 40..]
+    );
+    waiter.finish();
 }
 
 // ---------------------------------------------------------------------------------------
