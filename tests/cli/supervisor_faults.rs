@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Pending, Sandbox, spawn, wait_until};
+use crate::support::{DEADLINE, Pending, Sandbox, spawn, stat, wait_until};
 
 /// `ps` showed every supervisor as `background-tasks __supervise`: nothing told which task
 /// each one ran (DESIGN §6).
@@ -275,4 +275,58 @@ fn a_panic_ends_with_an_internal_error_envelope_not_a_backtrace() {
         "{error}"
     );
     assert!(!outcome.stderr.contains("panicked at"), "{outcome:#?}");
+}
+
+/// Starts `id` (a long sleep) with the supervisor's fault `fault` injected.
+fn start_with_fault(sandbox: &Sandbox, id: &str, fault: &str) -> Value {
+    let mut command = sandbox.command_with(
+        &["start"],
+        &json!({"id": id, "command": "sleep", "args": ["1000"]}),
+    );
+    command.env("BACKGROUND_TASKS_FAULT", fault);
+    spawn(command).finish().data()["task"].clone()
+}
+
+#[test]
+fn a_supervisor_that_panics_stops_its_task_and_records_why() {
+    let sandbox = Sandbox::new();
+    let started = start_with_fault(&sandbox, "boom", "supervisor_panic");
+    let pid = started["pid"].as_i64().expect("pid") as i32;
+    let ended = sandbox.wait("boom");
+    assert_eq!(
+        (&ended["status"], &ended["reason"]),
+        (&json!("killed"), &json!("supervisor_error")),
+        "{ended}"
+    );
+    let error = ended["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("panicked") && error.contains("supervisor_panic"),
+        "{error}"
+    );
+    assert!(
+        stat(pid).is_none_or(|s| s.state == 'Z'),
+        "the task was stopped"
+    );
+}
+
+#[test]
+fn a_supervisor_error_lands_in_the_record() {
+    let sandbox = Sandbox::new();
+    let started = start_with_fault(&sandbox, "broken", "supervisor_poll_error");
+    let pid = started["pid"].as_i64().expect("pid") as i32;
+    let ended = sandbox.wait("broken");
+    assert_eq!(
+        (&ended["status"], &ended["reason"]),
+        (&json!("killed"), &json!("supervisor_error")),
+        "{ended}"
+    );
+    let error = ended["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("supervisor watch: could not poll for events: "),
+        "the cause, not a bare exit: {error}"
+    );
+    assert!(
+        stat(pid).is_none_or(|s| s.state == 'Z'),
+        "the task was stopped"
+    );
 }
