@@ -1,8 +1,8 @@
 //! Runs in the supervisor process (`__supervise <id>`): the life of one task, in phases.
 //!
-//! 1. Setup: default signal dispositions; the inherited lock (fd 3) and control socket
-//!    (fd 4); the spec read from the socket; the state directory. From here on a failure or
-//!    a panic is recorded ([`failure`]).
+//! 1. Setup: default signal dispositions, then every signal we do not read ignored; the
+//!    inherited lock (fd 3) and control socket (fd 4); the spec read from the socket; the
+//!    state directory. From here on a failure or a panic is recorded ([`failure`]).
 //! 2. Queue (a task of a batch started with `--concurrency`): wait for a slot ([`queue`]).
 //! 3. Spawn: start the task ([`child`]), write its running record, report to `start`.
 //! 4. Watch: one thread, one `poll` ([`watch`]) until the task has ended; record the end.
@@ -86,13 +86,13 @@ impl Supervisor {
     /// the supervisor and the task's lock (held for our whole life).
     fn set_up(named: &OsStr) -> Result<(Supervisor, File)> {
         signals::reset_all();
-        // A write to the control socket after `start` died must not kill us.
-        // SAFETY: ignoring a signal installs no handler.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         let handled = signals::handled();
         handled
             .thread_block()
             .map_err(|e| SupervisorError::setup("block signals", e))?;
+        // A stray signal must not end us and leave the task `lost`; a write to the control
+        // socket after `start` died must not either (SIGPIPE).
+        signals::ignore_unused(&handled);
         let signal_fd =
             SignalFd::with_flags(&handled, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
                 .map_err(|e| SupervisorError::setup("create a signalfd", e))?;

@@ -257,13 +257,22 @@ impl Supervision {
         }
     }
 
-    /// Signals the task's group and every escapee that was reparented to us.
+    /// Signals the task's group and every escapee that was reparented to us. A process
+    /// stopped (`SIGSTOP`, `SIGTSTP`) holds a signal until it is continued, so each signal is
+    /// followed by `SIGCONT`: a stopped task ends at once instead of after the grace period.
     fn signal_all(&self, signal: Signal) {
+        let wake = !signals::is_stop(signal) && signal != Signal::SIGKILL;
+        let send = |pid: Pid| {
+            let _ = kill(pid, signal);
+            if wake {
+                let _ = kill(pid, Signal::SIGCONT);
+            }
+        };
         // The main process is not reaped yet, so its pid, the group id, is still ours.
-        let _ = kill(Pid::from_raw(-self.main.as_raw()), signal);
+        send(Pid::from_raw(-self.main.as_raw()));
         for child in procfs::children_of(self.me) {
             if child != self.main.as_raw() {
-                let _ = kill(Pid::from_raw(child), signal);
+                send(Pid::from_raw(child));
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Pending, Sandbox, spawn, stat, wait_until};
+use crate::support::{DEADLINE, Pending, Sandbox, signal_mask, spawn, stat, wait_until};
 
 /// `ps` showed every supervisor as `background-tasks __supervise`: nothing told which task
 /// each one ran (DESIGN §6).
@@ -31,6 +31,73 @@ fn the_supervisor_command_line_names_its_task() {
     wait_until("the supervisor has exited", DEADLINE, || {
         !supervisor.exists()
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// RELIABILITY 36: stray signals and stopped tasks.
+
+/// Signals a supervisor does not use, each of which killed it (or stopped it) by default
+/// and left its task `lost`. Fault signals sent by `kill` are ignored too; real faults are
+/// not (the kernel delivers them with their default action).
+const STRAY: [i32; 22] = [
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGTRAP,
+    libc::SIGPIPE,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGTSTP,
+    libc::SIGIO,
+    libc::SIGPWR,
+    libc::SIGSYS,
+    libc::SIGSTKFLT,
+    libc::SIGABRT,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    // glibc's internal signals and real-time signals end a process by default.
+    32,
+    33,
+    40,
+    64,
+];
+
+#[test]
+fn stray_signals_do_not_kill_the_supervisor() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "stray", "command": "sleep", "args": ["1000"]}));
+    let supervisor = sandbox.supervisor("stray");
+    for signo in STRAY {
+        assert!(
+            supervisor.is_alive(),
+            "the supervisor died before signal {signo}"
+        );
+        // Real-time and glibc's signals have no nix `Signal`: send the number itself.
+        // SAFETY: kill takes plain integers; the pid was checked to be the supervisor's
+        // an instant ago.
+        let sent = unsafe { libc::kill(supervisor.pid, signo) };
+        assert_eq!(sent, 0, "kill {signo}");
+    }
+    // A supervisor the signals ended or stopped could not answer this.
+    let status = sandbox.status("stray");
+    assert_eq!(status["status"], "running", "{status}");
+    let state = stat(supervisor.pid).map(|s| s.state);
+    assert!(
+        supervisor.is_alive() && state != Some('T'),
+        "the supervisor survives stray signals, not stopped: {state:?}"
+    );
+    // The task still starts from default dispositions: nothing it inherits is ignored.
+    let task = sandbox.leader("stray");
+    assert_eq!(
+        signal_mask(task.pid, "SigIgn"),
+        0,
+        "the task ignores nothing"
+    );
+    let stopped = sandbox.stop("stray");
+    assert_eq!(stopped["task"]["reason"], "stop", "{stopped}");
 }
 
 // ---------------------------------------------------------------------------------------
