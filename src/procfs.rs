@@ -100,6 +100,14 @@ impl Identity {
     pub fn is_alive(&self) -> bool {
         stat(self.pid).is_some_and(|s| s.start_ticks == self.start_ticks && s.state != b'Z')
     }
+
+    /// Whether the process, still the one we recorded, is stopped (`T`: by a signal such as
+    /// SIGSTOP or SIGTSTP; `t`: by a tracer); `None` once it is gone.
+    pub fn is_stopped(&self) -> Option<bool> {
+        stat(self.pid)
+            .filter(|s| s.start_ticks == self.start_ticks && s.state != b'Z')
+            .map(|s| matches!(s.state, b'T' | b't'))
+    }
 }
 
 #[cfg(test)]
