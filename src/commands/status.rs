@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::commands::open_state;
 use crate::error::Result;
 use crate::payload::input::IdInput;
-use crate::payload::task::{Task, listening_ports};
+use crate::payload::task::{Task, listening_ports, stopped};
 use crate::state::{Status, observe};
 
 /// The answer of `status`, `wait` and `restart`.
@@ -31,5 +31,6 @@ pub fn run(input: IdInput) -> Result<TaskAnswer> {
     let record = observe(&paths, &input.id)?;
     let mut task = Task::from_record(&record, &paths);
     task.ports = Some(listening_ports(&record));
+    task.stopped = stopped(&record);
     Ok(TaskAnswer::new(task))
 }

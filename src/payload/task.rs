@@ -13,7 +13,7 @@ use crate::state::{Reason, Status, TaskRecord};
 use crate::time::{now_ms, rfc3339};
 
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
-pub const FIELDS: [&str; 29] = [
+pub const FIELDS: [&str; 30] = [
     "id",
     "name",
     "command",
@@ -43,6 +43,7 @@ pub const FIELDS: [&str; 29] = [
     "timeout_s",
     "stop_with_pid",
     "ports",
+    "stopped",
 ];
 
 /// One task as answered. Fields a user did not set are `null`, never invented.
@@ -105,6 +106,10 @@ pub struct Task {
     pub stop_with_pid: Option<i32>,
     /// TCP ports the task's processes listen on (`status` only; `null` elsewhere).
     pub ports: Option<Vec<u16>>,
+    /// Whether the task's process is stopped (state `T`: by SIGSTOP, SIGTSTP or a debugger)
+    /// while its status is `running`; `stop` continues it so that it ends at once (`status`
+    /// only; `null` elsewhere and once it has ended).
+    pub stopped: Option<bool>,
 }
 
 /// Where the current run's output is.
@@ -157,8 +162,22 @@ impl Task {
             timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
             stop_with_pid: record.owner_pid,
             ports: None,
+            stopped: None,
         }
     }
+}
+
+/// Whether a running task's main process is stopped (`None` when it has ended, or its pid
+/// is no longer the process recorded).
+pub fn stopped(record: &TaskRecord) -> Option<bool> {
+    if record.status.is_terminal() {
+        return None;
+    }
+    let identity = crate::procfs::Identity {
+        pid: record.pid?,
+        start_ticks: record.pid_start_ticks?,
+    };
+    identity.is_stopped()
 }
 
 /// The TCP ports a running task's processes listen on: its process group, and processes

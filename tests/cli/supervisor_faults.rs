@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use crate::support::{DEADLINE, Pending, Sandbox, signal_mask, spawn, stat, wait_until};
@@ -98,6 +99,35 @@ fn stray_signals_do_not_kill_the_supervisor() {
     );
     let stopped = sandbox.stop("stray");
     assert_eq!(stopped["task"]["reason"], "stop", "{stopped}");
+}
+
+#[test]
+fn a_stopped_task_is_shown_stopped_and_stop_wakes_it() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "frozen", "command": "sleep", "args": ["1000"], "grace_s": 20}));
+    assert_eq!(sandbox.status("frozen")["stopped"], false);
+    let task = sandbox.leader("frozen");
+    task.signal(Signal::SIGSTOP);
+    wait_until("the task is stopped", DEADLINE, || {
+        stat(task.pid).is_some_and(|s| s.state == 'T')
+    });
+    let status = sandbox.status("frozen");
+    assert_eq!(
+        (&status["status"], &status["stopped"]),
+        (&json!("running"), &json!(true)),
+        "{status}"
+    );
+    // A stopped process holds SIGTERM until it is continued: without SIGCONT it would wait
+    // out the 20 s grace period and end by SIGKILL.
+    let outcome = sandbox.call(&["stop"], &json!({"id": "frozen"}));
+    let stopped = outcome.data();
+    assert_eq!(stopped["task"]["signal"], "SIGTERM", "{stopped}");
+    assert!(
+        outcome.elapsed < Duration::from_secs(15),
+        "stop took {:?}",
+        outcome.elapsed
+    );
+    assert_eq!(stopped["task"]["stopped"], Value::Null, "{stopped}");
 }
 
 // ---------------------------------------------------------------------------------------
