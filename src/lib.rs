@@ -17,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod envelope;
 pub mod error;
+pub mod escapees;
 pub mod fault;
 pub mod follow;
 pub mod output_log;

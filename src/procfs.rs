@@ -80,6 +80,40 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The live processes of user `uid` that started at or after `since` (clock ticks after
+/// boot) and whose environment holds `name=value`. One pass over /proc: the owner and start
+/// time are checked first, so only candidates have their environment read.
+pub fn carrying(name: &str, value: &str, uid: u32, since: u64) -> Vec<ProcStat> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let wanted = format!("{name}={value}");
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            (pid > 1 && entry.metadata().ok()?.uid() == uid).then_some(pid)
+        })
+        .filter_map(stat)
+        .filter(|s| s.start_ticks >= since && s.state != b'Z')
+        .filter(|s| {
+            fs::read(format!("/proc/{}/environ", s.pid))
+                .is_ok_and(|environ| environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// `pid` and its ancestors up to init, nearest first.
+pub fn ancestors(pid: i32) -> Vec<i32> {
+    let mut chain = Vec::new();
+    let mut next = Some(pid);
+    while let Some(pid) = next.filter(|&p| p > 0 && !chain.contains(&p)) {
+        chain.push(pid);
+        next = stat(pid).map(|s| s.ppid);
+    }
+    chain
+}
+
 /// A process we started, as recorded: enough to recognise it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {

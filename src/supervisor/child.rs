@@ -5,6 +5,10 @@
 //! description of the log opened for append, so the two streams interleave in the order
 //! they were written. It gets default signal dispositions, an empty signal mask,
 //! `PR_SET_PDEATHSIG(SIGKILL)` and no descriptor above 2.
+//!
+//! Its environment carries the run's cookie ([`env::RUN`]), which every process it starts
+//! inherits: if this supervisor dies without recording an end, whoever finds the task `lost`
+//! finds the processes that left its group by it (`escapees`).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -13,6 +17,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::escapees;
+use crate::paths::env;
 use crate::state::TaskRecord;
 use crate::supervisor::signals;
 
@@ -70,6 +76,11 @@ pub fn spawn(
         .stdout(log.try_clone().map_err(io_failure)?)
         .stderr(log.try_clone().map_err(io_failure)?)
         .envs(env);
+    // Ours last: a payload cannot set it, and a task started from inside another task gets
+    // its own (`launch` does not hand the parent's to the supervisor).
+    if let Some(cookie) = escapees::cookie(record) {
+        command.env(env::RUN, cookie);
+    }
     // SAFETY: the hook runs between fork and exec and calls only async-signal-safe
     // functions (setsid, signal, sigprocmask, prctl, getppid, syscall); it allocates nothing.
     unsafe {

@@ -55,6 +55,9 @@ pub fn launch(spec: &Spec, lock: &TaskLock, turn: Option<&File>) -> Result<Repor
     command
         .arg(ENTRY)
         .arg(&spec.record.id)
+        // A task started from inside a task is a task of its own: it must not carry the
+        // starting task's cookie, or it would die with it.
+        .env_remove(crate::paths::env::RUN)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
