@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Pending, Sandbox, signal_mask, spawn, stat, wait_until};
+use crate::support::{DEADLINE, Identity, Pending, Sandbox, signal_mask, spawn, stat, wait_until};
 
 /// `ps` showed every supervisor as `background-tasks __supervise`: nothing told which task
 /// each one ran (DESIGN §6).
@@ -328,6 +328,65 @@ fn a_50_mb_line_keeps_every_reader_small_and_every_frame_bounded() {
         &line[line.len() - 40..]
     );
     waiter.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// RELIABILITY 28: escapees of a SIGKILLed supervisor.
+
+#[test]
+fn escapees_of_a_sigkilled_supervisor_die_when_the_task_is_found_lost() {
+    let sandbox = Sandbox::new();
+    // One escapee in a session of its own, one double-forked into another session (its
+    // parent exits, so it is adopted by the supervisor, then by init once that dies).
+    let script = "setsid sleep 1000 & echo $! > one.pid; \
+                  setsid sh -c 'sleep 1000 & echo $! > two.pid' & \
+                  exec sleep 1000";
+    sandbox.start(&json!({"id": "leaky", "shell": script}));
+    let work = sandbox.work();
+    let escapees: Vec<Identity> = ["one.pid", "two.pid"]
+        .iter()
+        .map(|name| {
+            let path = work.join(name);
+            let mut pid = None;
+            wait_until(&format!("the task wrote {name}"), DEADLINE, || {
+                pid = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok());
+                pid.is_some()
+            });
+            let pid = pid.expect("pid");
+            let escapee = stat(pid).expect("the escapee runs").identity();
+            sandbox.track(escapee);
+            escapee
+        })
+        .collect();
+    let group = sandbox.leader("leaky").pid;
+    for escapee in &escapees {
+        assert_ne!(
+            stat(escapee.pid).map(|s| s.pgrp),
+            Some(group),
+            "it left the group"
+        );
+    }
+    let supervisor = sandbox.supervisor("leaky");
+    supervisor.signal(Signal::SIGKILL);
+    wait_until("the supervisor is dead", DEADLINE, || {
+        !supervisor.is_alive()
+    });
+    let status = sandbox.status("leaky");
+    assert_eq!(status["status"], "lost", "{status}");
+    for escapee in &escapees {
+        wait_until(
+            &format!("escapee {} is killed", escapee.pid),
+            DEADLINE,
+            || !escapee.is_alive(),
+        );
+    }
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("killed"),
+        "the record says what was killed: {error}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
