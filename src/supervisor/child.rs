@@ -11,7 +11,7 @@
 //! finds the processes that left its group by it (`escapees`).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -37,17 +37,28 @@ pub fn spawn(
     log: &File,
     supervisor_pid: i32,
 ) -> Result<i32, SpawnFailure> {
-    let workdir = Path::new(&record.workdir);
-    let workdir_failure = |source| SpawnFailure {
-        cause: format!("workdir `{}`", record.workdir),
-        source,
-    };
-    match fs::metadata(workdir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(workdir_failure(io::Error::from_raw_os_error(libc::ENOTDIR))),
-        Err(e) => return Err(workdir_failure(e)),
+    // The supervisor enters the workdir itself and the task inherits it: a workdir that
+    // is missing, not a directory or not searchable is then blamed on the workdir (the
+    // child's own chdir would fail like its exec, and read as the command's fault). We go
+    // back to / once the task has started.
+    if let Err(source) = std::env::set_current_dir(Path::new(&record.workdir)) {
+        return Err(SpawnFailure {
+            cause: format!("workdir `{}`", record.workdir),
+            source,
+        });
     }
+    let spawned = spawn_here(record, env, log, supervisor_pid);
+    let _ = std::env::set_current_dir("/");
+    spawned
+}
 
+/// Spawns the task in the current directory.
+fn spawn_here(
+    record: &TaskRecord,
+    env: &BTreeMap<String, String>,
+    log: &File,
+    supervisor_pid: i32,
+) -> Result<i32, SpawnFailure> {
     let (mut command, program) = match (&record.shell, &record.command) {
         (Some(line), _) => {
             let mut command = Command::new("/bin/sh");
@@ -71,7 +82,6 @@ pub fn spawn(
         source,
     };
     command
-        .current_dir(workdir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_failure)?)
         .stderr(log.try_clone().map_err(io_failure)?)

@@ -5,6 +5,9 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -485,4 +488,59 @@ fn a_supervisor_error_lands_in_the_record() {
         stat(pid).is_none_or(|s| s.state == 'Z'),
         "the task was stopped"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// RELIABILITY 37: clear blame.
+
+/// Runs `command` as uid/gid 65534 when we are root (root enters any directory).
+fn as_nobody(command: &mut std::process::Command) {
+    // SAFETY: setgid and setuid are async-signal-safe and change only the child.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+#[test]
+fn a_workdir_that_cannot_be_entered_is_named_not_the_command() {
+    let sandbox = Sandbox::new();
+    let locked = sandbox.work().join("locked");
+    fs::create_dir(&locked).expect("mkdir");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).expect("chmod");
+    let root = nix::unistd::geteuid().is_root();
+    let mut command = sandbox.command_with(
+        &["start"],
+        &json!({"id": "locked", "shell": "true", "workdir": locked}),
+    );
+    if root {
+        // Root enters any directory: run as nobody, in a sandbox nobody can reach.
+        for dir in [sandbox.root(), &sandbox.work(), &sandbox.home()] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        fs::create_dir(sandbox.state()).expect("mkdir state");
+        fs::set_permissions(sandbox.state(), fs::Permissions::from_mode(0o700)).expect("chmod");
+        chown(&sandbox.state(), 65534);
+        as_nobody(&mut command);
+    }
+    let error = spawn(command).finish().error();
+    assert_eq!(error["type"], "SpawnFailed", "{error}");
+    let cause = error["details"]["cause"].as_str().unwrap_or_default();
+    assert_eq!(cause, format!("workdir `{}`", locked.display()), "{error}");
+    assert_eq!(error["details"]["os_error"], libc::EACCES, "{error}");
+    if root {
+        chown(&sandbox.state(), 0);
+    }
 }
