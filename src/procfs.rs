@@ -114,6 +114,51 @@ pub fn ancestors(pid: i32) -> Vec<i32> {
     chain
 }
 
+/// Why a pid cannot be followed as a task's owner (`stop_with_pid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAnOwner {
+    /// No such process runs (or only its zombie is left).
+    NotRunning,
+    /// It is a thread of `process`, not a process: threads have pids of their own in
+    /// /proc and `kill`, but no pidfd, and their end is not the process's end.
+    Thread { process: i32 },
+    /// It belongs to another user (real uid `uid`).
+    OtherUser { uid: u32 },
+}
+
+/// Checks that `pid` is a running process of the calling user, fit to be followed as a
+/// task's owner.
+pub fn check_owner(pid: i32) -> Result<(), NotAnOwner> {
+    if pid <= 1 {
+        return Err(NotAnOwner::NotRunning);
+    }
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| NotAnOwner::NotRunning)?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("State").is_none_or(|state| state.starts_with(['Z', 'X'])) {
+        return Err(NotAnOwner::NotRunning);
+    }
+    let process = field("Tgid")
+        .and_then(|t| t.parse::<i32>().ok())
+        .ok_or(NotAnOwner::NotRunning)?;
+    if process != pid {
+        return Err(NotAnOwner::Thread { process });
+    }
+    // Uid: real, effective, saved, filesystem. The real uid says whose process it is.
+    let uid = field("Uid")
+        .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok())
+        .ok_or(NotAnOwner::NotRunning)?;
+    if uid != nix::unistd::geteuid().as_raw() {
+        return Err(NotAnOwner::OtherUser { uid });
+    }
+    Ok(())
+}
+
 /// A process we started, as recorded: enough to recognise it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {

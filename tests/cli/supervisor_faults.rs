@@ -8,14 +8,16 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Identity, Pending, Sandbox, signal_mask, spawn, stat, wait_until};
+use crate::support::{
+    DEADLINE, Identity, Pending, Sandbox, note, signal_mask, spawn, stat, wait_until,
+};
 
 /// `ps` showed every supervisor as `background-tasks __supervise`: nothing told which task
 /// each one ran (DESIGN §6).
@@ -543,4 +545,55 @@ fn a_workdir_that_cannot_be_entered_is_named_not_the_command() {
     if root {
         chown(&sandbox.state(), 0);
     }
+}
+
+#[test]
+fn stop_with_pid_refuses_a_thread_and_another_users_process() {
+    let sandbox = Sandbox::new();
+    // A thread of this test process: a pid in /proc and to kill, but not a process.
+    let (tid_sender, tid) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        let _ = tid_sender.send(unsafe { libc::gettid() });
+        let _ = released.recv();
+    });
+    let tid = tid.recv().expect("the thread's id");
+    let error = sandbox.fail(
+        &["start"],
+        &json!({"id": "t", "command": "sleep", "args": ["1000"], "stop_with_pid": tid}),
+    );
+    let _ = release.send(());
+    thread.join().expect("join");
+    assert_eq!(error["details"]["path"], "stop_with_pid", "{error}");
+    let me = std::process::id();
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("thread of process {me}"))),
+        "{error}"
+    );
+    assert!(!sandbox.task_dir("t").exists(), "nothing was started");
+
+    // Another user's process: "no process N is running" was wrong.
+    if !nix::unistd::geteuid().is_root() {
+        note("stop_with_pid of another user's process: not run (needs root to run one)");
+        return;
+    }
+    let mut other = std::process::Command::new("sleep");
+    other.arg("1000");
+    as_nobody(&mut other);
+    let mut other = other.spawn().expect("spawn sleep as nobody");
+    let error = sandbox.fail(
+        &["start"],
+        &json!({"id": "u", "command": "sleep", "args": ["1000"], "stop_with_pid": other.id()}),
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("belongs to another user (uid 65534)")),
+        "{error}"
+    );
 }
