@@ -94,6 +94,14 @@ pub enum Error {
 
     #[error("could not signal task {id}: {reason}")]
     SignalRefused { id: String, reason: String },
+
+    /// A bug: a panic caught by the last-resort hook.
+    #[error("internal error: {message}")]
+    Internal {
+        /// Where it happened (`src/x.rs:12`).
+        location: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -138,8 +146,25 @@ impl Error {
         }
     }
 
+    /// What a panic amounts to, for the last-resort panic hooks.
+    pub fn from_panic(info: &std::panic::PanicHookInfo<'_>) -> Self {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        Error::Internal {
+            location: info.location().map_or_else(
+                || "unknown".into(),
+                |l| format!("{}:{}", l.file(), l.line()),
+            ),
+            message,
+        }
+    }
+
     /// Every envelope `type`, for `capabilities` and the schemas.
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 10] = [
         "CommandInputError",
         "TaskNotFound",
         "TaskAlreadyRunning",
@@ -149,6 +174,7 @@ impl Error {
         "SpawnFailed",
         "StoreError",
         "SignalRefused",
+        "InternalError",
     ];
 
     /// The envelope `type`; these names are part of the contract.
@@ -166,6 +192,7 @@ impl Error {
             | Error::NewerRecord { .. }
             | Error::UnsafeStateDir { .. } => "StoreError",
             Error::SignalRefused { .. } => "SignalRefused",
+            Error::Internal { .. } => "InternalError",
         }
     }
 
@@ -250,6 +277,9 @@ impl Error {
             }
             Error::SignalRefused { .. } => {
                 "The process no longer belongs to this task; nothing was signalled.".into()
+            }
+            Error::Internal { .. } => {
+                "This is a bug in background-tasks: please report it with the command and payload that caused it. Check the task with status before retrying.".into()
             }
         }
     }
@@ -346,6 +376,7 @@ impl Error {
                 put("path", json!(path));
             }
             Error::SignalRefused { id, .. } | Error::NewerRecord { id, .. } => put("id", json!(id)),
+            Error::Internal { location, .. } => put("where", json!(location)),
         }
         put("hint", json!(self.hint()));
         put("retryable", json!(self.retryable()));

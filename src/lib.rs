@@ -3,10 +3,10 @@
 //! The process model, in three processes:
 //!
 //! ```text
-//! background-tasks start ...  ──spawns──▶  background-tasks __supervise  ──spawns──▶  the task
-//! (answers in milliseconds,                (one per task, own session,                (own session
-//!  then exits)                              holds supervisor.lock, records             and group, output
-//!                                           pid/exit/signal in task.json)              → output.log)
+//! background-tasks start ...  ──spawns──▶  background-tasks __supervise <id>  ──spawns──▶  the task
+//! (answers in milliseconds,                (one per task, own session,                     (own session
+//!  then exits)                              holds supervisor.lock, records                  and group, output
+//!                                           pid/exit/signal in task.json)                   → output.log)
 //! ```
 //!
 //! There is no daemon: every other command reads the state directory ([`paths`]), trusting
@@ -20,6 +20,8 @@ pub mod cli;
 pub mod commands;
 pub mod envelope;
 pub mod error;
+pub mod escapees;
+pub mod fault;
 pub mod follow;
 pub mod lifecycle;
 pub mod output_log;
@@ -37,6 +39,7 @@ pub mod wire_schema;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::error::ErrorKind;
 
@@ -51,11 +54,12 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    // The supervisor is entered only by `start`, with exactly this argument: it skips
-    // building the whole command line, which is on the path of every `start`.
-    if args.len() == 2 && args[1] == supervisor::ENTRY {
-        return supervisor::run::run();
+    // The supervisor is entered only by `start`, as `__supervise <id>`: it skips building
+    // the whole command line, which is on the path of every `start`.
+    if args.len() == 3 && args[1] == supervisor::ENTRY {
+        return supervisor::run::run(&args[2]);
     }
+    std::panic::set_hook(Box::new(internal_error));
     let (cli, name) = match cli::parse(&args) {
         Ok(parsed) => parsed,
         Err(error) => return usage_error(&args, &error),
@@ -65,6 +69,10 @@ where
         return usage_error_message("background-tasks", "__supervise is internal; start runs it");
     };
     let output = Output { pretty: cli.pretty };
+    let _ = COMMAND.set(name);
+    if fault::injected("panic") {
+        panic!("injected fault: panic");
+    }
     match commands::execute(cli.command, &output) {
         // A closed stdout is not a failure: the reader got what it wanted.
         Ok(commands::Reply::Data(data)) => {
@@ -85,6 +93,23 @@ where
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The command being run, for the envelope of a panic.
+static COMMAND: OnceLock<&'static str> = OnceLock::new();
+
+/// The last-resort panic hook: a panic is a bug, and its last word is still an envelope
+/// (`InternalError`, saying where) on stderr with exit code 1, not a Rust backtrace and an
+/// abort. Whatever a task was doing goes on: tasks belong to their supervisors.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a panic hook cannot return run()'s ExitCode; after the envelope, exit is its last word"
+)]
+fn internal_error(info: &std::panic::PanicHookInfo<'_>) {
+    let error = Error::from_panic(info);
+    let command = COMMAND.get().copied().unwrap_or("background-tasks");
+    Output { pretty: false }.failure(command, &error);
+    std::process::exit(i32::from(EXIT_FAILURE));
 }
 
 fn usage_error_message(command: &str, message: &str) -> ExitCode {

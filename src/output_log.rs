@@ -3,11 +3,18 @@
 //! The log holds the bytes exactly as the task wrote them. Here they become lines:
 //! - a line ends at `\n`; a `\r\n` ending loses its `\r`;
 //! - a `\r` inside a line is a progress bar redrawing itself, so the line shows what a
-//!   terminal would: the text after the last `\r` (the bytes on disk keep every redraw);
+//!   terminal would: the text after the last `\r` that is followed by something (the bytes
+//!   on disk keep every redraw);
 //! - invalid UTF-8 becomes U+FFFD;
 //! - a last line without a newline is a line once the task has ended; while it runs, such
 //!   a line is still being written and is held back, so a line is never split across two
 //!   answers.
+//!
+//! Followers of a running task (the supervisor, `logs --stream`, `events --stream`, `wait
+//! {until: {log}}`) read the log with a [`LineReader`]: forward, each byte once, however long
+//! a line grows before its `\n` (a `\r` progress bar may redraw one line for hours). A line
+//! being built keeps at most [`LINE_BUDGET`] bytes of what it shows, so memory stays bounded
+//! whatever the task prints; a longer line is shown cut, saying how many bytes were left out.
 //!
 //! A [`Cursor`] is a position in one run's log: `"<run>:<byte offset>"`. It belongs to that
 //! run: a cursor from another run, or one past the end of a log that was truncated, starts
@@ -17,6 +24,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -120,15 +128,282 @@ pub fn split(bytes: &[u8], base: u64, complete_only: bool) -> (Vec<Line>, u64) {
     (lines, base + start as u64)
 }
 
-/// What a terminal would show for one line's bytes.
+/// What a terminal would show for one line's bytes: the last non-empty redraw (the text
+/// between two `\r`, or after the last one). A line ending in `\r` (a `\r\n` ending, or a
+/// bar that left its last drawing) keeps its last drawn text.
 pub fn render(body: &[u8]) -> String {
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    let shown = match body.iter().rposition(|&b| b == b'\r') {
-        // A redraw that ends with `\r` followed by nothing keeps the last drawn text.
-        Some(i) if i + 1 < body.len() => &body[i + 1..],
-        Some(_) | None => body,
-    };
+    let shown = body
+        .rsplit(|&b| b == b'\r')
+        .find(|segment| !segment.is_empty())
+        .unwrap_or_default();
     String::from_utf8_lossy(shown).into_owned()
+}
+
+/// The most bytes of one line kept in memory by a [`LineReader`]: what a line shows is cut
+/// there, and a `ready` log condition is matched against the first `LINE_BUDGET` bytes of
+/// what a long line shows.
+pub const LINE_BUDGET: usize = 64 * 1024;
+
+/// What one line shows, cut to [`LINE_BUDGET`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownLine {
+    /// The text, valid UTF-8, at most [`LINE_BUDGET`] bytes of the line's bytes.
+    pub text: String,
+    /// Bytes of the shown text left out past the budget (0 for a whole line).
+    pub cut: u64,
+}
+
+impl ShownLine {
+    /// The text, with a marker saying how much was left out when the line was cut.
+    pub fn into_text(self) -> String {
+        if self.cut == 0 {
+            return self.text;
+        }
+        let mut text = self.text;
+        text.push_str(&format!("…[{} more bytes]", self.cut));
+        text
+    }
+}
+
+/// One redraw of a line (the text between two `\r`), its first [`LINE_BUDGET`] bytes.
+#[derive(Debug, Default, Clone)]
+struct Segment {
+    kept: Vec<u8>,
+    len: u64,
+}
+
+impl Segment {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = LINE_BUDGET.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.len += bytes.len() as u64;
+    }
+
+    fn clear(&mut self) {
+        self.kept.clear();
+        self.len = 0;
+    }
+
+    fn shown(&self) -> ShownLine {
+        // A multi-byte character cut at the budget is dropped whole, not shown as U+FFFD.
+        let kept = match std::str::from_utf8(&self.kept) {
+            Err(e) if e.error_len().is_none() && self.len > self.kept.len() as u64 => {
+                &self.kept[..e.valid_up_to()]
+            }
+            _ => &self.kept[..],
+        };
+        ShownLine {
+            text: String::from_utf8_lossy(kept).into_owned(),
+            cut: self.len - kept.len() as u64,
+        }
+    }
+}
+
+/// A line being read, built from pieces as they arrive: it keeps only what [`render`] would
+/// show (the last non-empty redraw), cut to [`LINE_BUDGET`].
+#[derive(Debug, Default)]
+struct LineBuilder {
+    /// The redraw being written (after the last `\r`).
+    current: Segment,
+    /// The last non-empty redraw before it.
+    previous: Segment,
+    /// Bytes of the whole line so far.
+    len: u64,
+    /// The line began before where reading started: its first piece is not its start.
+    partial: bool,
+    /// A redraw was completed (by `\r`) since [`LineBuilder::take_redraw`] last looked.
+    fresh_redraw: bool,
+}
+
+impl LineBuilder {
+    /// Adds bytes of the line (no `\n` among them).
+    fn push(&mut self, bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        let mut pieces = bytes.split(|&b| b == b'\r');
+        let Some(mut piece) = pieces.next() else {
+            return;
+        };
+        for next in pieces {
+            // `piece` ends at a `\r`: a redraw is complete.
+            self.current.push(piece);
+            if self.partial {
+                // The redraw began before we started reading: not a whole one.
+                self.partial = false;
+                self.current.clear();
+            } else if self.current.len > 0 {
+                std::mem::swap(&mut self.previous, &mut self.current);
+                self.current.clear();
+                self.fresh_redraw = true;
+            }
+            piece = next;
+        }
+        self.current.push(piece);
+    }
+
+    /// Ends the line: what it shows, or `None` for the rest of a line whose start was not
+    /// read and that was never redrawn whole.
+    fn finish(&mut self) -> Option<ShownLine> {
+        let shown = match (self.partial, self.current.len > 0) {
+            (true, _) => None,
+            (false, true) => Some(self.current.shown()),
+            (false, false) => Some(self.previous.shown()),
+        };
+        *self = LineBuilder::default();
+        shown
+    }
+
+    /// The newest whole redraw, if one was completed since the last call.
+    fn take_redraw(&mut self) -> Option<ShownLine> {
+        std::mem::take(&mut self.fresh_redraw).then(|| self.previous.shown())
+    }
+}
+
+/// Reads a growing log forward, each byte once, handing out complete lines as their `\n`
+/// arrives. A line still being written stays in the reader (at most [`LINE_BUDGET`] bytes
+/// of it), so a follower never scans it again, however often the task redraws it.
+///
+/// A read that found only more of an unfinished line (a `\r` bar redrawing itself) makes
+/// the next one worth doing only [`PACE`] later ([`LineReader::next_read_at`]): a follower
+/// woken at every redraw of a bar redrawn each millisecond then reads it every `PACE`, and
+/// a line that ends meanwhile is handed out at most `PACE` late.
+#[derive(Debug, Default)]
+pub struct LineReader {
+    /// Where the line being built starts: just past the last line handed out.
+    line_start: u64,
+    /// How far the log has been read.
+    read_to: u64,
+    line: LineBuilder,
+    /// When the last read found only more of the unfinished line.
+    only_unfinished_at: Option<Instant>,
+}
+
+/// How long a follower lets a line that is only being redrawn grow before it reads again.
+pub const PACE: Duration = Duration::from_millis(10);
+
+/// How many bytes a [`LineReader`] reads at once.
+const READ_CHUNK: usize = 32 * 1024;
+
+impl LineReader {
+    /// A reader starting at the beginning of a line at `offset`.
+    pub fn new(offset: u64) -> LineReader {
+        LineReader {
+            line_start: offset,
+            read_to: offset,
+            line: LineBuilder::default(),
+            only_unfinished_at: None,
+        }
+    }
+
+    /// A reader starting at `offset`, which may be in the middle of a line: the rest of that
+    /// line is not handed out (only whole redraws of it, by [`LineReader::take_redraw`]).
+    pub fn mid_line(offset: u64) -> LineReader {
+        let mut reader = LineReader::new(offset);
+        reader.line.partial = offset > 0;
+        reader
+    }
+
+    /// Just past the last line handed out: where a cursor resumes.
+    pub fn position(&self) -> u64 {
+        self.line_start
+    }
+
+    /// How far the log has been read (the unfinished line included).
+    pub fn read_to(&self) -> u64 {
+        self.read_to
+    }
+
+    /// When a next read is worth doing: [`PACE`] after a read that found only more of an
+    /// unfinished line; `None` (at once) otherwise.
+    pub fn next_read_at(&self) -> Option<Instant> {
+        self.only_unfinished_at.map(|at| at + PACE)
+    }
+
+    /// Sleeps until [`LineReader::next_read_at`], for a follower with nothing else to do
+    /// meanwhile (never in the supervisor, whose loop must not block).
+    pub fn pace(&self) {
+        if let Some(at) = self.next_read_at() {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// Reads the log from where it stopped up to `to`, calling `visit` with each line that
+    /// ends there and the offset just past it (its cursor). With `last` (the run is over), a
+    /// final line without `\n` ends at `to`. A line whose visit breaks is not consumed: the
+    /// next call reads it again, from its start.
+    pub fn read(
+        &mut self,
+        file: &mut File,
+        to: u64,
+        last: bool,
+        mut visit: impl FnMut(ShownLine, u64) -> ControlFlow<()>,
+    ) -> io::Result<()> {
+        let (from, handed) = (self.read_to, self.line_start);
+        let read = self.read_lines(file, to, last, &mut visit);
+        // More of the unfinished line and nothing else: the next read can wait a little.
+        let only_unfinished = self.read_to > from && self.line_start == handed;
+        self.only_unfinished_at = only_unfinished.then(Instant::now);
+        read
+    }
+
+    fn read_lines(
+        &mut self,
+        file: &mut File,
+        to: u64,
+        last: bool,
+        visit: &mut impl FnMut(ShownLine, u64) -> ControlFlow<()>,
+    ) -> io::Result<()> {
+        if self.read_to < to {
+            file.seek(SeekFrom::Start(self.read_to))?;
+            let mut buffer = vec![0; READ_CHUNK.min((to - self.read_to) as usize)];
+            while self.read_to < to {
+                let want = (to - self.read_to).min(buffer.len() as u64) as usize;
+                let n = match file.read(&mut buffer[..want]) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                let chunk_start = self.read_to;
+                let mut rest = &buffer[..n];
+                let mut at = chunk_start;
+                while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                    self.line.push(&rest[..i]);
+                    let end = at + i as u64 + 1;
+                    if let Some(shown) = self.line.finish()
+                        && visit(shown, end).is_break()
+                    {
+                        // Not consumed: read it again, from its start, next time.
+                        self.read_to = self.line_start;
+                        return Ok(());
+                    }
+                    self.line_start = end;
+                    rest = &rest[i + 1..];
+                    at = end;
+                }
+                self.line.push(rest);
+                self.read_to = chunk_start + n as u64;
+            }
+        }
+        if last && self.read_to > self.line_start && self.read_to == to {
+            let end = self.read_to;
+            let refused = self
+                .line
+                .finish()
+                .is_some_and(|shown| visit(shown, end).is_break());
+            if refused {
+                self.read_to = self.line_start;
+            } else {
+                self.line_start = end;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest whole redraw of the line being written (a `\r` progress bar's last full
+    /// drawing), once per new one.
+    pub fn take_redraw(&mut self) -> Option<ShownLine> {
+        self.line.take_redraw()
+    }
 }
 
 const BLOCK: usize = 64 * 1024;
@@ -277,6 +552,8 @@ mod tests {
     fn renders_progress_bars_and_bad_bytes() {
         assert_eq!(render(b"10%\r20%\r30%"), "30%");
         assert_eq!(render(b"done\r"), "done");
+        assert_eq!(render(b"done\r\r"), "done");
+        assert_eq!(render(b"\r\r"), "");
         assert_eq!(render(b"x\xff\xfe\x00y"), "x\u{fffd}\u{fffd}\0y");
         assert_eq!(render(b""), "");
     }
@@ -356,6 +633,122 @@ mod tests {
         })
         .expect("walk");
         assert_eq!(done, 9, "a refused line is not consumed");
+    }
+
+    /// Every line a reader hands out, reading `content` as it is written in pieces of the
+    /// sizes given (repeated), with a read after each.
+    fn read_in_pieces(content: &[u8], pieces: &[usize], last: bool) -> Vec<(String, u64)> {
+        let mut file = tempfile::tempfile().expect("temp file");
+        let mut reader = LineReader::new(0);
+        let mut seen = Vec::new();
+        let mut written: usize = 0;
+        for &size in pieces.iter().cycle() {
+            let upto = written.saturating_add(size).min(content.len());
+            file.write_all(&content[written..upto]).expect("write");
+            written = upto;
+            let end = written == content.len();
+            reader
+                .read(&mut file, written as u64, last && end, |line, at| {
+                    seen.push((line.into_text(), at));
+                    ControlFlow::Continue(())
+                })
+                .expect("read");
+            if end {
+                break;
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn a_line_reader_hands_out_what_render_shows_however_the_bytes_arrive() {
+        let content = b"one\n10%\r20%\r30%\ntwo\r\nbar\r\r\nlast\rpart";
+        let whole = split(content, 0, false).0;
+        let expected: Vec<(String, u64)> = whole.into_iter().map(|l| (l.text, l.end)).collect();
+        for pieces in [vec![1], vec![2], vec![3], vec![7, 1], vec![content.len()]] {
+            assert_eq!(
+                read_in_pieces(content, &pieces, true),
+                expected,
+                "{pieces:?}"
+            );
+        }
+        // While the run goes on, the unfinished line is held back.
+        let running = read_in_pieces(content, &[5], false);
+        assert_eq!(running, expected[..expected.len() - 1]);
+    }
+
+    #[test]
+    fn a_long_line_is_cut_to_the_budget_and_says_how_much() {
+        let mut content = vec![b'x'; LINE_BUDGET + 10];
+        content.extend_from_slice("é\n".as_bytes());
+        let lines = read_in_pieces(&content, &[4096], false);
+        assert_eq!(lines.len(), 1);
+        let (text, end) = &lines[0];
+        assert_eq!(*end, content.len() as u64);
+        assert_eq!(
+            text,
+            &format!("{}…[12 more bytes]", "x".repeat(LINE_BUDGET))
+        );
+        // A character cut in two at the budget is left out whole.
+        let mut content = vec![b'y'; LINE_BUDGET - 1];
+        content.extend_from_slice("éz\n".as_bytes());
+        let (text, _) = read_in_pieces(&content, &[1000], false).remove(0);
+        assert_eq!(
+            text,
+            format!("{}…[3 more bytes]", "y".repeat(LINE_BUDGET - 1))
+        );
+    }
+
+    #[test]
+    fn a_reader_keeps_the_newest_redraw_and_skips_a_partial_line() {
+        let mut file = file_with(b"tail of an old line\r 5%\r 6%\r 7");
+        let mut reader = LineReader::mid_line(3);
+        let mut seen = Vec::new();
+        reader
+            .read(&mut file, 31, false, |line, _| {
+                seen.push(line.text);
+                ControlFlow::Continue(())
+            })
+            .expect("read");
+        assert!(seen.is_empty());
+        assert_eq!(reader.take_redraw().map(|l| l.text).as_deref(), Some(" 6%"));
+        assert_eq!(reader.take_redraw(), None, "once per new redraw");
+        // The partial first redraw ("l of an old line") is never shown.
+        file.write_all(b"\nnext\n").expect("write");
+        reader
+            .read(&mut file, 37, false, |line, _| {
+                seen.push(line.text);
+                ControlFlow::Continue(())
+            })
+            .expect("read");
+        assert_eq!(seen, [" 7", "next"]);
+    }
+
+    #[test]
+    fn a_refused_line_is_read_again() {
+        let mut file = file_with(b"a\nb\nc\n");
+        let mut reader = LineReader::new(0);
+        let mut seen = Vec::new();
+        reader
+            .read(&mut file, 6, false, |line, _| {
+                if line.text == "b" {
+                    return ControlFlow::Break(());
+                }
+                seen.push(line.text);
+                ControlFlow::Continue(())
+            })
+            .expect("read");
+        assert_eq!(
+            (seen.as_slice(), reader.position()),
+            (["a".to_owned()].as_slice(), 2)
+        );
+        reader
+            .read(&mut file, 6, false, |line, _| {
+                seen.push(line.text);
+                ControlFlow::Continue(())
+            })
+            .expect("read");
+        assert_eq!(seen, ["a", "b", "c"]);
     }
 
     #[test]

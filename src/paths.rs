@@ -16,6 +16,12 @@ use crate::error::{Error, Result};
 pub mod env {
     /// Overrides the state directory.
     pub const HOME: &str = "BACKGROUND_TASKS_HOME";
+    /// Set by the supervisor in its task's environment, inherited by every process the task
+    /// starts: `<task id>:<run>:<supervisor pid>:<its start time>`. Whoever finds the task
+    /// `lost` finds and kills the processes that left its group by it.
+    pub const RUN: &str = "BACKGROUND_TASKS_RUN";
+    /// Debug builds only: a fault for the tests to inject (see `fault`).
+    pub const FAULT: &str = "BACKGROUND_TASKS_FAULT";
 }
 
 /// How much of an invalid id an error shows.

@@ -80,6 +80,85 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The live processes of user `uid` that started at or after `since` (clock ticks after
+/// boot) and whose environment holds `name=value`. One pass over /proc: the owner and start
+/// time are checked first, so only candidates have their environment read.
+pub fn carrying(name: &str, value: &str, uid: u32, since: u64) -> Vec<ProcStat> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let wanted = format!("{name}={value}");
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            (pid > 1 && entry.metadata().ok()?.uid() == uid).then_some(pid)
+        })
+        .filter_map(stat)
+        .filter(|s| s.start_ticks >= since && s.state != b'Z')
+        .filter(|s| {
+            fs::read(format!("/proc/{}/environ", s.pid))
+                .is_ok_and(|environ| environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// `pid` and its ancestors up to init, nearest first.
+pub fn ancestors(pid: i32) -> Vec<i32> {
+    let mut chain = Vec::new();
+    let mut next = Some(pid);
+    while let Some(pid) = next.filter(|&p| p > 0 && !chain.contains(&p)) {
+        chain.push(pid);
+        next = stat(pid).map(|s| s.ppid);
+    }
+    chain
+}
+
+/// Why a pid cannot be followed as a task's owner (`stop_with_pid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAnOwner {
+    /// No such process runs (or only its zombie is left).
+    NotRunning,
+    /// It is a thread of `process`, not a process: threads have pids of their own in
+    /// /proc and `kill`, but no pidfd, and their end is not the process's end.
+    Thread { process: i32 },
+    /// It belongs to another user (real uid `uid`).
+    OtherUser { uid: u32 },
+}
+
+/// Checks that `pid` is a running process of the calling user, fit to be followed as a
+/// task's owner.
+pub fn check_owner(pid: i32) -> Result<(), NotAnOwner> {
+    if pid <= 1 {
+        return Err(NotAnOwner::NotRunning);
+    }
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| NotAnOwner::NotRunning)?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("State").is_none_or(|state| state.starts_with(['Z', 'X'])) {
+        return Err(NotAnOwner::NotRunning);
+    }
+    let process = field("Tgid")
+        .and_then(|t| t.parse::<i32>().ok())
+        .ok_or(NotAnOwner::NotRunning)?;
+    if process != pid {
+        return Err(NotAnOwner::Thread { process });
+    }
+    // Uid: real, effective, saved, filesystem. The real uid says whose process it is.
+    let uid = field("Uid")
+        .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok())
+        .ok_or(NotAnOwner::NotRunning)?;
+    if uid != nix::unistd::geteuid().as_raw() {
+        return Err(NotAnOwner::OtherUser { uid });
+    }
+    Ok(())
+}
+
 /// A process we started, as recorded: enough to recognise it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
@@ -99,6 +178,14 @@ impl Identity {
     /// Whether the process is still alive and still the one we recorded (not a zombie).
     pub fn is_alive(&self) -> bool {
         stat(self.pid).is_some_and(|s| s.start_ticks == self.start_ticks && s.state != b'Z')
+    }
+
+    /// Whether the process, still the one we recorded, is stopped (`T`: by a signal such as
+    /// SIGSTOP or SIGTSTP; `t`: by a tracer); `None` once it is gone.
+    pub fn is_stopped(&self) -> Option<bool> {
+        stat(self.pid)
+            .filter(|s| s.start_ticks == self.start_ticks && s.state != b'Z')
+            .map(|s| matches!(s.state, b'T' | b't'))
     }
 }
 

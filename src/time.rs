@@ -1,6 +1,28 @@
-//! Wall-clock time: records keep Unix milliseconds; answers print RFC 3339 UTC.
+//! Time: records keep Unix milliseconds and answers print RFC 3339 UTC; durations from
+//! payloads become `Duration`s and deadlines only through checked conversions.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::poll::PollTimeout;
+
+/// A number of seconds as a `Duration`; `None` for a negative, NaN or unrepresentable one.
+/// Payloads bound every duration before it gets here; this is the check that never panics.
+pub fn seconds(value: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(value).ok()
+}
+
+/// The instant `after` from now; `None` when no instant is that far away, which every
+/// caller treats as "no deadline" (it would never come).
+pub fn deadline_after(after: Duration) -> Option<Instant> {
+    Instant::now().checked_add(after)
+}
+
+/// A `poll` timeout for `left`, rounded up so that a wake is never a millisecond early (and
+/// a loop never spins), capped at what `poll` takes.
+pub fn poll_timeout(left: Duration) -> PollTimeout {
+    let ms = left.as_millis() + u128::from(!left.subsec_nanos().is_multiple_of(1_000_000));
+    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+}
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

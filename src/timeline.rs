@@ -9,8 +9,9 @@
 //! the current run, saying so) instead of silently skipping frames.
 //!
 //! Only the current run is shown: a restart replaces the old run's output, as it does for
-//! `logs`. The log is read in one streaming pass; only the lines an answer shows are turned
-//! into text. The log's file handle is kept for the whole follow, so a restart that renames
+//! `logs`. The log is read forward by one [`LineReader`], each byte once: a line that is
+//! still being written (a `\r` progress bar) is never scanned again on the next wake, and
+//! what it holds of such a line is bounded by the line budget. The log's file handle is kept for the whole follow, so a restart that renames
 //! the log away cannot switch a follower to the next run's output.
 
 use std::collections::VecDeque;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
-use crate::output_log::{self, Cursor, CursorReset};
+use crate::output_log::{self, Cursor, CursorReset, LineReader, ShownLine};
 use crate::paths::{TaskId, TaskPaths};
 use crate::payload::frame::Frame;
 use crate::state::journal::{self, JournalEntry, kind};
@@ -80,8 +81,8 @@ pub struct Timeline {
     journal_offset: u64,
     /// Entries of the current run not yet placed among the lines.
     pending: VecDeque<JournalEntry>,
-    /// How far the log has been walked.
-    log_offset: u64,
+    /// How far the log has been walked: its position is just past the last line walked.
+    lines: LineReader,
     next_sequence: u64,
     selection: Selection,
     /// Items at or before this position are skipped (from `after`).
@@ -94,9 +95,9 @@ pub struct Timeline {
 }
 
 /// One item of the walk.
-enum Item<'a> {
+enum Item {
     Entry(JournalEntry),
-    Line { bytes: &'a [u8], end: u64 },
+    Line { line: ShownLine, end: u64 },
 }
 
 impl Timeline {
@@ -123,7 +124,7 @@ impl Timeline {
             // Entries of other runs are not ours: earlier runs' output is gone, and a newer
             // run began after the record was read.
             pending: entries.into_iter().filter(|e| e.run == run).collect(),
-            log_offset: 0,
+            lines: LineReader::new(0),
             next_sequence: first_sequence(run),
             selection,
             skip: selection.after,
@@ -162,10 +163,9 @@ impl Timeline {
         let mut items: Vec<(u64, Kept)> = Vec::new();
         // Walk everything, keeping every entry and the positions of the last `wanted` lines.
         let terminal = self.is_terminal(false)?;
-        let to = self.readable_end(terminal)?;
         let mut ring: VecDeque<(u64, u64, u64)> = VecDeque::new();
-        let mut line_start = self.log_offset;
-        self.walk(to, &mut |item, sequence| {
+        let mut line_start = self.lines.position();
+        self.walk(terminal, &mut |item, sequence| {
             match item {
                 Item::Entry(entry) => items.push((sequence, Kept::Entry(entry))),
                 Item::Line { end, .. } => {
@@ -180,19 +180,20 @@ impl Timeline {
             }
             ControlFlow::Continue(())
         })?;
-        // Read the kept lines in one piece and merge them with the entries by number.
-        if let (Some(&(_, first, _)), Some(&(_, _, last))) = (ring.front(), ring.back()) {
-            let bytes = match self.log.as_mut() {
-                Some(file) => output_log::read_range(file, first, last)
-                    .map_err(|e| Error::store("read the log", self.paths.log(), e))?,
-                None => Vec::new(),
-            };
-            for (sequence, start, end) in ring {
-                let slice = &bytes[(start - first) as usize..(end - first) as usize];
-                items.push((
-                    sequence,
-                    Kept::Line(output_log::render(trim_newline(slice)), end),
-                ));
+        // Read the kept lines (they follow one another) again and merge them with the
+        // entries by number; each is cut to the line budget.
+        if let (Some(&(_, first, _)), Some(&(_, _, last)), Some(file)) =
+            (ring.front(), ring.back(), self.log.as_mut())
+        {
+            let mut texts = Vec::with_capacity(ring.len());
+            LineReader::new(first)
+                .read(file, last, true, |line, _| {
+                    texts.push(line.into_text());
+                    ControlFlow::Continue(())
+                })
+                .map_err(|e| Error::store("read the log", self.paths.log(), e))?;
+            for ((sequence, _, end), text) in ring.into_iter().zip(texts) {
+                items.push((sequence, Kept::Line(text, end)));
             }
         }
         items.sort_by_key(|(sequence, _)| *sequence);
@@ -223,6 +224,8 @@ impl Timeline {
         if self.ended {
             return Ok(Flow::Ended);
         }
+        // A line only being redrawn (a `\r` bar) is read at a pace, not at every redraw.
+        self.lines.pace();
         let (entries, offset) = journal::read_from(&self.paths, self.journal_offset)?;
         self.journal_offset = offset;
         let mut superseded = false;
@@ -234,8 +237,8 @@ impl Timeline {
             }
         }
         // Truncated under us (`: > output.log`): start over from its beginning.
-        if self.log_size()? < self.log_offset {
-            self.log_offset = 0;
+        if self.log_size()? < self.lines.read_to() {
+            self.lines = LineReader::new(0);
         }
         self.advance(superseded, sink)
     }
@@ -243,7 +246,6 @@ impl Timeline {
     /// Walks to the end of what can be read now and delivers what the selection keeps.
     fn advance(&mut self, superseded: bool, sink: &mut Sink<'_>) -> Result<Flow> {
         let terminal = self.is_terminal(superseded)?;
-        let to = self.readable_end(terminal)?;
         let mut stopped = false;
         let mut frames = Vec::new();
         let log_path = self.paths.log();
@@ -253,7 +255,7 @@ impl Timeline {
         let (skip, only_lines) = (self.skip, self.selection.only_lines);
         let mut lines_left = self.lines_left;
         let mut ended = false;
-        let walked = self.walk(to, &mut |item, sequence| {
+        let walked = self.walk(terminal, &mut |item, sequence| {
             let keep_by_position = |position: u64, is_line: bool| match skip {
                 None => true,
                 Some(After::Sequence(n)) => sequence > n,
@@ -267,20 +269,14 @@ impl Timeline {
                         frames.extend(Frame::from_entry(&task_id, sequence, entry));
                     }
                 }
-                Item::Line { bytes, end } => {
+                Item::Line { line, end } => {
                     if keep_by_position(end, true) {
                         if lines_left == Some(0) {
                             stopped = true;
                             return ControlFlow::Break(());
                         }
                         lines_left = lines_left.map(|n| n - 1);
-                        frames.push(line_frame(
-                            &task_id,
-                            run,
-                            output_log::render(trim_newline(bytes)),
-                            end,
-                            sequence,
-                        ));
+                        frames.push(line_frame(&task_id, run, line.into_text(), end, sequence));
                     }
                 }
             }
@@ -370,19 +366,6 @@ impl Timeline {
         Ok(if self.ended { Flow::Ended } else { Flow::Open })
     }
 
-    /// How far the log can be read: everything once the run is over, else complete lines.
-    fn readable_end(&mut self, terminal: bool) -> Result<u64> {
-        let size = self.log_size()?;
-        if terminal {
-            return Ok(size);
-        }
-        match self.log.as_mut() {
-            Some(file) => output_log::complete_end(file, self.log_offset, size)
-                .map_err(|e| Error::store("read the log", self.paths.log(), e)),
-            None => Ok(self.log_offset),
-        }
-    }
-
     fn log_size(&mut self) -> Result<u64> {
         if self.log.is_none() {
             self.log = File::open(self.paths.log()).ok();
@@ -396,18 +379,21 @@ impl Timeline {
         }
     }
 
-    /// Walks log bytes from `log_offset` to `to`, numbering lines and placing pending
-    /// entries among them; then places the entries due at the position reached.
+    /// Walks the log from where the last walk stopped to its end, numbering lines and
+    /// placing pending entries among them; then places the entries due at the position
+    /// reached. A line still being written waits (it is held by the reader, not read again),
+    /// unless the run is over (`terminal`).
     fn walk(
         &mut self,
-        to: u64,
-        visit: &mut dyn FnMut(Item<'_>, u64) -> ControlFlow<()>,
+        terminal: bool,
+        visit: &mut dyn FnMut(Item, u64) -> ControlFlow<()>,
     ) -> Result<()> {
+        let size = self.log_size()?;
         let Some(file) = self.log.as_mut() else {
             let _ = place_entries(
                 &mut self.pending,
                 &mut self.next_sequence,
-                self.log_offset,
+                self.lines.position(),
                 true,
                 visit,
             );
@@ -415,21 +401,23 @@ impl Timeline {
         };
         let (pending, next_sequence) = (&mut self.pending, &mut self.next_sequence);
         let mut stopped = false;
-        let reached = output_log::each_line(file, self.log_offset, to, |bytes, end| {
-            let flow = match place_entries(pending, next_sequence, end, false, visit) {
-                ControlFlow::Continue(()) => visit(Item::Line { bytes, end }, take(next_sequence)),
-                stop => stop,
-            };
-            stopped = flow.is_break();
-            flow
-        })
-        .map_err(|e| Error::store("read the log", self.paths.log(), e))?;
-        self.log_offset = reached;
+        self.lines
+            .read(file, size, terminal, |line, end| {
+                let flow = match place_entries(pending, next_sequence, end, false, visit) {
+                    ControlFlow::Continue(()) => {
+                        visit(Item::Line { line, end }, take(next_sequence))
+                    }
+                    stop => stop,
+                };
+                stopped = flow.is_break();
+                flow
+            })
+            .map_err(|e| Error::store("read the log", self.paths.log(), e))?;
         if !stopped {
             let _ = place_entries(
                 &mut self.pending,
                 &mut self.next_sequence,
-                reached,
+                self.lines.position(),
                 true,
                 visit,
             );
@@ -477,7 +465,7 @@ impl Timeline {
     pub fn next_cursor(&self) -> Cursor {
         Cursor {
             run: self.run,
-            offset: self.log_offset,
+            offset: self.lines.position(),
         }
     }
 
@@ -499,7 +487,7 @@ fn place_entries(
     next_sequence: &mut u64,
     end: u64,
     inclusive: bool,
-    visit: &mut dyn FnMut(Item<'_>, u64) -> ControlFlow<()>,
+    visit: &mut dyn FnMut(Item, u64) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     while let Some(entry) = pending.front() {
         let due = if inclusive {
@@ -526,8 +514,4 @@ enum Kept {
 
 fn line_frame(task_id: &str, run: u32, text: String, end: u64, sequence: u64) -> Frame {
     Frame::log_line(task_id, run, text, end, sequence)
-}
-
-fn trim_newline(bytes: &[u8]) -> &[u8] {
-    bytes.strip_suffix(b"\n").unwrap_or(bytes)
 }

@@ -33,7 +33,7 @@ use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::launch::{LaunchError, launch};
 use crate::supervisor::queue::open_lock;
 use crate::supervisor::{Report, Spec};
-use crate::time::now_ms;
+use crate::time::{deadline_after, now_ms};
 
 /// How long a `start` waits for a lock held only for an instant (a reader's probe, or a
 /// supervisor writing its last record) before it reports the task as running.
@@ -138,7 +138,7 @@ impl Tasks {
             (target, self.start_one(input, queued))
         });
         // The timeout bounds the whole call, not each item.
-        let deadline = args.timeout.map(|t| Instant::now() + t);
+        let deadline = args.timeout.and_then(deadline_after);
         for (index, (target, launched)) in launched {
             let wait = args
                 .wait
@@ -161,7 +161,7 @@ impl Tasks {
         let record = match (wait, &launched.record.ready_spec) {
             (Some(timeout), Some(spec)) => {
                 let mut bound = Bound::new(timeout, cancel, None);
-                bound.limit(spec.timeout_s.map(Duration::from_secs_f64));
+                bound.limit(spec.timeout("ready")?);
                 until_ready(&paths, &launched.id, &mut bound)?
             }
             (Some(timeout), None) => {

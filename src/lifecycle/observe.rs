@@ -22,6 +22,7 @@ impl Tasks {
         let record = observe(&paths, &args.id)?;
         let mut task = Task::from_record(&record, &paths);
         task.ports = Some(listening_ports(&record));
+        task.stopped = stopped(&record);
         Ok(task)
     }
 
@@ -29,6 +30,19 @@ impl Tasks {
     pub(crate) fn record(&self, id: &TaskId) -> Result<TaskRecord> {
         observe(&self.paths(id), id)
     }
+}
+
+/// Whether a running task's main process is stopped (`None` when it has ended, or its pid
+/// is no longer the process recorded).
+pub fn stopped(record: &TaskRecord) -> Option<bool> {
+    if record.status.is_terminal() {
+        return None;
+    }
+    let identity = crate::procfs::Identity {
+        pid: record.pid?,
+        start_ticks: record.pid_start_ticks?,
+    };
+    identity.is_stopped()
 }
 
 /// The TCP ports a running task's processes listen on: its process group, and processes

@@ -13,6 +13,8 @@ use std::fs::File;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::time::deadline_after;
+
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::lifecycle::{Cancel, Tasks};
@@ -118,7 +120,7 @@ impl Tasks {
             }
             Until::Ready(spec) => {
                 let probe = spec.probe("until")?;
-                bound.limit(spec.timeout_s.map(Duration::from_secs_f64));
+                bound.limit(spec.timeout("until")?);
                 until_conditions(&paths, id, probe, bound)?
             }
         };
@@ -247,7 +249,7 @@ impl<'a> Bound<'a> {
     ) -> Bound<'a> {
         Bound {
             timeout,
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline: timeout.and_then(deadline_after),
             cancel,
             progress,
             reported: None,
@@ -257,7 +259,9 @@ impl<'a> Bound<'a> {
     /// Narrows the bound to `limit` from now (a condition's own `timeout_s`), if shorter.
     pub(crate) fn limit(&mut self, limit: Option<Duration>) {
         let Some(limit) = limit else { return };
-        let until = Instant::now() + limit;
+        let Some(until) = deadline_after(limit) else {
+            return;
+        };
         if self.deadline.is_none_or(|d| until < d) {
             self.timeout = Some(self.timeout.map_or(limit, |t| t.min(limit)));
             self.deadline = Some(until);
@@ -409,7 +413,8 @@ fn until_conditions(
     let watch = DirWatch::new(&paths.dir, false);
     let first = observe(paths, id)?;
     let mut log = File::open(paths.log()).ok();
-    let mut offset = 0;
+    // Reads each byte once: a line still being written (a `\r` bar) is not read again.
+    let mut lines = output_log::LineReader::new(0);
     loop {
         let record = observe(paths, id)?;
         bound.report(paths, &record);
@@ -421,17 +426,12 @@ fn until_conditions(
         if record.run == first.run
             && let Some(file) = log.as_mut()
         {
+            lines.pace();
             let size = file.metadata().map_or(0, |m| m.len());
-            let end = if record.status.is_terminal() {
-                size
-            } else {
-                output_log::complete_end(file, offset, size).unwrap_or(offset)
-            };
-            offset = output_log::each_line(file, offset, end, |line, _| {
-                probe.line(&output_log::render(line));
+            let _ = lines.read(file, size, record.status.is_terminal(), |line, _| {
+                probe.line(&line.text);
                 std::ops::ControlFlow::Continue(())
-            })
-            .unwrap_or(offset);
+            });
         }
         if probe.wants_network() {
             probe.try_network();

@@ -2,6 +2,7 @@
 //! error that names the accepted fields instead of a silently ignored option.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use schemars::JsonSchema;
@@ -146,14 +147,31 @@ impl StartInput {
             ready.probe("ready")?;
         }
         if let Some(pid) = self.stop_with_pid {
-            let alive =
-                pid > 1 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-            if !alive {
-                return Err(Error::input_at(
-                    "stop_with_pid",
-                    format!("stop_with_pid: no process {pid} is running"),
-                    "Give the pid of a live process, e.g. your own session's ($$ in a shell).",
-                ));
+            use crate::procfs::{NotAnOwner, check_owner};
+            let refused = |message: String, hint: String| {
+                Error::input_at("stop_with_pid", format!("stop_with_pid: {message}"), hint)
+            };
+            match check_owner(pid) {
+                Ok(()) => {}
+                Err(NotAnOwner::NotRunning) => {
+                    return Err(refused(
+                        format!("no process {pid} is running"),
+                        "Give the pid of a live process, e.g. your own session's ($$ in a shell)."
+                            .into(),
+                    ));
+                }
+                Err(NotAnOwner::Thread { process }) => {
+                    return Err(refused(
+                        format!("{pid} is a thread of process {process}, not a process"),
+                        format!("Give the process's own pid ({process}), e.g. $$ in a shell."),
+                    ));
+                }
+                Err(NotAnOwner::OtherUser { uid }) => {
+                    return Err(refused(
+                        format!("process {pid} belongs to another user (uid {uid})"),
+                        "Give the pid of one of your own processes, e.g. $$ in a shell.".into(),
+                    ));
+                }
             }
         }
         Ok(())
@@ -414,6 +432,11 @@ impl ReadySpecRecord {
     /// them (the supervisor's); `at` is the path named in errors.
     pub fn probe(&self, at: &str) -> Result<Probe> {
         ReadySpec::from(self).probe(at)
+    }
+
+    /// The stored readiness bound, checked as the payload's is.
+    pub fn timeout(&self, at: &str) -> Result<Option<Duration>> {
+        ReadySpec::from(self).timeout(at)
     }
 }
 

@@ -96,6 +96,9 @@ pub enum Reason {
     Timeout,
     /// The process named by `stop_with_pid` exited.
     OwnerExited,
+    /// The supervisor failed (an internal error, said in `error`); it stopped the task and
+    /// recorded the end instead of leaving it `lost`.
+    SupervisorError,
 }
 
 /// A reason word a newer version wrote answers `null`: this version cannot say why.
@@ -110,6 +113,7 @@ impl From<record::Reason> for Option<Reason> {
             record::Reason::SupervisorLost => Reason::SupervisorLost,
             record::Reason::Timeout => Reason::Timeout,
             record::Reason::OwnerExited => Reason::OwnerExited,
+            record::Reason::SupervisorError => Reason::SupervisorError,
             record::Reason::Unknown => return None,
         })
     }
@@ -137,7 +141,7 @@ impl From<&ProgressRecord> for Progress {
 }
 
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
-pub const FIELDS: [&str; 29] = [
+pub const FIELDS: [&str; 30] = [
     "id",
     "name",
     "command",
@@ -167,6 +171,7 @@ pub const FIELDS: [&str; 29] = [
     "timeout_s",
     "stop_with_pid",
     "ports",
+    "stopped",
 ];
 
 /// `list {fields}`: names of a task's fields.
@@ -238,6 +243,10 @@ pub struct Task {
     pub stop_with_pid: Option<i32>,
     /// TCP ports the task's processes listen on (`status` only; `null` elsewhere).
     pub ports: Option<Vec<u16>>,
+    /// Whether the task's process is stopped (state `T`: by SIGSTOP, SIGTSTP or a debugger)
+    /// while its status is `running`; `stop` continues it so that it ends at once (`status`
+    /// only; `null` elsewhere and once it has ended).
+    pub stopped: Option<bool>,
 }
 
 /// Where the current run's output is.
@@ -290,6 +299,7 @@ impl Task {
             timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
             stop_with_pid: record.owner_pid,
             ports: None,
+            stopped: None,
         }
     }
 }

@@ -69,7 +69,7 @@ pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<Ta
     if record.status.is_terminal() || !record.understood() {
         return Ok(Some(record));
     }
-    let killed = kill_leftovers(&record);
+    let killed = crate::escapees::kill(&record, kill_leftovers(&record));
     let mut record = lost(record, now_ms());
     record.error = Some(match killed {
         Leftovers::Killed(0) => "the supervisor vanished without recording an end".into(),

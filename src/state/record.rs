@@ -79,6 +79,9 @@ pub enum Reason {
     Timeout,
     /// The process named by `stop_with_pid` exited.
     OwnerExited,
+    /// The supervisor failed (an internal error, said in `error`); it stopped the task and
+    /// recorded the end instead of leaving it `lost`.
+    SupervisorError,
     /// A word a newer version wrote.
     #[serde(other)]
     Unknown,

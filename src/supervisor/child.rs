@@ -5,14 +5,20 @@
 //! description of the log opened for append, so the two streams interleave in the order
 //! they were written. It gets default signal dispositions, an empty signal mask,
 //! `PR_SET_PDEATHSIG(SIGKILL)` and no descriptor above 2.
+//!
+//! Its environment carries the run's cookie ([`env::RUN`]), which every process it starts
+//! inherits: if this supervisor dies without recording an end, whoever finds the task `lost`
+//! finds the processes that left its group by it (`escapees`).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::escapees;
+use crate::paths::env;
 use crate::state::TaskRecord;
 use crate::supervisor::signals;
 
@@ -25,24 +31,35 @@ pub struct SpawnFailure {
 }
 
 /// Starts the task and returns its pid once it has exec'd.
-#[expect(clippy::disallowed_methods, reason = "the one place a task is spawned")]
 pub fn spawn(
     record: &TaskRecord,
     env: &BTreeMap<String, String>,
     log: &File,
     supervisor_pid: i32,
 ) -> Result<i32, SpawnFailure> {
-    let workdir = Path::new(&record.workdir);
-    let workdir_failure = |source| SpawnFailure {
-        cause: format!("workdir `{}`", record.workdir),
-        source,
-    };
-    match fs::metadata(workdir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(workdir_failure(io::Error::from_raw_os_error(libc::ENOTDIR))),
-        Err(e) => return Err(workdir_failure(e)),
+    // The supervisor enters the workdir itself and the task inherits it: a workdir that
+    // is missing, not a directory or not searchable is then blamed on the workdir (the
+    // child's own chdir would fail like its exec, and read as the command's fault). We go
+    // back to / once the task has started.
+    if let Err(source) = std::env::set_current_dir(Path::new(&record.workdir)) {
+        return Err(SpawnFailure {
+            cause: format!("workdir `{}`", record.workdir),
+            source,
+        });
     }
+    let spawned = spawn_here(record, env, log, supervisor_pid);
+    let _ = std::env::set_current_dir("/");
+    spawned
+}
 
+/// Spawns the task in the current directory.
+#[expect(clippy::disallowed_methods, reason = "the one place a task is spawned")]
+fn spawn_here(
+    record: &TaskRecord,
+    env: &BTreeMap<String, String>,
+    log: &File,
+    supervisor_pid: i32,
+) -> Result<i32, SpawnFailure> {
     let (mut command, program) = match (&record.shell, &record.command) {
         (Some(line), _) => {
             let mut command = Command::new("/bin/sh");
@@ -66,11 +83,15 @@ pub fn spawn(
         source,
     };
     command
-        .current_dir(workdir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_failure)?)
         .stderr(log.try_clone().map_err(io_failure)?)
         .envs(env);
+    // Ours last: a payload cannot set it, and a task started from inside another task gets
+    // its own (`launch` does not hand the parent's to the supervisor).
+    if let Some(cookie) = escapees::cookie(record) {
+        command.env(env::RUN, cookie);
+    }
     // SAFETY: the hook runs between fork and exec and calls only async-signal-safe
     // functions (setsid, signal, sigprocmask, prctl, getppid, syscall); it allocates nothing.
     unsafe {

@@ -54,8 +54,14 @@ pub fn launch(spec: &Spec, lock: &TaskLock, turn: Option<&File>) -> Result<Repor
     let (lock_raw, control_raw) = (lock_fd.as_raw_fd(), control_fd.as_raw_fd());
     let turn_raw = turn_fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let mut command = Command::new(exe);
+    // The task id names the supervisor on its command line (`ps`, `pgrep -f`); the spec
+    // itself still travels over the socket.
     command
         .arg(ENTRY)
+        .arg(&spec.record.id)
+        // A task started from inside a task is a task of its own: it must not carry the
+        // starting task's cookie, or it would die with it.
+        .env_remove(crate::paths::env::RUN)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

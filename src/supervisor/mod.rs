@@ -5,19 +5,23 @@
 //!   stdio on /dev/null, hands it the task's lock (fd 3) and a control socket (fd 4), sends
 //!   the [`Spec`] and reads back the [`Report`] once the task has exec'd or failed to.
 //! - [`run`] runs in the supervisor process: it spawns the task ([`child`]), records it,
-//!   waits for its end while handling stop requests and signals, kills and reaps what is
-//!   left of the task's processes, records the end, and exits, which releases the lock.
+//!   waits for its end while handling stop requests and signals ([`watch`]), kills and
+//!   reaps what is left of the task's processes, records the end, and exits, which
+//!   releases the lock. Whatever fails ([`error`]) or panics is recorded ([`failure`]).
 //!
 //! The spec travels over the socket, never through a file or argv: it carries the values of
 //! the task's environment, which must not be stored or shown to other users.
 
 pub mod child;
+pub mod error;
+pub mod failure;
 pub mod fds;
 pub mod launch;
 pub mod output;
 pub mod queue;
 pub mod run;
 pub mod signals;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -3,6 +3,11 @@
 //! A caller may hand us a hostile signal state: `SIGCHLD` ignored (then `wait` fails and the
 //! exit code is lost), or `SIGINT`/`SIGQUIT` ignored (as `bash -c 'x &'` does). Both the
 //! supervisor and the task start from defaults, real-time signals included.
+//!
+//! The supervisor then ignores every signal it does not read from its signalfd: a stray
+//! `SIGUSR2`, `SIGALRM`, `SIGPROF` or real-time signal would otherwise end it by default and
+//! leave its task `lost`, and `SIGTSTP`/`SIGTTIN`/`SIGTTOU` would stop it. The task's
+//! `pre_exec` resets all of them to default again.
 
 use nix::sys::signal::{SigSet, Signal};
 
@@ -20,6 +25,28 @@ pub fn handled() -> SigSet {
         set.add(signal);
     }
     set
+}
+
+/// Ignores, in the supervisor, every signal that is not in `handled` (which is blocked and
+/// read from a signalfd). `SIGKILL` and `SIGSTOP` cannot be ignored; `SIGCONT` keeps its
+/// default (it only resumes). Ignoring a fault signal (`SIGSEGV`, `SIGBUS`, `SIGFPE`,
+/// `SIGILL`) ignores only one sent by `kill`: the kernel still delivers a real fault with
+/// its default action, and `abort` resets `SIGABRT` before it raises it again.
+pub fn ignore_unused(handled: &SigSet) {
+    let ignore = KernelSigaction {
+        handler: libc::SIG_IGN,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signo in 1..=SIGNAL_MAX {
+        let used = Signal::try_from(signo).is_ok_and(|s| handled.contains(s));
+        if used || [libc::SIGKILL, libc::SIGSTOP, libc::SIGCONT].contains(&signo) {
+            continue;
+        }
+        // SAFETY: as in `reset_all`; SIG_IGN installs no handler.
+        unsafe { set_action(signo, &ignore) };
+    }
 }
 
 /// The highest signal number on Linux (SIGRTMAX).
@@ -53,18 +80,8 @@ pub fn reset_all() {
         if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: rt_sigaction reads `default` (a valid kernel sigaction that installs no
-        // handler) and writes nothing (null old action); the size is that of the kernel's
-        // 64-bit signal mask.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signo,
-                &default as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                std::mem::size_of::<u64>(),
-            );
-        }
+        // SAFETY: `default` installs no handler.
+        unsafe { set_action(signo, &default) };
     }
     // SAFETY: an all-zero sigset_t is the empty set (sigemptyset would also do); setting an
     // empty mask has no memory effects.
@@ -72,6 +89,33 @@ pub fn reset_all() {
         let empty: libc::sigset_t = std::mem::zeroed();
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+}
+
+/// Sets the disposition of `signo`. Async-signal-safe.
+///
+/// # Safety
+/// `action` must not install a handler (only `SIG_DFL` or `SIG_IGN`).
+unsafe fn set_action(signo: libc::c_int, action: &KernelSigaction) {
+    // SAFETY: rt_sigaction reads `action` (a valid kernel sigaction that installs no
+    // handler, by the caller's promise) and writes nothing (null old action); the size is
+    // that of the kernel's 64-bit signal mask.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signo,
+            action as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            std::mem::size_of::<u64>(),
+        );
+    }
+}
+
+/// Whether `signal` stops a process (then a stop must not follow it with `SIGCONT`).
+pub fn is_stop(signal: Signal) -> bool {
+    matches!(
+        signal,
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+    )
 }
 
 /// `"SIGTERM"` for a signal number; `"SIG<n>"` for one without a name.

@@ -29,5 +29,6 @@ mod retention;
 mod schemas;
 mod security;
 mod stop_with_pid;
+mod supervisor_faults;
 mod support;
 mod timeout;

@@ -178,10 +178,11 @@ proptest! {
     #[test]
     fn rendering_any_bytes_is_lossy_utf8_of_the_last_redraw(bytes in log_bytes()) {
         let shown = output_log::render(&bytes);
-        let body = bytes.strip_suffix(b"\r").unwrap_or(&bytes);
+        // The last redraw that drew something: trailing `\r`s keep the last drawn text.
+        let body = &bytes[..bytes.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1)];
         let redraw = match body.iter().rposition(|&b| b == b'\r') {
-            Some(i) if i + 1 < body.len() => &body[i + 1..],
-            _ => body,
+            Some(i) => &body[i + 1..],
+            None => body,
         };
         prop_assert_eq!(shown, String::from_utf8_lossy(redraw));
     }
@@ -215,6 +216,41 @@ proptest! {
             w => lines[(n - w - 1) as usize].end,
         };
         prop_assert_eq!(output_log::tail_start(&mut file, size, wanted).expect("tail"), expected);
+    }
+
+    /// A follower reads a log as it grows, in pieces of any size: it hands out the same
+    /// lines as splitting the whole, each once, holding back the unfinished last one until
+    /// the run is over.
+    #[test]
+    fn reading_a_growing_log_line_by_line_agrees_with_splitting_it(
+        bytes in log_bytes(),
+        pieces in prop::collection::vec(1usize..40, 1..10),
+    ) {
+        let (lines, _) = output_log::split(&bytes, 0, false);
+        let mut file = file_with(b"");
+        let mut reader = output_log::LineReader::new(0);
+        let mut visited = Vec::new();
+        let mut written = 0;
+        for size in pieces.iter().cycle() {
+            let upto = (written + size).min(bytes.len());
+            file.write_all(&bytes[written..upto]).expect("write");
+            written = upto;
+            let over = written == bytes.len();
+            reader
+                .read(&mut file, written as u64, over, |line, end| {
+                    visited.push(Line { text: line.into_text(), end });
+                    ControlFlow::Continue(())
+                })
+                .expect("read");
+            if !over {
+                let (complete, _) = output_log::split(&bytes[..written], 0, true);
+                prop_assert_eq!(reader.position(), complete.last().map_or(0, |l| l.end));
+            }
+            if over {
+                break;
+            }
+        }
+        prop_assert_eq!(&visited, &lines);
     }
 }
 

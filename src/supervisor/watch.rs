@@ -1,0 +1,352 @@
+//! Runs in the supervisor: watches the running task until it has ended, and records the end.
+//!
+//! One thread, one `poll`, and nothing in the loop ever blocks: the signalfd (SIGCHLD: the
+//! task or an escapee ended; SIGUSR1: a stop request is waiting in `stop.json`;
+//! SIGTERM/SIGINT/SIGHUP/SIGQUIT: we are told to end, so stop the task first), the
+//! `stop_with_pid` process's pidfd, the log's inotify watch and the sockets of port and URL
+//! tries ([`OutputWatch`]). Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled
+//! reads, tries) set the poll's timeout. The task's end is observed with
+//! `waitid(WNOWAIT)`, so its pid (and so its process group id) stays reserved until the
+//! rest of the group has been killed, and its end time is taken the moment it is seen.
+
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+use crate::paths::TaskPaths;
+use crate::procfs;
+use crate::state::journal::Journal;
+use crate::state::record::ProgressRecord;
+use crate::state::record_end;
+use crate::state::{Reason, Status, TaskRecord};
+use crate::supervisor::error::SupervisorError;
+use crate::supervisor::output::{self, OutputWatch};
+use crate::supervisor::run::sweep;
+use crate::supervisor::{StopRequest, signals};
+use crate::time::{deadline_after, now_ms, poll_timeout};
+
+/// Why a stop began.
+#[derive(Debug, Clone, Copy)]
+enum StopCause {
+    Request,
+    SupervisorSignal,
+    Timeout,
+    OwnerExited,
+}
+
+/// How the task's main process ended.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Exited(i32),
+    Signaled(Signal, bool),
+    /// The process could no longer be waited for (someone else reaped it).
+    Unknown,
+}
+
+/// The running task, as its supervisor sees it.
+#[derive(Debug)]
+pub struct Supervision {
+    paths: TaskPaths,
+    record: TaskRecord,
+    main: Pid,
+    me: i32,
+    journal: Option<Journal>,
+    stop: Option<StopCause>,
+    kill_at: Option<Instant>,
+    /// When `timeout_s` runs out.
+    timeout_at: Option<Instant>,
+    /// The `stop_with_pid` process, as a pidfd: readable once it has exited.
+    owner: Option<OwnedFd>,
+    /// Readiness and progress, read from the task's output.
+    output: Option<OutputWatch>,
+}
+
+impl Supervision {
+    /// The task `main` runs as `record` says; starts watching its output.
+    pub fn new(
+        paths: TaskPaths,
+        record: TaskRecord,
+        main: Pid,
+        me: i32,
+        journal: Option<Journal>,
+    ) -> Supervision {
+        let timeout_at = record
+            .timeout_ms
+            .and_then(|ms| deadline_after(Duration::from_millis(ms)));
+        // Readiness and progress come from the task's output (and its ports).
+        let ready = record.ready_spec.as_ref();
+        let probe = ready.and_then(|spec| spec.probe("ready").ok());
+        let give_up_at = ready
+            .and_then(|spec| spec.timeout("ready").ok().flatten())
+            .and_then(deadline_after);
+        let output = OutputWatch::open(&paths, probe, give_up_at);
+        Supervision {
+            paths,
+            record,
+            main,
+            me,
+            journal,
+            stop: None,
+            kill_at: None,
+            timeout_at,
+            owner: None,
+            output,
+        }
+    }
+
+    /// Stops the task when the process behind `owner` (a pidfd) exits.
+    pub fn stop_with(&mut self, owner: OwnedFd) {
+        self.owner = Some(owner);
+    }
+
+    /// Until the task has ended; then records the end.
+    pub fn watch(&mut self, signal_fd: &SignalFd) -> Result<(), SupervisorError> {
+        let ending = loop {
+            if let Some(ending) = self.main_ended() {
+                break ending;
+            }
+            if crate::fault::injected("supervisor_panic") {
+                panic!("injected fault: supervisor_panic");
+            }
+            let next = [
+                self.kill_at,
+                self.timeout_at,
+                self.output.as_ref().and_then(OutputWatch::next_deadline),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = match next {
+                None => PollTimeout::NONE,
+                Some(at) => poll_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            let (owner_gone, written) = self.poll(signal_fd, timeout)?;
+            let now = Instant::now();
+            if let Some(output) = self.output.as_mut() {
+                let changes = output.on_wake(written, now);
+                self.apply(changes);
+            }
+            let mut pending = Vec::new();
+            while let Ok(Some(info)) = signal_fd.read_signal() {
+                pending.push(info.ssi_signo as i32);
+            }
+            // A stop that races the task's own exit must not rewrite an exit as a kill.
+            if let Some(ending) = self.main_ended() {
+                break ending;
+            }
+            for signo in pending {
+                self.on_signal(signo);
+            }
+            if owner_gone {
+                self.owner = None;
+                self.begin_stop(
+                    StopCause::OwnerExited,
+                    Signal::SIGTERM,
+                    self.record.grace_ms,
+                );
+            }
+            let now = Instant::now();
+            if self.timeout_at.is_some_and(|at| now >= at) {
+                self.timeout_at = None;
+                self.begin_stop(StopCause::Timeout, Signal::SIGTERM, self.record.grace_ms);
+            }
+            if self.kill_at.is_some_and(|at| now >= at) {
+                self.signal_all(Signal::SIGKILL);
+                self.kill_at = None;
+            }
+        };
+        self.finish(ending)
+    }
+
+    /// One wait for anything to happen. Returns whether the owner exited and whether the
+    /// log was written.
+    fn poll(
+        &self,
+        signal_fd: &SignalFd,
+        timeout: PollTimeout,
+    ) -> Result<(bool, bool), SupervisorError> {
+        let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
+        let owner_at = self.owner.as_ref().map(|owner| {
+            fds.push(PollFd::new(owner.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let interest = self.output.as_ref().map(OutputWatch::fds);
+        let log_at = interest.as_ref().and_then(|i| i.log).map(|fd| {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        // Port and URL tries: whatever wakes us, the output watch moves them on.
+        for (fd, flags) in interest.iter().flat_map(|i| &i.network) {
+            fds.push(PollFd::new(*fd, *flags));
+        }
+        let polled = if crate::fault::injected("supervisor_poll_error") {
+            Err(Errno::EINVAL)
+        } else {
+            poll(&mut fds, timeout)
+        };
+        match polled {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(SupervisorError::watch("poll for events", e)),
+        }
+        let ready = |at: Option<usize>| {
+            at.and_then(|i| fds.get(i))
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty())
+        };
+        Ok((ready(owner_at), ready(log_at)))
+    }
+
+    /// Records readiness and progress, and announces them in the journal.
+    fn apply(&mut self, changes: output::Changes) {
+        if !changes.ready && changes.progress.is_none() {
+            return;
+        }
+        if changes.ready {
+            self.record.ready = Some(true);
+            self.record.ready_at_ms = Some(now_ms());
+            if let Some(journal) = self.journal.as_mut() {
+                let _ = journal.ready(self.record.run, log_size(&self.paths));
+            }
+        }
+        if let Some(progress) = changes.progress {
+            self.record_progress(progress.into());
+        }
+        let _ = self.record.write(&self.paths);
+    }
+
+    /// Takes the task's newest progress into the record (written by the caller) and
+    /// announces it in the journal.
+    fn record_progress(&mut self, progress: ProgressRecord) {
+        if let Some(journal) = self.journal.as_mut() {
+            let _ = journal.progress(self.record.run, log_size(&self.paths), &progress);
+        }
+        self.record.progress = Some(progress);
+    }
+
+    fn on_signal(&mut self, signo: i32) {
+        match signo {
+            libc::SIGUSR1 => {
+                let request = read_stop_request(&self.paths);
+                let signal = request
+                    .as_ref()
+                    .and_then(|r| Signal::try_from(r.signal).ok())
+                    .unwrap_or(Signal::SIGTERM);
+                let grace = request.map_or(self.record.grace_ms, |r| r.grace_ms);
+                self.begin_stop(StopCause::Request, signal, grace);
+            }
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
+                self.begin_stop(
+                    StopCause::SupervisorSignal,
+                    Signal::SIGTERM,
+                    self.record.grace_ms,
+                );
+            }
+            _ => {} // SIGCHLD: the loop reaps.
+        }
+    }
+
+    fn begin_stop(&mut self, cause: StopCause, signal: Signal, grace_ms: u64) {
+        self.stop.get_or_insert(cause);
+        self.signal_all(signal);
+        // A grace period too long for the clock never ends: no SIGKILL deadline then.
+        if let Some(at) = deadline_after(Duration::from_millis(grace_ms)) {
+            self.kill_at = Some(self.kill_at.map_or(at, |old| old.min(at)));
+        }
+    }
+
+    /// Signals the task's group and every escapee that was reparented to us. A process
+    /// stopped (`SIGSTOP`, `SIGTSTP`) holds a signal until it is continued, so each signal is
+    /// followed by `SIGCONT`: a stopped task ends at once instead of after the grace period.
+    fn signal_all(&self, signal: Signal) {
+        let wake = !signals::is_stop(signal) && signal != Signal::SIGKILL;
+        let send = |pid: Pid| {
+            let _ = kill(pid, signal);
+            if wake {
+                let _ = kill(pid, Signal::SIGCONT);
+            }
+        };
+        // The main process is not reaped yet, so its pid, the group id, is still ours.
+        send(Pid::from_raw(-self.main.as_raw()));
+        for child in procfs::children_of(self.me) {
+            if child != self.main.as_raw() {
+                send(Pid::from_raw(child));
+            }
+        }
+    }
+
+    /// Reaps ended escapees; reports the main process's end without reaping it.
+    fn main_ended(&self) -> Option<Ending> {
+        loop {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::All, flags) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.main => {
+                    return Some(Ending::Exited(code));
+                }
+                Ok(WaitStatus::Signaled(pid, signal, core)) if pid == self.main => {
+                    return Some(Ending::Signaled(signal, core));
+                }
+                Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => {
+                    let _ = waitpid(pid, None);
+                }
+                Err(Errno::EINTR) => {}
+                // No child at all: the main process cannot be waited for any more.
+                Err(Errno::ECHILD) => return Some(Ending::Unknown),
+                _ => return None,
+            }
+        }
+    }
+
+    fn finish(&mut self, ending: Ending) -> Result<(), SupervisorError> {
+        let ended_at = now_ms();
+        // The last words of the task: its final progress.
+        if let Some(progress) = self.output.as_mut().and_then(OutputWatch::final_read) {
+            self.record_progress(progress.into());
+        }
+        // Kill the rest of the group while the leader's zombie still reserves its id.
+        let _ = kill(Pid::from_raw(-self.main.as_raw()), Signal::SIGKILL);
+        let record = &mut self.record;
+        match ending {
+            Ending::Exited(code) => record.exit_code = Some(code),
+            Ending::Signaled(signal, core) => {
+                record.signal = Some(signals::name(signal as i32));
+                record.core_dumped = core;
+            }
+            Ending::Unknown => {
+                record.error = Some("the task's exit status could not be collected".into());
+            }
+        }
+        let (status, reason) = match (self.stop, ending) {
+            (Some(StopCause::Request), _) => (Status::Killed, Reason::Stop),
+            (Some(StopCause::SupervisorSignal), _) => (Status::Killed, Reason::SupervisorSignal),
+            (Some(StopCause::Timeout), _) => (Status::TimedOut, Reason::Timeout),
+            (Some(StopCause::OwnerExited), _) => (Status::Killed, Reason::OwnerExited),
+            (None, Ending::Signaled(..)) => (Status::Killed, Reason::Signal),
+            (None, Ending::Exited(_) | Ending::Unknown) => (Status::Exited, Reason::Exit),
+        };
+        record.finish(status, reason, ended_at);
+        // Sweep before recording, so that a terminal record means nothing of the task is
+        // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
+        sweep(self.main, self.me);
+        let _ = fs::remove_file(self.paths.stop_request());
+        // The journal's end first, then the record (see `record_end`).
+        record_end(&self.paths, self.journal.as_mut(), &self.record)
+            .map_err(SupervisorError::Record)
+    }
+}
+
+fn read_stop_request(paths: &TaskPaths) -> Option<StopRequest> {
+    let bytes = fs::read(paths.stop_request()).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The size of the current run's log, where a journal entry made now belongs.
+fn log_size(paths: &TaskPaths) -> u64 {
+    fs::metadata(paths.log()).map_or(0, |m| m.len())
+}
