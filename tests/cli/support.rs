@@ -697,3 +697,24 @@ pub fn open_fifo_writer(path: &Path) -> fs::File {
 pub fn note(message: &str) {
     eprintln!("{message}");
 }
+
+impl Outcome {
+    /// The envelope, whatever it says: a success on stdout (exit 0) or a failure on stderr
+    /// (exit 1), each checked as [`Outcome::data`] and [`Outcome::failure`] check them. Fails
+    /// on anything else: a panic's message, a death by signal (an abort is exit 134 from a
+    /// shell), a Rust exit code such as 101, or a stderr that is not one JSON envelope.
+    pub fn envelope(&self) -> Value {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "a panic instead of an envelope: {self:#?}"
+        );
+        match self.code {
+            Some(0) => {
+                self.data();
+                self.stdout_envelope()
+            }
+            Some(1) => self.failure(),
+            _ => panic!("expected exit 0 or 1 with an envelope: {self:#?}"),
+        }
+    }
+}
