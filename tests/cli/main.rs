@@ -8,6 +8,11 @@
 mod batch;
 mod discovery;
 mod failures;
+mod faults_bounds;
+mod faults_disk;
+mod faults_input;
+mod faults_probes;
+mod faults_processes;
 mod follow;
 mod input;
 mod lifecycle;
