@@ -13,6 +13,7 @@ mod faults_disk;
 mod faults_input;
 mod faults_probes;
 mod faults_processes;
+mod faults_races;
 mod follow;
 mod input;
 mod lifecycle;
