@@ -14,6 +14,7 @@ mod faults_input;
 mod faults_probes;
 mod faults_processes;
 mod faults_races;
+mod faults_symlinks;
 mod follow;
 mod input;
 mod lifecycle;
