@@ -9,6 +9,7 @@ mod batch;
 mod discovery;
 mod failures;
 mod faults_bounds;
+mod faults_compat;
 mod faults_disk;
 mod faults_input;
 mod faults_probes;
