@@ -8,6 +8,7 @@
 mod batch;
 mod discovery;
 mod failures;
+mod faults_blame;
 mod faults_bounds;
 mod faults_compat;
 mod faults_disk;
