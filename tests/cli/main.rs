@@ -17,6 +17,7 @@ mod faults_probes;
 mod faults_processes;
 mod faults_races;
 mod faults_symlinks;
+mod faults_usage;
 mod follow;
 mod input;
 mod lifecycle;
