@@ -104,9 +104,10 @@ fn assert_kept(path: &PathBuf, bytes: &[u8], planted: &Value, after: &str) {
         now["format_version"], planted["format_version"],
         "after {after}: {now:#}"
     );
-    for key in ["added_in_v2"] {
-        assert_eq!(now[key], planted[key], "after {after}, {key}: {now:#}");
-    }
+    assert_eq!(
+        now["added_in_v2"], planted["added_in_v2"],
+        "after {after}: {now:#}"
+    );
     assert_eq!(
         now["ready_spec"]["expect_status"], planted["ready_spec"]["expect_status"],
         "after {after}: {now:#}"
