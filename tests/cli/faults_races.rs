@@ -70,47 +70,61 @@ fn staggered(sandbox: &Sandbox, delay: Duration, args: &[&str], payload: &Value)
 /// callers on two noisy cores. It took the full stop timeout (12 s here) and then failed.
 const RACE_BOUND: Duration = Duration::from_secs(8);
 
-/// Twenty `restart`s of one running task, arriving over 300 ms: every caller answers within
-/// the bound, none with a timeout for a run it did not act on, one run's processes are left
-/// (the run the record names), and once that run is stopped no stop request is left behind.
+/// Bursts of twenty `restart`s of one running task, each arriving over 300 ms: every caller
+/// answers within the bound, none with a timeout for a run it did not act on, one run's
+/// processes are left (the run the record names), and once that run is stopped no stop
+/// request is left behind.
 #[test]
 fn twenty_parallel_restarts_all_answer_and_leave_one_task_process() {
     let sandbox = Sandbox::new();
     let marker = sandbox.root().display().to_string();
     sandbox.start(&slow_to_stop(&marker));
-    let callers: Vec<_> = (0..20)
-        .map(|i| {
-            let delay = Duration::from_millis(15 * i);
-            staggered(&sandbox, delay, &["restart"], &restart(&marker))
-        })
-        .collect();
+    // The race is likely, not certain, in one burst: up to three bursts, until one shows it.
     let mut wrong = Vec::new();
     let mut restarted = 0;
-    for caller in callers {
-        let outcome = caller.finish_within(Duration::from_secs(60));
-        // contract: "20 parallel restarts of one id all answer within `grace_s` plus a
-        // second" (RELIABILITY 32), bounded generously against noise.
-        if outcome.elapsed > RACE_BOUND {
-            wrong.push(format!("answered after {:?}", outcome.elapsed));
-        }
-        let envelope = outcome.envelope();
-        // contract: "`stop`, `restart` ... wait for the run they acted on, never for a
-        // newer run started meanwhile" (RELIABILITY 32): no misleading timeout.
-        if envelope["ok"] == true {
-            restarted += 1;
-        } else {
-            let error = &envelope["error"];
-            if error["type"] == "TaskWaitTimedOut" {
-                wrong.push(format!("timed out: {error}"));
-            } else if error["type"] == "CommandInputError" {
-                wrong.push(format!("refused the payload: {error}"));
+    for burst in 0..3 {
+        let callers: Vec<_> = (0..20)
+            .map(|i| {
+                let delay = Duration::from_millis(15 * i);
+                staggered(&sandbox, delay, &["restart"], &restart(&marker))
+            })
+            .collect();
+        for (i, caller) in callers.into_iter().enumerate() {
+            let outcome = caller.finish_within(Duration::from_secs(60));
+            let mut problems = Vec::new();
+            // contract: "20 parallel restarts of one id all answer within `grace_s` plus a
+            // second" (RELIABILITY 32), bounded generously against noise.
+            if outcome.elapsed > RACE_BOUND {
+                problems.push(format!("answered after {:?}", outcome.elapsed));
             }
+            let envelope = outcome.envelope();
+            // contract: "`stop`, `restart` ... wait for the run they acted on, never for a
+            // newer run started meanwhile" (RELIABILITY 32): no misleading timeout.
+            if envelope["ok"] == true {
+                restarted += 1;
+            } else {
+                let error = &envelope["error"];
+                if error["type"] == "TaskWaitTimedOut" {
+                    problems.push(format!("timed out: {}", error["message"]));
+                } else if error["type"] == "CommandInputError" {
+                    problems.push(format!("refused the payload: {}", error["message"]));
+                }
+            }
+            if !problems.is_empty() {
+                wrong.push(format!(
+                    "burst {burst}, restart {i}: {}",
+                    problems.join("; ")
+                ));
+            }
+        }
+        if !wrong.is_empty() {
+            break;
         }
     }
     assert!(restarted > 0, "no restart succeeded: {wrong:#?}");
     assert!(
         wrong.is_empty(),
-        "{} of 20 racing restarts went wrong: {wrong:#?}",
+        "{} racing restarts went wrong: {wrong:#?}",
         wrong.len()
     );
 
@@ -159,6 +173,8 @@ fn stop_and_rm_force_racing_restarts_wait_for_their_own_run() {
     let mut wrong = Vec::new();
     for (command, caller) in callers {
         let outcome = caller.finish_within(Duration::from_secs(60));
+        // contract: "`stop`, `restart`, `rm {force}` ... all answer within `grace_s` plus
+        // a second" (RELIABILITY 32), bounded generously against noise.
         if outcome.elapsed > RACE_BOUND {
             wrong.push(format!("{command} answered after {:?}", outcome.elapsed));
         }
@@ -172,7 +188,10 @@ fn stop_and_rm_force_racing_restarts_wait_for_their_own_run() {
         if envelope["error"]["type"] == "TaskWaitTimedOut" {
             // contract: "wait for the run they acted on, never for a newer run started
             // meanwhile" (RELIABILITY 32)
-            wrong.push(format!("{command} timed out: {}", envelope["error"]));
+            wrong.push(format!(
+                "{command} timed out: {}",
+                envelope["error"]["message"]
+            ));
         }
     }
     assert!(wrong.is_empty(), "racing callers went wrong: {wrong:#?}");
