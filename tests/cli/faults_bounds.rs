@@ -46,7 +46,7 @@ fn assert_bounded_answer(outcome: &Outcome, what: &str) {
     // (RELIABILITY 29)
     assert!(
         size <= MAX_ANSWER,
-        "{what} answered {size} bytes (exit {:?}) for a task that printed a {LONG_LINE}-byte line",
+        "{what} answered {size} bytes (exit {:?}); at most {MAX_ANSWER} may be answered",
         outcome.code
     );
     outcome.envelope();
