@@ -864,3 +864,26 @@ pub fn open_gate(gate: &Path) {
         .write_all(b"go\n")
         .expect("write to the gate");
 }
+
+impl Outcome {
+    /// The envelope, whatever it says: a success on stdout (exit 0, or exit 1 for a batch
+    /// with a failed item) or a failure on stderr (exit 1), each checked as [`Outcome::data`] and [`Outcome::failure`] check them. Fails
+    /// on anything else: a panic's message, a death by signal (an abort is exit 134 from a
+    /// shell), a Rust exit code such as 101, or a stderr that is not one JSON envelope.
+    pub fn envelope(&self) -> Value {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "a panic instead of an envelope: {self:#?}"
+        );
+        match self.code {
+            Some(0) => {
+                self.data();
+                self.stdout_envelope()
+            }
+            // A batch with a failed item answers on stdout with exit 1.
+            Some(1) if !self.stdout.is_empty() => self.stdout_envelope(),
+            Some(1) => self.failure(),
+            _ => panic!("expected exit 0 or 1 with an envelope: {self:#?}"),
+        }
+    }
+}

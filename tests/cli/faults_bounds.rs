@@ -1,0 +1,369 @@
+//! RELIABILITY 29, 30 and 31 (issue 12, classes 5, 6 and 7): every answer and frame is
+//! bounded whatever the task printed, long unterminated lines cost each reader linear time,
+//! and `wait` over many ids uses a bounded number of threads and answers with an envelope
+//! when it cannot get one.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{DEADLINE, Outcome, Sandbox, spawn, wait_until};
+
+/// The largest answer any command may print for any task, whatever it printed. The
+/// contract's answer budget is 64 KiB of lines; this leaves room for the envelope, frames
+/// and cursors around them.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// The largest single frame (or NDJSON line) of a stream: one line cut to the line budget
+/// (8 KiB) and its frame.
+const MAX_FRAME: usize = 64 << 10;
+
+/// The largest record (`task.json`) a task's output may lead to.
+const MAX_RECORD: u64 = 64 << 10;
+
+/// Bytes of the one long line: 50 MB, as in the issue.
+const LONG_LINE: usize = 50_000_000;
+
+/// A shell line printing one line of `bytes` x's, then `after`.
+fn long_line(bytes: usize, after: &str) -> String {
+    format!(r"head -c {bytes} /dev/zero | tr '\0' x; echo; {after}")
+}
+
+/// The longest line of `text` (a stream's frames), in bytes.
+fn longest_line(text: &str) -> usize {
+    text.lines().map(str::len).max().unwrap_or(0)
+}
+
+/// Checks `outcome` is an envelope of at most [`MAX_ANSWER`] bytes; says what it answered.
+fn assert_bounded_answer(outcome: &Outcome, what: &str) {
+    let size = outcome.stdout.len() + outcome.stderr.len();
+    // contract: "Every answer is bounded ... A 50 MB line never becomes a 50 MB answer"
+    // (RELIABILITY 29)
+    assert!(
+        size <= MAX_ANSWER,
+        "{what} answered {size} bytes (exit {:?}); at most {MAX_ANSWER} may be answered",
+        outcome.code
+    );
+    outcome.envelope();
+}
+
+/// Checks every frame of a stream is at most [`MAX_FRAME`] bytes and the stream ended
+/// cleanly.
+fn assert_bounded_frames(outcome: &Outcome, what: &str) {
+    let longest = longest_line(&outcome.stdout);
+    // contract: "stream frames ... cut long lines to the line budget" (RELIABILITY 29)
+    assert!(
+        longest <= MAX_FRAME,
+        "{what} printed a frame of {longest} bytes (exit {:?})",
+        outcome.code
+    );
+    assert_eq!(outcome.code, Some(0), "{what}: {}", outcome.stderr);
+    for line in outcome.stdout.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{what}: a frame: {e}"));
+    }
+}
+
+/// One 50 MB line: `events` (with and without `lines`), `logs --stream`, `events --stream`
+/// and `wait {until:{log}}` (which answers the matched line) all answer within the budget.
+#[test]
+fn a_50_mb_output_line_never_becomes_a_50_mb_answer_or_frame() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "wide", "shell": long_line(LONG_LINE, "echo END")}));
+    let task = sandbox.ok(&["wait", "--timeout", "60"], &json!({"id": "wide"}))["task"].clone();
+    assert_eq!(task["exit_code"], 0, "{task}");
+
+    for payload in [json!({"id": "wide"}), json!({"id": "wide", "lines": 100})] {
+        let outcome = sandbox.call(&["events"], &payload);
+        // contract: "`events` without `--stream` ... cut long lines to the line budget ...
+        // and page by cursor beyond the answer budget" (RELIABILITY 29)
+        assert_bounded_answer(&outcome, &format!("events {payload}"));
+    }
+    let outcome = sandbox.call(&["logs"], &json!({"id": "wide"}));
+    assert_bounded_answer(&outcome, "logs");
+    for command in ["logs", "events"] {
+        let outcome = sandbox.call(&[command, "--stream"], &json!({"id": "wide"}));
+        assert_bounded_frames(&outcome, &format!("{command} --stream"));
+    }
+    let outcome = sandbox.call(
+        &["wait", "--timeout", "30"],
+        &json!({"id": "wide", "until": {"log": "^x+$"}}),
+    );
+    // contract: "... and anything else that carries task output cut long lines to the line
+    // budget" (RELIABILITY 29): the matched line of `wait {until:{log}}` too.
+    assert_bounded_answer(&outcome, "wait {until:{log}}");
+    for command in ["status", "list"] {
+        let payload = if command == "status" {
+            json!({"id": "wide"})
+        } else {
+            json!({})
+        };
+        assert_bounded_answer(&sandbox.call(&[command], &payload), command);
+    }
+}
+
+/// A task that prints a 50 MB line and exits before it is ready: `TaskNotReady` carries a
+/// bounded `log_tail` (it carried the whole 50 MB line).
+#[test]
+fn task_not_ready_carries_a_bounded_log_tail_after_a_50_mb_line() {
+    let sandbox = Sandbox::new();
+    let outcome = sandbox.call(
+        &["start", "--wait", "--timeout", "60"],
+        &json!({
+            "id": "unready",
+            "shell": long_line(LONG_LINE, "exit 1"),
+            "ready": {"log": "^listening$"},
+        }),
+    );
+    let error = outcome.error();
+    assert_eq!(error["type"], "TaskNotReady", "{}", outcome.stderr.len());
+    let tail = error["details"]["log_tail"].to_string().len();
+    // contract: "`TaskNotReady`'s `log_tail` ... cut long lines to the line budget"
+    // (RELIABILITY 29)
+    assert!(
+        tail <= MAX_FRAME,
+        "log_tail is {tail} bytes after a {LONG_LINE}-byte line"
+    );
+    assert_bounded_answer(&outcome, "start --wait (TaskNotReady)");
+}
+
+/// A 10 MB progress message: `start --wait`, `status` and `list` stay small, and so does
+/// the record (it was rewritten 10 MB at a time).
+#[test]
+fn a_10_mb_progress_message_keeps_answers_and_the_record_small() {
+    let sandbox = Sandbox::new();
+    let shell = r#"printf '{"type":"progress","current":1,"total":2,"message":"'; head -c 10000000 /dev/zero | tr '\0' m; printf '"}\n'; echo READY; exec sleep 1000"#;
+    // Ready comes after the progress line in the same output, so once the task is ready
+    // the supervisor has read (and recorded) the progress line.
+    let outcome = sandbox.call(
+        &["start", "--wait", "--timeout", "60"],
+        &json!({"id": "chatty", "shell": shell, "ready": {"log": "^READY$"}}),
+    );
+    assert_bounded_answer(&outcome, "start --wait");
+    let data = outcome.data();
+    assert_eq!(data["task"]["ready"], true, "{}", outcome.stdout.len());
+    for (command, payload) in [("status", json!({"id": "chatty"})), ("list", json!({}))] {
+        let outcome = sandbox.call(&[command], &payload);
+        let size = outcome.stdout.len();
+        // contract: "a 10 MB progress line made `status` 10 MB and `list` 10 MB" must not
+        // happen (issue 12.5): `progress.message` gets the line budget (RELIABILITY 29).
+        assert!(
+            size <= MAX_FRAME,
+            "{command} answered {size} bytes after a 10 MB progress line"
+        );
+        outcome.data();
+    }
+    let record = fs::metadata(sandbox.task_dir("chatty").join("task.json"))
+        .expect("the record")
+        .len();
+    // contract: "A 50 MB line never becomes ... a 50 MB record rewrite" (RELIABILITY 29)
+    assert!(
+        record <= MAX_RECORD,
+        "task.json is {record} bytes after a 10 MB progress line"
+    );
+    sandbox.stop("chatty");
+}
+
+/// Clock ticks a second (`sysconf(_SC_CLK_TCK)`).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    assert!(ticks > 0, "sysconf(_SC_CLK_TCK) = {ticks}");
+    ticks as f64
+}
+
+/// CPU time a process has used so far (user + system), in clock ticks: fields 14 and 15 of
+/// `/proc/<pid>/stat`.
+fn cpu_ticks(pid: i32) -> u64 {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    let rest = &text[text.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // `rest` starts at field 3, so field N is fields[N - 3].
+    let utime: u64 = fields[11].parse().expect("utime");
+    let stime: u64 = fields[12].parse().expect("stime");
+    utime + stime
+}
+
+/// A `\r` progress bar redrawn every millisecond for about 3 s, a line that grows to
+/// 1.7 MB and never ends: the supervisor (waiting for a `ready.log` line), a `logs
+/// --stream` follower and a `wait {until:{log}}` waiter each spend a small share of a core
+/// on it. Each rescanned the whole unfinished line on every write (6.8 s of CPU in 19 s).
+#[test]
+fn a_carriage_return_progress_bar_costs_each_reader_linear_time() {
+    const REDRAWS: usize = 2_900;
+    const REDRAW: usize = 600;
+    let sandbox = Sandbox::new();
+    let bar = format!(
+        r##"perl -e '$| = 1; for (1 .. {REDRAWS}) {{ print "\r", "#" x {width}; select(undef, undef, undef, 0.001) }} print "\nDONE\n"; sleep 1000'"##,
+        width = REDRAW - 1
+    );
+    sandbox.start(&json!({
+        "id": "bar",
+        "shell": bar,
+        "ready": {"log": "^NEVER$", "timeout_s": 600},
+    }));
+    let follower = spawn(sandbox.command_with(&["logs", "--stream"], &json!({"id": "bar"})));
+    let waiter = spawn(sandbox.command_with(
+        &["wait", "--timeout", "120"],
+        &json!({"id": "bar", "until": {"log": "^NEVER$"}}),
+    ));
+    let supervisor = sandbox.supervisor("bar");
+    let log = sandbox.task_dir("bar").join("output.log");
+    let size = || fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+
+    wait_until("the bar has started", DEADLINE, || size() > 0);
+    let readers = [
+        ("the supervisor", supervisor.pid),
+        ("logs --stream", follower.pid()),
+        ("wait {until:{log}}", waiter.pid()),
+    ];
+    let started = Instant::now();
+    let before: Vec<u64> = readers.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
+    wait_until("the bar is drawn", Duration::from_secs(60), || {
+        size() >= (REDRAWS * REDRAW) as u64
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut costly = Vec::new();
+    for ((who, pid), before) in readers.iter().zip(before) {
+        let share = (cpu_ticks(*pid) - before) as f64 / ticks_per_second() / elapsed;
+        // contract: "A 1 ms `\r` bar costs each reader well under 5% of a core"
+        // (RELIABILITY 30); bounded at 25% here against noise (it was about 35%).
+        if share > 0.25 {
+            costly.push(format!("{who}: {:.0}% of a core", share * 100.0));
+        }
+    }
+    sandbox.stop("bar");
+    follower.finish();
+    waiter.finish();
+    assert!(
+        costly.is_empty(),
+        "readers of a {:.1} MB unfinished line over {elapsed:.1} s: {costly:?}",
+        (REDRAWS * REDRAW) as f64 / 1e6
+    );
+}
+
+/// Plants `count` more tasks that look exactly like running task `real` (its record under
+/// new ids, each folder's lock held by this test as a live supervisor holds it), and
+/// returns their ids and the locks to keep. Checks one of them reads `running`, so a change
+/// that saw through them would fail here rather than make the caller's test pass.
+fn plant_running_copies(sandbox: &Sandbox, real: &str, count: usize) -> (Vec<String>, Vec<File>) {
+    let record = sandbox.record(real);
+    let mut ids = Vec::with_capacity(count);
+    let mut locks = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = format!("copy-{i}");
+        let dir = sandbox.task_dir(&id);
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let mut copy = record.clone();
+        copy["id"] = json!(id);
+        let open = |name: &str| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join(name))
+                .unwrap_or_else(|e| panic!("create {name} of {id}: {e}"))
+        };
+        open("task.json")
+            .write_all(&serde_json::to_vec_pretty(&copy).expect("encode"))
+            .expect("write the record");
+        open("output.log");
+        let lock = open("supervisor.lock");
+        lock.try_lock().expect("lock the copy");
+        locks.push(lock);
+        ids.push(id);
+    }
+    assert_eq!(
+        sandbox.status(&ids[0])["status"],
+        "running",
+        "a planted copy must read running for the test to mean anything"
+    );
+    (ids, locks)
+}
+
+/// Limits the child of `command` to `bytes` of address space, so it cannot map many thread
+/// stacks (RLIMIT_NPROC does not bind root; RLIMIT_AS does).
+fn with_address_space_limit(command: &mut Command, bytes: u64) {
+    // SAFETY: setrlimit is async-signal-safe; the struct lives on the hook's stack.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `wait {ids, mode:"any"}` over 40 running tasks with too little address space for 40
+/// thread stacks: an envelope (here the timeout), never an abort. It started one thread
+/// per id and panicked when one could not be created.
+#[test]
+fn wait_any_over_many_ids_answers_an_envelope_when_threads_run_short() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "real", "command": "sleep", "args": ["1000"]}));
+    let (mut ids, _locks) = plant_running_copies(&sandbox, "real", 39);
+    ids.push("real".to_owned());
+    let mut command = sandbox.command_with(
+        &["wait", "--timeout", "1"],
+        &json!({"ids": ids, "mode": "any"}),
+    );
+    with_address_space_limit(&mut command, 64 << 20);
+    let outcome = spawn(command).finish_within(Duration::from_secs(30));
+    // contract: "failing to get a thread or a descriptor is an error envelope, not an
+    // abort" (RELIABILITY 31)
+    let envelope = outcome.envelope();
+    assert_eq!(envelope["ok"], false, "nothing ended: {outcome:#?}");
+    sandbox.stop("real");
+}
+
+/// `wait {ids, mode:"any"}` over 500 running tasks never runs more than a bounded number
+/// of threads at once (it ran one per id), and answers the timeout as usual.
+#[test]
+fn wait_any_over_500_ids_uses_a_bounded_number_of_threads() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "real", "command": "sleep", "args": ["1000"]}));
+    let (mut ids, _locks) = plant_running_copies(&sandbox, "real", 499);
+    ids.push("real".to_owned());
+    let waiter = spawn(sandbox.command_with(
+        &["wait", "--timeout", "2"],
+        &json!({"ids": ids, "mode": "any"}),
+    ));
+    let pid = waiter.pid();
+    let mut most = 0;
+    wait_until("the wait ends", Duration::from_secs(60), || {
+        let threads = fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Threads:"))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            });
+        most = most.max(threads.unwrap_or(0));
+        !waiter.is_running()
+    });
+    let outcome = waiter.finish();
+    let error = outcome.error();
+    assert_eq!(error["type"], "TaskWaitTimedOut", "{error}");
+    // contract: "`wait {ids, mode}` over many ids uses a bounded number of threads"
+    // (RELIABILITY 31): far fewer than one per id.
+    assert!(
+        most <= 64,
+        "wait over {} ids ran {most} threads at once",
+        ids.len()
+    );
+    sandbox.stop("real");
+}
