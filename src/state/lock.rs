@@ -7,14 +7,14 @@
 //!
 //! The file is never replaced (a lock on a file replaced by rename protects nothing).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::paths::{TaskPaths, set_private_mode};
+use crate::paths::{TaskPaths, names};
+use crate::state::folder::{Folder, Write};
 
 /// The exclusive lock of one task, held by `start` and then by its supervisor.
 #[derive(Debug)]
@@ -26,20 +26,28 @@ impl TaskLock {
     /// Takes the lock if nobody holds it; `None` if a supervisor (or a reader, for a moment)
     /// holds it.
     pub fn try_acquire(paths: &TaskPaths) -> Result<Option<TaskLock>> {
-        let file = open_for_locking(paths)?;
+        TaskLock::try_acquire_in(&task_folder(paths)?)
+    }
+
+    /// [`TaskLock::try_acquire`], in the task's open folder.
+    pub fn try_acquire_in(folder: &Folder) -> Result<Option<TaskLock>> {
+        let file = folder.write_file(names::LOCK, Write::Lock)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(TaskLock { file })),
             Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(Error::store("lock", paths.lock(), e)),
+            Err(TryLockError::Error(e)) => {
+                Err(Error::store("lock", folder.file_path(names::LOCK), e))
+            }
         }
     }
 
     /// Takes the lock, waiting at most `patience` for its holder to let go.
     pub fn acquire_within(paths: &TaskPaths, patience: Duration) -> Result<Option<TaskLock>> {
-        if let Some(lock) = TaskLock::try_acquire(paths)? {
+        let folder = task_folder(paths)?;
+        if let Some(lock) = TaskLock::try_acquire_in(&folder)? {
             return Ok(Some(lock));
         }
-        let file = open_for_locking(paths)?;
+        let file = folder.write_file(names::LOCK, Write::Lock)?;
         let path = paths.lock();
         match block_on(move || file.lock().map(|()| file), patience) {
             Some(Ok(file)) => Ok(Some(TaskLock { file })),
@@ -64,25 +72,37 @@ pub enum Liveness {
 /// Probes the lock without disturbing its holder. A shared probe never conflicts with
 /// other readers, and it succeeds only when no supervisor holds the lock.
 pub fn probe(paths: &TaskPaths) -> Result<Liveness> {
-    let file = match File::open(paths.lock()) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Liveness::Gone),
-        Err(e) => return Err(Error::store("open", paths.lock(), e)),
+    match paths.open()? {
+        Some(folder) => probe_in(&folder),
+        None => Ok(Liveness::Gone),
+    }
+}
+
+/// [`probe`], in the task's open folder.
+pub fn probe_in(folder: &Folder) -> Result<Liveness> {
+    let Some(file) = folder.read_file(names::LOCK)? else {
+        return Ok(Liveness::Gone);
     };
     match file.try_lock_shared() {
         Ok(()) => Ok(Liveness::Gone),
         Err(TryLockError::WouldBlock) => Ok(Liveness::Alive),
-        Err(TryLockError::Error(e)) => Err(Error::store("lock", paths.lock(), e)),
+        Err(TryLockError::Error(e)) => Err(Error::store("lock", folder.file_path(names::LOCK), e)),
+    }
+}
+
+/// The lock file, open for a shared lock; `None` when the task has none (no supervisor).
+fn open_shared(paths: &TaskPaths) -> Result<Option<File>> {
+    match paths.open()? {
+        Some(folder) => folder.read_file(names::LOCK),
+        None => Ok(None),
     }
 }
 
 /// Blocks until the supervisor has exited, or `timeout` passes (`None`: no limit).
 /// Returns whether it exited.
 pub fn wait_released(paths: &TaskPaths, timeout: Option<Duration>) -> Result<bool> {
-    let file = match File::open(paths.lock()) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-        Err(e) => return Err(Error::store("open", paths.lock(), e)),
+    let Some(file) = open_shared(paths)? else {
+        return Ok(true);
     };
     let result = match timeout {
         None => Some(file.lock_shared()),
@@ -104,10 +124,8 @@ pub fn notify_released(
     paths: &TaskPaths,
     released: impl FnOnce(io::Result<()>) + Send + 'static,
 ) -> Result<bool> {
-    let file = match File::open(paths.lock()) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::store("open", paths.lock(), e)),
+    let Some(file) = open_shared(paths)? else {
+        return Ok(false);
     };
     std::thread::Builder::new()
         .name("lock-wait".into())
@@ -134,21 +152,13 @@ fn block_on<T: Send + 'static>(
     receiver.recv_timeout(timeout).ok()
 }
 
-fn open_for_locking(paths: &TaskPaths) -> Result<File> {
-    let path = paths.lock();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::store("open", &path, e))?;
-    let mode = file
-        .metadata()
-        .map_err(|e| Error::store("inspect", &path, e))?;
-    if std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777 != 0o600 {
-        set_private_mode(&path, 0o600)?;
-    }
-    Ok(file)
+/// The task's folder, which must exist: the lock is taken to start or remove a task.
+fn task_folder(paths: &TaskPaths) -> Result<Folder> {
+    paths.open()?.ok_or_else(|| {
+        Error::store(
+            "open",
+            paths.lock(),
+            io::Error::from(io::ErrorKind::NotFound),
+        )
+    })
 }

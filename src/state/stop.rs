@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::paths::TaskPaths;
+use crate::paths::{TaskPaths, names};
 use crate::state::atomic;
+use crate::state::folder::Folder;
 
 /// How to stop: the first signal, and the time before SIGKILL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,24 @@ impl StopRequest {
                 std::io::Error::other(e),
             )
         })?;
-        atomic::write(&paths.stop_request(), &bytes)
+        let folder = paths.open()?.ok_or_else(|| {
+            Error::store(
+                "write",
+                paths.stop_request(),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+        atomic::write(&folder, names::STOP_REQUEST, &bytes)
+    }
+
+    /// The request waiting in the task's open folder, if one is there and can be read.
+    pub fn read_in(folder: &Folder) -> Option<StopRequest> {
+        let bytes = folder.read(names::STOP_REQUEST).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Removes the request from the task's open folder, if one is there.
+    pub fn remove_in(folder: &Folder) {
+        let _ = folder.remove(names::STOP_REQUEST);
     }
 }
