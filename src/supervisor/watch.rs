@@ -9,7 +9,6 @@
 //! `waitid(WNOWAIT)`, so its pid (and so its process group id) stays reserved until the
 //! rest of the group has been killed, and its end time is taken the moment it is seen.
 
-use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -20,14 +19,12 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
-use crate::paths::TaskPaths;
 use crate::procfs;
-use crate::state::journal::Journal;
 use crate::state::record::ProgressRecord;
-use crate::state::record_end;
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::output::{self, OutputWatch};
+use crate::supervisor::recorder::Recorder;
 use crate::supervisor::run::sweep;
 use crate::supervisor::{StopRequest, signals};
 use crate::time::{deadline_after, now_ms, poll_timeout};
@@ -53,11 +50,11 @@ enum Ending {
 /// The running task, as its supervisor sees it.
 #[derive(Debug)]
 pub struct Supervision {
-    paths: TaskPaths,
     record: TaskRecord,
     main: Pid,
     me: i32,
-    journal: Option<Journal>,
+    /// Every write to the task's folder, and the room set aside for the end.
+    recorder: Recorder,
     stop: Option<StopCause>,
     kill_at: Option<Instant>,
     /// When `timeout_s` runs out.
@@ -70,13 +67,7 @@ pub struct Supervision {
 
 impl Supervision {
     /// The task `main` runs as `record` says; starts watching its output.
-    pub fn new(
-        paths: TaskPaths,
-        record: TaskRecord,
-        main: Pid,
-        me: i32,
-        journal: Option<Journal>,
-    ) -> Supervision {
+    pub fn new(record: TaskRecord, main: Pid, me: i32, recorder: Recorder) -> Supervision {
         let timeout_at = record
             .timeout_ms
             .and_then(|ms| deadline_after(Duration::from_millis(ms)));
@@ -86,13 +77,12 @@ impl Supervision {
         let give_up_at = ready
             .and_then(|spec| spec.timeout("ready").ok().flatten())
             .and_then(deadline_after);
-        let output = OutputWatch::open(&paths, probe, give_up_at);
+        let output = OutputWatch::open(recorder.folder(), probe, give_up_at);
         Supervision {
-            paths,
             record,
             main,
             me,
-            journal,
+            recorder,
             stop: None,
             kill_at: None,
             timeout_at,
@@ -162,7 +152,7 @@ impl Supervision {
                 self.kill_at = None;
             }
         };
-        self.finish(ending)
+        self.finish(ending, signal_fd)
     }
 
     /// One wait for anything to happen. Returns whether the owner exited and whether the
@@ -211,29 +201,26 @@ impl Supervision {
         if changes.ready {
             self.record.ready = Some(true);
             self.record.ready_at_ms = Some(now_ms());
-            if let Some(journal) = self.journal.as_mut() {
-                let _ = journal.ready(self.record.run, log_size(&self.paths));
-            }
+            self.recorder.journal_ready(self.record.run);
         }
         if let Some(progress) = changes.progress {
             self.record_progress(progress.into());
         }
-        let _ = self.record.write(&self.paths);
+        // On a full disk this fails and the task goes on; its end has its room set aside.
+        let _ = self.recorder.write(&self.record);
     }
 
     /// Takes the task's newest progress into the record (written by the caller) and
     /// announces it in the journal.
     fn record_progress(&mut self, progress: ProgressRecord) {
-        if let Some(journal) = self.journal.as_mut() {
-            let _ = journal.progress(self.record.run, log_size(&self.paths), &progress);
-        }
+        self.recorder.journal_progress(self.record.run, &progress);
         self.record.progress = Some(progress);
     }
 
     fn on_signal(&mut self, signo: i32) {
         match signo {
             libc::SIGUSR1 => {
-                let request = read_stop_request(&self.paths);
+                let request = StopRequest::read_in(self.recorder.folder());
                 let signal = request
                     .as_ref()
                     .and_then(|r| Signal::try_from(r.signal).ok())
@@ -303,7 +290,7 @@ impl Supervision {
         }
     }
 
-    fn finish(&mut self, ending: Ending) -> Result<(), SupervisorError> {
+    fn finish(&mut self, ending: Ending, signal_fd: &SignalFd) -> Result<(), SupervisorError> {
         let ended_at = now_ms();
         // The last words of the task: its final progress.
         if let Some(progress) = self.output.as_mut().and_then(OutputWatch::final_read) {
@@ -334,19 +321,10 @@ impl Supervision {
         // Sweep before recording, so that a terminal record means nothing of the task is
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
-        let _ = fs::remove_file(self.paths.stop_request());
-        // The journal's end first, then the record (see `record_end`).
-        record_end(&self.paths, self.journal.as_mut(), &self.record)
+        StopRequest::remove_in(self.recorder.folder());
+        // Into the room set aside for it, whatever the disk's state (see `Recorder::end`).
+        self.recorder
+            .end(&self.record, Some(signal_fd))
             .map_err(SupervisorError::Record)
     }
-}
-
-fn read_stop_request(paths: &TaskPaths) -> Option<StopRequest> {
-    let bytes = fs::read(paths.stop_request()).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// The size of the current run's log, where a journal entry made now belongs.
-fn log_size(paths: &TaskPaths) -> u64 {
-    fs::metadata(paths.log()).map_or(0, |m| m.len())
 }
