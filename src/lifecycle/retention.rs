@@ -4,8 +4,6 @@
 //! or queued task is refused (or, with `force`, stopped first). Removing takes the whole
 //! task folder: record, logs, journal, lock.
 
-use std::fs;
-use std::io;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -134,29 +132,33 @@ fn remove(state: &StateDir, id: &TaskId) -> Result<()> {
         }
         return Err(Error::already_running(id, record.pid.map(i64::from)));
     }
-    let removed = fs::remove_dir_all(&paths.dir);
+    // Entry by entry through the folder's descriptor: a link in it is removed itself,
+    // never what it points at.
+    let removed = paths.remove();
     drop(lock);
-    match removed {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::store("remove", &paths.dir, e)),
-    }
+    removed
 }
 
-/// Removes batch folders no supervisor uses any more (every one of their locks is free).
+/// Removes batch folders no supervisor uses any more (every one of their locks is free),
+/// opening each folder and lock through its parent, following no symlink.
 fn prune_batches(state: &StateDir) {
-    let Ok(entries) = fs::read_dir(state.batches_dir()) else {
+    let Ok(Some(batches)) = state.batches() else {
         return;
     };
-    for entry in entries.flatten() {
-        let Ok(locks) = fs::read_dir(entry.path()) else {
+    for name in batches.names().unwrap_or_default() {
+        let Some(name) = name.to_str() else { continue };
+        let Ok(Some(batch)) = batches.open_below(&[name]) else {
             continue;
         };
-        let idle = locks
-            .flatten()
-            .all(|lock| fs::File::open(lock.path()).is_ok_and(|f| f.try_lock().is_ok()));
+        let idle = batch.names().is_ok_and(|locks| {
+            locks.iter().all(|lock| {
+                lock.to_str()
+                    .and_then(|lock| batch.read_file(lock).ok().flatten())
+                    .is_some_and(|f| f.try_lock().is_ok())
+            })
+        });
         if idle {
-            let _ = fs::remove_dir_all(entry.path());
+            let _ = batches.remove_below(name);
         }
     }
 }
