@@ -142,6 +142,11 @@ impl Folder {
 
     /// Opens `name` for reading; `None` when it does not exist.
     pub fn read_file(&self, name: &str) -> Result<Option<File>> {
+        Ok(self.open_read(name)?.map(|(file, _)| file))
+    }
+
+    /// Opens `name` for reading and says how big it is; `None` when it does not exist.
+    fn open_read(&self, name: &str) -> Result<Option<(File, u64)>> {
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let fd = match openat(self.as_fd(), name, flags, Mode::empty()) {
             Ok(fd) => fd,
@@ -149,18 +154,21 @@ impl Folder {
             Err(e) => return Err(refused("open", self.file_path(name), e)),
         };
         let file = File::from(fd);
-        self.regular(&file, name)?;
-        Ok(Some(file))
+        let size = self.regular(&file, name)?.len();
+        Ok(Some((file, size)))
     }
 
     /// Reads the whole of `name`; `None` when it does not exist.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
         use std::io::Read;
-        let Some(mut file) = self.read_file(name)? else {
+        let Some((file, size)) = self.open_read(name)? else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
+        // Sized from the one fstat already made (File::read_to_end would make another).
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
+        (&file)
+            .take(u64::MAX)
+            .read_to_end(&mut bytes)
             .map_err(|e| Error::store("read", self.file_path(name), e))?;
         Ok(Some(bytes))
     }
@@ -182,7 +190,7 @@ impl Folder {
         )
         .map_err(|e| refused("open", self.file_path(name), e))?;
         let file = File::from(fd);
-        let mode = self.regular(&file, name)?;
+        let mode = self.regular(&file, name)?.permissions().mode();
         if mode & 0o777 != FILE_MODE {
             fchmod(file.as_fd(), Mode::from_bits_truncate(FILE_MODE))
                 .map_err(|e| refused("set the mode of", self.file_path(name), e))?;
@@ -300,8 +308,8 @@ impl Folder {
             .map_err(|e| Error::store("sync the directory", self.path.clone(), e.into()))
     }
 
-    /// Refuses a file that is not a regular file; returns its mode.
-    fn regular(&self, file: &File, name: &str) -> Result<u32> {
+    /// Refuses a file that is not a regular file; returns what fstat said of it.
+    fn regular(&self, file: &File, name: &str) -> Result<std::fs::Metadata> {
         let meta = file
             .metadata()
             .map_err(|e| Error::store("inspect", self.file_path(name), e))?;
@@ -312,7 +320,7 @@ impl Folder {
                 io::Error::other("it is not a regular file"),
             ));
         }
-        Ok(meta.permissions().mode())
+        Ok(meta)
     }
 }
 
