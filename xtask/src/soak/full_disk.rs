@@ -6,7 +6,8 @@
 //! Four kinds of task, started while there is room; then the soak fills the disk to the
 //! last byte (a file of its own) and, while it is full:
 //! - `disk-exit` tasks are let go and exit with their own code: `exited`, that code;
-//! - `disk-fill` tasks write zeros to their log until their `timeout_s`: `timed_out`;
+//! - `disk-fill` tasks write to their log (progress lines among 64 KiB ones) until their
+//!   `timeout_s`: `timed_out`;
 //! - `disk-term` tasks have their supervisor SIGTERMed: `killed` (`supervisor_signal`);
 //! - `disk-lost` tasks have their supervisor SIGKILLed: `lost`, answered at once.
 //!
@@ -188,8 +189,13 @@ fn sub_run(inner: &Soak, disk: &Disk, tasks: &[DiskTask], go: &Path) -> Answered
         let wait_for_go = format!("until [ -e '{go_text}' ]; do sleep 0.02; done");
         let mut payload = match task.kind {
             DiskKind::Exit => json!({"shell": format!("{wait_for_go}; exit {}", task.code)}),
+            // Progress lines between the blocks: the supervisor rewrites the record and
+            // journals progress while the disk is full.
             DiskKind::Fill => json!({
-                "shell": format!("{wait_for_go}; while :; do head -c 65536 /dev/zero; done"),
+                "shell": format!(
+                    "{wait_for_go}; i=0; while :; do i=$((i+1)); echo \"step $i/1000000\"; \
+                     head -c 65536 /dev/zero | tr '\\0' .; echo; done"
+                ),
                 "timeout_s": 6,
                 "grace_s": 1,
             }),
