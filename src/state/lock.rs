@@ -47,6 +47,12 @@ impl TaskLock {
             Ok(now) if now.dev() == locked.dev() && now.ino() == locked.ino() => {
                 Ok(Some(TaskLock { file }))
             }
+            // Planted, not removed: refused as opening it without following would be.
+            Ok(now) if now.file_type().is_symlink() => Err(Error::store(
+                "lock",
+                &path,
+                io::Error::from_raw_os_error(libc::ELOOP),
+            )),
             Ok(_) => Err(removed(&path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(removed(&path)),
             Err(e) => Err(Error::store("inspect", &path, e)),
