@@ -278,7 +278,8 @@ impl TaskPaths {
     pub fn lock(&self) -> PathBuf {
         self.dir.join("supervisor.lock")
     }
-    /// A stop request for the supervisor: signal and grace.
+    /// Where older versions wrote a stop request (`stop` now sends it in the signal); a
+    /// supervisor removes one left there when it starts.
     pub fn stop_request(&self) -> PathBuf {
         self.dir.join("stop.json")
     }
