@@ -432,7 +432,7 @@ struct Soak {
     waves_done: AtomicBool,
     /// `list` calls made while the waves ran.
     lists_meanwhile: AtomicUsize,
-    /// `stop.json` files left in ended tasks' folders.
+    /// `stop.json` files found in task folders (none may be: `stop` writes none).
     stop_requests_left: AtomicUsize,
     /// How many tasks of each class ended in each of its outcomes.
     ends: Mutex<BTreeMap<Class, Vec<usize>>>,
@@ -1244,9 +1244,14 @@ impl Soak {
                 Some(n) if n.starts_with('.') && n.contains(".tmp.") => {
                     self.problem(Kind::TempFile, &path.display().to_string(), "left".into());
                 }
-                // Harmless (the next run's supervisor removes it), but counted.
+                // `stop` sends its request in the signal: no file may appear (RELIABILITY 32).
                 Some("stop.json") => {
                     self.stop_requests_left.fetch_add(1, Ordering::Relaxed);
+                    self.problem(
+                        Kind::Error,
+                        &path.display().to_string(),
+                        "a stop.json".into(),
+                    );
                 }
                 _ => {}
             }
@@ -1389,7 +1394,7 @@ impl Soak {
         let stop_requests = self.stop_requests_left.load(Ordering::Relaxed);
         let _ = writeln!(
             table,
-            "stop.json left     {stop_requests} (harmless: the next run removes it)"
+            "stop.json left     {stop_requests} (stop asks through the signal: must be 0)"
         );
         for kind in Kind::ALL {
             let _ = writeln!(table, "{:<18} {}", kind.name(), counts[kind.name()]);
