@@ -181,6 +181,8 @@ impl Exits {
         slice: Option<Duration>,
     ) -> Result<Wake> {
         let slice_end = slice.map(|s| Instant::now() + s);
+        // When the locks no pidfd or helper watches are probed next.
+        let mut probe_at: Option<Instant> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Ok(Wake::Cancelled);
@@ -189,11 +191,9 @@ impl Exits {
             if deadline.is_some_and(|d| now >= d) {
                 return Ok(Wake::TimedOut);
             }
-            let probe_at = self
-                .watches
-                .iter()
-                .any(Watch::probed)
-                .then(|| now + PROBE_EVERY);
+            if self.watches.iter().any(Watch::probed) {
+                probe_at.get_or_insert(now + PROBE_EVERY);
+            }
             let check_at = self.cancel.has_check().then(|| now + CHECK_EVERY);
             let wake_at = [deadline, slice_end, probe_at, check_at]
                 .into_iter()
@@ -343,4 +343,70 @@ fn drain(fd: &OwnedFd) {
     let mut count = [0u8; 8];
     // SAFETY: reads at most 8 bytes into a live buffer of 8; non-blocking.
     unsafe { libc::read(fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths::StateDir;
+    use crate::state::lock::TaskLock;
+
+    /// Where the kernel has no pidfds, a helper blocked on the lock sees the supervisor let
+    /// go, and the wait wakes at once.
+    #[test]
+    fn without_a_pidfd_the_lock_tells_of_the_exit() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let state = StateDir::open(dir.path().join("state")).expect("a state dir");
+        let paths = state.task(&crate::paths::TaskId::parse("t").expect("an id"));
+        paths.create().expect("the task folder");
+        let lock = TaskLock::try_acquire(&paths).expect("lock").expect("free");
+        let me = Identity::of(std::process::id() as i32).expect("our identity");
+        let mut exits = Exits::new(&Cancel::never());
+        let watched = exits
+            .watch_found(0, &paths, Supervisor::Unpinned(me), false)
+            .expect("watch");
+        assert!(watched);
+        let short = Instant::now() + Duration::from_millis(50);
+        assert_eq!(exits.wait(Some(short), None).expect("wait"), Wake::TimedOut);
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(lock);
+        });
+        let started = Instant::now();
+        let long = Instant::now() + Duration::from_secs(20);
+        assert_eq!(
+            exits.wait(Some(long), None).expect("wait"),
+            Wake::Look(vec![0])
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        letting_go.join().expect("the thread letting go");
+    }
+
+    /// A cancel wakes a wait on a supervisor that never exits, and a slice passes as an
+    /// empty look.
+    #[test]
+    fn a_cancel_and_a_slice_end_a_wait_on_a_supervisor_that_runs_on() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let state = StateDir::open(dir.path().join("state")).expect("a state dir");
+        let paths = state.task(&crate::paths::TaskId::parse("t").expect("an id"));
+        paths.create().expect("the task folder");
+        let me = Identity::of(std::process::id() as i32).expect("our identity");
+        let cancel = Cancel::new();
+        let mut exits = Exits::new(&cancel);
+        assert!(exits.watch(0, &paths, me, false).expect("watch"));
+        let slice = Some(Duration::from_millis(20));
+        assert_eq!(
+            exits.wait(None, slice).expect("wait"),
+            Wake::Look(Vec::new())
+        );
+        let canceller = std::thread::spawn({
+            let cancel = cancel.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(50));
+                cancel.cancel();
+            }
+        });
+        assert_eq!(exits.wait(None, None).expect("wait"), Wake::Cancelled);
+        canceller.join().expect("the canceller");
+    }
 }
