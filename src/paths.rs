@@ -195,6 +195,15 @@ impl StateDir {
         self.root.join("tasks")
     }
 
+    /// Where `rm` and `prune` move a task's folder, under its lock, before deleting it: a
+    /// hidden name beside the task folders (never a valid task id), unique to this call.
+    pub fn removal_dir(&self, id: &TaskId) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tasks_dir()
+            .join(format!("{REMOVAL_PREFIX}{id}.{}.{n}", std::process::id()))
+    }
+
     /// `<root>/batches`: the slot and turn locks of batches started with `--concurrency`.
     pub fn batches_dir(&self) -> PathBuf {
         self.root.join("batches")
@@ -239,6 +248,9 @@ pub fn scratch_dir(root: &Path) -> PathBuf {
     root.join(format!(".doctor.{}", std::process::id()))
 }
 
+/// The start of the name of a task folder being removed ([`StateDir::removal_dir`]).
+pub const REMOVAL_PREFIX: &str = ".removed.";
+
 /// The files of one task folder.
 #[derive(Debug, Clone)]
 pub struct TaskPaths {
@@ -266,7 +278,8 @@ impl TaskPaths {
     pub fn lock(&self) -> PathBuf {
         self.dir.join("supervisor.lock")
     }
-    /// A stop request for the supervisor: signal and grace.
+    /// Where older versions wrote a stop request (`stop` now sends it in the signal); a
+    /// supervisor removes one left there when it starts.
     pub fn stop_request(&self) -> PathBuf {
         self.dir.join("stop.json")
     }

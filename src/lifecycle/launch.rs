@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::lifecycle::batch::{self, Item};
+use crate::lifecycle::restart::started_meanwhile;
 use crate::lifecycle::stop::{StopArgs, stop_record};
-use crate::lifecycle::wait::{Bound, until_ready, until_terminal};
+use crate::lifecycle::wait::{until_ready, until_terminal};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, set_private_mode};
 use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput};
 use crate::payload::task::Task;
 use crate::procfs::Identity;
-use crate::state::lock::TaskLock;
+use crate::state::lock::{self, TaskLock};
 use crate::state::reconcile::reconcile_locked;
 use crate::state::record::BatchSlot;
 use crate::state::{Reason, Status, TaskRecord};
@@ -160,12 +161,12 @@ impl Tasks {
         let paths = self.paths(&launched.id);
         let record = match (wait, &launched.record.ready_spec) {
             (Some(timeout), Some(spec)) => {
-                let mut bound = Bound::new(timeout, cancel, None);
+                let mut bound = self.bound(timeout, cancel, None);
                 bound.limit(spec.timeout("ready")?);
                 until_ready(&paths, &launched.id, &mut bound)?
             }
             (Some(timeout), None) => {
-                until_terminal(&paths, &launched.id, &mut Bound::new(timeout, cancel, None))?
+                until_terminal(&paths, &launched.id, &mut self.bound(timeout, cancel, None))?
             }
             (None, _) => launched.record,
         };
@@ -304,7 +305,7 @@ impl Tasks {
         template.begin_run();
         let paths = self.paths(id);
         paths.create()?;
-        let lock = match acquire_for_start(&paths, id, &template, if_running)? {
+        let lock = match acquire_for_start(&paths, id, &template, if_running, self.lock_threads)? {
             Acquired::Lock(lock) => lock,
             Acquired::Reused(record) => return Ok((*record, true)),
         };
@@ -387,18 +388,32 @@ enum Acquired {
     Reused(Box<TaskRecord>),
 }
 
-/// Takes the task's lock for a new run, or answers for the task already running.
+/// Takes the task's lock for a new run, or answers for the task already running. A folder
+/// that `rm` or `prune` removes meanwhile is made again: the start carries on in a fresh
+/// one. `if_running: "restart"` stops the run it finds once; a newer run found after that
+/// was started by a racing caller, and is answered, not stopped in turn.
 fn acquire_for_start(
     paths: &TaskPaths,
     id: &TaskId,
     template: &TaskRecord,
     if_running: IfRunning,
+    lock_threads: bool,
 ) -> Result<Acquired> {
     let mut deadline = Instant::now() + LOCK_PATIENCE;
     let mut pause = Duration::from_micros(200);
+    let mut stopped = false;
     loop {
-        if let Some(lock) = TaskLock::try_acquire(paths)? {
-            return Ok(Acquired::Lock(lock));
+        match TaskLock::try_acquire(paths) {
+            Ok(Some(lock)) => return Ok(Acquired::Lock(lock)),
+            Ok(None) => {}
+            Err(error) if lock::is_removed(&error) => {
+                if Instant::now() >= deadline {
+                    return Err(lock::removed(&paths.lock()));
+                }
+                paths.create()?;
+                continue;
+            }
+            Err(error) => return Err(error),
         }
         // Someone holds the lock. If it is a live supervisor of a running or queued task,
         // `if_running` decides; otherwise it is a reader probing, a supervisor writing its
@@ -421,8 +436,12 @@ fn acquire_for_start(
                         hint: None,
                     });
                 }
+                IfRunning::Restart if stopped => {
+                    return Err(started_meanwhile(Error::already_running(id, pid)));
+                }
                 IfRunning::Restart => {
-                    stop_record(paths, &StopArgs::new(id.clone()))?;
+                    stop_record(paths, &StopArgs::new(id.clone()), lock_threads)?;
+                    stopped = true;
                     deadline = Instant::now() + LOCK_PATIENCE;
                     continue;
                 }

@@ -37,11 +37,14 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     }
     // The supervisor is gone. Record it under the lock; if another reader (or a new start)
     // holds the lock this instant, still answer the truth and let them write it.
-    match TaskLock::try_acquire(paths)? {
-        Some(lock) => reconcile_locked(paths, &lock),
-        None => Ok(Some(lost(record, now_ms()))),
+    match TaskLock::try_acquire(paths) {
+        Ok(Some(lock)) => reconcile_locked(paths, &lock),
+        Ok(None) => Ok(Some(lost(record, now_ms()))),
+        // `rm` or `prune` moved the folder away this instant.
+        Err(e) if lock::is_removed(&e) => Ok(None),
+        Err(e) => Err(e),
     }
-    // Only `rm` deletes a record; if it did so this instant, the task is gone.
+    // Only `rm` and `prune` delete a record; if one did so this instant, the task is gone.
     .and_then(|record| record.ok_or_else(|| Error::TaskNotFound { id: id.to_string() }))
 }
 
