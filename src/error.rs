@@ -206,6 +206,8 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::TaskWaitTimedOut { .. } => true,
+            // A start that kept meeting `rm`/`prune`: trying again starts in a fresh folder.
+            Error::Store { action, .. } if *action == crate::state::lock::REMOVED_MEANWHILE => true,
             // Still running: waiting again may see it ready.
             Error::TaskNotReady { status, .. } => status == "running" || status == "queued",
             // A full disk is freed, a limit raised: the same call may then succeed.
@@ -290,6 +292,9 @@ impl Error {
             ),
             Error::PortInUse { .. } => {
                 "Stop the process that holds the port, or start the task on another port.".into()
+            }
+            Error::Store { action, .. } if *action == crate::state::lock::REMOVED_MEANWHILE => {
+                "rm or prune removed the task while this call used it; try again.".into()
             }
             Error::Store { .. } => {
                 "Check the permissions and free space of the state directory.".into()

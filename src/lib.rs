@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod output_log;
 pub mod paths;
 pub mod payload;
+pub mod pidfd;
 pub mod procfs;
 pub mod progress;
 pub mod ready;

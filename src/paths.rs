@@ -187,6 +187,19 @@ impl StateDir {
         self.root.join(TASKS)
     }
 
+    /// The name under `tasks/` to which `rm` and `prune` move a task's folder, under its
+    /// lock, before deleting it: hidden (never a valid task id), unique to this call.
+    pub fn removal_name(&self, id: &TaskId) -> String {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{REMOVAL_PREFIX}{id}.{}.{n}", std::process::id())
+    }
+
+    /// `tasks/`, open; `None` before the first task.
+    pub fn tasks(&self) -> Result<Option<Folder>> {
+        self.folder.open_below(&[TASKS])
+    }
+
     /// `<root>/batches`: the slot and turn locks of batches started with `--concurrency`.
     pub fn batches_dir(&self) -> PathBuf {
         self.root.join(BATCHES)
@@ -293,6 +306,9 @@ pub fn scratch_name() -> String {
     format!(".doctor.{}", std::process::id())
 }
 
+/// The start of the name of a task folder being removed ([`StateDir::removal_name`]).
+pub const REMOVAL_PREFIX: &str = ".removed.";
+
 /// The names of the files in a task folder.
 pub mod names {
     /// The record, replaced atomically by its one writer.
@@ -303,7 +319,8 @@ pub mod names {
     pub const JOURNAL: &str = "events.jsonl";
     /// Held exclusively by the supervisor for its whole life; never replaced.
     pub const LOCK: &str = "supervisor.lock";
-    /// A stop request for the supervisor: signal and grace.
+    /// Where older versions wrote a stop request (`stop` now sends it in the signal); a
+    /// supervisor removes one left there when it starts.
     pub const STOP_REQUEST: &str = "stop.json";
 
     /// The log of an earlier run.
@@ -344,7 +361,8 @@ impl TaskPaths {
     pub fn lock(&self) -> PathBuf {
         self.dir.join(names::LOCK)
     }
-    /// A stop request for the supervisor: signal and grace.
+    /// Where older versions wrote a stop request (`stop` now sends it in the signal); a
+    /// supervisor removes one left there when it starts.
     pub fn stop_request(&self) -> PathBuf {
         self.dir.join(names::STOP_REQUEST)
     }

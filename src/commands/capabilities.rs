@@ -235,7 +235,7 @@ fn features() -> Vec<Feature> {
         Feature {
             name: "pidfd",
             available: pidfd >= 0,
-            description: "stop_with_pid follows its process through a pidfd (Linux 5.3+); without one, the owner counts as gone and the task is stopped.",
+            description: "waits for a task's end and stop watch its supervisor through a pidfd, with no thread, and stop_with_pid follows its process through one (Linux 5.3+); without, waits use a helper thread or probe the lock, and the owner counts as gone and the task is stopped.",
         },
         Feature {
             name: "close_range",

@@ -17,7 +17,9 @@ pub fn run(args: PayloadArgs) -> Result<Reply> {
         |input: &RestartInput| &input.id,
         |input| {
             input.validate()?;
-            let task = Tasks::open()?.restart(RestartArgs { input })?;
+            let task = Tasks::open()?
+                .exiting_after_call()
+                .restart(RestartArgs { input })?;
             Ok(TaskAnswer::new(task))
         },
     )

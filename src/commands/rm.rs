@@ -17,7 +17,7 @@ pub fn run(args: PayloadArgs) -> Result<Reply> {
         r#"{"id":"web"}"#,
         |input: &RmInput| &input.id,
         |input| {
-            let removed = Tasks::open()?.rm(RmArgs { input })?;
+            let removed = Tasks::open()?.exiting_after_call().rm(RmArgs { input })?;
             Ok(RmAnswer {
                 task_id: removed.task_id.to_string(),
                 removed: true,
@@ -37,5 +37,6 @@ pub fn prune(args: PayloadArgs) -> Result<PruneAnswer> {
     Ok(PruneAnswer {
         total_removed: pruned.removed.len(),
         removed: pruned.removed,
+        skipped: pruned.skipped,
     })
 }

@@ -17,21 +17,25 @@ pub fn run(flags: Flags) -> Result<Reply> {
     let bytes = required_bytes(flags.payload.as_deref(), "start", EXAMPLE)?;
     let timeout = flags.timeout.map(Duration::from_secs_f64);
     match payload::one_or_many(&bytes, EXAMPLE)? {
-        Ok(input) => data(answer(Tasks::open()?.start(StartArgs {
-            input,
-            wait: flags.wait,
-            timeout,
-            cancel: Cancel::never(),
-        })?)),
-        Err(inputs) => {
-            let concurrency = flags.concurrency.map(usize::from);
-            let items = Tasks::open()?.start_batch(StartBatchArgs {
-                inputs,
+        Ok(input) => data(answer(Tasks::open()?.exiting_after_call().start(
+            StartArgs {
+                input,
                 wait: flags.wait,
                 timeout,
-                concurrency,
                 cancel: Cancel::never(),
-            })?;
+            },
+        )?)),
+        Err(inputs) => {
+            let concurrency = flags.concurrency.map(usize::from);
+            let items = Tasks::open()?
+                .exiting_after_call()
+                .start_batch(StartBatchArgs {
+                    inputs,
+                    wait: flags.wait,
+                    timeout,
+                    concurrency,
+                    cancel: Cancel::never(),
+                })?;
             batch_reply(items, concurrency, answer)
         }
     }

@@ -20,7 +20,7 @@ pub fn run(flags: Flags) -> Result<Reply> {
         |input: &StopInput| &input.id,
         |input| {
             let args = StopArgs::from_input(input, timeout)?;
-            let stopped = Tasks::open()?.stop(args)?;
+            let stopped = Tasks::open()?.exiting_after_call().stop(args)?;
             Ok(StopAnswer {
                 task_id: stopped.task.id.clone(),
                 status: stopped.task.status,

@@ -16,7 +16,7 @@ pub fn run(flags: Flags) -> Result<WaitAnswer> {
         "wait",
         r#"{"id":"web","until":{"port":3000}}"#,
     )?;
-    let waited = Tasks::open()?.wait(WaitArgs {
+    let waited = Tasks::open()?.exiting_after_call().wait(WaitArgs {
         input,
         timeout: flags.timeout.map(Duration::from_secs_f64),
         cancel: Cancel::never(),

@@ -2,9 +2,10 @@
 //!
 //! A front end that serves many callers hands each blocking call (a wait, a stop's wait for
 //! the end, a follow) a [`Cancel`] and calls [`Cancel::cancel`] from another thread when its
-//! caller goes away. A wait blocked on a supervisor's lock wakes at once; a wait on file
-//! notifications notices within one fallback interval of `follow.rs` (250 ms). A cancelled
-//! wait ends like one whose time ran out: the task runs on.
+//! caller goes away. A wait for a supervisor's exit wakes at once (it polls a descriptor the
+//! cancel writes to, beside the supervisors' pidfds), and leaves no thread behind; a wait on
+//! file notifications notices within one fallback interval of `follow.rs` (250 ms). A
+//! cancelled wait ends like one whose time ran out: the task runs on.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +15,8 @@ type Waker = Box<dyn Fn() + Send>;
 type Check = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// A cancellation handle; clones share it. The default handle ([`Cancel::never`]) cannot
-/// be cancelled: a wait given it blocks in place (on the lock itself, with no helper
-/// thread), as a caller that never abandons its waits wants.
+/// be cancelled: a wait given it ends only when its time runs out or what it waits for
+/// happens.
 #[derive(Clone, Default)]
 pub struct Cancel {
     inner: Option<Arc<Inner>>,
@@ -74,6 +75,14 @@ impl Cancel {
     /// Whether anything can cancel this handle.
     pub fn can_cancel(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// Whether a check ([`Cancel::when`]) can cancel this handle without a call to
+    /// [`Cancel::cancel`]: a wait then looks at it every so often.
+    pub(crate) fn has_check(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|inner| inner.check.is_some())
     }
 
     /// Calls `wake` when the handle is cancelled (at once if it already is), until the

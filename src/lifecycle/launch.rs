@@ -19,15 +19,16 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::lifecycle::batch::{self, Item};
+use crate::lifecycle::restart::started_meanwhile;
 use crate::lifecycle::stop::{StopArgs, stop_record};
-use crate::lifecycle::wait::{Bound, until_ready, until_terminal};
+use crate::lifecycle::wait::{until_ready, until_terminal};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, names};
 use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput};
 use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::folder::Folder;
-use crate::state::lock::TaskLock;
+use crate::state::lock::{self, TaskLock};
 use crate::state::reconcile::reconcile_in;
 use crate::state::record::BatchSlot;
 use crate::state::{Reason, Status, TaskRecord};
@@ -161,12 +162,12 @@ impl Tasks {
         let paths = self.paths(&launched.id);
         let record = match (wait, &launched.record.ready_spec) {
             (Some(timeout), Some(spec)) => {
-                let mut bound = Bound::new(timeout, cancel, None);
+                let mut bound = self.bound(timeout, cancel, None);
                 bound.limit(spec.timeout("ready")?);
                 until_ready(&paths, &launched.id, &mut bound)?
             }
             (Some(timeout), None) => {
-                until_terminal(&paths, &launched.id, &mut Bound::new(timeout, cancel, None))?
+                until_terminal(&paths, &launched.id, &mut self.bound(timeout, cancel, None))?
             }
             (None, _) => launched.record,
         };
@@ -301,8 +302,16 @@ impl Tasks {
         // Whatever the template holds of an earlier run, this run starts afresh.
         template.begin_run();
         let paths = self.paths(id);
-        let folder = paths.create()?;
-        let lock = match acquire_for_start(&paths, &folder, id, &template, if_running)? {
+        let mut folder = paths.create()?;
+        let acquired = acquire_for_start(
+            &paths,
+            &mut folder,
+            id,
+            &template,
+            if_running,
+            self.lock_threads,
+        )?;
+        let lock = match acquired {
             Acquired::Lock(lock) => lock,
             Acquired::Reused(record) => return Ok((*record, true)),
         };
@@ -390,19 +399,34 @@ enum Acquired {
     Reused(Box<TaskRecord>),
 }
 
-/// Takes the task's lock for a new run, or answers for the task already running.
+/// Takes the task's lock for a new run, or answers for the task already running. A folder
+/// that `rm` or `prune` removes meanwhile is made again: the start carries on in a fresh
+/// one. `if_running: "restart"` stops the run it finds once; a newer run found after that
+/// was started by a racing caller, and is answered, not stopped in turn.
 fn acquire_for_start(
     paths: &TaskPaths,
-    folder: &Folder,
+    folder: &mut Folder,
     id: &TaskId,
     template: &TaskRecord,
     if_running: IfRunning,
+    lock_threads: bool,
 ) -> Result<Acquired> {
     let mut deadline = Instant::now() + LOCK_PATIENCE;
     let mut pause = Duration::from_micros(200);
+    let mut stopped = false;
     loop {
-        if let Some(lock) = TaskLock::try_acquire_in(folder)? {
-            return Ok(Acquired::Lock(lock));
+        match TaskLock::try_acquire_in(folder) {
+            Ok(Some(lock)) => return Ok(Acquired::Lock(lock)),
+            Ok(None) => {}
+            Err(error) if lock::is_removed(&error) => {
+                if Instant::now() >= deadline {
+                    return Err(lock::removed(&paths.lock()));
+                }
+                // Carry on in a fresh folder, opened anew.
+                *folder = paths.create()?;
+                continue;
+            }
+            Err(error) => return Err(error),
         }
         // Someone holds the lock. If it is a live supervisor of a running or queued task,
         // `if_running` decides; otherwise it is a reader probing, a supervisor writing its
@@ -425,8 +449,12 @@ fn acquire_for_start(
                         hint: None,
                     });
                 }
+                IfRunning::Restart if stopped => {
+                    return Err(started_meanwhile(Error::already_running(id, pid)));
+                }
                 IfRunning::Restart => {
-                    stop_record(paths, &StopArgs::new(id.clone()))?;
+                    stop_record(paths, &StopArgs::new(id.clone()), lock_threads)?;
+                    stopped = true;
                     deadline = Instant::now() + LOCK_PATIENCE;
                     continue;
                 }

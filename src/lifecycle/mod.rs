@@ -15,11 +15,14 @@
 //!
 //! Blocking operations take a bound (a timeout) and a [`Cancel`], so that a front end that
 //! serves many callers (the MCP server, the web view) can abandon a wait without stopping
-//! the task; they run on the caller's thread and never start an async runtime.
+//! the task; they run on the caller's thread, never start an async runtime, and leave no
+//! thread behind when they return ([`exits`]), unless the process said it exits right
+//! after ([`Tasks::exiting_after_call`]).
 
 pub mod batch;
 pub mod cancel;
 pub mod doctor;
+pub(crate) mod exits;
 pub mod follow;
 pub mod launch;
 pub mod list;
@@ -39,6 +42,9 @@ use crate::paths::{StateDir, TaskId, TaskPaths};
 #[derive(Debug, Clone)]
 pub struct Tasks {
     state: StateDir,
+    /// Waits may also block a helper thread on a supervisor's lock (see
+    /// [`Tasks::exiting_after_call`]).
+    lock_threads: bool,
 }
 
 impl Tasks {
@@ -50,7 +56,23 @@ impl Tasks {
 
     /// The tasks of an already opened state directory.
     pub fn new(state: StateDir) -> Tasks {
-        Tasks { state }
+        Tasks {
+            state,
+            lock_threads: false,
+        }
+    }
+
+    /// For a process that exits once its call has returned (a CLI command). Its waits for a
+    /// task's end then also block a helper thread on the supervisor's lock, beside the
+    /// pidfd every wait polls: the lock is let go the instant the end is recorded, several
+    /// milliseconds before the supervisor's exit is complete (see [`exits`]). A wait that
+    /// runs out leaves its helper blocked until the task ends, which costs nothing in a
+    /// process that then exits; a long-lived process (the MCP server, the web view) leaves
+    /// this off, and its waits leave no thread behind. At most
+    /// [`crate::state::lock::MAX_LOCK_THREADS`] helpers run at once either way.
+    pub fn exiting_after_call(mut self) -> Tasks {
+        self.lock_threads = true;
+        self
     }
 
     pub fn state(&self) -> &StateDir {

@@ -1,5 +1,7 @@
 //! Restarting: stop the task if it runs, then start its next run (`run` + 1) with the same
-//! command, workdir and tags.
+//! command, workdir and tags. A restart waits only for the run it stopped; if a racing
+//! caller has started a newer run by then, that run is answered as `TaskAlreadyRunning`
+//! (saying so), never stopped in turn and never waited for.
 
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
@@ -43,8 +45,9 @@ impl Tasks {
                 "Pass the values again: restart {\"id\":..,\"env\":{...}}.",
             ));
         }
-        if !record.status.is_terminal() {
-            stop_record(&paths, &StopArgs::new(input.id.clone()))?;
+        let stopped = !record.status.is_terminal();
+        if stopped {
+            stop_record(&paths, &StopArgs::new(input.id.clone()), self.lock_threads)?;
         }
         let mut env_keys = record.env_keys.clone();
         env_keys.extend(
@@ -59,15 +62,45 @@ impl Tasks {
             env_keys,
             // A restart runs now, not in the queue of the batch it first ran in.
             batch: None,
+            // The next run, also if `rm` or `prune` removed the ended run meanwhile (then
+            // there is no record left to count from, and the restart carries on in a fresh
+            // folder).
+            run: record.run.saturating_add(1),
             ..record
         };
-        let (record, _) = self.launch_run(Run {
+        let launched = self.launch_run(Run {
             id: &input.id,
             template,
             env: input.env,
             if_running: IfRunning::Error,
             turn: None,
-        })?;
+        });
+        let (record, _) = match launched {
+            Err(error) if stopped => return Err(started_meanwhile(error)),
+            launched => launched?,
+        };
         Ok(Task::from_record(&record, &paths))
     }
 }
+
+/// A run found running when the restart's own run was to start was started by another
+/// caller (a racing `start` or `restart`) after this restart stopped the run it found.
+pub(crate) fn started_meanwhile(error: Error) -> Error {
+    match error {
+        Error::TaskAlreadyRunning {
+            id,
+            pid,
+            differences,
+            hint: None,
+        } => Error::TaskAlreadyRunning {
+            id,
+            pid,
+            differences,
+            hint: Some(STARTED_MEANWHILE),
+        },
+        other => other,
+    }
+}
+
+/// The hint of [`started_meanwhile`].
+pub(crate) const STARTED_MEANWHILE: &str = "Another start or restart began a newer run while this call stopped the one it found; that run is not stopped. Use status to see it, or restart again to replace it.";

@@ -1,33 +1,36 @@
-//! Stopping: end a task's whole process tree, and answer once it has ended.
+//! Stopping: end a task's whole process tree, and answer once the run it stopped has ended.
 //!
 //! The signalling is left to the supervisor, so the SIGKILL after the grace period happens
-//! even if the caller is killed while it waits: `stop` writes the stop request, sends the
-//! supervisor SIGUSR1 (after checking the supervisor is the process the record names), and
-//! waits on the lock for the end. A task that already ended is answered as it is.
+//! even if the caller is killed while it waits. `stop` pins the supervisor the record names
+//! with a pidfd (checking its start time first, as before any signal), sends it `SIGUSR1`
+//! carrying the first signal and the grace period in the signal's own value
+//! ([`StopRequest`]; no file is written, so a task that fills the disk can still be
+//! stopped), and waits on that pidfd: for the run it signalled, never for a newer run a
+//! racing `start` or `restart` began meanwhile. The answer is that run as it ended. A task
+//! that had already ended is answered as it is, with nothing signalled.
 
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
-use crate::lifecycle::wait::{Bound, until_terminal};
+use crate::lifecycle::exits::{Exits, Supervisor, Wake};
+use crate::lifecycle::wait::Bound;
 use crate::lifecycle::{Cancel, Tasks};
 use crate::paths::{TaskId, TaskPaths};
 use crate::payload::input::StopInput;
 use crate::payload::task::Task;
+use crate::pidfd;
 use crate::procfs::Identity;
-use crate::state::lock;
-use crate::state::stop::StopRequest;
+use crate::state::journal::{self, EndedEntry, kind};
 use crate::state::{TaskRecord, observe};
+use crate::supervisor::StopRequest;
 
 /// Time allowed past the grace period for the supervisor to record the end.
 const STOP_SLACK: Duration = Duration::from_secs(10);
 
-/// How long a lock left by a supervisor that has just gone may stay held (by a reader
-/// recording the task `lost`) before `stop` gives up on it.
-const SETTLE: Duration = Duration::from_secs(2);
+/// How much of the journal's end is read first for a run's `task.ended`.
+const JOURNAL_TAIL: u64 = 64 * 1024;
 
 /// `stop`: which task, how to signal it, and how long to wait for its end.
 #[derive(Debug, Clone)]
@@ -76,10 +79,10 @@ pub struct Stopped {
 }
 
 impl Tasks {
-    /// Stops the task and waits for its end.
+    /// Stops the task and waits for the end of the run it stopped.
     pub fn stop(&self, args: StopArgs) -> Result<Stopped> {
         let paths = self.paths(&args.id);
-        let (record, already_terminal) = stop_record(&paths, &args)?;
+        let (record, already_terminal) = stop_record(&paths, &args, self.lock_threads)?;
         Ok(Stopped {
             task: Task::from_record(&record, &paths),
             already_terminal,
@@ -87,66 +90,148 @@ impl Tasks {
     }
 }
 
-/// Stops the task and waits for its end. Returns the final record and whether it had
-/// already ended.
-pub(crate) fn stop_record(paths: &TaskPaths, args: &StopArgs) -> Result<(TaskRecord, bool)> {
+/// Stops the task and waits for the end of the run it stopped. Returns that run's final
+/// record and whether the task had already ended (nothing was signalled). With
+/// `lock_threads`, the wait also blocks a helper on the lock (see
+/// [`Tasks::exiting_after_call`]).
+///
+/// A run whose supervisor is gone by the time it would be signalled has ended by itself: the
+/// task is looked at again, and a newer run found then is the one stopped.
+pub(crate) fn stop_record(
+    paths: &TaskPaths,
+    args: &StopArgs,
+    lock_threads: bool,
+) -> Result<(TaskRecord, bool)> {
     let id = &args.id;
-    let record = observe(paths, id)?;
-    if record.status.is_terminal() {
-        return Ok((record, true));
-    }
-    // A run a newer version supervises is stopped by that version: how it takes a stop
-    // request may have changed.
-    if !record.understood() {
-        return Err(record.newer());
-    }
-    let Some(supervisor) = record.supervisor().filter(Identity::is_alive) else {
-        return ended_meanwhile(
-            paths,
-            id,
-            "the record's supervisor is not the running process",
-        );
-    };
-    let grace = args.grace.unwrap_or(Duration::from_millis(record.grace_ms));
-    let request = StopRequest {
-        signal: args.signal.unwrap_or(Signal::SIGTERM) as i32,
-        grace_ms: grace.as_millis().try_into().unwrap_or(u64::MAX),
-    };
-    request.write(paths)?;
-    match kill(Pid::from_raw(supervisor.pid), Signal::SIGUSR1) {
-        Ok(()) => {}
-        Err(Errno::ESRCH) => {
-            return ended_meanwhile(paths, id, "the record's supervisor has exited");
+    let mut bound: Option<Bound<'_>> = None;
+    // A supervisor found gone an instant ago: its end is looked at again at once, once.
+    let mut gone: Option<Identity> = None;
+    loop {
+        let record = observe(paths, id)?;
+        if record.status.is_terminal() {
+            return Ok((record, true));
         }
-        Err(e) => {
+        // A run a newer version supervises is stopped by that version: how it takes a stop
+        // request may have changed.
+        if !record.understood() {
+            return Err(record.newer());
+        }
+        let grace = args.grace.unwrap_or(Duration::from_millis(record.grace_ms));
+        // One bound for the whole call, from the first run looked at.
+        let bound = bound.get_or_insert_with(|| {
+            let timeout = args.timeout.unwrap_or(grace + STOP_SLACK);
+            let mut bound = Bound::new(Some(timeout), &args.cancel, None);
+            bound.lock_threads = lock_threads;
+            bound
+        });
+        if bound.over() {
+            return Err(bound.timed_out(id, &record));
+        }
+        let Some(identity) = record.supervisor() else {
             return Err(Error::SignalRefused {
                 id: id.to_string(),
-                reason: format!("signalling the supervisor failed: {e}"),
+                reason: "the record names no supervisor".into(),
             });
+        };
+        let supervisor = Supervisor::find(paths, identity)?;
+        let request = StopRequest {
+            signal: args.signal.unwrap_or(Signal::SIGTERM),
+            grace_ms: grace.as_millis().try_into().unwrap_or(u64::MAX),
+        };
+        let sent = match &supervisor {
+            Supervisor::Pinned(pidfd) => pidfd.signal(Signal::SIGUSR1, request.to_value()),
+            Supervisor::Unpinned(identity) => {
+                pidfd::queue_signal(identity.pid, Signal::SIGUSR1, request.to_value())
+            }
+            Supervisor::Gone => Err(std::io::Error::from_raw_os_error(libc::ESRCH)),
+        };
+        match sent {
+            Ok(()) => {}
+            // It ended by itself an instant ago: its record (or the lock) says how, or a
+            // newer run has begun, which is the one to stop.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) && gone != Some(identity) => {
+                gone = Some(identity);
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                return Err(Error::SignalRefused {
+                    id: id.to_string(),
+                    reason: "the record's supervisor is not the running process".into(),
+                });
+            }
+            Err(e) => {
+                return Err(Error::SignalRefused {
+                    id: id.to_string(),
+                    reason: format!("signalling the supervisor failed: {e}"),
+                });
+            }
         }
+        let ended = until_run_ended(paths, id, &record, supervisor, bound)?;
+        return Ok((ended, false));
     }
-    let timeout = Some(args.timeout.unwrap_or(grace + STOP_SLACK));
-    let record = until_terminal(paths, id, &mut Bound::new(timeout, &args.cancel, None))?;
-    Ok((record, false))
 }
 
-/// The record still said `running`, but the supervisor it names is gone: it recorded the
-/// task's end and exited an instant ago (a stop racing the task's own end), or it died and
-/// another reader holds the lock while it records the task `lost`. Either way the lock is
-/// free in a moment and the record then terminal: answer it as it ended, with nothing
-/// signalled. Otherwise the lock is held by something else, and nothing is signalled.
-fn ended_meanwhile(paths: &TaskPaths, id: &TaskId, why: &str) -> Result<(TaskRecord, bool)> {
-    let refused = || Error::SignalRefused {
-        id: id.to_string(),
-        reason: why.to_owned(),
-    };
-    if !lock::wait_released(paths, Some(SETTLE))? {
-        return Err(refused());
+/// Waits until the run of `signalled` (the run whose `supervisor` was signalled) has ended,
+/// and returns its end: the record, or, if a newer run has replaced it meanwhile, the run's
+/// end as the journal tells it.
+fn until_run_ended(
+    paths: &TaskPaths,
+    id: &TaskId,
+    signalled: &TaskRecord,
+    supervisor: Supervisor,
+    bound: &Bound<'_>,
+) -> Result<TaskRecord> {
+    let identity = signalled.supervisor();
+    let mut exits = Exits::new(bound.cancel);
+    let mut watched = exits.watch_found(0, paths, supervisor, bound.lock_threads)?;
+    loop {
+        match bound.wait(&mut exits, !watched)? {
+            Wake::Look(_) => {}
+            Wake::TimedOut | Wake::Cancelled => return Err(bound.timed_out(id, signalled)),
+        }
+        let now = observe(paths, id)?;
+        if now.supervisor() != identity {
+            return Ok(ended_run(paths, signalled).unwrap_or(now));
+        }
+        if now.status.is_terminal() {
+            return Ok(now);
+        }
+        // Still the signalled run and not ended (a probe found the lock held): watch again.
+        watched = match identity {
+            Some(identity) => exits.watch(0, paths, identity, false)?,
+            None => false,
+        };
     }
-    let record = observe(paths, id)?;
-    if record.status.is_terminal() {
-        Ok((record, true))
+}
+
+/// The end of the run `record` describes, from the journal's `task.ended` of that run; for
+/// a run whose record a newer run has replaced. `None` if the journal does not say (it
+/// could not be written).
+fn ended_run(paths: &TaskPaths, record: &TaskRecord) -> Option<TaskRecord> {
+    let size = std::fs::metadata(paths.journal()).map_or(0, |m| m.len());
+    let from_tail = size.saturating_sub(JOURNAL_TAIL);
+    let offsets = if from_tail == 0 {
+        vec![0]
     } else {
-        Err(refused())
-    }
+        vec![from_tail, 0]
+    };
+    let entry = offsets.into_iter().find_map(|offset| {
+        let (entries, _) = journal::read_from(paths, offset).ok()?;
+        entries
+            .into_iter()
+            .rev()
+            .filter(|e| e.kind == kind::ENDED && e.run == record.run)
+            .find_map(|e| {
+                Some((
+                    serde_json::from_value::<EndedEntry>(e.data).ok()?,
+                    e.timestamp_ms,
+                ))
+            })
+    })?;
+    let (ended, at) = entry;
+    let mut record = record.clone();
+    record.finish(ended.status, ended.reason?, at);
+    record.exit_code = ended.exit_code;
+    record.signal = ended.signal;
+    Some(record)
 }

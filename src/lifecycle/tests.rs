@@ -1,7 +1,9 @@
 //! The lifecycle layer called as a server front end calls it: cancelling a wait from another
-//! thread, hearing of progress, and reading a follow as an iterator. The tasks are records
-//! planted in a temporary state directory, with this test process as their "supervisor"
-//! (it holds the lock); the integration tests (`tests/cli/`) drive real tasks.
+//! thread, hearing of progress, waiting again and again without leaving threads behind,
+//! and reading a follow as an iterator. The tasks are records planted in a temporary state
+//! directory, with this test process as their "supervisor" (it holds the lock; a `sleep`
+//! stands in where the supervisor's exit matters); the integration tests (`tests/cli/`)
+//! drive real tasks.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,10 +16,11 @@ use crate::paths::{StateDir, TaskId};
 use crate::payload::frame::Event;
 use crate::payload::input::{Until, WaitInput};
 use crate::procfs::Identity;
+use crate::state::TaskRecord;
 use crate::state::journal::Journal;
 use crate::state::lock::TaskLock;
 use crate::state::record::{Reason, Status};
-use crate::state::{TaskRecord, record_end};
+use crate::state::record_end;
 use crate::timeline::Selection;
 
 /// Bounds a test against hangs; nothing here should take more than a fraction of it.
@@ -100,25 +103,17 @@ fn a_wait_cancelled_from_another_thread_ends_at_once_and_the_task_runs_on() {
     drop(planted.lock);
 }
 
-#[test]
-fn a_cancellable_wait_wakes_when_the_supervisor_lets_go() {
-    let Planted {
-        _dir,
-        tasks,
-        id,
-        mut record,
-        lock,
-    } = running();
-    let paths = tasks.paths(&id);
-    let ender = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        record.exit_code = Some(3);
-        record.finish(Status::Exited, Reason::Exit, 1);
-        record_end(&paths, Journal::open(&paths).ok().as_mut(), &record).expect("record");
-        drop(lock);
-    });
-    let waited = tasks.wait(wait_for(&id, Cancel::new())).expect("the end");
-    ender.join().expect("the ender");
+/// Ends the planted run as its supervisor would: records the end (exit code 3), then lets
+/// go of the lock.
+fn end_run(tasks: &Tasks, id: &TaskId, mut record: TaskRecord, lock: TaskLock) {
+    let paths = tasks.paths(id);
+    record.exit_code = Some(3);
+    record.finish(Status::Exited, Reason::Exit, 1);
+    record_end(&paths, Journal::open(&paths).ok().as_mut(), &record).expect("record");
+    drop(lock);
+}
+
+fn assert_exited_3(waited: crate::lifecycle::wait::Waited) {
     match waited {
         crate::lifecycle::wait::Waited::One(task) => {
             assert_eq!(task.exit_code, Some(3));
@@ -126,6 +121,141 @@ fn a_cancellable_wait_wakes_when_the_supervisor_lets_go() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A process to stand for the supervisor: it exits when the planted run ends.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a test starts a stand-in supervisor whose exit a wait must see"
+)]
+fn stand_in_supervisor() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .expect("spawn sleep")
+}
+
+#[test]
+fn a_cancellable_wait_wakes_when_the_supervisor_exits() {
+    let Planted {
+        _dir,
+        tasks,
+        id,
+        mut record,
+        lock,
+    } = running();
+    let mut supervisor = stand_in_supervisor();
+    let pid = supervisor.id() as i32;
+    record.supervisor_pid = Some(pid);
+    record.supervisor_start_ticks = Identity::of(pid).map(|i| i.start_ticks);
+    record.write(&tasks.paths(&id)).expect("write the record");
+    let ender = std::thread::spawn({
+        let (tasks, id) = (tasks.clone(), id.clone());
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            end_run(&tasks, &id, record, lock);
+            let _ = supervisor.kill();
+            let _ = supervisor.wait();
+        }
+    });
+    let started = Instant::now();
+    let waited = tasks.wait(wait_for(&id, Cancel::new())).expect("the end");
+    ender.join().expect("the ender");
+    assert!(started.elapsed() < HANG / 2, "took {:?}", started.elapsed());
+    assert_exited_3(waited);
+}
+
+#[test]
+fn a_wait_in_a_process_exiting_after_its_call_wakes_when_the_lock_is_let_go() {
+    // The supervisor (this process) lets go of the lock and never exits: only the helper
+    // blocked on the lock can see the end.
+    let Planted {
+        _dir,
+        tasks,
+        id,
+        record,
+        lock,
+    } = running();
+    let tasks = tasks.exiting_after_call();
+    let ender = std::thread::spawn({
+        let (tasks, id) = (tasks.clone(), id.clone());
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            end_run(&tasks, &id, record, lock);
+        }
+    });
+    let waited = tasks.wait(wait_for(&id, Cancel::never())).expect("the end");
+    ender.join().expect("the ender");
+    assert_exited_3(waited);
+}
+
+/// Threads of this process: each test runs in a process of its own (nextest).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// RELIABILITY 31, for a long-lived process (the MCP server, the web view): waits given up
+/// on, by their timeout or by a cancel, leave no thread behind, whether on one task or on
+/// several.
+#[test]
+fn two_hundred_abandoned_waits_leave_no_thread_behind() {
+    let planted = running();
+    let before = threads();
+    for i in 0..200 {
+        let cancel = Cancel::new();
+        let mut args = wait_for(&planted.id, cancel.clone());
+        args.timeout = Some(Duration::from_millis(5));
+        if i % 4 == 1 {
+            // Several tasks at once: one poll over their pidfds.
+            args.input.id = None;
+            args.input.ids = Some(vec![planted.id.clone(), planted.id.clone()]);
+            args.input.mode = Some(crate::payload::input::WaitMode::Any);
+        }
+        if i % 4 == 2 {
+            args.timeout = Some(HANG);
+            cancel.cancel();
+        }
+        let waited = planted.tasks.wait(args);
+        assert!(
+            matches!(waited, Err(Error::TaskWaitTimedOut { .. })),
+            "wait {i}: {waited:?}"
+        );
+    }
+    assert_eq!(crate::state::lock::lock_threads(), 0, "lock helpers left");
+    assert_eq!(threads(), before, "threads left behind by 200 waits");
+    let record = planted.tasks.record(&planted.id).expect("the record");
+    assert_eq!(record.status, Status::Running, "the task runs on");
+    drop(planted.lock);
+}
+
+/// In a process that exits after its call, waits given up on may leave a helper blocked on
+/// the lock, but never more than `MAX_LOCK_THREADS` at once; they go when the lock is let
+/// go.
+#[test]
+fn lock_helpers_are_bounded_and_end_with_the_lock() {
+    let planted = running();
+    let tasks = planted.tasks.clone().exiting_after_call();
+    let before = threads();
+    for _ in 0..50 {
+        let mut args = wait_for(&planted.id, Cancel::never());
+        args.timeout = Some(Duration::from_millis(2));
+        assert!(matches!(
+            tasks.wait(args),
+            Err(Error::TaskWaitTimedOut { .. })
+        ));
+    }
+    let helpers = crate::state::lock::lock_threads();
+    assert!(
+        (1..=crate::state::lock::MAX_LOCK_THREADS).contains(&helpers),
+        "{helpers} helpers"
+    );
+    drop(planted.lock);
+    let deadline = Instant::now() + HANG;
+    while threads() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(threads(), before, "helpers outlived the lock");
+    assert_eq!(crate::state::lock::lock_threads(), 0);
 }
 
 #[test]

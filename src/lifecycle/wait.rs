@@ -1,34 +1,35 @@
 //! Waiting: until a task has ended, until it is ready, until conditions hold, or until all
 //! (or any) of several tasks have ended.
 //!
-//! Waiting for the end blocks on the supervisor's lock, so it wakes the instant the
-//! supervisor exits, with no polling. Waiting for conditions (`until: {log?, port?,
+//! Waiting for the end polls the supervisor's pidfd ([`exits`](crate::lifecycle::exits)), so
+//! it wakes the instant the supervisor exits, with no polling loop and no thread; several
+//! tasks are one `poll` over their pidfds. Waiting for conditions (`until: {log?, port?,
 //! http?}`) reads the current run's output as it is written (notify) and tries ports and
 //! URLs on a short timer; if the task ends first, the answer is `TaskNotReady` with the
 //! last lines of its log. Every wait is bounded by a timeout (`TaskWaitTimedOut`,
 //! retryable; the task runs on) and can be cancelled from outside, which ends it the same
 //! way. A progress callback, when given, hears of each change to the task while it waits.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::time::deadline_after;
 
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
+use crate::lifecycle::exits::{Exits, Wake};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::output_log;
 use crate::paths::{TaskId, TaskPaths, names};
 use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::{Status, Task};
+use crate::procfs::Identity;
 use crate::ready::{self, Probe};
-use crate::state::lock;
 use crate::state::{TaskRecord, observe};
 
 /// How many lines of output a `TaskNotReady` error carries.
 pub const LOG_TAIL_LINES: u64 = 20;
 
-/// How often a wait blocked on a lock looks at the task for its progress callback.
+/// How often a wait for a task's end looks at the task for its progress callback.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Hears of the task while a wait blocks: called with the task as it is at the start, and
@@ -78,7 +79,7 @@ impl Tasks {
             cancel,
             progress,
         } = args;
-        let mut bound = Bound::new(timeout, &cancel, progress);
+        let mut bound = self.bound(timeout, &cancel, progress);
         match (input.id, input.ids) {
             (Some(id), None) if input.mode.is_none() => self
                 .wait_one(&id, input.until, &mut bound)
@@ -179,47 +180,68 @@ impl Tasks {
         Ok(Waited::Several { mode, tasks, ended })
     }
 
-    /// Waits on every task at once (each blocks on its own lock, on its own thread); returns
-    /// when the first has ended, and lets the other waits go.
+    /// Waits on every task at once, one `poll` over their supervisors' pidfds; returns when
+    /// the first has ended.
     fn first_to_end(&self, ids: &[TaskId], bound: &Bound<'_>) -> Result<()> {
-        let (sender, ended) = mpsc::channel();
-        let rest = Cancel::new();
-        // Our caller's cancellation reaches every thread.
-        let _relay = bound.cancel.on_cancel({
-            let rest = rest.clone();
-            move || rest.cancel()
-        });
-        for id in ids {
-            let (paths, id, sender, rest) =
-                (self.paths(id), id.clone(), sender.clone(), rest.clone());
-            let timeout = bound.left();
-            std::thread::spawn(move || {
-                let mut bound = Bound::new(timeout, &rest, None);
-                let _ = sender.send(until_terminal(&paths, &id, &mut bound));
-            });
-        }
-        drop(sender);
-        let mut timed_out = None;
-        for result in ended {
-            match result {
-                Ok(_) => {
-                    rest.cancel();
+        let mut exits = Exits::new(bound.cancel);
+        let mut statuses = vec![None; ids.len()];
+        // A supervisor found gone an instant ago, per task: its end is looked at again at
+        // once, once.
+        let mut gone: Vec<Option<Identity>> = vec![None; ids.len()];
+        // The tasks to look at now: all of them first, then those whose supervisor may have
+        // exited, and those no pidfd watches (looked at every `PROBE_EVERY`).
+        let mut look: Vec<usize> = (0..ids.len()).collect();
+        loop {
+            let (mut unwatched, mut again) = (Vec::new(), Vec::new());
+            for &i in &look {
+                let paths = self.paths(&ids[i]);
+                let record = observe(&paths, &ids[i])?;
+                if record.status.is_terminal() {
                     return Ok(());
                 }
-                Err(Error::TaskWaitTimedOut { id, status, .. }) => {
-                    timed_out.get_or_insert(Error::TaskWaitTimedOut {
-                        id,
-                        status,
+                statuses[i] = Some(record.status);
+                let supervisor = record.supervisor();
+                match supervisor {
+                    Some(identity) if exits.watch(i, &paths, identity, self.lock_threads)? => {}
+                    Some(_) if gone[i] != supervisor => {
+                        gone[i] = supervisor;
+                        again.push(i);
+                    }
+                    _ => unwatched.push(i),
+                }
+            }
+            if !again.is_empty() {
+                look = again;
+                look.extend(unwatched);
+                continue;
+            }
+            match bound.wait(&mut exits, !unwatched.is_empty())? {
+                Wake::Look(keys) => {
+                    look = keys;
+                    look.extend(unwatched);
+                }
+                Wake::TimedOut | Wake::Cancelled => {
+                    let status = statuses[0].map_or(Status::Running, Status::from);
+                    return Err(Error::TaskWaitTimedOut {
+                        id: ids[0].to_string(),
+                        status: status.as_str().to_owned(),
                         timeout_s: bound.timeout_s(),
                     });
                 }
-                Err(e) => {
-                    rest.cancel();
-                    return Err(e);
-                }
             }
         }
-        Err(timed_out.unwrap_or_else(|| Error::input("no task to wait for", "Give ids.")))
+    }
+
+    /// A bound for a wait of these tasks: `timeout` from now, `cancel`, `progress`.
+    pub(crate) fn bound<'a>(
+        &self,
+        timeout: Option<Duration>,
+        cancel: &'a Cancel,
+        progress: Option<OnProgress>,
+    ) -> Bound<'a> {
+        let mut bound = Bound::new(timeout, cancel, progress);
+        bound.lock_threads = self.lock_threads;
+        bound
     }
 }
 
@@ -228,16 +250,13 @@ pub(crate) struct Bound<'a> {
     /// As asked, for the error that says it ran out.
     timeout: Option<Duration>,
     deadline: Option<Instant>,
-    cancel: &'a Cancel,
+    pub(crate) cancel: &'a Cancel,
     progress: Option<OnProgress>,
     /// The record last reported to `progress`.
     reported: Option<TaskRecord>,
-}
-
-/// What ended a wait on a lock.
-enum Wake {
-    Released(std::io::Result<()>),
-    Cancelled,
+    /// Waits for a supervisor's exit may also block a helper on its lock (see
+    /// [`Tasks::exiting_after_call`]).
+    pub(crate) lock_threads: bool,
 }
 
 impl<'a> Bound<'a> {
@@ -252,6 +271,7 @@ impl<'a> Bound<'a> {
             cancel,
             progress,
             reported: None,
+            lock_threads: false,
         }
     }
 
@@ -268,9 +288,14 @@ impl<'a> Bound<'a> {
     }
 
     /// Time left; `None` without a bound.
-    fn left(&self) -> Option<Duration> {
+    pub(crate) fn left(&self) -> Option<Duration> {
         self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the time ran out or the wait was cancelled.
+    pub(crate) fn over(&self) -> bool {
+        self.cancel.is_cancelled() || self.left() == Some(Duration::ZERO)
     }
 
     fn timeout_s(&self) -> f64 {
@@ -278,7 +303,7 @@ impl<'a> Bound<'a> {
     }
 
     /// `TaskWaitTimedOut` for `record`, saying the bound asked for.
-    fn timed_out(&self, id: &TaskId, record: &TaskRecord) -> Error {
+    pub(crate) fn timed_out(&self, id: &TaskId, record: &TaskRecord) -> Error {
         Error::TaskWaitTimedOut {
             id: id.to_string(),
             status: Status::from(record.status).as_str().to_owned(),
@@ -287,7 +312,7 @@ impl<'a> Bound<'a> {
     }
 
     /// Tells the progress callback about `record` if it changed since last told.
-    fn report(&mut self, paths: &TaskPaths, record: &TaskRecord) {
+    pub(crate) fn report(&mut self, paths: &TaskPaths, record: &TaskRecord) {
         let Some(progress) = self.progress.as_mut() else {
             return;
         };
@@ -297,57 +322,17 @@ impl<'a> Bound<'a> {
         }
     }
 
-    /// Blocks until the task's supervisor has exited (`true`), or the time ran out or the
-    /// wait was cancelled (`false`). With a progress callback, looks at the task every
-    /// [`PROGRESS_EVERY`] meanwhile.
-    fn wait_released(&mut self, paths: &TaskPaths, id: &TaskId) -> Result<bool> {
-        if self.cancel.is_cancelled() || self.left() == Some(Duration::ZERO) {
-            return Ok(false);
+    /// Blocks until a supervisor `exits` watches has exited, the time runs out, the wait is
+    /// cancelled, or (with a progress callback) [`PROGRESS_EVERY`] passed; with `probe`,
+    /// also once [`PROBE_EVERY`](crate::lifecycle::exits::PROBE_EVERY) passed, to look at a
+    /// task no pidfd watches.
+    pub(crate) fn wait(&self, exits: &mut Exits, probe: bool) -> Result<Wake> {
+        let mut slice = self.progress.as_ref().map(|_| PROGRESS_EVERY);
+        if probe {
+            let every = crate::lifecycle::exits::PROBE_EVERY;
+            slice = Some(slice.map_or(every, |s| s.min(every)));
         }
-        if self.deadline.is_none() && self.progress.is_none() && !self.cancel.can_cancel() {
-            // Nothing can end this wait but the supervisor's exit: block on the lock itself.
-            return lock::wait_released(paths, None);
-        }
-        let (sender, woken) = mpsc::channel();
-        let _cancelled = self.cancel.on_cancel({
-            let sender = sender.clone();
-            move || {
-                let _ = sender.send(Wake::Cancelled);
-            }
-        });
-        if !lock::notify_released(paths, move |r| {
-            let _ = sender.send(Wake::Released(r));
-        })? {
-            return Ok(true);
-        }
-        loop {
-            let left = self.left();
-            if left == Some(Duration::ZERO) {
-                return Ok(false);
-            }
-            let slice = match (&self.progress, left) {
-                (Some(_), Some(left)) => Some(left.min(PROGRESS_EVERY)),
-                (Some(_), None) => Some(PROGRESS_EVERY),
-                (None, left) => left,
-            };
-            let wake = match slice {
-                Some(slice) => woken.recv_timeout(slice),
-                None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match wake {
-                Ok(Wake::Released(Ok(()))) => return Ok(true),
-                Ok(Wake::Released(Err(e))) => return Err(Error::store("lock", paths.lock(), e)),
-                Ok(Wake::Cancelled) => return Ok(false),
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.progress.is_some() {
-                        let record = observe(paths, id)?;
-                        self.report(paths, &record);
-                    }
-                }
-                // Both senders are gone only if the helper thread died without a word.
-                Err(RecvTimeoutError::Disconnected) => return Ok(true),
-            }
-        }
+        exits.wait(self.deadline, slice)
     }
 
     /// Waits on a watch until something changed or `pause` passed; `false` once the time
@@ -365,14 +350,37 @@ pub(crate) fn until_terminal(
     id: &TaskId,
     bound: &mut Bound<'_>,
 ) -> Result<TaskRecord> {
+    let mut exits = Exits::new(bound.cancel);
+    // The supervisor watched now, and one found gone an instant ago (its end is then looked
+    // at again at once, once).
+    let mut watched: Option<Identity> = None;
+    let mut gone: Option<Identity> = None;
     loop {
         let record = observe(paths, id)?;
         bound.report(paths, &record);
         if record.status.is_terminal() {
             return Ok(record);
         }
-        if !bound.wait_released(paths, id)? {
+        if bound.over() {
             return Err(bound.timed_out(id, &record));
+        }
+        let supervisor = record.supervisor();
+        if supervisor != watched {
+            exits.forget(0);
+            watched = None;
+            if let Some(identity) = supervisor {
+                if exits.watch(0, paths, identity, bound.lock_threads)? {
+                    watched = Some(identity);
+                } else if gone != Some(identity) {
+                    gone = Some(identity);
+                    continue;
+                }
+            }
+        }
+        match bound.wait(&mut exits, watched.is_none())? {
+            Wake::Look(keys) if keys.contains(&0) => watched = None,
+            Wake::Look(_) => {}
+            Wake::TimedOut | Wake::Cancelled => return Err(bound.timed_out(id, &record)),
         }
     }
 }

@@ -122,6 +122,49 @@ pub struct RmAnswer {
 pub struct PruneAnswer {
     pub removed: Vec<String>,
     pub total_removed: usize,
+    /// Tasks that matched when `prune` looked but were left, each with why: `prune` never
+    /// waits on a running task and never removes a run that began after it looked.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A task `prune` chose but left.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Skipped {
+    pub id: String,
+    pub reason: SkipReason,
+    /// The same, in a sentence.
+    pub message: String,
+}
+
+/// Why `prune` left a task it had chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A new run of it began after `prune` looked (a racing `start` or `restart`).
+    Running,
+    /// Another command held its lock (a start under way, or a reader for an instant).
+    Busy,
+    /// It ran again and ended after `prune` looked, or no longer matches the filters.
+    Changed,
+    /// A newer version of background-tasks recorded it; that version removes it.
+    Newer,
+    /// Removing its folder failed (see `message`).
+    Failed,
+}
+
+impl SkipReason {
+    /// What the reason means, as a sentence for `message`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::Running => "a new run began after prune looked; it was left running",
+            SkipReason::Busy => "another command held its lock; it was left as it is",
+            SkipReason::Changed => {
+                "it ran again (or changed) after prune looked and no longer matched"
+            }
+            SkipReason::Newer => "a newer version of background-tasks recorded it",
+            SkipReason::Failed => "its folder could not be removed",
+        }
+    }
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]

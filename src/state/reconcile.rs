@@ -43,14 +43,19 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     }
     // The supervisor is gone. Record it under the lock; if another reader (or a new start)
     // holds the lock this instant, still answer the truth and let them write it.
-    match TaskLock::try_acquire_in(&folder)? {
-        Some(lock) => match reconcile_in(&folder, &lock) {
+    match TaskLock::try_acquire_in(&folder) {
+        Ok(Some(lock)) => match reconcile_in(&folder, &lock) {
+            // Only `rm` and `prune` delete a record; if one did so this instant, the task
+            // is gone.
             Ok(record) => record.ok_or_else(not_found),
             // It could not be recorded (a full disk): answered all the same.
             Err(Error::Store { .. }) => Ok(unrecorded_end(&folder, record)),
             Err(e) => Err(e),
         },
-        None => Ok(unrecorded_end(&folder, record)),
+        Ok(None) => Ok(unrecorded_end(&folder, record)),
+        // `rm` or `prune` moved the folder away this instant.
+        Err(e) if lock::is_removed(&e) => Err(not_found()),
+        Err(e) => Err(e),
     }
 }
 

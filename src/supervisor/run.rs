@@ -28,7 +28,6 @@ use crate::error::Error;
 use crate::paths::{StateDir, TaskId, TaskPaths, names};
 use crate::procfs::{self, Identity};
 use crate::state::folder::{Folder, Write as Access};
-use crate::state::stop::StopRequest;
 use crate::state::{Reason, Status, TaskRecord, atomic};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::recorder::Recorder;
@@ -154,7 +153,8 @@ impl Supervisor {
         // From here on, a panic stops the task and records it.
         failure::arm(&paths, &record, me);
         atomic::remove_stale_temps(&folder, names::RECORD);
-        StopRequest::remove_in(&folder);
+        // A stop request an older version left in a file (stop now sends it in the signal).
+        let _ = folder.remove(names::STOP_REQUEST);
         let supervisor = Supervisor {
             state,
             paths,

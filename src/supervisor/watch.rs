@@ -1,8 +1,9 @@
 //! Runs in the supervisor: watches the running task until it has ended, and records the end.
 //!
 //! One thread, one `poll`, and nothing in the loop ever blocks: the signalfd (SIGCHLD: the
-//! task or an escapee ended; SIGUSR1: a stop request is waiting in `stop.json`;
-//! SIGTERM/SIGINT/SIGHUP/SIGQUIT: we are told to end, so stop the task first), the
+//! task or an escapee ended; SIGUSR1: a stop request, carried in the signal's value (see
+//! [`StopRequest`]); SIGTERM/SIGINT/SIGHUP/SIGQUIT: we are told to end, so stop the task
+//! first), the
 //! `stop_with_pid` process's pidfd, the log's inotify watch and the sockets of port and URL
 //! tries ([`OutputWatch`]). Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled
 //! reads, tries) set the poll's timeout. The task's end is observed with
@@ -125,14 +126,14 @@ impl Supervision {
             }
             let mut pending = Vec::new();
             while let Ok(Some(info)) = signal_fd.read_signal() {
-                pending.push(info.ssi_signo as i32);
+                pending.push(info);
             }
             // A stop that races the task's own exit must not rewrite an exit as a kill.
             if let Some(ending) = self.main_ended() {
                 break ending;
             }
-            for signo in pending {
-                self.on_signal(signo);
+            for info in pending {
+                self.on_signal(&info);
             }
             if owner_gone {
                 self.owner = None;
@@ -217,16 +218,14 @@ impl Supervision {
         self.record.progress = Some(progress);
     }
 
-    fn on_signal(&mut self, signo: i32) {
-        match signo {
+    fn on_signal(&mut self, info: &libc::signalfd_siginfo) {
+        match info.ssi_signo as i32 {
             libc::SIGUSR1 => {
-                let request = StopRequest::read_in(self.recorder.folder());
-                let signal = request
-                    .as_ref()
-                    .and_then(|r| Signal::try_from(r.signal).ok())
-                    .unwrap_or(Signal::SIGTERM);
-                let grace = request.map_or(self.record.grace_ms, |r| r.grace_ms);
-                self.begin_stop(StopCause::Request, signal, grace);
+                let request = stop_request(info).unwrap_or(StopRequest {
+                    signal: Signal::SIGTERM,
+                    grace_ms: self.record.grace_ms,
+                });
+                self.begin_stop(StopCause::Request, request.signal, request.grace_ms);
             }
             libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
                 self.begin_stop(
@@ -321,10 +320,18 @@ impl Supervision {
         // Sweep before recording, so that a terminal record means nothing of the task is
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
-        StopRequest::remove_in(self.recorder.folder());
         // Into the room set aside for it, whatever the disk's state (see `Recorder::end`).
         self.recorder
             .end(&self.record, Some(signal_fd))
             .map_err(SupervisorError::Record)
     }
+}
+
+/// The stop request a `SIGUSR1` carries: `stop` queues it with its value (`SI_QUEUE`); a
+/// plain `kill -USR1`, or a value this version cannot read, carries none.
+pub fn stop_request(info: &libc::signalfd_siginfo) -> Option<StopRequest> {
+    if info.ssi_code != libc::SI_QUEUE {
+        return None;
+    }
+    StopRequest::from_value(info.ssi_int)
 }

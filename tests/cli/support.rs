@@ -324,9 +324,13 @@ impl Pending {
         stat(self.pid).is_some_and(|p| p.state != 'Z')
     }
 
-    /// Whether its main thread sleeps in a file lock (`/proc/<pid>/wchan`).
+    /// Whether one of its threads sleeps in a file lock (`/proc/<pid>/task/*/wchan`).
     pub fn is_blocked_on_a_lock(&self) -> bool {
-        fs::read_to_string(format!("/proc/{}/wchan", self.pid)).is_ok_and(|w| w.contains("lock"))
+        fs::read_dir(format!("/proc/{}/task", self.pid))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("lock")))
     }
 
     /// Waits for the end, at most [`HANG`].

@@ -5,7 +5,11 @@
 //! Each task belongs to a class with a known outcome (see [`Class::outcomes`]). The tasks
 //! are started from `parallel` client threads in waves of `wave` tasks; once a wave has
 //! started, its long-running tasks are acted on (stopped, their supervisor SIGKILLed), so
-//! hundreds of supervisors are alive at once. Then every task is waited for, and:
+//! hundreds of supervisors are alive at once. The `retention` class runs in a state
+//! directory of its own (so that its `prune` calls remove only its tasks): each of its tasks
+//! ends a first run, then is started again while `rm` and `prune` race the start, and every
+//! run answered `running` must be the run found stopped at the end (issue 20: nothing
+//! answered running is ever removed). Then every task is waited for, and:
 //! - every `task.json` must parse and be terminal; `wait`, `status` and `list` must agree
 //!   with it (corrupt, disagree);
 //! - its status, exit code, signal, reason and run must be its class's (mismatched); a
@@ -112,6 +116,11 @@ enum Class {
     /// Batches of 3 `sleep 1000` with `--concurrency 2`, stopped as a batch (some while
     /// still queued).
     BatchStop,
+    /// `exit 0`, then started again as `sleep 1000` while `rm` and `prune` race the start
+    /// (in a state directory of its own), then stopped: killed by SIGTERM, in its second
+    /// run or (removed before the start) the first run of a fresh folder, and always the
+    /// run the start answered.
+    Retention,
 }
 
 /// One allowed end of a task.
@@ -144,7 +153,7 @@ const fn ended(
 
 impl Class {
     /// Each class and its share of every 100 tasks.
-    const MIX: [(Class, usize); 12] = [
+    const MIX: [(Class, usize); 13] = [
         (Class::Exit, 16),
         (Class::SleepExit, 10),
         (Class::SpawnFail, 3),
@@ -157,6 +166,7 @@ impl Class {
         (Class::Escapee, 6),
         (Class::Batch, 10),
         (Class::BatchStop, 6),
+        (Class::Retention, 6),
     ];
 
     fn name(self) -> &'static str {
@@ -173,6 +183,7 @@ impl Class {
             Class::Escapee => "escapee",
             Class::Batch => "batch",
             Class::BatchStop => "batch_stop",
+            Class::Retention => "retention",
         }
     }
 
@@ -218,6 +229,13 @@ impl Class {
                     ran: false,
                     ..ended("killed", "stop", None, None)
                 },
+            ],
+            Class::Retention => vec![
+                Outcome {
+                    run: 2,
+                    ..ended("killed", "stop", None, Some("SIGTERM"))
+                },
+                ended("killed", "stop", None, Some("SIGTERM")),
             ],
         }
     }
@@ -401,6 +419,8 @@ struct Phases {
 struct Soak {
     bin: PathBuf,
     state: PathBuf,
+    /// The `retention` class's own state directory.
+    retention_state: PathBuf,
     work: PathBuf,
     home: PathBuf,
     /// `BG_SOAK_MARK`'s value: every process of this soak carries it.
@@ -416,10 +436,26 @@ struct Soak {
     waves_done: AtomicBool,
     /// `list` calls made while the waves ran.
     lists_meanwhile: AtomicUsize,
-    /// `stop.json` files left in ended tasks' folders.
+    /// `stop.json` files found in task folders (none may be: `stop` writes none).
     stop_requests_left: AtomicUsize,
     /// How many tasks of each class ended in each of its outcomes.
     ends: Mutex<BTreeMap<Class, Vec<usize>>>,
+    /// The `retention` class's runs answered `running`, by id: (run, pid).
+    retention_runs: Mutex<BTreeMap<String, (Value, Value)>>,
+    /// What the `retention` class's racing `rm`, `prune` and `start` did.
+    retention: RetentionTally,
+}
+
+/// What the racing callers of the `retention` class did.
+#[derive(Debug, Default)]
+struct RetentionTally {
+    rm_removed: AtomicUsize,
+    rm_refused: AtomicUsize,
+    pruned: AtomicUsize,
+    prune_skipped: AtomicUsize,
+    /// Starts that answered run 1: they carried on in a fresh folder after a removal.
+    fresh_starts: AtomicUsize,
+    restarted_runs: AtomicUsize,
 }
 
 pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
@@ -436,6 +472,7 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
     let soak = Soak {
         bin,
         state: scratch.join("state"),
+        retention_state: scratch.join("state-retention"),
         work,
         home,
         mark: format!("{:016x}", nanos ^ (u64::from(std::process::id()) << 40)),
@@ -448,6 +485,8 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
         lists_meanwhile: AtomicUsize::new(0),
         stop_requests_left: AtomicUsize::new(0),
         ends: Mutex::new(BTreeMap::new()),
+        retention_runs: Mutex::new(BTreeMap::new()),
+        retention: RetentionTally::default(),
     };
     eprintln!(
         "soak: {} tasks, {} callers, waves of {}, state dir {}",
@@ -566,7 +605,8 @@ impl Soak {
         let t = Instant::now();
         let waited = Mutex::new(BTreeMap::new());
         self.each(&self.planned, |task| {
-            let answer = self.call(&["wait", "--timeout", "120"], &json!({"id": task.id}));
+            let answer =
+                self.call_for(task, &["wait", "--timeout", "120"], &json!({"id": task.id}));
             if answer.ok {
                 lock(&waited).insert(task.id.clone(), answer.body["task"].clone());
             } else {
@@ -631,6 +671,25 @@ impl Soak {
 
     /// Runs the tool with a sealed environment and returns its answer.
     fn call(&self, args: &[&str], payload: &Value) -> Answer {
+        self.call_in(&self.state, args, payload)
+    }
+
+    /// [`Soak::call`] in the state directory of `task`'s class.
+    fn call_for(&self, task: &Planned, args: &[&str], payload: &Value) -> Answer {
+        self.call_in(self.state_of(&task.id), args, payload)
+    }
+
+    /// The state directory a task lives in: the `retention` class has its own.
+    fn state_of(&self, id: &str) -> &Path {
+        if id.starts_with("retention-") {
+            &self.retention_state
+        } else {
+            &self.state
+        }
+    }
+
+    /// Runs the tool in state directory `state`.
+    fn call_in(&self, state: &Path, args: &[&str], payload: &Value) -> Answer {
         let started = Instant::now();
         let output = Command::new(&self.bin)
             .args(args)
@@ -638,7 +697,7 @@ impl Soak {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
-            .env("BACKGROUND_TASKS_HOME", &self.state)
+            .env("BACKGROUND_TASKS_HOME", state)
             .env("BG_SOAK_MARK", &self.mark)
             .current_dir(&self.work)
             .stdin(Stdio::null())
@@ -694,6 +753,8 @@ impl Soak {
             }
             Class::SpawnFail => json!({"command": "true", "workdir": "/nonexistent"}),
             Class::Stop | Class::BatchStop => json!({"command": "sleep", "args": ["1000"]}),
+            // Its first run; `retention_race` starts the second.
+            Class::Retention => json!({"shell": "exit 0"}),
             Class::StopTrap => json!({
                 "shell": "trap '' TERM; echo trapped; sleep 1000",
                 "grace_s": 0.2,
@@ -743,6 +804,9 @@ impl Soak {
             return;
         }
         let task = &tasks[0];
+        if job.class == Class::Retention {
+            return self.retention_race(task);
+        }
         let answer = self.call(&["start"], &self.payload(task));
         if job.class == Class::SpawnFail {
             if answer.ok || answer.body["type"] != "SpawnFailed" {
@@ -801,6 +865,14 @@ impl Soak {
                 }
             }
             Class::Lost => self.orphan(&tasks[0]),
+            Class::Retention => {
+                let task = &tasks[0];
+                let answer = self.call_for(task, &["stop"], &json!({"id": task.id}));
+                if !answer.ok {
+                    let text = answer.error_text();
+                    self.problem(Kind::Error, &task.id, format!("stop: {text}"));
+                }
+            }
             Class::Escapee => self.stop_with_escapee(&tasks[0]),
             Class::BatchStop => {
                 let payload: Vec<Value> = tasks.iter().map(|t| json!({"id": t.id})).collect();
@@ -816,6 +888,75 @@ impl Soak {
             }
             _ => {}
         }
+    }
+
+    /// A `retention` task: its first run ends, then a `start` of its second run races an
+    /// `rm` of the task and a `prune` of every ended task of the class (other clients'
+    /// tasks included). The start must answer `running` (in a fresh folder if the removal
+    /// came first) or a retryable error; `rm` may remove the ended run or find the new one
+    /// running; nothing answered `running` may be removed.
+    fn retention_race(&self, task: &Planned) {
+        let first = self.call_for(task, &["start", "--wait"], &self.payload(task));
+        if !first.ok {
+            let text = first.error_text();
+            self.problem(Kind::Error, &task.id, format!("first run: {text}"));
+            return;
+        }
+        lock(&self.start_ms).push(first.ms);
+        let mut second = self.payload(task);
+        second["shell"] = json!("sleep 1000");
+        let (rm, start, prune) = std::thread::scope(|scope| {
+            let rm = scope.spawn(|| self.call_for(task, &["rm"], &json!({"id": task.id})));
+            let start = scope.spawn(|| self.call_for(task, &["start"], &second));
+            let prune =
+                scope.spawn(|| self.call_for(task, &["prune"], &json!({"status": "exited"})));
+            (rm.join(), start.join(), prune.join())
+        });
+        let (Ok(rm), Ok(start), Ok(prune)) = (rm, start, prune) else {
+            self.problem(Kind::Error, &task.id, "a racing caller panicked".into());
+            return;
+        };
+        let tally = &self.retention;
+        if rm.ok {
+            tally.rm_removed.fetch_add(1, Ordering::Relaxed);
+        } else if rm.body["type"] == "TaskAlreadyRunning" {
+            tally.rm_refused.fetch_add(1, Ordering::Relaxed);
+        } else if rm.body["type"] != "TaskNotFound" {
+            let text = rm.error_text();
+            self.problem(Kind::Error, &task.id, format!("rm racing a start: {text}"));
+        }
+        if prune.ok {
+            let count = |key: &str| prune.body[key].as_array().map_or(0, Vec::len);
+            tally.pruned.fetch_add(count("removed"), Ordering::Relaxed);
+            tally
+                .prune_skipped
+                .fetch_add(count("skipped"), Ordering::Relaxed);
+        } else {
+            let text = prune.error_text();
+            self.problem(
+                Kind::Error,
+                &task.id,
+                format!("prune racing starts: {text}"),
+            );
+        }
+        if !start.ok || start.body["task"]["status"] != "running" {
+            let text = start.error_text();
+            self.problem(
+                Kind::Error,
+                &task.id,
+                format!("start racing rm and prune: {text}"),
+            );
+            return;
+        }
+        let run = start.body["task"]["run"].clone();
+        let counter = if run == 1 {
+            &tally.fresh_starts
+        } else {
+            &tally.restarted_runs
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        lock(&self.retention_runs)
+            .insert(task.id.clone(), (run, start.body["task"]["pid"].clone()));
     }
 
     fn stop(&self, task: &Planned) {
@@ -947,7 +1088,7 @@ impl Soak {
     }
 
     fn task_dir(&self, id: &str) -> PathBuf {
-        self.state.join("tasks").join(id)
+        self.state_of(id).join("tasks").join(id)
     }
 
     fn record(&self, id: &str) -> Option<Value> {
@@ -959,17 +1100,21 @@ impl Soak {
     fn is_our_supervisor(&self, pid: i32) -> bool {
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         cmdline.split(|&b| b == 0).any(|arg| arg == b"__supervise")
-            && environ_has(
-                pid,
-                format!("BACKGROUND_TASKS_HOME={}", self.state.display()).as_bytes(),
-            )
+            && [&self.state, &self.retention_state]
+                .into_iter()
+                .any(|state| {
+                    environ_has(
+                        pid,
+                        format!("BACKGROUND_TASKS_HOME={}", state.display()).as_bytes(),
+                    )
+                })
     }
 
     /// Reads every record and checks it against `wait`, `status`, `list` and its class.
     fn check_records(&self, waited: &BTreeMap<String, Value>) -> Result<()> {
         let statuses = Mutex::new(BTreeMap::new());
         self.each(&self.planned, |task| {
-            let answer = self.call(&["status"], &json!({"id": task.id}));
+            let answer = self.call_for(task, &["status"], &json!({"id": task.id}));
             if answer.ok {
                 lock(&statuses).insert(task.id.clone(), answer.body["task"].clone());
             } else {
@@ -981,45 +1126,56 @@ impl Soak {
             }
         });
         let statuses = statuses.into_inner().unwrap_or_default();
-        let list = self.call(&["list"], &json!({}));
-        if !list.ok {
-            self.problem(Kind::Error, "list", list.error_text());
+        let states = [&self.state, &self.retention_state];
+        let mut listed: BTreeMap<String, Value> = BTreeMap::new();
+        let mut total = 0;
+        for state in states {
+            let list = self.call_in(state, &["list"], &json!({}));
+            if !list.ok {
+                self.problem(Kind::Error, "list", list.error_text());
+            }
+            total += list.body["total"].as_u64().unwrap_or(0);
+            if list.body["unreadable"]
+                .as_array()
+                .is_some_and(|u| !u.is_empty())
+            {
+                self.problem(
+                    Kind::Corrupt,
+                    "list",
+                    format!("unreadable: {}", list.body["unreadable"]),
+                );
+            }
+            listed.extend(
+                list.body["tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| Some((t["id"].as_str()?.to_owned(), t.clone()))),
+            );
         }
-        if list.body["total"] != self.planned.len() {
+        if total != self.planned.len() as u64 {
             self.problem(
                 Kind::Error,
                 "list",
-                format!(
-                    "total {} for {} tasks",
-                    list.body["total"],
-                    self.planned.len()
-                ),
+                format!("total {total} for {} tasks", self.planned.len()),
             );
         }
-        if list.body["unreadable"]
-            .as_array()
-            .is_some_and(|u| !u.is_empty())
-        {
-            self.problem(
-                Kind::Corrupt,
-                "list",
-                format!("unreadable: {}", list.body["unreadable"]),
-            );
-        }
-        let listed: BTreeMap<String, Value> = list.body["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| Some((t["id"].as_str()?.to_owned(), t.clone())))
-            .collect();
 
         let planned: BTreeSet<&str> = self.planned.iter().map(|t| t.id.as_str()).collect();
-        for entry in fs::read_dir(self.state.join("tasks"))?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !planned.contains(name.as_str()) {
-                self.problem(Kind::Error, &name, "a task folder nobody started".into());
+        for state in states {
+            let Ok(entries) = fs::read_dir(state.join("tasks")) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".removed.") {
+                    self.problem(Kind::Error, &name, "a removed task's folder left".into());
+                } else if !planned.contains(name.as_str()) {
+                    self.problem(Kind::Error, &name, "a task folder nobody started".into());
+                }
             }
         }
+        let answered = lock(&self.retention_runs).clone();
         for task in &self.planned {
             let path = self.task_dir(&task.id).join("task.json");
             let record = match fs::read(&path)
@@ -1083,16 +1239,35 @@ impl Soak {
             if record["status"] == "lost" && task.class != Class::Lost {
                 self.problem(Kind::Lost, &task.id, format!("lost: {}", record["error"]));
             }
+            // The run a racing start answered `running` is the run that was stopped: it was
+            // neither removed nor replaced.
+            if let Some((run, pid)) = answered.get(&task.id)
+                && (&record["run"] != run || &record["pid"] != pid)
+            {
+                self.problem(
+                    Kind::Lost,
+                    &task.id,
+                    format!(
+                        "start answered run {run} pid {pid} running; the record is run {} pid {}",
+                        record["run"], record["pid"]
+                    ),
+                );
+            }
         }
-        for path in files_under(&self.state) {
+        for path in states.into_iter().flat_map(|state| files_under(state)) {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             match name.as_deref() {
                 Some(n) if n.starts_with('.') && n.contains(".tmp.") => {
                     self.problem(Kind::TempFile, &path.display().to_string(), "left".into());
                 }
-                // Harmless (the next run's supervisor removes it), but counted.
+                // `stop` sends its request in the signal: no file may appear (RELIABILITY 32).
                 Some("stop.json") => {
                     self.stop_requests_left.fetch_add(1, Ordering::Relaxed);
+                    self.problem(
+                        Kind::Error,
+                        &path.display().to_string(),
+                        "a stop.json".into(),
+                    );
                 }
                 _ => {}
             }
@@ -1219,12 +1394,24 @@ impl Soak {
             trap.pct(1.0)
         );
         let _ = writeln!(table, "peak supervisors   {peak_supervisors}");
+        let tally = &self.retention;
+        let n = |count: &AtomicUsize| count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            table,
+            "retention races    rm removed {} (refused {}), prune removed {} (skipped {}); starts: {} in a fresh folder, {} as run 2",
+            n(&tally.rm_removed),
+            n(&tally.rm_refused),
+            n(&tally.pruned),
+            n(&tally.prune_skipped),
+            n(&tally.fresh_starts),
+            n(&tally.restarted_runs)
+        );
         let lists = self.lists_meanwhile.load(Ordering::Relaxed);
         let _ = writeln!(table, "lists meanwhile    {lists}");
         let stop_requests = self.stop_requests_left.load(Ordering::Relaxed);
         let _ = writeln!(
             table,
-            "stop.json left     {stop_requests} (harmless: the next run removes it)"
+            "stop.json left     {stop_requests} (stop asks through the signal: must be 0)"
         );
         if let Some(line) = full_disk {
             let _ = writeln!(table, "{line}");
@@ -1285,6 +1472,14 @@ impl Soak {
                                   "p99": start.pct(0.99), "max": start.pct(1.0)},
             "trap_stop_ms": {"runs": trap.samples.len(), "p50": trap.median(), "max": trap.pct(1.0)},
             "peak_supervisors": peak_supervisors,
+            "retention": {
+                "rm_removed": self.retention.rm_removed.load(Ordering::Relaxed),
+                "rm_refused": self.retention.rm_refused.load(Ordering::Relaxed),
+                "pruned": self.retention.pruned.load(Ordering::Relaxed),
+                "prune_skipped": self.retention.prune_skipped.load(Ordering::Relaxed),
+                "fresh_starts": self.retention.fresh_starts.load(Ordering::Relaxed),
+                "second_runs": self.retention.restarted_runs.load(Ordering::Relaxed),
+            },
             "lists_meanwhile": self.lists_meanwhile.load(Ordering::Relaxed),
             "stop_requests_left": self.stop_requests_left.load(Ordering::Relaxed),
             "counts": counts,

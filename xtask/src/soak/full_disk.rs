@@ -107,6 +107,7 @@ pub(super) fn run(outer: &Soak, tasks: usize, scratch: &Path) -> DiskReport {
     let inner = Soak {
         bin: outer.bin.clone(),
         state: mountpoint.clone(),
+        retention_state: mountpoint.clone(),
         work: outer.work.clone(),
         home: outer.home.clone(),
         mark: format!("{}-disk", outer.mark),
@@ -119,6 +120,8 @@ pub(super) fn run(outer: &Soak, tasks: usize, scratch: &Path) -> DiskReport {
         lists_meanwhile: AtomicUsize::new(0),
         stop_requests_left: AtomicUsize::new(0),
         ends: Mutex::new(BTreeMap::new()),
+        retention_runs: Mutex::new(BTreeMap::new()),
+        retention: Default::default(),
     };
     let tasks: Vec<DiskTask> = DiskKind::ALL
         .iter()
