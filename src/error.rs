@@ -83,6 +83,11 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A symlink where the state directory holds only files and folders of its own: nothing
+    /// is ever opened through one (RELIABILITY 33).
+    #[error("refusing {}: it is a symlink, and nothing in the state directory is opened through one", path.display())]
+    Symlink { path: PathBuf },
+
     #[error("the record {} is unreadable: {detail}", path.display())]
     CorruptRecord { path: PathBuf, detail: String },
 
@@ -188,6 +193,7 @@ impl Error {
             Error::PortInUse { .. } => "PortInUse",
             Error::SpawnFailed { .. } => "SpawnFailed",
             Error::Store { .. }
+            | Error::Symlink { .. }
             | Error::CorruptRecord { .. }
             | Error::NewerRecord { .. }
             | Error::UnsafeStateDir { .. } => "StoreError",
@@ -204,10 +210,27 @@ impl Error {
             Error::Store { action, .. } if *action == crate::state::lock::REMOVED_MEANWHILE => true,
             // Still running: waiting again may see it ready.
             Error::TaskNotReady { status, .. } => status == "running" || status == "queued",
+            // A full disk is freed, a limit raised: the same call may then succeed.
             Error::Store { source, .. } | Error::SpawnFailed { source, .. } => matches!(
                 source.raw_os_error(),
-                Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR)
+                Some(
+                    libc::EAGAIN
+                        | libc::EMFILE
+                        | libc::ENFILE
+                        | libc::ENOMEM
+                        | libc::EINTR
+                        | libc::ENOSPC
+                        | libc::EDQUOT
+                )
             ),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a write that failed because the disk (or the user's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Store { source, .. } | Error::SpawnFailed { source, .. } => is_disk_full(source),
             _ => false,
         }
     }
@@ -237,6 +260,12 @@ impl Error {
                 if source.raw_os_error() == Some(libc::ENOSPC) =>
             {
                 "The disk holding the state directory is full; free space and retry.".into()
+            }
+            Error::SpawnFailed { source, .. } | Error::Store { source, .. }
+                if source.raw_os_error() == Some(libc::EDQUOT) =>
+            {
+                "Your disk quota on the state directory's disk is used up; free space and retry."
+                    .into()
             }
             Error::SpawnFailed { source, .. } | Error::Store { source, .. }
                 if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
@@ -269,6 +298,9 @@ impl Error {
             }
             Error::Store { .. } => {
                 "Check the permissions and free space of the state directory.".into()
+            }
+            Error::Symlink { .. } => {
+                "Something other than background-tasks put the symlink there; remove it (what it points at was not touched).".into()
             }
             Error::CorruptRecord { .. } => {
                 "The record was damaged outside background-tasks; remove the task's folder.".into()
@@ -377,7 +409,9 @@ impl Error {
                 put("path", json!(path));
                 put("os_error", json!(source.raw_os_error()));
             }
-            Error::CorruptRecord { path, .. } | Error::UnsafeStateDir { path, .. } => {
+            Error::CorruptRecord { path, .. }
+            | Error::UnsafeStateDir { path, .. }
+            | Error::Symlink { path } => {
                 put("path", json!(path));
             }
             Error::SignalRefused { id, .. } | Error::NewerRecord { id, .. } => put("id", json!(id)),
@@ -390,3 +424,8 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether an OS error says the disk (or the user's quota on it) is full.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}

@@ -2,15 +2,19 @@
 //!
 //! `$BACKGROUND_TASKS_HOME`, else the platform state dir (`~/.local/state/background-tasks`
 //! on Linux). Under it, one folder per task: `tasks/<id>/`. Task ids are validated by
-//! [`TaskId`] before they become a path component, so nothing is created outside the root.
+//! [`TaskId`] before they become a path component, so nothing is created outside the root;
+//! and every folder and file under the root is opened through the root's own descriptor,
+//! one component at a time, never through a symlink ([`Folder`]).
 
 use std::fmt;
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::state::folder::Folder;
 
 /// Environment variables we read, all in one place.
 pub mod env {
@@ -114,10 +118,13 @@ impl serde::Serialize for TaskId {
     }
 }
 
-/// The state directory, checked to be ours and private.
+/// The state directory, checked to be ours and private, and open: everything under it is
+/// opened through its descriptor, one component at a time, following no symlink
+/// ([`Folder`]).
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    folder: Folder,
 }
 
 impl StateDir {
@@ -146,91 +153,87 @@ impl StateDir {
     /// Opens the state directory at `root`, creating it (0700) when it is missing, and refuses
     /// one that is a symlink, not a directory, owned by someone else or writable by others.
     pub fn open(root: PathBuf) -> Result<StateDir> {
-        let dir = StateDir { root };
-        match fs::symlink_metadata(&dir.root) {
-            Ok(_) => dir.check(&dir.root)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                create_private_dir_all(&dir.root)?;
-                dir.check(&dir.root)?;
+        let fd = match open_root(&root)? {
+            Some(fd) => fd,
+            None => {
+                create_private_dir_all(&root)?;
+                open_root(&root)?.ok_or_else(|| {
+                    Error::store(
+                        "open the state directory",
+                        &root,
+                        io::Error::from(io::ErrorKind::NotFound),
+                    )
+                })?
             }
-            Err(e) => return Err(Error::store("inspect the state directory", &dir.root, e)),
-        }
-        Ok(dir)
-    }
-
-    fn check(&self, path: &Path) -> Result<()> {
-        let refuse = |reason: String| {
-            Err(Error::UnsafeStateDir {
-                path: path.to_path_buf(),
-                reason,
-            })
         };
-        let meta = fs::symlink_metadata(path)
-            .map_err(|e| Error::store("inspect the state directory", path, e))?;
-        if meta.file_type().is_symlink() {
-            return refuse("it is a symlink".into());
-        }
-        if !meta.is_dir() {
-            return refuse("it is not a directory".into());
-        }
-        let me = nix::unistd::geteuid().as_raw();
-        if meta.uid() != me {
-            return refuse(format!("it is owned by uid {}, not {me}", meta.uid()));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return refuse(format!(
-                "its mode {:o} lets others write to it",
-                meta.mode() & 0o777
-            ));
-        }
-        Ok(())
+        check(&root, &fd)?;
+        Ok(StateDir {
+            folder: Folder::root(fd, root.clone()),
+            root,
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// `<root>/tasks`, the parent of every task folder.
-    pub fn tasks_dir(&self) -> PathBuf {
-        self.root.join("tasks")
+    /// The state directory, open.
+    pub fn folder(&self) -> &Folder {
+        &self.folder
     }
 
-    /// Where `rm` and `prune` move a task's folder, under its lock, before deleting it: a
-    /// hidden name beside the task folders (never a valid task id), unique to this call.
-    pub fn removal_dir(&self, id: &TaskId) -> PathBuf {
+    /// `<root>/tasks`, the parent of every task folder.
+    pub fn tasks_dir(&self) -> PathBuf {
+        self.root.join(TASKS)
+    }
+
+    /// The name under `tasks/` to which `rm` and `prune` move a task's folder, under its
+    /// lock, before deleting it: hidden (never a valid task id), unique to this call.
+    pub fn removal_name(&self, id: &TaskId) -> String {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.tasks_dir()
-            .join(format!("{REMOVAL_PREFIX}{id}.{}.{n}", std::process::id()))
+        format!("{REMOVAL_PREFIX}{id}.{}.{n}", std::process::id())
+    }
+
+    /// `tasks/`, open; `None` before the first task.
+    pub fn tasks(&self) -> Result<Option<Folder>> {
+        self.folder.open_below(&[TASKS])
     }
 
     /// `<root>/batches`: the slot and turn locks of batches started with `--concurrency`.
     pub fn batches_dir(&self) -> PathBuf {
-        self.root.join("batches")
+        self.root.join(BATCHES)
     }
 
-    /// One batch's folder. Batch ids are generated by `start` (`b_` and hex digits).
-    pub fn batch_dir(&self, batch: &str) -> PathBuf {
-        self.batches_dir().join(batch)
-    }
-
-    /// The lock files of one batch. Nothing is created.
+    /// The lock files of one batch (`b_` and hex digits, generated by `start`). Nothing is
+    /// created.
     pub fn batch(&self, batch: &str) -> BatchPaths {
         BatchPaths {
-            dir: self.batch_dir(batch),
+            dir: self.batches_dir().join(batch),
+            state: self.folder.clone(),
+            id: batch.to_owned(),
         }
+    }
+
+    /// Creates `tasks/` (0700) if it is missing, and opens it.
+    pub fn create_tasks_dir(&self) -> Result<Folder> {
+        self.folder.create_below(&[TASKS])
+    }
+
+    /// `batches/`, open; `None` when no batch was ever made.
+    pub fn batches(&self) -> Result<Option<Folder>> {
+        self.folder.open_below(&[BATCHES])
     }
 
     /// Every valid task id with a folder under `tasks/`, in no particular order.
     pub fn task_ids(&self) -> Result<Vec<TaskId>> {
-        let tasks_dir = self.tasks_dir();
-        let entries = match fs::read_dir(&tasks_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store("read", tasks_dir, e)),
+        let Some(tasks) = self.folder.open_below(&[TASKS])? else {
+            return Ok(Vec::new());
         };
-        Ok(entries
-            .filter_map(|entry| TaskId::parse(entry.ok()?.file_name().to_str()?).ok())
+        Ok(tasks
+            .names()?
+            .into_iter()
+            .filter_map(|name| TaskId::parse(name.to_str()?).ok())
             .collect())
     }
 
@@ -238,58 +241,158 @@ impl StateDir {
     pub fn task(&self, id: &TaskId) -> TaskPaths {
         TaskPaths {
             dir: self.tasks_dir().join(id.as_str()),
+            state: self.folder.clone(),
+            id: id.as_str().to_owned(),
         }
     }
 }
 
-/// A scratch folder of this process under the state directory at `root` (doctor's, to
-/// try locks and notifications for real); hidden, and named for the process.
-pub fn scratch_dir(root: &Path) -> PathBuf {
-    root.join(format!(".doctor.{}", std::process::id()))
+/// Opens the state directory itself without following a symlink; `None` when it is missing.
+fn open_root(root: &Path) -> Result<Option<OwnedFd>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let refuse = |reason: &str| {
+        Err(Error::UnsafeStateDir {
+            path: root.to_path_buf(),
+            reason: reason.to_owned(),
+        })
+    };
+    match open(root, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        // With O_DIRECTORY | O_NOFOLLOW, a symlink reads as "not a directory" (or a loop).
+        Err(Errno::ENOTDIR | Errno::ELOOP) => match fs::symlink_metadata(root) {
+            Ok(meta) if meta.file_type().is_symlink() => refuse("it is a symlink"),
+            _ => refuse("it is not a directory"),
+        },
+        Err(e) => Err(Error::store("open the state directory", root, e.into())),
+    }
 }
 
-/// The start of the name of a task folder being removed ([`StateDir::removal_dir`]).
+/// Refuses a state directory owned by someone else or writable by others.
+fn check(root: &Path, fd: &OwnedFd) -> Result<()> {
+    let refuse = |reason: String| {
+        Err(Error::UnsafeStateDir {
+            path: root.to_path_buf(),
+            reason,
+        })
+    };
+    let meta = nix::sys::stat::fstat(fd)
+        .map_err(|e| Error::store("inspect the state directory", root, e.into()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.st_uid != me {
+        return refuse(format!("it is owned by uid {}, not {me}", meta.st_uid));
+    }
+    let mode = meta.st_mode as u32;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "its mode {:o} lets others write to it",
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// The parent of every task folder.
+const TASKS: &str = "tasks";
+/// The parent of every batch folder.
+const BATCHES: &str = "batches";
+
+/// The name of this process's scratch folder in the state directory (doctor's, to try
+/// locks and notifications for real); hidden, and named for the process.
+pub fn scratch_name() -> String {
+    format!(".doctor.{}", std::process::id())
+}
+
+/// The start of the name of a task folder being removed ([`StateDir::removal_name`]).
 pub const REMOVAL_PREFIX: &str = ".removed.";
 
-/// The files of one task folder.
+/// The names of the files in a task folder.
+pub mod names {
+    /// The record, replaced atomically by its one writer.
+    pub const RECORD: &str = "task.json";
+    /// Combined stdout and stderr of the current run.
+    pub const LOG: &str = "output.log";
+    /// The append-only lifecycle journal, across runs.
+    pub const JOURNAL: &str = "events.jsonl";
+    /// Held exclusively by the supervisor for its whole life; never replaced.
+    pub const LOCK: &str = "supervisor.lock";
+    /// Where older versions wrote a stop request (`stop` now sends it in the signal); a
+    /// supervisor removes one left there when it starts.
+    pub const STOP_REQUEST: &str = "stop.json";
+
+    /// The log of an earlier run.
+    pub fn old_log(run: u32) -> String {
+        format!("output.{run}.log")
+    }
+}
+
+/// The files of one task folder: their paths (for messages and answers), and the folder
+/// opened through the state directory's descriptor ([`TaskPaths::open`]).
 #[derive(Debug, Clone)]
 pub struct TaskPaths {
     pub dir: PathBuf,
+    /// The state directory, open.
+    state: Folder,
+    /// The folder's name under `tasks/`: the task id.
+    id: String,
 }
 
 impl TaskPaths {
     /// The record, replaced atomically by its one writer.
     pub fn record(&self) -> PathBuf {
-        self.dir.join("task.json")
+        self.dir.join(names::RECORD)
     }
     /// Combined stdout and stderr of the current run.
     pub fn log(&self) -> PathBuf {
-        self.dir.join("output.log")
+        self.dir.join(names::LOG)
     }
     /// The log of an earlier run.
     pub fn old_log(&self, run: u32) -> PathBuf {
-        self.dir.join(format!("output.{run}.log"))
+        self.dir.join(names::old_log(run))
     }
     /// The append-only lifecycle journal, across runs.
     pub fn journal(&self) -> PathBuf {
-        self.dir.join("events.jsonl")
+        self.dir.join(names::JOURNAL)
     }
     /// Held exclusively by the supervisor for its whole life; never replaced.
     pub fn lock(&self) -> PathBuf {
-        self.dir.join("supervisor.lock")
+        self.dir.join(names::LOCK)
     }
     /// Where older versions wrote a stop request (`stop` now sends it in the signal); a
     /// supervisor removes one left there when it starts.
     pub fn stop_request(&self) -> PathBuf {
-        self.dir.join("stop.json")
+        self.dir.join(names::STOP_REQUEST)
     }
 
-    /// Creates the task folder (and `tasks/`), mode 0700 whatever the umask.
-    pub fn create(&self) -> Result<()> {
-        if let Some(parent) = self.dir.parent() {
-            create_private_dir(parent)?;
+    /// The task folder, open (following no symlink); `None` when it does not exist.
+    pub fn open(&self) -> Result<Option<Folder>> {
+        self.state.open_below(&[TASKS, &self.id])
+    }
+
+    /// Opens the file `name` of the task's folder for reading, following no symlink (see
+    /// [`Folder::read_file`]); `None` when it or the folder does not exist.
+    pub fn read_file(&self, name: &str) -> Result<Option<std::fs::File>> {
+        match self.open()? {
+            Some(folder) => folder.read_file(name),
+            None => Ok(None),
         }
-        create_private_dir(&self.dir)
+    }
+
+    /// Creates the task folder (and `tasks/`), mode 0700 whatever the umask, and opens it.
+    pub fn create(&self) -> Result<Folder> {
+        self.state.create_below(&[TASKS, &self.id])
+    }
+
+    /// Removes the task folder and everything in it, following no link (see
+    /// [`Folder::remove_below`]). Only the holder of the task's lock may.
+    pub fn remove(&self) -> Result<()> {
+        match self.state.open_below(&[TASKS])? {
+            Some(tasks) => tasks.remove_below(&self.id),
+            None => Ok(()),
+        }
     }
 }
 
@@ -297,40 +400,47 @@ impl TaskPaths {
 #[derive(Debug, Clone)]
 pub struct BatchPaths {
     pub dir: PathBuf,
+    /// The state directory, open.
+    state: Folder,
+    /// The folder's name under `batches/`.
+    id: String,
 }
 
 impl BatchPaths {
     /// Slot `k`: held by a running task's supervisor for its whole life.
-    pub fn slot(&self, k: usize) -> PathBuf {
-        self.dir.join(format!("slot.{k}.lock"))
+    pub fn slot(k: usize) -> String {
+        format!("slot.{k}.lock")
     }
     /// Turn `index`: held by the task at that place until it has a slot.
-    pub fn turn(&self, index: usize) -> PathBuf {
-        self.dir.join(format!("turn.{index}.lock"))
+    pub fn turn(index: usize) -> String {
+        format!("turn.{index}.lock")
+    }
+
+    /// The batch's folder, open (following no symlink); `None` when it does not exist.
+    pub fn open(&self) -> Result<Option<Folder>> {
+        self.state.open_below(&[BATCHES, &self.id])
+    }
+
+    /// Creates the batch's folder (and `batches/`), mode 0700, and opens it.
+    pub fn create(&self) -> Result<Folder> {
+        self.state.create_below(&[BATCHES, &self.id])
     }
 }
 
-/// Creates one directory with mode 0700; an existing one is fine.
-fn create_private_dir(path: &Path) -> Result<()> {
-    match DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => set_private_mode(path, 0o700),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::store("create the directory", path, e)),
-    }
-}
-
+/// Creates the state directory and its missing parents with mode 0700, by path: the one
+/// folder that cannot be made through an open parent of ours.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the state directory itself, before it can be opened; it is then opened without following a symlink and checked"
+)]
 pub fn create_private_dir_all(path: &Path) -> Result<()> {
     DirBuilder::new()
         .mode(0o700)
         .recursive(true)
         .create(path)
         .map_err(|e| Error::store("create the state directory", path, e))?;
-    set_private_mode(path, 0o700)
-}
-
-/// The umask may have taken bits away at creation; set the mode we promise.
-pub fn set_private_mode(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    // The umask may have taken bits away at creation; set the mode we promise.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::store("set the mode of", path, e))
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::output_log::{self, Cursor, CursorReset, LineReader, ShownLine};
-use crate::paths::{TaskId, TaskPaths};
+use crate::paths::{TaskId, TaskPaths, names};
 use crate::payload::frame::Frame;
 use crate::state::journal::{self, JournalEntry, kind};
 
@@ -108,11 +108,7 @@ impl Timeline {
         selection: Selection,
         sink: &mut Sink<'_>,
     ) -> Result<(Timeline, Flow)> {
-        let log = match File::open(paths.log()) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::store("open the log", paths.log(), e)),
-        };
+        let log = paths.read_file(names::LOG)?;
         let (entries, journal_offset) = journal::read_from(paths, 0)?;
         let run = record.run;
         let mut timeline = Timeline {
@@ -368,7 +364,7 @@ impl Timeline {
 
     fn log_size(&mut self) -> Result<u64> {
         if self.log.is_none() {
-            self.log = File::open(self.paths.log()).ok();
+            self.log = self.paths.read_file(names::LOG).ok().flatten();
         }
         match &self.log {
             Some(file) => file

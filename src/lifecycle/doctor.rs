@@ -5,16 +5,17 @@
 //! Checks only look: they create and remove one scratch folder in the state directory, and
 //! read records the way `status` does (so a task found `lost` is recorded so).
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::paths::StateDir;
 use crate::payload::discovery::{Check, CheckStatus, DoctorAnswer, Summary, TaskCounts};
+use crate::state::folder::{Folder, Write as Access};
 use crate::state::{Status, observe};
 use crate::time::now_ms;
 
@@ -45,8 +46,8 @@ pub fn check(args: DoctorArgs) -> DoctorAnswer {
         Ok(Some(state)) => {
             checks.push(state_dir_mode(&root));
             checks.push(filesystem(&root));
-            checks.push(locks(&root));
-            checks.push(notify(&root));
+            checks.push(locks(&state));
+            checks.push(notify(&state));
             let (task_check, counts, supervisors) = task_states(&state);
             tasks = counts;
             checks.push(binary(&supervisors));
@@ -147,39 +148,45 @@ fn filesystem(root: &Path) -> Check {
 }
 
 /// A scratch folder in the state directory, removed when dropped.
-struct Scratch(PathBuf);
+struct Scratch {
+    parent: Folder,
+    name: String,
+    folder: Folder,
+}
 
 impl Scratch {
-    fn new(root: &Path) -> io::Result<Scratch> {
-        let dir = crate::paths::scratch_dir(root);
-        crate::paths::create_private_dir_all(&dir).map_err(io::Error::other)?;
-        Ok(Scratch(dir))
+    fn new(state: &StateDir) -> Result<Scratch> {
+        let name = crate::paths::scratch_name();
+        let folder = state.folder().create_below(&[&name])?;
+        Ok(Scratch {
+            parent: state.folder().clone(),
+            name,
+            folder,
+        })
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let _ = self.parent.remove_below(&self.name);
     }
 }
 
 /// An exclusive lock taken through one open file must exclude another open file.
-fn locks(root: &Path) -> Check {
-    let result = (|| -> io::Result<bool> {
-        let scratch = Scratch::new(root)?;
-        let path = scratch.0.join("lock");
+fn locks(state: &StateDir) -> Check {
+    let result = (|| -> Result<bool, String> {
+        let scratch = Scratch::new(state).map_err(|e| e.full_message())?;
         let open = || {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
+            scratch
+                .folder
+                .write_file("lock", Access::Lock)
+                .map_err(|e| e.full_message())
         };
         let first: File = open()?;
         let second: File = open()?;
-        first.lock()?;
+        first.lock().map_err(|e| e.to_string())?;
         let excluded = matches!(second.try_lock(), Err(fs::TryLockError::WouldBlock));
-        first.unlock()?;
+        first.unlock().map_err(|e| e.to_string())?;
         let released = second.try_lock().is_ok();
         Ok(excluded && released)
     })();
@@ -199,22 +206,18 @@ fn locks(root: &Path) -> Check {
 }
 
 /// A real watch must report a real change.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "a scratch file in doctor's own scratch folder, written only to make a watch fire"
-)]
-fn notify(root: &Path) -> Check {
-    let scratch = match Scratch::new(root) {
+fn notify(state: &StateDir) -> Check {
+    let scratch = match Scratch::new(state) {
         Ok(scratch) => scratch,
         Err(e) => {
             return Check::fail(
                 "notify",
-                format!("cannot create a scratch folder: {e}"),
+                format!("cannot create a scratch folder: {}", e.full_message()),
                 "Check the state directory's permissions and free space.",
             );
         }
     };
-    let watch = DirWatch::new(&scratch.0, false);
+    let watch = DirWatch::new(scratch.folder.path(), false);
     if !watch.is_watching() {
         return Check::warn(
             "notify",
@@ -222,10 +225,14 @@ fn notify(root: &Path) -> Check {
             "Followers fall back to polling every 250 ms; raise fs.inotify.max_user_instances if you need faster.",
         );
     }
-    if let Err(e) = fs::write(scratch.0.join("touched"), b"x") {
+    let touched = scratch.folder.create_new("touched").and_then(|mut file| {
+        file.write_all(b"x")
+            .map_err(|e| Error::store("write", scratch.folder.file_path("touched"), e))
+    });
+    if let Err(e) = touched {
         return Check::fail(
             "notify",
-            format!("cannot write in the state directory: {e}"),
+            format!("cannot write in the state directory: {}", e.full_message()),
             "Check the state directory's permissions and free space.",
         );
     }
@@ -378,18 +385,16 @@ fn binary(supervisors: &[i32]) -> Check {
 /// Temp files of record writes whose writer died between write and rename.
 fn temp_files(state: &StateDir) -> Check {
     let mut stale = Vec::new();
-    if let Ok(tasks) = fs::read_dir(state.tasks_dir()) {
-        for task in tasks.flatten() {
-            let Ok(files) = fs::read_dir(task.path()) else {
-                continue;
-            };
-            for file in files.flatten() {
-                let name = file.file_name().to_string_lossy().into_owned();
-                if let Some(writer) = crate::state::atomic::temp_writer(&name)
-                    && !Path::new(&format!("/proc/{writer}")).exists()
-                {
-                    stale.push(file.path().display().to_string());
-                }
+    for id in state.task_ids().unwrap_or_default() {
+        let Ok(Some(folder)) = state.task(&id).open() else {
+            continue;
+        };
+        for name in folder.names().unwrap_or_default() {
+            let name = name.to_string_lossy().into_owned();
+            if let Some(writer) = crate::state::atomic::temp_writer(&name)
+                && !Path::new(&format!("/proc/{writer}")).exists()
+            {
+                stale.push(folder.file_path(&name).display().to_string());
             }
         }
     }

@@ -178,7 +178,7 @@ impl Tasks {
         let deadline = args.timeout.map(|t| Instant::now() + t);
         let tasks_dir = self.state.tasks_dir();
         // A new task's folder may be the first thing to appear.
-        let _ = std::fs::create_dir_all(&tasks_dir);
+        let _ = self.state.create_tasks_dir();
         let watch = DirWatch::new_for(&tasks_dir, true, &["task.json"]);
         let mut seen = BTreeMap::new();
         let mut sequence = 0;

@@ -12,7 +12,7 @@
 //! any supervisor runs.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,12 +23,13 @@ use crate::lifecycle::restart::started_meanwhile;
 use crate::lifecycle::stop::{StopArgs, stop_record};
 use crate::lifecycle::wait::{until_ready, until_terminal};
 use crate::lifecycle::{Cancel, Tasks};
-use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, set_private_mode};
+use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, names};
 use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput};
 use crate::payload::task::Task;
 use crate::procfs::Identity;
+use crate::state::folder::Folder;
 use crate::state::lock::{self, TaskLock};
-use crate::state::reconcile::reconcile_locked;
+use crate::state::reconcile::reconcile_in;
 use crate::state::record::BatchSlot;
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::launch::{LaunchError, launch};
@@ -230,7 +231,8 @@ fn template(id: &TaskId, input: StartInput, batch: Option<BatchSlot>) -> Result<
 /// The slot and turn locks of one batch started with a concurrency.
 struct Queue {
     id: String,
-    paths: BatchPaths,
+    /// The batch's folder, open.
+    folder: Folder,
     concurrency: usize,
     size: usize,
 }
@@ -238,18 +240,13 @@ struct Queue {
 impl Queue {
     fn create(state: &StateDir, concurrency: usize, size: usize) -> Result<Queue> {
         let id = format!("b_{}", &TaskId::generate().as_str()[3..]);
-        let paths = state.batch(&id);
-        let dir = &paths.dir;
-        fs::create_dir_all(dir).map_err(|e| Error::store("create the batch folder", dir, e))?;
-        set_private_mode(&state.batches_dir(), 0o700)?;
-        set_private_mode(dir, 0o700)?;
+        let folder = state.batch(&id).create()?;
         for k in 0..concurrency {
-            let path = paths.slot(k);
-            open_lock(&path).map_err(|e| Error::store("create", &path, e))?;
+            open_lock(&folder, &BatchPaths::slot(k))?;
         }
         Ok(Queue {
             id,
-            paths,
+            folder,
             concurrency,
             size,
         })
@@ -268,9 +265,10 @@ impl Queue {
     fn turns(&self) -> Result<Vec<Option<File>>> {
         (0..self.size)
             .map(|i| {
-                let path = self.paths.turn(i);
-                let file = open_lock(&path).map_err(|e| Error::store("create", &path, e))?;
-                file.lock().map_err(|e| Error::store("lock", &path, e))?;
+                let name = BatchPaths::turn(i);
+                let file = open_lock(&self.folder, &name)?;
+                file.lock()
+                    .map_err(|e| Error::store("lock", self.folder.file_path(&name), e))?;
                 Ok(Some(file))
             })
             .collect()
@@ -304,21 +302,34 @@ impl Tasks {
         // Whatever the template holds of an earlier run, this run starts afresh.
         template.begin_run();
         let paths = self.paths(id);
-        paths.create()?;
-        let lock = match acquire_for_start(&paths, id, &template, if_running, self.lock_threads)? {
+        let mut folder = paths.create()?;
+        let acquired = acquire_for_start(
+            &paths,
+            &mut folder,
+            id,
+            &template,
+            if_running,
+            self.lock_threads,
+        )?;
+        let lock = match acquired {
             Acquired::Lock(lock) => lock,
             Acquired::Reused(record) => return Ok((*record, true)),
         };
+        // The supervisor opens these through the folder, following no link; a link planted
+        // there is refused now, naming it, rather than run without a journal or a log.
+        for name in [names::JOURNAL, names::LOG] {
+            folder.refuse_link(name)?;
+        }
         // A previous run whose supervisor died is recorded `lost` (and its leftovers killed)
         // before the new run replaces it.
-        if let Some(prior) = reconcile_locked(&paths, &lock)? {
+        if let Some(prior) = reconcile_in(&folder, &lock)? {
             // A run recorded by a newer version is left as it is.
             if !prior.understood() {
                 return Err(prior.newer());
             }
             template.run = prior.run.saturating_add(1);
             template.created_at_ms = prior.created_at_ms;
-            keep_previous_log(&paths, prior.run)?;
+            keep_previous_log(&folder, prior.run)?;
         }
         let run = template.run;
         let spec = Spec {
@@ -336,7 +347,7 @@ impl Tasks {
         drop(turn);
         match launched {
             Ok(Report::Running { .. } | Report::Queued | Report::Ended) => {
-                let record = TaskRecord::read(&paths)?.ok_or_else(|| {
+                let record = TaskRecord::read_in(&folder)?.ok_or_else(|| {
                     Error::store(
                         "read the record",
                         paths.record(),
@@ -360,7 +371,7 @@ impl Tasks {
                 let source = match error {
                     LaunchError::Spawn(e) | LaunchError::NoReport(e) => e,
                 };
-                let current = TaskRecord::read(&paths).ok().flatten();
+                let current = TaskRecord::read_in(&folder).ok().flatten();
                 if current.is_none_or(|r| r.run != run) {
                     let mut failed = spec.record;
                     failed.finish(Status::Failed, Reason::SpawnError, now_ms());
@@ -373,7 +384,7 @@ impl Tasks {
                         }
                         .full_message(),
                     );
-                    failed.write(&paths)?;
+                    failed.write_in(&folder)?;
                 }
                 Err(spawn_failed("supervisor".into(), source))
             }
@@ -394,6 +405,7 @@ enum Acquired {
 /// was started by a racing caller, and is answered, not stopped in turn.
 fn acquire_for_start(
     paths: &TaskPaths,
+    folder: &mut Folder,
     id: &TaskId,
     template: &TaskRecord,
     if_running: IfRunning,
@@ -403,14 +415,15 @@ fn acquire_for_start(
     let mut pause = Duration::from_micros(200);
     let mut stopped = false;
     loop {
-        match TaskLock::try_acquire(paths) {
+        match TaskLock::try_acquire_in(folder) {
             Ok(Some(lock)) => return Ok(Acquired::Lock(lock)),
             Ok(None) => {}
             Err(error) if lock::is_removed(&error) => {
                 if Instant::now() >= deadline {
                     return Err(lock::removed(&paths.lock()));
                 }
-                paths.create()?;
+                // Carry on in a fresh folder, opened anew.
+                *folder = paths.create()?;
                 continue;
             }
             Err(error) => return Err(error),
@@ -418,7 +431,7 @@ fn acquire_for_start(
         // Someone holds the lock. If it is a live supervisor of a running or queued task,
         // `if_running` decides; otherwise it is a reader probing, a supervisor writing its
         // last record, or another start, and the lock is free again in moments.
-        let record = TaskRecord::read(paths).ok().flatten();
+        let record = TaskRecord::read_in(folder).ok().flatten();
         let running = record.as_ref().filter(|r| !r.status.is_terminal());
         if let Some(record) = running.filter(|r| r.supervisor_alive()) {
             let pid = record.pid.map(i64::from);
@@ -510,20 +523,15 @@ fn check_port_free(state: &StateDir, port: u32, id: &TaskId) -> Result<()> {
     })
 }
 
-/// Keeps the previous run's output as `output.<run>.log`, and only that one.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "moves a log aside, not a record: under the task's lock, before the next run's supervisor opens a new one"
-)]
-fn keep_previous_log(paths: &TaskPaths, prior_run: u32) -> Result<()> {
+/// Keeps the previous run's output as `output.<run>.log`, and only that one: under the
+/// task's lock, before the next run's supervisor opens a new log. Renamed and removed in
+/// the task's folder: a link planted there is moved or removed itself, never followed.
+fn keep_previous_log(folder: &Folder, prior_run: u32) -> Result<()> {
     if prior_run > 1 {
-        let _ = fs::remove_file(paths.old_log(prior_run - 1));
+        let _ = folder.remove(&names::old_log(prior_run - 1));
     }
-    match fs::rename(paths.log(), paths.old_log(prior_run)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::store("keep the previous log", paths.log(), e)),
-    }
+    folder.rename(names::LOG, &names::old_log(prior_run))?;
+    Ok(())
 }
 
 fn fresh_id(state: &StateDir) -> TaskId {

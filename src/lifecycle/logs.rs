@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
 use crate::output_log::{self, Cursor, CursorReset};
+use crate::paths::names;
 use crate::payload::answer::{Artifact, ArtifactAnswer, LogsAnswer};
 use crate::payload::input::{DEFAULT_LOG_LINES, LogsInput};
 use crate::payload::task::LogInfo;
@@ -85,11 +86,7 @@ impl Tasks {
         let record = observe(&paths, &input.id)?;
         let wanted = input.lines.unwrap_or(DEFAULT_LOG_LINES);
         let path = paths.log();
-        let mut file = match File::open(&path) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::store("open the log", &path, e)),
-        };
+        let mut file = paths.read_file(names::LOG)?;
         let read = |file: &mut File| -> io::Result<Selected> {
             let size = file.metadata()?.len();
             let end = if record.status.is_terminal() {

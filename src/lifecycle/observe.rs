@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::lifecycle::Tasks;
 use crate::paths::TaskId;
 use crate::payload::task::Task;
+use crate::state::reconcile::known_end;
 use crate::state::{TaskRecord, observe};
 
 /// `status`: one task.
@@ -19,10 +20,21 @@ impl Tasks {
     /// One task, truthfully, with the TCP ports its processes listen on.
     pub fn status(&self, args: StatusArgs) -> Result<Task> {
         let paths = self.paths(&args.id);
-        let record = observe(&paths, &args.id)?;
+        let mut record = observe(&paths, &args.id)?;
+        let mut is_stopped = stopped(&record);
+        // The task's process is gone but its end is not recorded yet: its supervisor is
+        // recording it, or (on a full disk) keeps trying to. Its journal may know the end
+        // already; asked only then, so a running task costs nothing more.
+        if is_stopped.is_none()
+            && record.pid.is_some()
+            && let Some(ended) = known_end(&paths, &record)
+        {
+            record = ended;
+            is_stopped = None;
+        }
         let mut task = Task::from_record(&record, &paths);
         task.ports = Some(listening_ports(&record));
-        task.stopped = stopped(&record);
+        task.stopped = is_stopped;
         Ok(task)
     }
 

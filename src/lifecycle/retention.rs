@@ -8,13 +8,13 @@
 //! `rm` or `prune` looked is never removed.
 //!
 //! Still under the lock, the folder is moved away, to a hidden name beside the task folders
-//! ([`StateDir::removal_dir`]), and deleted once the lock is let go. So the id is at once
+//! ([`StateDir::removal_name`], a `renameat` in `tasks/`), and deleted once the lock is let
+//! go, entry by entry through its descriptor: a link in it is removed itself, never what it
+//! points at. So the id is at once
 //! either the whole task or free, and a `start` racing the removal either took the lock
 //! first (the run is then kept) or finds the lock it took no longer at its path and
 //! carries on in a fresh folder ([`TaskLock::try_acquire`]).
 
-use std::fs;
-use std::io;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -218,30 +218,19 @@ fn remove_ended(
     }
     // Moved away under the lock: from here on the id is free, and whoever took the old
     // lock after us finds it is no longer the task's.
-    let away = state.removal_dir(id);
-    let moved = move_away(&paths, &away);
+    let Some(tasks) = state.tasks()? else {
+        return Ok(Removal::Gone);
+    };
+    let away = state.removal_name(id);
+    let moved = tasks.rename(id.as_str(), &away);
     drop(lock);
-    match moved {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
-        Err(e) => return Err(Error::store("move away", &paths.dir, e)),
+    if !moved? {
+        return Ok(Removal::Gone);
     }
-    match fs::remove_dir_all(&away) {
-        Ok(()) => Ok(Removal::Removed(now)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Removed(now)),
-        // The task is gone from `tasks/` already; what is left of its files is removed by
-        // the next `prune`.
-        Err(_) => Ok(Removal::Removed(now)),
-    }
-}
-
-/// Moves a task folder to `away`, under its lock.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "moves a whole task folder, not a record, under its lock: the one step that frees the id at once"
-)]
-fn move_away(paths: &TaskPaths, away: &std::path::Path) -> io::Result<()> {
-    fs::rename(&paths.dir, away)
+    // The task is gone from `tasks/` already; what is left of its files, if this fails, is
+    // removed by the next `prune`.
+    let _ = tasks.remove_below(&away);
+    Ok(Removal::Removed(now))
 }
 
 /// Whether two records describe the same run: the same run number of the same task folder
@@ -291,36 +280,40 @@ fn lock_unless_running(paths: &TaskPaths) -> Result<Locked> {
     }
 }
 
-/// Removes batch folders no supervisor uses any more (every one of their locks is free).
+/// Removes batch folders no supervisor uses any more (every one of their locks is free),
+/// opening each folder and lock through its parent, following no symlink.
 fn prune_batches(state: &StateDir) {
-    let Ok(entries) = fs::read_dir(state.batches_dir()) else {
+    let Ok(Some(batches)) = state.batches() else {
         return;
     };
-    for entry in entries.flatten() {
-        let Ok(locks) = fs::read_dir(entry.path()) else {
+    for name in batches.names().unwrap_or_default() {
+        let Some(name) = name.to_str() else { continue };
+        let Ok(Some(batch)) = batches.open_below(&[name]) else {
             continue;
         };
-        let idle = locks
-            .flatten()
-            .all(|lock| fs::File::open(lock.path()).is_ok_and(|f| f.try_lock().is_ok()));
+        let idle = batch.names().is_ok_and(|locks| {
+            locks.iter().all(|lock| {
+                lock.to_str()
+                    .and_then(|lock| batch.read_file(lock).ok().flatten())
+                    .is_some_and(|f| f.try_lock().is_ok())
+            })
+        });
         if idle {
-            let _ = fs::remove_dir_all(entry.path());
+            let _ = batches.remove_below(name);
         }
     }
 }
 
 /// Deletes what is left of folders `rm` or `prune` moved away but could not delete.
 fn prune_removals(state: &StateDir) {
-    let Ok(entries) = fs::read_dir(state.tasks_dir()) else {
+    let Ok(Some(tasks)) = state.tasks() else {
         return;
     };
-    for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(REMOVAL_PREFIX))
+    for name in tasks.names().unwrap_or_default() {
+        if let Some(name) = name.to_str()
+            && name.starts_with(REMOVAL_PREFIX)
         {
-            let _ = fs::remove_dir_all(entry.path());
+            let _ = tasks.remove_below(name);
         }
     }
 }

@@ -10,7 +10,6 @@
 //! retryable; the task runs on) and can be cancelled from outside, which ends it the same
 //! way. A progress callback, when given, hears of each change to the task while it waits.
 
-use std::fs::File;
 use std::time::{Duration, Instant};
 
 use crate::time::deadline_after;
@@ -20,7 +19,7 @@ use crate::follow::DirWatch;
 use crate::lifecycle::exits::{Exits, Wake};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::output_log;
-use crate::paths::{TaskId, TaskPaths};
+use crate::paths::{TaskId, TaskPaths, names};
 use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::{Status, Task};
 use crate::procfs::Identity;
@@ -420,7 +419,7 @@ fn until_conditions(
 ) -> Result<TaskRecord> {
     let watch = DirWatch::new(&paths.dir, false);
     let first = observe(paths, id)?;
-    let mut log = File::open(paths.log()).ok();
+    let mut log = paths.read_file(names::LOG).ok().flatten();
     // Reads each byte once: a line still being written (a `\r` bar) is not read again.
     let mut lines = output_log::LineReader::new(0);
     loop {
@@ -428,7 +427,7 @@ fn until_conditions(
         bound.report(paths, &record);
         // A queued task has no log yet: open it once it exists.
         if log.is_none() && record.run == first.run {
-            log = File::open(paths.log()).ok();
+            log = paths.read_file(names::LOG).ok().flatten();
         }
         // Only the run we started with counts: a restart's output is not its output.
         if record.run == first.run
@@ -474,7 +473,7 @@ fn not_ready(paths: &TaskPaths, record: &TaskRecord, why: &'static str) -> Error
 
 /// The last `lines` lines of the current run's output.
 pub fn log_tail(paths: &TaskPaths, lines: u64) -> Vec<String> {
-    let Ok(mut file) = File::open(paths.log()) else {
+    let Ok(Some(mut file)) = paths.read_file(names::LOG) else {
         return Vec::new();
     };
     let size = file.metadata().map_or(0, |m| m.len());

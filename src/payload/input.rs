@@ -44,7 +44,7 @@ pub struct StartInput {
     #[schemars(length(min = 1))]
     pub workdir: Option<String>,
     /// Variables set for the task. Only their names are ever stored or printed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "env_map")]
     #[schemars(extend("propertyNames" = crate::wire_schema::env_name()))]
     pub env: BTreeMap<String, String>,
     /// Labels to find the task by (`list {"tag": ...}`).
@@ -348,7 +348,7 @@ pub struct RestartInput {
     /// The task id.
     pub id: TaskId,
     /// Values for the variables the task was started with (`env_keys`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "env_map")]
     #[schemars(extend("propertyNames" = crate::wire_schema::env_name()))]
     pub env: BTreeMap<String, String>,
 }
@@ -440,20 +440,160 @@ impl ReadySpecRecord {
     }
 }
 
-/// `env`: names are non-empty and hold no `=`; no NUL anywhere.
+/// `env`: names are non-empty and hold no `=`; no NUL anywhere. (A name that holds `=` or
+/// NUL is refused while it is read, by [`env_map`]; this is for inputs built otherwise.)
 fn environment(env: &BTreeMap<String, String>) -> Result<()> {
     for (key, value) in env {
-        let path = format!("env.{key}");
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(Error::input_at(
-                path,
-                format!("env: {key:?} is not a variable name"),
-                "Variable names are non-empty and hold no '=' or NUL.",
-            ));
+        if let Some(why) = bad_env_name(key) {
+            return Err(Error::input_at("env", format!("env: {why}"), ENV_NAME_HINT));
         }
-        text(&path, value, false)?;
+        text(&format!("env.{key}"), value, false)?;
     }
     Ok(())
+}
+
+const ENV_NAME_HINT: &str =
+    "Variable names are non-empty and hold no '=' or NUL: give {\"NAME\":\"value\"}.";
+
+/// Why `name` is not a variable name, showing only what comes before a `=` or NUL: a name
+/// like `API_TOKEN=sk-...` is a whole assignment, and what follows the `=` is a value.
+fn bad_env_name(name: &str) -> Option<String> {
+    let shown = &name[..name.find(['=', '\0']).unwrap_or(name.len())];
+    if name.is_empty() {
+        Some("a variable name is empty".to_owned())
+    } else if name.contains('=') {
+        Some(format!(
+            "the variable name {shown:?} is followed by '='; what follows is not shown"
+        ))
+    } else if name.contains('\0') {
+        Some(format!(
+            "the variable name {shown:?} is followed by a NUL byte; what follows is not shown"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Reads `env`: an object of variable names to string values. Its errors never show a
+/// value (RELIABILITY 34): serde's own messages quote the value they refuse ("invalid type:
+/// integer `987654`"), so `env` is read by visitors of its own that say the path (`env.PIN`),
+/// the type expected and the type found, and nothing of the value.
+fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    d.deserialize_any(EnvVisitor)
+}
+
+/// What a JSON value is, in words, without what it holds.
+fn json_type(found: &str) -> String {
+    format!("{found} (values are never shown)")
+}
+
+struct EnvVisitor;
+
+impl EnvVisitor {
+    fn refuse<E: serde::de::Error>(found: &str) -> Result<BTreeMap<String, String>, E> {
+        Err(E::custom(format!(
+            "expected an object of variable names to string values, not {}",
+            json_type(found)
+        )))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EnvVisitor {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of variable names to string values")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut env = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if let Some(why) = bad_env_name(&name) {
+                return Err(serde::de::Error::custom(why));
+            }
+            let EnvValue(value) = map.next_value()?;
+            env.insert(name, value);
+        }
+        Ok(env)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        EnvVisitor::refuse("a boolean")
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        EnvVisitor::refuse("a number")
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        EnvVisitor::refuse("a number")
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        EnvVisitor::refuse("a number")
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        EnvVisitor::refuse("a string")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        EnvVisitor::refuse("null")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        EnvVisitor::refuse("an array")
+    }
+}
+
+/// One value of `env`: a string; anything else is refused without showing it.
+struct EnvValue(String);
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EnvValue, D::Error> {
+        d.deserialize_any(EnvValueVisitor)
+    }
+}
+
+struct EnvValueVisitor;
+
+impl EnvValueVisitor {
+    fn refuse<E: serde::de::Error>(found: &str) -> Result<EnvValue, E> {
+        Err(E::custom(format!(
+            "expected a string, not {}",
+            json_type(found)
+        )))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EnvValueVisitor {
+    type Value = EnvValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<EnvValue, E> {
+        Ok(EnvValue(value.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<EnvValue, E> {
+        Ok(EnvValue(value))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<EnvValue, E> {
+        EnvValueVisitor::refuse("a boolean")
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<EnvValue, E> {
+        EnvValueVisitor::refuse("a number")
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<EnvValue, E> {
+        EnvValueVisitor::refuse("a number")
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<EnvValue, E> {
+        EnvValueVisitor::refuse("a number")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<EnvValue, E> {
+        EnvValueVisitor::refuse("null")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<EnvValue, A::Error> {
+        EnvValueVisitor::refuse("an array")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<EnvValue, A::Error> {
+        EnvValueVisitor::refuse("an object")
+    }
 }
 
 fn text(path: &str, value: &str, required: bool) -> Result<()> {
@@ -510,4 +650,62 @@ fn signal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signal>, D::Error> {
     parsed.map(Some).ok_or_else(|| {
         serde::de::Error::custom("not a signal: give a name like \"SIGTERM\" or a number like 15")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RELIABILITY 34: whatever is wrong with `env`, the error names the path and the types,
+    /// never the value.
+    #[test]
+    fn env_errors_never_show_a_value() {
+        let cases = [
+            (
+                r#"{"command":"x","env":{"PIN":987654}}"#,
+                "env.PIN",
+                "987654",
+            ),
+            (r#"{"command":"x","env":{"PIN":-4.5e3}}"#, "env.PIN", "4.5"),
+            (r#"{"command":"x","env":{"PIN":true}}"#, "env.PIN", "true"),
+            (
+                r#"{"command":"x","env":{"PIN":{"v":"s3cret"}}}"#,
+                "env.PIN",
+                "s3cret",
+            ),
+            (
+                r#"{"command":"x","env":"API_TOKEN=s3cret"}"#,
+                "env",
+                "s3cret",
+            ),
+            (
+                r#"{"command":"x","env":["API_TOKEN=s3cret"]}"#,
+                "env",
+                "s3cret",
+            ),
+            (
+                r#"{"command":"x","env":{"API_TOKEN=s3cret":"v"}}"#,
+                "env",
+                "s3cret",
+            ),
+            (
+                r#"{"command":"x","env":{"API_TOKEN\u0000s3cret":"v"}}"#,
+                "env",
+                "s3cret",
+            ),
+            (r#"{"command":"x","env":{"":"v"}}"#, "env", "\"v\""),
+        ];
+        for (payload, path, secret) in cases {
+            let error =
+                crate::payload::parse::<StartInput>(payload.as_bytes(), "{}").expect_err(payload);
+            let json = error.to_json().to_string();
+            assert!(!json.contains(secret), "{payload}: {json}");
+            assert_eq!(error.details()["path"], path, "{payload}: {json}");
+        }
+        let input: StartInput =
+            crate::payload::parse(br#"{"command":"x","env":{"A":"1","B":""}}"#, "{}")
+                .expect("strings are values");
+        assert_eq!(input.env["A"], "1");
+        assert_eq!(input.env["B"], "");
+    }
 }

@@ -261,7 +261,11 @@ pub struct LogInfo {
 impl Task {
     pub fn from_record(record: &TaskRecord, paths: &TaskPaths) -> Task {
         let log = paths.log();
-        let size_bytes = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        // The log's own size: a symlink planted in its place is never followed.
+        let size_bytes = std::fs::symlink_metadata(&log)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map_or(0, |m| m.len());
         let duration_ms = record
             .started_at_ms
             .map(|start| record.ended_at_ms.unwrap_or_else(now_ms) - start)
@@ -314,9 +318,9 @@ mod tests {
         let record: TaskRecord =
             serde_json::from_slice(include_bytes!("../../tests/fixtures/record-v1.json"))
                 .expect("fixture");
-        let paths = TaskPaths {
-            dir: std::path::PathBuf::from("/nonexistent"),
-        };
+        let home = tempfile::tempdir().expect("a temp dir");
+        let state = crate::paths::StateDir::open(home.path().join("state")).expect("state dir");
+        let paths = state.task(&crate::paths::TaskId::parse("legacy").expect("an id"));
         let value = serde_json::to_value(Task::from_record(&record, &paths)).expect("encode");
         let keys: Vec<&str> = value
             .as_object()

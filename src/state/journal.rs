@@ -12,17 +12,24 @@
 //! type (or with data) a newer version wrote is read and passed over, not refused. Each
 //! type's data has its own struct ([`StatusEntry`], [`EndedEntry`], [`ReadyEntry`],
 //! `ProgressRecord`); the wire's frames are built from them (`payload::frame`).
+//!
+//! A supervisor keeps room allocated past the journal's end ([`Journal::reserve`]), so the
+//! lines of its run's end can be appended on a disk that filled up meanwhile; lines that
+//! are not the end (progress, readiness) are left out rather than eat into that room. The
+//! journal may so miss a line, but never contradicts the record: the end is journaled only
+//! once the record that says it is sure to follow ([`record_end`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::paths::{TaskPaths, set_private_mode};
+use crate::paths::{TaskPaths, names};
 use crate::state::TaskRecord;
+use crate::state::folder::{self, Folder};
 use crate::state::record::{ProgressRecord, Reason, Status};
 use crate::time::now_ms;
 
@@ -106,29 +113,91 @@ pub struct ReadyEntry {
 pub struct Journal {
     file: File,
     next: u64,
+    /// The journal's size, as far as we appended.
+    size: u64,
+    /// Where the room allocated past the end ends; 0 when there is none.
+    reserved_to: u64,
 }
+
+/// Room a supervisor keeps allocated past the journal's end for the lines of its run's end.
+const RESERVE: u64 = 16 * 1024;
+/// Room a line other than the end must leave: below it, the line is left out.
+const END_ROOM: u64 = 2 * 1024;
 
 impl Journal {
     /// Opens (creating, 0600) the journal and finds the next sequence number.
     pub fn open(paths: &TaskPaths) -> Result<Journal> {
-        let path = paths.journal();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::store("open", &path, e))?;
-        set_private_mode(&path, 0o600)?;
-        let last = last_sequence(&mut file).map_err(|e| Error::store("read", &path, e))?;
+        let folder = paths.open()?.ok_or_else(|| {
+            Error::store(
+                "open",
+                paths.journal(),
+                io::Error::from(io::ErrorKind::NotFound),
+            )
+        })?;
+        Journal::open_in(&folder)
+    }
+
+    /// [`Journal::open`], in the task's open folder.
+    pub fn open_in(folder: &Folder) -> Result<Journal> {
+        let mut file = folder.write_file(names::JOURNAL, folder::Write::ReadAppend)?;
+        let path = || folder.file_path(names::JOURNAL);
+        let size = file
+            .metadata()
+            .map_err(|e| Error::store("inspect", path(), e))?
+            .len();
+        let last = last_sequence(&mut file, size).map_err(|e| Error::store("read", path(), e))?;
         Ok(Journal {
             file,
             next: last + 1,
+            size,
+            reserved_to: 0,
         })
+    }
+
+    /// Allocates room past the journal's end for the lines of the run's end (without
+    /// changing its size), so that they can be appended on a full disk. Fails where the
+    /// filesystem cannot allocate ahead, or has no room left.
+    pub fn reserve(&mut self) -> Result<()> {
+        self.allocate(RESERVE)
+    }
+
+    fn allocate(&mut self, room: u64) -> Result<()> {
+        let (from, length) = (self.size, room);
+        nix::fcntl::fallocate(
+            self.file.as_fd(),
+            nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            i64::try_from(from).unwrap_or(i64::MAX),
+            i64::try_from(length).unwrap_or(i64::MAX),
+        )
+        .map_err(|e| Error::store("set room aside in", names::JOURNAL, e.into()))?;
+        self.reserved_to = self.reserved_to.max(from + length);
+        Ok(())
+    }
+
+    /// Gives back the room allocated past the journal's end, a dead supervisor's too
+    /// (truncating the journal to its own size frees it).
+    pub fn release(&mut self) {
+        if let Ok(meta) = self.file.metadata() {
+            let _ = self.file.set_len(meta.len());
+        }
+        self.reserved_to = 0;
     }
 
     /// Appends one entry.
     pub fn append(&mut self, kind: &str, run: u32, log_offset: u64, data: Value) -> Result<()> {
+        self.append_line(kind, run, log_offset, data, kind == kind::ENDED)
+    }
+
+    /// Appends one entry; one that is not part of the `end` must leave the room kept for
+    /// the end, or it is left out (an error) when no more room can be had.
+    fn append_line(
+        &mut self,
+        kind: &str,
+        run: u32,
+        log_offset: u64,
+        data: Value,
+        end: bool,
+    ) -> Result<()> {
         let entry = JournalEntry {
             sequence: self.next,
             kind: kind.to_owned(),
@@ -138,12 +207,22 @@ impl Journal {
             data,
         };
         let mut line = serde_json::to_vec(&entry)
-            .map_err(|e| Error::store("encode", "events.jsonl", io::Error::other(e)))?;
+            .map_err(|e| Error::store("encode", names::JOURNAL, io::Error::other(e)))?;
         line.push(b'\n');
+        let after = self.size + line.len() as u64;
+        if self.reserved_to > 0 && !end && after + END_ROOM > self.reserved_to {
+            // The room kept for the end would be eaten into: more room, or no line.
+            self.allocate(line.len() as u64 + RESERVE)?;
+        }
         self.file
             .write_all(&line)
-            .map_err(|e| Error::store("append to", "events.jsonl", e))?;
+            .map_err(|e| Error::store("append to", names::JOURNAL, e))?;
+        self.size = after;
         self.next += 1;
+        if self.reserved_to > 0 && self.reserved_to < self.size + RESERVE / 2 {
+            // Topped up while there is room; on a full disk what is left still holds an end.
+            let _ = self.allocate(RESERVE);
+        }
         Ok(())
     }
 }
@@ -151,29 +230,27 @@ impl Journal {
 impl Journal {
     /// Records the task's status as it now stands.
     pub fn status(&mut self, record: &TaskRecord, log_offset: u64) -> Result<()> {
-        self.append_entry(
-            kind::STATUS,
-            record.run,
-            log_offset,
-            &StatusEntry::of(record),
-        )
+        let end = record.status.is_terminal();
+        let entry = StatusEntry::of(record);
+        self.append_entry(kind::STATUS, record.run, log_offset, &entry, end)
     }
 
     /// Records a terminal status and the end of the run.
     pub fn ended(&mut self, record: &TaskRecord, log_offset: u64) -> Result<()> {
         self.status(record, log_offset)?;
-        self.append_entry(kind::ENDED, record.run, log_offset, &EndedEntry::of(record))
+        let entry = EndedEntry::of(record);
+        self.append_entry(kind::ENDED, record.run, log_offset, &entry, true)
     }
 
     /// Records that the run's ready conditions all held.
     pub fn ready(&mut self, run: u32, log_offset: u64) -> Result<()> {
         let entry = ReadyEntry { ready: true, run };
-        self.append_entry(kind::READY, run, log_offset, &entry)
+        self.append_entry(kind::READY, run, log_offset, &entry, false)
     }
 
     /// Records the newest progress the run reported.
     pub fn progress(&mut self, run: u32, log_offset: u64, progress: &ProgressRecord) -> Result<()> {
-        self.append_entry(kind::PROGRESS, run, log_offset, progress)
+        self.append_entry(kind::PROGRESS, run, log_offset, progress, false)
     }
 
     fn append_entry(
@@ -182,45 +259,111 @@ impl Journal {
         run: u32,
         log_offset: u64,
         data: &impl Serialize,
+        end: bool,
     ) -> Result<()> {
         let data = serde_json::to_value(data)
-            .map_err(|e| Error::store("encode", "events.jsonl", io::Error::other(e)))?;
-        self.append(kind, run, log_offset, data)
+            .map_err(|e| Error::store("encode", names::JOURNAL, io::Error::other(e)))?;
+        self.append_line(kind, run, log_offset, data, end)
     }
 }
 
-/// Records the end of a run, in the one order every writer keeps: the journal's `task.ended`
-/// first, then the terminal record. A follower that sees a terminal record so finds
-/// `task.ended` already journaled (or knows it never will be), and one that sees
-/// `task.ended` waits only for the record. The entry is placed at the log's size now (0
-/// when the run wrote none). A journal that cannot be written (`None`, or a failed append)
-/// does not stop the record: the journal is a courtesy to followers, the record is the
-/// truth. Used by the supervisor and by a reader that records a task `lost`.
+/// Records the end of a run, in the one order every writer keeps: the record's new content
+/// is written first (into a temp file beside it: the part that needs room on the disk), then
+/// the journal's `task.ended`, then the record is renamed into place. A follower that sees a
+/// terminal record so finds `task.ended` already journaled (or knows it never will be), and
+/// one that sees `task.ended` waits only for the rename, which needs no room: the journal
+/// never announces an end that its record then fails to say (a reader on a full disk that
+/// cannot record a task `lost` journals nothing). A journal that cannot be written (`None`,
+/// or a failed append) does not stop the record: the journal is a courtesy to followers, the
+/// record is the truth. Used by the supervisor and by a reader that records a task `lost`.
 pub fn record_end(
     paths: &TaskPaths,
     journal: Option<&mut Journal>,
     record: &TaskRecord,
 ) -> Result<()> {
+    let folder = paths.open()?.ok_or_else(|| {
+        Error::store(
+            "replace",
+            paths.record(),
+            io::Error::from(io::ErrorKind::NotFound),
+        )
+    })?;
+    record_end_in(&folder, journal, record)
+}
+
+/// [`record_end`], in the task's open folder.
+pub fn record_end_in(
+    folder: &Folder,
+    journal: Option<&mut Journal>,
+    record: &TaskRecord,
+) -> Result<()> {
+    let staged = record.stage_in(folder)?;
+    journal_end(folder, journal, record);
+    staged.commit()?.sync()
+}
+
+/// Journals the end of `record`'s run (its terminal status, then `task.ended`), placed at
+/// the log's size now (0 when the run wrote none). Failures are let go: see [`record_end`].
+pub fn journal_end(folder: &Folder, journal: Option<&mut Journal>, record: &TaskRecord) {
     if let Some(journal) = journal {
-        let log_size = std::fs::metadata(paths.log()).map_or(0, |m| m.len());
+        let log_size = folder.size(names::LOG).unwrap_or(0);
         let _ = journal.ended(record, log_size);
     }
-    record.write(paths)
+}
+
+/// A run's end as its journal holds it, and when it was journaled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournaledEnd {
+    pub ended: EndedEntry,
+    pub at_ms: i64,
+}
+
+impl JournaledEnd {
+    /// `record` (of the same run) ended as journaled.
+    pub fn applied_to(self, mut record: TaskRecord) -> TaskRecord {
+        let JournaledEnd { ended, at_ms } = self;
+        record.exit_code = ended.exit_code;
+        record.signal = ended.signal;
+        let reason = ended.reason.unwrap_or(Reason::Exit);
+        record.finish(ended.status, reason, at_ms);
+        record
+    }
+}
+
+/// How run `run` ended, if the journal says so: its last `task.ended` entry for that run.
+/// Only the journal's tail is read: the end is the last thing a run's supervisor journals.
+pub fn journaled_end(folder: &Folder, run: u32) -> Option<JournaledEnd> {
+    const TAIL: u64 = 64 * 1024;
+    let mut file = folder.read_file(names::JOURNAL).ok()??;
+    let size = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(size.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    tail.split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<JournalEntry>(line).ok())
+        .filter(|entry| entry.kind == kind::ENDED && entry.run == run)
+        .filter_map(|entry| {
+            let ended = serde_json::from_value::<EndedEntry>(entry.data).ok()?;
+            let at_ms = entry.timestamp_ms;
+            (ended.run == run && ended.status.is_terminal())
+                .then_some(JournaledEnd { ended, at_ms })
+        })
+        .next_back()
 }
 
 /// Entries from byte `offset` on, and the offset just past the last whole line read.
 pub fn read_from(paths: &TaskPaths, offset: u64) -> Result<(Vec<JournalEntry>, u64)> {
-    let path = paths.journal();
     let mut bytes = Vec::new();
-    match File::open(&path) {
-        Ok(mut file) => {
-            file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.read_to_end(&mut bytes))
-                .map_err(|e| Error::store("read", &path, e))?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
-        Err(e) => return Err(Error::store("open", &path, e)),
-    }
+    let file = match paths.open()? {
+        Some(folder) => folder.read_file(names::JOURNAL)?,
+        None => None,
+    };
+    let Some(mut file) = file else {
+        return Ok((Vec::new(), offset));
+    };
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| Error::store("read", paths.journal(), e))?;
     // Only whole lines: the last one may still be being written.
     let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let entries = bytes[..whole]
@@ -230,8 +373,7 @@ pub fn read_from(paths: &TaskPaths, offset: u64) -> Result<(Vec<JournalEntry>, u
     Ok((entries, offset + whole as u64))
 }
 
-fn last_sequence(file: &mut File) -> io::Result<u64> {
-    let size = file.metadata()?.len();
+fn last_sequence(file: &mut File, size: u64) -> io::Result<u64> {
     let start = size.saturating_sub(4096);
     file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();

@@ -10,13 +10,14 @@
 //! whole folder is moved away only by `rm`/`prune`, under the lock, and a lock taken on a
 //! file that is no longer at its path does not count ([`TaskLock::try_acquire`]).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::paths::{TaskPaths, set_private_mode};
+use crate::paths::{TaskPaths, names};
+use crate::state::folder::{Folder, Write};
 
 /// The exclusive lock of one task, held by `start` and then by its supervisor.
 #[derive(Debug)]
@@ -33,13 +34,19 @@ impl TaskLock {
     /// the file locked is still the one at the lock's path. A folder removed meanwhile (or
     /// before) is a `StoreError` whose cause is `NotFound`; see [`is_removed`].
     pub fn try_acquire(paths: &TaskPaths) -> Result<Option<TaskLock>> {
-        let file = open_for_locking(paths)?;
+        TaskLock::try_acquire_in(&task_folder(paths)?)
+    }
+
+    /// [`TaskLock::try_acquire`], in the task's open folder (opened through the state
+    /// directory; a folder moved away since is found out by the lock's path).
+    pub fn try_acquire_in(folder: &Folder) -> Result<Option<TaskLock>> {
+        let file = folder.write_file(names::LOCK, Write::Lock)?;
+        let path = folder.file_path(names::LOCK);
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => return Err(Error::store("lock", paths.lock(), e)),
+            Err(TryLockError::Error(e)) => return Err(Error::store("lock", &path, e)),
         }
-        let path = paths.lock();
         let locked = file
             .metadata()
             .map_err(|e| Error::store("inspect", &path, e))?;
@@ -75,15 +82,21 @@ pub enum Liveness {
 /// Probes the lock without disturbing its holder. A shared probe never conflicts with
 /// other readers, and it succeeds only when no supervisor holds the lock.
 pub fn probe(paths: &TaskPaths) -> Result<Liveness> {
-    let file = match File::open(paths.lock()) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Liveness::Gone),
-        Err(e) => return Err(Error::store("open", paths.lock(), e)),
+    match paths.open()? {
+        Some(folder) => probe_in(&folder),
+        None => Ok(Liveness::Gone),
+    }
+}
+
+/// [`probe`], in the task's open folder.
+pub fn probe_in(folder: &Folder) -> Result<Liveness> {
+    let Some(file) = folder.read_file(names::LOCK)? else {
+        return Ok(Liveness::Gone);
     };
     match file.try_lock_shared() {
         Ok(()) => Ok(Liveness::Gone),
         Err(TryLockError::WouldBlock) => Ok(Liveness::Alive),
-        Err(TryLockError::Error(e)) => Err(Error::store("lock", paths.lock(), e)),
+        Err(TryLockError::Error(e)) => Err(Error::store("lock", folder.file_path(names::LOCK), e)),
     }
 }
 
@@ -119,10 +132,12 @@ pub fn notify_released(
     paths: &TaskPaths,
     released: impl FnOnce(io::Result<()>) + Send + 'static,
 ) -> Result<Notify> {
-    let file = match File::open(paths.lock()) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Notify::NoLock),
-        Err(e) => return Err(Error::store("open", paths.lock(), e)),
+    let file = match paths.open()? {
+        Some(folder) => folder.read_file(names::LOCK)?,
+        None => None,
+    };
+    let Some(file) = file else {
+        return Ok(Notify::NoLock);
     };
     let taken = LOCK_THREADS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
         (n < MAX_LOCK_THREADS).then_some(n + 1)
@@ -171,21 +186,8 @@ pub fn is_removed(error: &Error) -> bool {
     matches!(error, Error::Store { source, .. } if source.kind() == io::ErrorKind::NotFound)
 }
 
-fn open_for_locking(paths: &TaskPaths) -> Result<File> {
-    let path = paths.lock();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::store("open", &path, e))?;
-    let mode = file
-        .metadata()
-        .map_err(|e| Error::store("inspect", &path, e))?;
-    if std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777 != 0o600 {
-        set_private_mode(&path, 0o600)?;
-    }
-    Ok(file)
+/// The task's folder, which must exist to take its lock: one that is missing was removed
+/// (by `rm` or `prune`), which [`is_removed`] tells.
+fn task_folder(paths: &TaskPaths) -> Result<Folder> {
+    paths.open()?.ok_or_else(|| removed(&paths.lock()))
 }

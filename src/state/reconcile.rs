@@ -12,22 +12,28 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::paths::{TaskId, TaskPaths};
+use crate::paths::{TaskId, TaskPaths, names};
 use crate::procfs;
 use crate::state::atomic;
-use crate::state::journal::{Journal, record_end};
+use crate::state::folder::Folder;
+use crate::state::journal::{self, Journal, record_end_in};
 use crate::state::lock::{self, Liveness, TaskLock};
 use crate::state::record::{Reason, Status, TaskRecord};
 use crate::time::now_ms;
 
 /// The truthful record of a task; `TaskNotFound` if it has none.
+///
+/// A reader answers what it observes even when it cannot record it: a task found `lost`
+/// on a full disk is answered `lost` (and its leftovers killed), and the next reader with
+/// room records it; nothing is journaled that the record does not then say.
 pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
-    let record =
-        TaskRecord::read(paths)?.ok_or_else(|| Error::TaskNotFound { id: id.to_string() })?;
+    let not_found = || Error::TaskNotFound { id: id.to_string() };
+    let folder = paths.open()?.ok_or_else(not_found)?;
+    let record = TaskRecord::read_in(&folder)?.ok_or_else(not_found)?;
     // A held lock means a live supervisor, unless the supervisor the record names is dead:
     // then another reader holds it for a moment to record the task lost.
     if record.status.is_terminal()
-        || (lock::probe(paths)? == Liveness::Alive && !record.supervisor_dead())
+        || (lock::probe_in(&folder)? == Liveness::Alive && !record.supervisor_dead())
     {
         return Ok(record);
     }
@@ -37,15 +43,20 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     }
     // The supervisor is gone. Record it under the lock; if another reader (or a new start)
     // holds the lock this instant, still answer the truth and let them write it.
-    match TaskLock::try_acquire(paths) {
-        Ok(Some(lock)) => reconcile_locked(paths, &lock),
-        Ok(None) => Ok(Some(lost(record, now_ms()))),
+    match TaskLock::try_acquire_in(&folder) {
+        Ok(Some(lock)) => match reconcile_in(&folder, &lock) {
+            // Only `rm` and `prune` delete a record; if one did so this instant, the task
+            // is gone.
+            Ok(record) => record.ok_or_else(not_found),
+            // It could not be recorded (a full disk): answered all the same.
+            Err(Error::Store { .. }) => Ok(unrecorded_end(&folder, record)),
+            Err(e) => Err(e),
+        },
+        Ok(None) => Ok(unrecorded_end(&folder, record)),
         // `rm` or `prune` moved the folder away this instant.
-        Err(e) if lock::is_removed(&e) => Ok(None),
+        Err(e) if lock::is_removed(&e) => Err(not_found()),
         Err(e) => Err(e),
     }
-    // Only `rm` and `prune` delete a record; if one did so this instant, the task is gone.
-    .and_then(|record| record.ok_or_else(|| Error::TaskNotFound { id: id.to_string() }))
 }
 
 /// A task a newer version recorded, whose supervisor is gone: `lost`, in the answer only.
@@ -59,13 +70,50 @@ fn lost_newer(record: TaskRecord) -> TaskRecord {
     record
 }
 
+/// How a task whose supervisor is gone ended, for an answer that is not recorded: the end
+/// its journal holds, else `lost`.
+fn unrecorded_end(folder: &Folder, record: TaskRecord) -> TaskRecord {
+    match journal::journaled_end(folder, record.run) {
+        Some(end) => end.applied_to(record),
+        None => {
+            let mut record = lost(record, now_ms());
+            record.error = Some(VANISHED.into());
+            record
+        }
+    }
+}
+
+/// The end a running task's journal already holds, when its process has ended and its
+/// supervisor, still alive, has not recorded it yet (on a full disk, it may be retrying).
+/// Only worth asking once the task's process is known gone.
+pub fn known_end(paths: &TaskPaths, record: &TaskRecord) -> Option<TaskRecord> {
+    if record.status.is_terminal() {
+        return None;
+    }
+    let folder = paths.open().ok()??;
+    let end = journal::journaled_end(&folder, record.run)?;
+    Some(end.applied_to(record.clone()))
+}
+
+const VANISHED: &str = "the supervisor vanished without recording an end";
+
 /// With the lock held: if the record still says the task is alive, kill its leftovers and
-/// record it `lost`. Returns the record as it now stands.
-pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<TaskRecord>> {
+/// record its end: the one its journal holds (a supervisor that journaled its end but
+/// could not record it, on a full disk), else `lost`. Returns the record as it now stands.
+pub fn reconcile_locked(paths: &TaskPaths, lock: &TaskLock) -> Result<Option<TaskRecord>> {
+    match paths.open()? {
+        Some(folder) => reconcile_in(&folder, lock),
+        None => Ok(None),
+    }
+}
+
+/// [`reconcile_locked`], in the task's open folder.
+pub fn reconcile_in(folder: &Folder, _lock: &TaskLock) -> Result<Option<TaskRecord>> {
     // Only the lock holder writes the record, and we hold the lock: a temp file beside the
-    // record is a dead writer's, killed between its write and its rename.
-    atomic::remove_stale_temps(&paths.record());
-    let Some(record) = TaskRecord::read(paths)? else {
+    // record is a dead writer's, killed between its write and its rename (or the room a
+    // dead supervisor set aside for its end).
+    atomic::remove_stale_temps(folder, names::RECORD);
+    let Some(record) = TaskRecord::read_in(folder)? else {
         return Ok(None);
     };
     // A record a newer version wrote is never rewritten here (see `TaskRecord::understood`).
@@ -73,17 +121,23 @@ pub fn reconcile_locked(paths: &TaskPaths, _lock: &TaskLock) -> Result<Option<Ta
         return Ok(Some(record));
     }
     let killed = crate::escapees::kill(&record, kill_leftovers(&record));
+    if let Some(end) = journal::journaled_end(folder, record.run) {
+        // The end is journaled already: record it, and journal nothing more.
+        let record = end.applied_to(record);
+        record.write_in(folder)?;
+        return Ok(Some(record));
+    }
     let mut record = lost(record, now_ms());
     record.error = Some(match killed {
-        Leftovers::Killed(0) => "the supervisor vanished without recording an end".into(),
-        Leftovers::Killed(n) => format!(
-            "the supervisor vanished without recording an end; {n} leftover process(es) killed"
-        ),
-        Leftovers::NotOurs(why) => {
-            format!("the supervisor vanished without recording an end; nothing signalled: {why}")
-        }
+        Leftovers::Killed(0) => VANISHED.into(),
+        Leftovers::Killed(n) => format!("{VANISHED}; {n} leftover process(es) killed"),
+        Leftovers::NotOurs(why) => format!("{VANISHED}; nothing signalled: {why}"),
     });
-    record_end(paths, Journal::open(paths).ok().as_mut(), &record)?;
+    let mut journal = Journal::open_in(folder).ok();
+    record_end_in(folder, journal.as_mut(), &record)?;
+    if let Some(journal) = journal.as_mut() {
+        journal.release();
+    }
     Ok(Some(record))
 }
 

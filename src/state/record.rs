@@ -22,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::paths::TaskPaths;
+use crate::paths::{TaskPaths, names};
 use crate::procfs::Identity;
 use crate::state::atomic;
+use crate::state::folder::Folder;
 
 /// The record format this version reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -231,13 +232,19 @@ impl From<crate::progress::Progress> for ProgressRecord {
 }
 
 impl TaskRecord {
-    /// Reads the record of a task; `None` when the task has none.
+    /// Reads the record of a task; `None` when the task has none (or no folder).
     pub fn read(paths: &TaskPaths) -> Result<Option<TaskRecord>> {
-        let path = paths.record();
-        match std::fs::read(&path) {
-            Ok(bytes) => TaskRecord::parse(&path, &bytes).map(Some),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::store("read the record", path, e)),
+        match paths.open()? {
+            Some(folder) => TaskRecord::read_in(&folder),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the record in a task's open folder; `None` when it has none.
+    pub fn read_in(folder: &Folder) -> Result<Option<TaskRecord>> {
+        match folder.read(names::RECORD)? {
+            Some(bytes) => TaskRecord::parse(&folder.file_path(names::RECORD), &bytes).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -268,13 +275,38 @@ impl TaskRecord {
     /// directory with [`atomic::Replaced::sync`], possibly after answering. A record this
     /// version does not fully understand is refused: it is never rewritten here.
     pub fn replace(&self, paths: &TaskPaths) -> Result<atomic::Replaced> {
+        let bytes = self.encode()?;
+        let folder = paths.open()?.ok_or_else(|| {
+            Error::store(
+                "replace",
+                paths.record(),
+                io::Error::from(io::ErrorKind::NotFound),
+            )
+        })?;
+        atomic::replace(&folder, names::RECORD, &bytes)
+    }
+
+    /// Replaces the record in a task's open folder, atomically and durably.
+    pub fn write_in(&self, folder: &Folder) -> Result<()> {
+        atomic::replace(folder, names::RECORD, &self.encode()?)?.sync()
+    }
+
+    /// Writes the record into a temp file beside the record, not yet renamed over it (see
+    /// [`atomic::stage`]).
+    pub fn stage_in(&self, folder: &Folder) -> Result<atomic::Staged> {
+        atomic::stage(folder, names::RECORD, &self.encode()?)
+    }
+
+    /// The record as it is stored. A record this version does not fully understand is
+    /// refused: it is never rewritten here.
+    pub fn encode(&self) -> Result<Vec<u8>> {
         if !self.understood() {
             return Err(self.newer());
         }
         let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::store("encode the record", paths.record(), io::Error::other(e)))?;
+            .map_err(|e| Error::store("encode the record", names::RECORD, io::Error::other(e)))?;
         bytes.push(b'\n');
-        atomic::replace(&paths.record(), &bytes)
+        Ok(bytes)
     }
 
     /// Marks the record terminal at `ended_at_ms`.
@@ -469,16 +501,13 @@ mod tests {
 
     #[test]
     fn words_and_formats_of_a_newer_version_are_read_but_never_rewritten() {
-        let paths = TaskPaths {
-            dir: std::path::PathBuf::from("/nonexistent/task"),
-        };
         for (key, word) in [("status", "paused"), ("reason", "restart_limit")] {
             let mut value = newer_record();
             value[key] = serde_json::json!(word);
             let bytes = serde_json::to_vec(&value).expect("encode");
             let record = TaskRecord::parse(Path::new("r.json"), &bytes).expect("loads");
             assert!(!record.understood(), "{key}: {word}");
-            let refused = record.replace(&paths).expect_err("never rewritten");
+            let refused = record.encode().expect_err("never rewritten");
             assert!(
                 refused.full_message().contains("newer version"),
                 "{refused}"

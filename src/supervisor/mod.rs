@@ -6,8 +6,8 @@
 //!   the [`Spec`] and reads back the [`Report`] once the task has exec'd or failed to.
 //! - [`run`] runs in the supervisor process: it spawns the task ([`child`]), records it,
 //!   waits for its end while handling stop requests and signals ([`watch`]), kills and
-//!   reaps what is left of the task's processes, records the end, and exits, which
-//!   releases the lock. Whatever fails ([`error`]) or panics is recorded ([`failure`]).
+//!   reaps what is left of the task's processes, records the end ([`recorder`], into room
+//!   set aside when the run began), and exits, which releases the lock. Whatever fails ([`error`]) or panics is recorded ([`failure`]).
 //!
 //! The spec travels over the socket, never through a file or argv: it carries the values of
 //! the task's environment, which must not be stored or shown to other users.
@@ -19,6 +19,7 @@ pub mod fds;
 pub mod launch;
 pub mod output;
 pub mod queue;
+pub mod recorder;
 pub mod run;
 pub mod signals;
 pub mod watch;

@@ -19,15 +19,15 @@ use std::ffi::CString;
 use std::fs::File;
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 
 use crate::output_log::LineReader;
-use crate::paths::TaskPaths;
+use crate::paths::names;
 use crate::progress::{self, Progress};
 use crate::ready::Probe;
+use crate::state::folder::Folder;
 
 /// The least time between two reads of a busy log, and between two progress updates.
 pub const THROTTLE: Duration = Duration::from_millis(250);
@@ -75,11 +75,11 @@ impl OutputWatch {
     /// Watches the log of `paths`; `None` if the log or inotify cannot be opened (the task
     /// then simply has no progress, and readiness is left to the waiters).
     pub fn open(
-        paths: &TaskPaths,
+        folder: &Folder,
         probe: Option<Probe>,
         give_up_at: Option<Instant>,
     ) -> Option<OutputWatch> {
-        let log = File::open(paths.log()).ok()?;
+        let log = folder.read_file(names::LOG).ok()??;
         // SAFETY: inotify_init1 returns a new descriptor, owned by nobody else, or -1.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {
@@ -87,7 +87,8 @@ impl OutputWatch {
         }
         // SAFETY: `fd` was just created above.
         let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
-        let path = CString::new(paths.log().as_os_str().as_bytes()).ok()?;
+        // The very file opened above, not whatever a path names.
+        let path = CString::new(format!("/proc/self/fd/{}", log.as_raw_fd())).ok()?;
         // SAFETY: `path` is a valid C string that outlives the call.
         if unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MODIFY) } < 0 {
             return None;

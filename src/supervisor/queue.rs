@@ -15,17 +15,16 @@
 //! The poll loop keeps serving signals and the owner's pidfd meanwhile, so a queued task can
 //! be stopped.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::sync::mpsc::{self, Receiver};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signalfd::SignalFd;
 
+use crate::state::folder::{Folder, Write as Access};
 use crate::state::record::BatchSlot;
 
 /// How the wait for a slot ended.
@@ -39,18 +38,18 @@ pub enum Waited {
     OwnerExited,
 }
 
-/// The files of one batch; paths are resolved in `paths.rs`, the only place that does.
+/// The names of a batch's files; paths are resolved in `paths.rs`, the only place that does.
 pub use crate::paths::BatchPaths;
 
-/// Opens (creating, 0600) a lock file of the batch.
-pub fn open_lock(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
+/// Opens (creating, 0600) the lock file `name` in the batch's open `folder`, following no
+/// symlink.
+pub fn open_lock(folder: &Folder, name: &str) -> crate::error::Result<File> {
+    folder.write_file(name, Access::Lock)
+}
+
+/// Opens the existing lock file `name` in the batch's open `folder`.
+fn open_existing(folder: &Folder, name: &str) -> Option<File> {
+    folder.read_file(name).ok().flatten()
 }
 
 /// The turns a task waits for before it looks for a slot. The first `concurrency` tasks
@@ -66,13 +65,13 @@ fn turns_before(slot: &BatchSlot) -> std::ops::Range<usize> {
 }
 
 /// A slot at once, if this task's turn has come and one is free; `None` means queue.
-pub fn try_now(batch: &BatchPaths, slot: &BatchSlot) -> Option<File> {
+pub fn try_now(batch: &Folder, slot: &BatchSlot) -> Option<File> {
     for before in turns_before(slot) {
-        let turn = File::open(batch.turn(before)).ok()?;
+        let turn = open_existing(batch, &BatchPaths::turn(before))?;
         turn.try_lock_shared().ok()?;
     }
     (0..slot.concurrency).find_map(|k| {
-        let file = open_lock(&batch.slot(k)).ok()?;
+        let file = open_lock(batch, &BatchPaths::slot(k)).ok()?;
         file.try_lock().ok().map(|()| file)
     })
 }
@@ -80,7 +79,7 @@ pub fn try_now(batch: &BatchPaths, slot: &BatchSlot) -> Option<File> {
 /// Waits until this task may run: its turn has come and a slot is free. Signals and the
 /// owner's exit end the wait early.
 pub fn wait_for_slot(
-    batch: &BatchPaths,
+    batch: &Folder,
     slot: &BatchSlot,
     signal_fd: &SignalFd,
     owner: Option<BorrowedFd<'_>>,
@@ -132,7 +131,7 @@ pub fn wait_for_slot(
 /// Starts the helper that waits for our turn and then for any slot. The first lock won is
 /// sent on the returned channel, and the wake pipe is written.
 fn acquire_in_background(
-    batch: BatchPaths,
+    batch: Folder,
     slot: BatchSlot,
     wake: OwnedFd,
 ) -> io::Result<Receiver<File>> {
@@ -143,7 +142,7 @@ fn acquire_in_background(
         .spawn(move || {
             // Our turn comes when the tasks before us hold a slot (or have ended).
             for before in turns_before(&slot) {
-                if let Ok(turn) = File::open(batch.turn(before)) {
+                if let Some(turn) = open_existing(&batch, &BatchPaths::turn(before)) {
                     let _ = turn.lock_shared();
                 }
             }
@@ -153,11 +152,11 @@ fn acquire_in_background(
                     Ok(wake) => wake,
                     Err(_) => continue,
                 };
-                let path = batch.slot(k);
+                let batch = batch.clone();
                 let _ = std::thread::Builder::new()
                     .name(format!("slot-{k}"))
                     .spawn(move || {
-                        if let Ok(file) = open_lock(&path)
+                        if let Ok(file) = open_lock(&batch, &BatchPaths::slot(k))
                             && file.lock().is_ok()
                             && sender.send(file).is_ok()
                         {

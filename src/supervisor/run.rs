@@ -12,10 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
@@ -26,11 +25,12 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::error::Error;
-use crate::paths::{StateDir, TaskId, TaskPaths, set_private_mode};
+use crate::paths::{StateDir, TaskId, TaskPaths, names};
 use crate::procfs::{self, Identity};
-use crate::state::journal::Journal;
-use crate::state::{Reason, Status, TaskRecord, atomic, record_end};
+use crate::state::folder::{Folder, Write as Access};
+use crate::state::{Reason, Status, TaskRecord, atomic};
 use crate::supervisor::error::SupervisorError;
+use crate::supervisor::recorder::Recorder;
 use crate::supervisor::watch::Supervision;
 use crate::supervisor::{
     CONTROL_FD, LOCK_FD, Report, Spec, TURN_FD, child, failure, fds, queue, signals,
@@ -77,7 +77,8 @@ struct Supervisor {
     /// To `start`, until the one report is sent.
     control: Option<UnixStream>,
     signal_fd: SignalFd,
-    journal: Option<Journal>,
+    /// Every write to the task's folder, and the room set aside for the end.
+    recorder: Recorder,
     me: i32,
 }
 
@@ -131,6 +132,18 @@ impl Supervisor {
         let state = StateDir::open(spec.home)
             .map_err(|e| SupervisorError::setup("open the state directory", e))?;
         let paths = state.task(&id);
+        let folder = paths
+            .open()
+            .and_then(|folder| {
+                folder.ok_or_else(|| {
+                    Error::store(
+                        "open",
+                        &paths.dir,
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    )
+                })
+            })
+            .map_err(|e| SupervisorError::setup("open the task's folder", e))?;
 
         let me = std::process::id() as i32;
         let mut record = spec.record;
@@ -139,9 +152,9 @@ impl Supervisor {
         record.boot_id = procfs::boot_id();
         // From here on, a panic stops the task and records it.
         failure::arm(&paths, &record, me);
-        atomic::remove_stale_temps(&paths.record());
-        let _ = fs::remove_file(paths.stop_request());
-        let journal = Journal::open(&paths).ok();
+        atomic::remove_stale_temps(&folder, names::RECORD);
+        // A stop request an older version left in a file (stop now sends it in the signal).
+        let _ = folder.remove(names::STOP_REQUEST);
         let supervisor = Supervisor {
             state,
             paths,
@@ -149,7 +162,7 @@ impl Supervisor {
             env: spec.env,
             control: Some(control),
             signal_fd,
-            journal,
+            recorder: Recorder::new(folder),
             me,
         };
         Ok((supervisor, lock))
@@ -157,6 +170,14 @@ impl Supervisor {
 
     /// Phases 2 to 4. `lock` is let go as soon as the end is recorded.
     fn supervise(mut self, lock: &mut Option<File>) -> Result<()> {
+        // Room for the end first: a run whose end could not be recorded is not begun.
+        if let Err(e) = self.recorder.reserve_end(&self.record) {
+            report(self.control.take(), &record_failure(&e));
+            return Err(SupervisorError::spawn(
+                "set room aside for the task's end",
+                e,
+            ));
+        }
         let owner = match self.record.owner_pid {
             Some(pid) => match queue::open_owner(pid, self.record.owner_start_ticks) {
                 Some(fd) => Some(fd),
@@ -173,14 +194,13 @@ impl Supervisor {
             return Ok(());
         };
         let Supervisor {
-            paths,
             record,
             signal_fd,
-            journal,
+            recorder,
             me,
             ..
         } = self;
-        let mut supervision = Supervision::new(paths, record, Pid::from_raw(pid), me, journal);
+        let mut supervision = Supervision::new(record, Pid::from_raw(pid), me, recorder);
         if let Some(owner) = owner {
             supervision.stop_with(owner);
         }
@@ -204,9 +224,20 @@ impl Supervisor {
         // SAFETY: launch.rs placed this task's turn lock at TURN_FD for this process alone.
         let turn = Some(unsafe { File::from_raw_fd(TURN_FD) });
         fds::set_cloexec(TURN_FD, true);
-        let batch = queue::BatchPaths {
-            dir: self.state.batch_dir(&slot.id),
-        };
+        let batch = self
+            .state
+            .batch(&slot.id)
+            .open()
+            .and_then(|folder| {
+                folder.ok_or_else(|| {
+                    Error::store(
+                        "open",
+                        self.state.batches_dir().join(&slot.id),
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    )
+                })
+            })
+            .map_err(|e| SupervisorError::queue("open the batch's folder", e))?;
         if let Some(file) = queue::try_now(&batch, &slot) {
             return Ok(Queued::Ready {
                 slot: Some(file),
@@ -214,12 +245,10 @@ impl Supervisor {
             });
         }
         self.record.status = Status::Queued;
-        self.record
-            .write(&self.paths)
+        self.recorder
+            .write(&self.record)
             .map_err(|e| SupervisorError::queue("record the task queued", e))?;
-        if let Some(journal) = self.journal.as_mut() {
-            let _ = journal.status(&self.record, 0);
-        }
+        self.recorder.journal_status(&self.record);
         report(self.control.take(), &Report::Queued);
         let owner_fd = owner.map(AsFd::as_fd);
         let waited = queue::wait_for_slot(&batch, &slot, &self.signal_fd, owner_fd)
@@ -238,7 +267,7 @@ impl Supervisor {
     /// Phase 3: starts the task and records it running; `None` if it could not start (then
     /// that is recorded and reported). `turn` is let go once the task runs.
     fn spawn(&mut self, turn: Option<File>) -> Result<Option<i32>> {
-        let spawned = open_log(&self.paths)
+        let spawned = open_log(self.recorder.folder())
             .map_err(|source| child::SpawnFailure {
                 cause: "log".into(),
                 source,
@@ -251,9 +280,8 @@ impl Supervisor {
                 self.record
                     .finish(Status::Failed, Reason::SpawnError, now_ms());
                 self.record.error = Some(message);
-                // The journal's end first, then the record (see `Supervision::finish`);
-                // `start` reads the record once we report.
-                let written = record_end(&self.paths, self.journal.as_mut(), &self.record);
+                // `start` reads the record once we report: record first, if there is room.
+                let written = self.recorder.try_end(&self.record);
                 report(
                     self.control.take(),
                     &Report::SpawnFailed {
@@ -262,7 +290,7 @@ impl Supervisor {
                         message: failure.source.to_string(),
                     },
                 );
-                return written.map(|()| None).map_err(SupervisorError::Record);
+                return self.end_written(written).map(|()| None);
             }
         };
         let record = &mut self.record;
@@ -273,37 +301,20 @@ impl Supervisor {
         record.started_at_ms = Some(now_ms());
         // The rename makes the record visible; its directory is synced once `start` has its
         // answer, off the path every caller waits on.
-        let replaced = match record.replace(&self.paths) {
+        let replaced = match self.recorder.replace(record) {
             Ok(replaced) => replaced,
             Err(e) => {
                 // Without a record nobody can find the task: do not leave it running
                 // untracked.
                 let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                // The OS error travels as a number, so that `start` can tell a full disk.
-                let (cause, os_error) = match &e {
-                    Error::Store { path, source, .. } => (
-                        format!("record `{}`", path.display()),
-                        source.raw_os_error(),
-                    ),
-                    _ => ("record".to_owned(), None),
-                };
-                report(
-                    self.control.take(),
-                    &Report::SpawnFailed {
-                        cause,
-                        os_error,
-                        message: e.full_message(),
-                    },
-                );
+                report(self.control.take(), &record_failure(&e));
                 sweep(Pid::from_raw(pid), self.me);
                 return Err(SupervisorError::spawn("record the task running", e));
             }
         };
         // The journal is a courtesy to followers; the record is the truth, so a journal that
         // cannot be written does not stop the task.
-        if let Some(journal) = self.journal.as_mut() {
-            let _ = journal.status(&self.record, 0);
-        }
+        self.recorder.journal_status(&self.record);
         report(self.control.take(), &Report::Running { pid });
         // Our turn is over once the task runs: the next task of the batch may look for a
         // slot, and so tasks start in input order.
@@ -315,9 +326,39 @@ impl Supervisor {
     /// Ends a task that never started (stopped while queued, or its owner already gone).
     fn end_unstarted(mut self, reason: Reason) -> Result<()> {
         self.record.finish(Status::Killed, reason, now_ms());
-        let written = record_end(&self.paths, self.journal.as_mut(), &self.record);
+        let written = self.recorder.try_end(&self.record);
         report(self.control.take(), &Report::Ended);
-        written.map_err(SupervisorError::Record)
+        self.end_written(written)
+    }
+
+    /// After a first try to record an end, made before `start` was told: on a full disk,
+    /// keeps trying now that `start` has its answer (see [`Recorder::keep_ending`]).
+    fn end_written(&mut self, written: crate::error::Result<()>) -> Result<()> {
+        match written {
+            Err(e) if e.is_disk_full() => {
+                self.recorder
+                    .keep_ending(&self.record, Some(&self.signal_fd), e)
+            }
+            other => other,
+        }
+        .map_err(SupervisorError::Record)
+    }
+}
+
+/// What `start` is told when the task's record cannot be written. The OS error travels as a
+/// number, so that `start` can tell a full disk.
+fn record_failure(e: &Error) -> Report {
+    let (cause, os_error) = match e {
+        Error::Store { path, source, .. } => (
+            format!("record `{}`", path.display()),
+            source.raw_os_error(),
+        ),
+        _ => ("record".to_owned(), None),
+    };
+    Report::SpawnFailed {
+        cause,
+        os_error,
+        message: e.full_message(),
     }
 }
 
@@ -332,14 +373,14 @@ enum Queued {
     Ended(Reason),
 }
 
-fn open_log(paths: &TaskPaths) -> std::io::Result<File> {
-    let log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(paths.log())?;
-    set_private_mode(&paths.log(), 0o600).map_err(|e| std::io::Error::other(e.full_message()))?;
-    Ok(log)
+/// The log, opened for the task to append to (its own writes go through this descriptor).
+fn open_log(folder: &Folder) -> std::io::Result<File> {
+    folder
+        .write_file(names::LOG, Access::Append)
+        .map_err(|e| match e {
+            Error::Store { source, .. } => source,
+            other => std::io::Error::other(other.full_message()),
+        })
 }
 
 /// Tells `start` what happened, once; the socket closes after it.

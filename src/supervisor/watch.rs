@@ -10,7 +10,6 @@
 //! `waitid(WNOWAIT)`, so its pid (and so its process group id) stays reserved until the
 //! rest of the group has been killed, and its end time is taken the moment it is seen.
 
-use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -21,14 +20,12 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
-use crate::paths::TaskPaths;
 use crate::procfs;
-use crate::state::journal::Journal;
 use crate::state::record::ProgressRecord;
-use crate::state::record_end;
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::output::{self, OutputWatch};
+use crate::supervisor::recorder::Recorder;
 use crate::supervisor::run::sweep;
 use crate::supervisor::{StopRequest, signals};
 use crate::time::{deadline_after, now_ms, poll_timeout};
@@ -54,11 +51,11 @@ enum Ending {
 /// The running task, as its supervisor sees it.
 #[derive(Debug)]
 pub struct Supervision {
-    paths: TaskPaths,
     record: TaskRecord,
     main: Pid,
     me: i32,
-    journal: Option<Journal>,
+    /// Every write to the task's folder, and the room set aside for the end.
+    recorder: Recorder,
     stop: Option<StopCause>,
     kill_at: Option<Instant>,
     /// When `timeout_s` runs out.
@@ -71,13 +68,7 @@ pub struct Supervision {
 
 impl Supervision {
     /// The task `main` runs as `record` says; starts watching its output.
-    pub fn new(
-        paths: TaskPaths,
-        record: TaskRecord,
-        main: Pid,
-        me: i32,
-        journal: Option<Journal>,
-    ) -> Supervision {
+    pub fn new(record: TaskRecord, main: Pid, me: i32, recorder: Recorder) -> Supervision {
         let timeout_at = record
             .timeout_ms
             .and_then(|ms| deadline_after(Duration::from_millis(ms)));
@@ -87,13 +78,12 @@ impl Supervision {
         let give_up_at = ready
             .and_then(|spec| spec.timeout("ready").ok().flatten())
             .and_then(deadline_after);
-        let output = OutputWatch::open(&paths, probe, give_up_at);
+        let output = OutputWatch::open(recorder.folder(), probe, give_up_at);
         Supervision {
-            paths,
             record,
             main,
             me,
-            journal,
+            recorder,
             stop: None,
             kill_at: None,
             timeout_at,
@@ -163,7 +153,7 @@ impl Supervision {
                 self.kill_at = None;
             }
         };
-        self.finish(ending)
+        self.finish(ending, signal_fd)
     }
 
     /// One wait for anything to happen. Returns whether the owner exited and whether the
@@ -212,22 +202,19 @@ impl Supervision {
         if changes.ready {
             self.record.ready = Some(true);
             self.record.ready_at_ms = Some(now_ms());
-            if let Some(journal) = self.journal.as_mut() {
-                let _ = journal.ready(self.record.run, log_size(&self.paths));
-            }
+            self.recorder.journal_ready(self.record.run);
         }
         if let Some(progress) = changes.progress {
             self.record_progress(progress.into());
         }
-        let _ = self.record.write(&self.paths);
+        // On a full disk this fails and the task goes on; its end has its room set aside.
+        let _ = self.recorder.write(&self.record);
     }
 
     /// Takes the task's newest progress into the record (written by the caller) and
     /// announces it in the journal.
     fn record_progress(&mut self, progress: ProgressRecord) {
-        if let Some(journal) = self.journal.as_mut() {
-            let _ = journal.progress(self.record.run, log_size(&self.paths), &progress);
-        }
+        self.recorder.journal_progress(self.record.run, &progress);
         self.record.progress = Some(progress);
     }
 
@@ -302,7 +289,7 @@ impl Supervision {
         }
     }
 
-    fn finish(&mut self, ending: Ending) -> Result<(), SupervisorError> {
+    fn finish(&mut self, ending: Ending, signal_fd: &SignalFd) -> Result<(), SupervisorError> {
         let ended_at = now_ms();
         // The last words of the task: its final progress.
         if let Some(progress) = self.output.as_mut().and_then(OutputWatch::final_read) {
@@ -333,8 +320,9 @@ impl Supervision {
         // Sweep before recording, so that a terminal record means nothing of the task is
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
-        // The journal's end first, then the record (see `record_end`).
-        record_end(&self.paths, self.journal.as_mut(), &self.record)
+        // Into the room set aside for it, whatever the disk's state (see `Recorder::end`).
+        self.recorder
+            .end(&self.record, Some(signal_fd))
             .map_err(SupervisorError::Record)
     }
 }
@@ -346,9 +334,4 @@ pub fn stop_request(info: &libc::signalfd_siginfo) -> Option<StopRequest> {
         return None;
     }
     StopRequest::from_value(info.ssi_int)
-}
-
-/// The size of the current run's log, where a journal entry made now belongs.
-fn log_size(paths: &TaskPaths) -> u64 {
-    fs::metadata(paths.log()).map_or(0, |m| m.len())
 }

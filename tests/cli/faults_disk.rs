@@ -18,8 +18,8 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use crate::support::{
-    DEADLINE, Outcome, Sandbox, live_group_members, make_fifo, note, open_fifo_writer, spawn, stat,
-    wait_until,
+    DEADLINE, Identity, Outcome, Sandbox, live_group_members, make_fifo, note, open_fifo_writer,
+    spawn, stat, wait_until,
 };
 
 /// A small tmpfs mounted as one sandbox's state directory. Dropping it kills what the
@@ -442,4 +442,110 @@ fn full_disk_errors_are_retryable() {
         Some(1),
         "start cannot succeed on a full disk: {start:#?}"
     );
+}
+
+/// Starts task `id` (it ends with exit 7 once `go` is written) with the supervisor's room
+/// for the end left unset (`no_end_reserve`), fills the disk and lets the task end: the end
+/// cannot be recorded. Returns the supervisor, once its end is journaled.
+fn end_without_room(disk: &SmallDisk, id: &str) -> Identity {
+    let sandbox = disk.sandbox();
+    let go = sandbox.work().join(format!("{id}.go"));
+    make_fifo(&go);
+    let mut command = sandbox.command_with(
+        &["start"],
+        &json!({"id": id, "shell": format!("read line < '{}'; exit 7", go.display())}),
+    );
+    command.env("BACKGROUND_TASKS_FAULT", "no_end_reserve");
+    assert_eq!(spawn(command).finish().envelope()["ok"], true);
+    let leader = sandbox.leader(id);
+    let supervisor = sandbox.supervisor(id);
+    let mut release = open_fifo_writer(&go);
+    disk.fill();
+    release.write_all(b"go\n").expect("release the task");
+    drop(release);
+    wait_until("the task has exited", DEADLINE, || !leader.is_alive());
+    wait_until("the end is journaled", DEADLINE, || {
+        journal(sandbox, id)
+            .iter()
+            .any(|e| e["type"] == "task.ended")
+    });
+    supervisor
+}
+
+/// An end that does not fit on the full disk (its room was not set aside: a fault): the
+/// supervisor journals it, `status` answers it at once, and the supervisor keeps trying,
+/// holding the lock, until there is room; then the record says it.
+#[test]
+fn an_end_that_does_not_fit_is_answered_and_recorded_once_there_is_room() {
+    let Some(disk) = small_disk(1 << 20, "an end that does not fit") else {
+        return;
+    };
+    let sandbox = disk.sandbox();
+    let supervisor = end_without_room(&disk, "seven");
+    // contract: "answered before that where it is known" (issue 12.1)
+    let task = sandbox.status("seven");
+    assert_eq!(
+        (&task["status"], &task["exit_code"]),
+        (&json!("exited"), &json!(7)),
+        "{task}"
+    );
+    assert_eq!(
+        sandbox.record("seven")["status"],
+        "running",
+        "nothing could be recorded"
+    );
+    assert!(supervisor.is_alive(), "the supervisor keeps trying");
+    assert_journal_agrees(sandbox, "seven", 1);
+
+    disk.free();
+    wait_until(
+        "the supervisor has recorded the end and exited",
+        DEADLINE,
+        || !supervisor.is_alive(),
+    );
+    let record = sandbox.record("seven");
+    // contract: "once space is back the record reads the real end, never `lost`"
+    assert_eq!(
+        (&record["status"], &record["exit_code"]),
+        (&json!("exited"), &json!(7))
+    );
+    assert_journal_agrees(sandbox, "seven", 1);
+}
+
+/// A supervisor told to end (SIGTERM) while its end does not fit leaves it in the journal:
+/// readers answer it and, once there is room, record it; never `lost`.
+#[test]
+fn an_end_left_in_the_journal_is_read_back_never_lost() {
+    let Some(disk) = small_disk(1 << 20, "an end left in the journal") else {
+        return;
+    };
+    let sandbox = disk.sandbox();
+    let supervisor = end_without_room(&disk, "seven");
+    supervisor.signal(Signal::SIGTERM);
+    wait_until("the supervisor has exited", DEADLINE, || {
+        !supervisor.is_alive()
+    });
+    for _ in 0..2 {
+        let status = sandbox.call(&["status"], &json!({"id": "seven"}));
+        let task = &assert_answers_without_writing(&status, "status")["data"]["task"];
+        assert_eq!(
+            (&task["status"], &task["exit_code"]),
+            (&json!("exited"), &json!(7)),
+            "{task}"
+        );
+    }
+    assert_journal_agrees(sandbox, "seven", 1);
+
+    disk.free();
+    let waited = sandbox.wait("seven");
+    assert_eq!(
+        (&waited["status"], &waited["exit_code"]),
+        (&json!("exited"), &json!(7))
+    );
+    let record = sandbox.record("seven");
+    assert_eq!(
+        (&record["status"], &record["reason"]),
+        (&json!("exited"), &json!("exit"))
+    );
+    assert_journal_agrees(sandbox, "seven", 1);
 }

@@ -21,7 +21,11 @@
 //!   identity (start time and marker) is checked again; nothing else is ever signalled.
 //!
 //! Everything happens in a fresh state directory under the temp dir, removed at the end
-//! unless something failed.
+//! unless something failed. The full-disk class ([`full_disk`]) runs after the others, in a
+//! state directory of its own on a small tmpfs (skipped, and said so, where none can be
+//! mounted).
+
+mod full_disk;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -505,14 +509,26 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
         done.store(true, Ordering::Relaxed);
         result
     });
+    // A task's end on a full disk: a state directory of its own, on a small tmpfs.
+    let disk = driven
+        .is_ok()
+        .then(|| full_disk::run(&soak, options.tasks, &scratch));
     // Whatever happened, nothing of ours may run on.
-    let leaks = soak.check_processes();
+    let leaks = soak.check_processes() + disk.as_ref().map_or(0, |d| d.leaked);
     driven.with_context(|| format!("state kept in {}", scratch.display()))?;
     let wall = started.elapsed();
     phases.check = wall.as_secs_f64() - phases.start - phases.act - phases.wait;
 
-    let (mut json, ok, table) =
-        soak.report(&options, wall, &phases, peak.load(Ordering::Relaxed), leaks);
+    let disk_line = disk.as_ref().map(|d| d.line.as_str());
+    let (mut json, ok, table) = soak.report(
+        &options,
+        wall,
+        &phases,
+        peak.load(Ordering::Relaxed),
+        leaks,
+        disk_line,
+    );
+    json["full_disk"] = disk.map_or(Value::Null, |d| d.json);
     let kept = if ok {
         let _ = fs::remove_dir_all(&scratch);
         None
@@ -1296,6 +1312,7 @@ impl Soak {
         phases: &Phases,
         peak_supervisors: usize,
         leaked_processes: usize,
+        full_disk: Option<&str>,
     ) -> (Value, bool, String) {
         let problems = lock(&self.problems);
         let count = |kind: Kind| -> usize {
@@ -1396,6 +1413,9 @@ impl Soak {
             table,
             "stop.json left     {stop_requests} (stop asks through the signal: must be 0)"
         );
+        if let Some(line) = full_disk {
+            let _ = writeln!(table, "{line}");
+        }
         for kind in Kind::ALL {
             let _ = writeln!(table, "{:<18} {}", kind.name(), counts[kind.name()]);
         }
