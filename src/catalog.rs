@@ -76,7 +76,7 @@ const fn entry(
 }
 
 /// Every public command, in the order `capabilities`, `schema list` and help show them.
-pub const COMMANDS: [CommandEntry; 17] = [
+pub const COMMANDS: [CommandEntry; 18] = [
     entry(
         "start",
         Payload::Required,
@@ -207,6 +207,112 @@ pub const COMMANDS: [CommandEntry; 17] = [
     ),
     // Plain text for a shell, not an envelope.
     entry("completions", Payload::None, false, false, None, None),
+    // JSON-RPC on stdin and stdout for an MCP client, not an envelope.
+    entry("mcp", Payload::None, false, false, None, None),
+];
+
+/// One tool of `background-tasks mcp`: a command of [`COMMANDS`] (same name, same payload
+/// and answer schemas) and what an MCP client may assume of it (its annotations).
+#[derive(Debug, Clone, Copy)]
+pub struct ToolEntry {
+    /// The tool's name, which is the command's.
+    pub name: &'static str,
+    /// The tool's description: what a model reads to choose it.
+    pub description: &'static str,
+    /// `readOnlyHint`: it changes no task.
+    pub read_only: bool,
+    /// `destructiveHint`: it may end a task or remove its files.
+    pub destructive: bool,
+    /// `idempotentHint`: calling it again with the same arguments changes nothing more.
+    pub idempotent: bool,
+    /// The argument that bounds how long a call may block, for the tools that can.
+    pub bound: Option<&'static str>,
+}
+
+const fn tool(
+    name: &'static str,
+    description: &'static str,
+    (read_only, destructive, idempotent): (bool, bool, bool),
+    bound: Option<&'static str>,
+) -> ToolEntry {
+    ToolEntry {
+        name,
+        description,
+        read_only,
+        destructive,
+        idempotent,
+        bound,
+    }
+}
+
+/// Annotations: read-only (and so idempotent); destructive and idempotent (a second stop or
+/// rm finds nothing more to do); neither (a second start or restart starts another run).
+const READS: (bool, bool, bool) = (true, false, true);
+const ENDS: (bool, bool, bool) = (false, true, true);
+const STARTS: (bool, bool, bool) = (false, false, false);
+
+/// The tools of `background-tasks mcp`, in the order `tools/list` answers them.
+pub const TOOLS: [ToolEntry; 10] = [
+    tool(
+        "start",
+        "Start a background process (a dev server, build or test run) under its own supervisor; answers once it runs. Several at once with `items`. With `wait`: answers once it is ready (`ready` conditions) or has ended, waiting at most `wait_timeout_s`. Tasks outlive this server; output is kept on disk.",
+        STARTS,
+        Some("wait_timeout_s"),
+    ),
+    tool(
+        "status",
+        "One task as it is now: status, pid, exit code or signal, times, progress, readiness, listening ports.",
+        READS,
+        None,
+    ),
+    tool(
+        "list",
+        "Every task, oldest first, optionally filtered (status, tags, name, workdir) and projected to some `fields`.",
+        READS,
+        None,
+    ),
+    tool(
+        "wait",
+        "Block until a task has ended, or until conditions hold (`until`: log line, port, HTTP URL), or until all or any of several tasks (`ids`) have ended; at most `timeout_s` seconds. Running out answers TaskWaitTimedOut with the status and a log cursor: call again to keep waiting.",
+        READS,
+        Some("timeout_s"),
+    ),
+    tool(
+        "stop",
+        "Stop a task's whole process tree (SIGTERM, then SIGKILL after its grace period) and answer once it has ended. Stopping an ended task changes nothing.",
+        ENDS,
+        Some("timeout_s"),
+    ),
+    tool(
+        "restart",
+        "Stop a task if it runs, then start its next run with the same command. With `wait`: answers once it is ready or has ended, waiting at most `wait_timeout_s`.",
+        STARTS,
+        Some("wait_timeout_s"),
+    ),
+    tool(
+        "logs",
+        "A task's output (stdout and stderr in the order written): the last `lines`, or what came `after` a cursor; `next_cursor` continues. With `follow`: if nothing new is there yet, wait up to `timeout_s` for it.",
+        READS,
+        Some("timeout_s"),
+    ),
+    tool(
+        "events",
+        "A task's lifecycle frames (status, progress, ready, ended) and log lines in one order, resumable with `after`; without `id`, every task's status. With `follow` (and an id): if nothing new is there yet, wait up to `timeout_s` for it.",
+        READS,
+        Some("timeout_s"),
+    ),
+    tool(
+        "rm",
+        "Remove a finished task and its files (`force`: stop it first if it runs). Several at once with `items`.",
+        ENDS,
+        None,
+    ),
+    tool(
+        "prune",
+        "Remove finished tasks in bulk: by age, by status, keeping the newest. Never touches running or queued tasks.",
+        ENDS,
+        None,
+    ),
 ];
 
 /// The command called `name` (`schema show`).

@@ -13,7 +13,8 @@
 //! a record only as far as the lock says its supervisor is alive ([`state`]). Every
 //! operation on tasks is in [`lifecycle`], with typed args and results; the CLI's commands
 //! ([`commands`]) are adapters over it that return values and never print. Everything
-//! printed goes through [`envelope`].
+//! printed goes through [`envelope`], except what `mcp` serves: JSON-RPC, written by the MCP
+//! SDK (`mcp`, the cargo feature of the same name).
 
 pub mod catalog;
 pub mod cli;
@@ -24,6 +25,8 @@ pub mod escapees;
 pub mod fault;
 pub mod follow;
 pub mod lifecycle;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod output_log;
 pub mod paths;
 pub mod payload;
@@ -74,6 +77,9 @@ where
     if fault::injected("panic") {
         panic!("injected fault: panic");
     }
+    if matches!(cli.command, Command::Mcp) {
+        return serve_mcp(&output);
+    }
     match commands::execute(cli.command, &output) {
         // A closed stdout is not a failure: the reader got what it wanted.
         Ok(commands::Reply::Data(data)) => {
@@ -94,6 +100,26 @@ where
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// `mcp`: serves MCP until stdin's EOF or the parent's death. Its stdout is JSON-RPC, so it
+/// answers no envelope.
+#[cfg(feature = "mcp")]
+fn serve_mcp(_: &Output) -> ExitCode {
+    ExitCode::from(mcp::run())
+}
+
+/// `mcp` in a build without the feature: an error envelope that says so.
+#[cfg(not(feature = "mcp"))]
+fn serve_mcp(output: &Output) -> ExitCode {
+    output.failure(
+        "mcp",
+        &Error::input(
+            "mcp is not compiled into this build",
+            "Build background-tasks with its default features (the mcp feature) to serve MCP.",
+        ),
+    );
+    ExitCode::from(EXIT_FAILURE)
 }
 
 /// The command being run, for the envelope of a panic.

@@ -10,7 +10,7 @@ use crate::paths::TaskId;
 use crate::payload::MAX_PAYLOAD_BYTES;
 use crate::payload::discovery::{
     CapabilitiesAnswer, CommandInfo, Defaults, ErrorInfo, ExitCodeInfo, Feature, FlagInfo, Limits,
-    ModeInfo, StatusInfo,
+    McpToolInfo, ModeInfo, StatusInfo,
 };
 use crate::payload::input::{DEFAULT_GRACE_S, DEFAULT_LOG_LINES, MAX_SECONDS, MAX_TIMEOUT_S};
 use crate::payload::task::{Reason, Status};
@@ -121,6 +121,7 @@ pub fn run() -> CapabilitiesAnswer {
             state_dir: "~/.local/state/background-tasks",
         },
         features: features(),
+        mcp_tools: mcp_tools(),
         environment: vec![mode(
             crate::paths::env::HOME,
             "The state directory (default ~/.local/state/background-tasks).",
@@ -212,6 +213,23 @@ fn variants<T: schemars::JsonSchema>() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The tools of `background-tasks mcp`, from the command table; none without the feature.
+fn mcp_tools() -> Vec<McpToolInfo> {
+    if !cfg!(feature = "mcp") {
+        return Vec::new();
+    }
+    catalog::TOOLS
+        .iter()
+        .map(|tool| McpToolInfo {
+            name: tool.name,
+            read_only: tool.read_only,
+            destructive: tool.destructive,
+            idempotent: tool.idempotent,
+            bound: tool.bound,
+        })
+        .collect()
+}
+
 /// What this machine's kernel offers that the tool uses when it can.
 fn features() -> Vec<Feature> {
     // SAFETY: pidfd_open on our own pid with no flags returns a new descriptor (closed at
@@ -251,6 +269,11 @@ fn features() -> Vec<Feature> {
             name: "completions",
             available: true,
             description: "completions bash|zsh|fish|elvish|powershell prints a completion script.",
+        },
+        Feature {
+            name: "mcp",
+            available: cfg!(feature = "mcp"),
+            description: "mcp serves the task commands as MCP tools over stdio (mcp_tools lists them); a build without the mcp feature answers CommandInputError.",
         },
         Feature {
             name: "schemas",

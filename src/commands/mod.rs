@@ -69,6 +69,11 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
         Command::Examples(ExamplesCommand::List) => data(examples::list()),
         Command::Examples(ExamplesCommand::Show { command }) => data(examples::show(&command)?),
         Command::Completions(args) => Ok(Reply::Text(completions(args.shell))),
+        // lib.rs serves it before any command runs: it prints no envelope.
+        Command::Mcp => Err(Error::input(
+            "mcp is not a command that answers an envelope",
+            "Run background-tasks mcp from an MCP client.",
+        )),
         Command::Supervise => Err(Error::input(
             "__supervise is internal",
             "Use start; it runs the supervisor itself.",

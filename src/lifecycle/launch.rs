@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::batch::{self, Item};
 use crate::lifecycle::restart::started_meanwhile;
 use crate::lifecycle::stop::{StopArgs, stop_record};
-use crate::lifecycle::wait::{until_ready, until_terminal};
+use crate::lifecycle::wait::{Bound, OnProgress, until_ready, until_terminal};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, names};
 use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput};
@@ -63,6 +63,27 @@ pub struct StartBatchArgs {
     /// At most this many of the batch's tasks run at once; the rest are queued.
     pub concurrency: Option<usize>,
     pub cancel: Cancel,
+}
+
+/// [`Tasks::wait_started`]: which task, how long, and who hears of its progress.
+pub struct WaitStartedArgs {
+    pub id: TaskId,
+    /// At most this long (`None`: no bound); then `TaskWaitTimedOut`, or `TaskNotReady`
+    /// when it has `ready` conditions.
+    pub timeout: Option<Duration>,
+    pub cancel: Cancel,
+    pub progress: Option<OnProgress>,
+}
+
+impl std::fmt::Debug for WaitStartedArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitStartedArgs")
+            .field("id", &self.id)
+            .field("timeout", &self.timeout)
+            .field("cancel", &self.cancel)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 /// A started task.
@@ -160,21 +181,30 @@ impl Tasks {
         cancel: &Cancel,
     ) -> Result<Started> {
         let paths = self.paths(&launched.id);
-        let record = match (wait, &launched.record.ready_spec) {
-            (Some(timeout), Some(spec)) => {
-                let mut bound = self.bound(timeout, cancel, None);
-                bound.limit(spec.timeout("ready")?);
-                until_ready(&paths, &launched.id, &mut bound)?
-            }
-            (Some(timeout), None) => {
-                until_terminal(&paths, &launched.id, &mut self.bound(timeout, cancel, None))?
-            }
-            (None, _) => launched.record,
+        let record = match wait {
+            Some(timeout) => settle(
+                &paths,
+                &launched.id,
+                &launched.record,
+                &mut self.bound(timeout, cancel, None),
+            )?,
+            None => launched.record,
         };
         Ok(Started {
             task: Task::from_record(&record, &paths),
             reused: launched.reused,
         })
+    }
+
+    /// `start --wait`'s wait on its own, for a task already started or restarted: until it
+    /// is ready (when its run has `ready` conditions) or has ended. A front end that reports
+    /// progress while it waits starts without waiting, then calls this.
+    pub fn wait_started(&self, args: WaitStartedArgs) -> Result<Task> {
+        let paths = self.paths(&args.id);
+        let record = self.record(&args.id)?;
+        let mut bound = self.bound(args.timeout, &args.cancel, args.progress);
+        let record = settle(&paths, &args.id, &record, &mut bound)?;
+        Ok(Task::from_record(&record, &paths))
     }
 
     /// Starts one task; `queue` places it in a batch with its turn lock.
@@ -200,6 +230,22 @@ impl Tasks {
             turn,
         })?;
         Ok(Launched { id, record, reused })
+    }
+}
+
+/// Until the run of `record` is ready (with `ready` conditions) or has ended.
+fn settle(
+    paths: &TaskPaths,
+    id: &TaskId,
+    record: &TaskRecord,
+    bound: &mut Bound<'_>,
+) -> Result<TaskRecord> {
+    match &record.ready_spec {
+        Some(spec) => {
+            bound.limit(spec.timeout("ready")?);
+            until_ready(paths, id, bound)
+        }
+        None => until_terminal(paths, id, bound),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct CapabilitiesAnswer {
     pub defaults: Defaults,
     /// Optional features, and whether this build on this machine has them.
     pub features: Vec<Feature>,
+    /// The tools `background-tasks mcp` serves (none when this build has no `mcp` feature).
+    pub mcp_tools: Vec<McpToolInfo>,
     /// Environment variables read.
     pub environment: Vec<ModeInfo>,
 }
@@ -128,6 +130,21 @@ pub struct Defaults {
     pub until: &'static str,
     /// Where state lives without BACKGROUND_TASKS_HOME.
     pub state_dir: &'static str,
+}
+
+/// A tool of `background-tasks mcp`: a command of the same name, with its MCP annotations.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct McpToolInfo {
+    pub name: &'static str,
+    /// `readOnlyHint`.
+    pub read_only: bool,
+    /// `destructiveHint`.
+    pub destructive: bool,
+    /// `idempotentHint`.
+    pub idempotent: bool,
+    /// The argument bounding how long a call may block (default 25 s, at most 50 s), for
+    /// the tools that can block.
+    pub bound: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
