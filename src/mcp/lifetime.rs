@@ -49,22 +49,26 @@ impl AsyncRead for EofReader {
 }
 
 /// Cancels `parent_gone` once our parent process has died: the parent pid changes when we
-/// are re-parented (to init or a subreaper). Checked every `every`.
+/// are re-parented (to init or a subreaper). `original` is the parent pid read as early as
+/// possible ([`parent`]); it is checked every `every`.
 ///
 /// Not `PR_SET_PDEATHSIG`: it fires when the *thread* that forked us exits, not the process,
 /// so a client that spawns servers from a short-lived thread (a thread pool, a tokio blocking
 /// thread) would have a healthy server killed; and it misses a parent that died before the
 /// `prctl`.
-pub async fn watch_parent(parent_gone: CancellationToken, every: Duration) {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    let original = unsafe { libc::getppid() };
+pub async fn watch_parent(original: i32, parent_gone: CancellationToken, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        // SAFETY: as above.
-        if unsafe { libc::getppid() } != original {
+        if parent() != original {
             parent_gone.cancel();
             return;
         }
     }
+}
+
+/// Our parent's pid now.
+pub fn parent() -> i32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() }
 }

@@ -39,6 +39,8 @@ const FLUSH: Duration = Duration::from_secs(1);
 
 /// Serves until stdin's EOF or the parent's death; returns the exit code.
 pub fn run() -> u8 {
+    // First of all: a parent that dies before this read goes unnoticed.
+    let parent = lifetime::parent();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,7 +51,7 @@ pub fn run() -> u8 {
             return 1;
         }
     };
-    let code = runtime.block_on(serve());
+    let code = runtime.block_on(serve(parent));
     // Not a plain drop: when stdin is not a pipe (a socket, a tty), tokio reads it on the
     // blocking pool, a read nothing can interrupt, and dropping the runtime would wait for
     // it for ever. A lifecycle call that missed its cancellation must not hold us either.
@@ -57,9 +59,9 @@ pub fn run() -> u8 {
     code
 }
 
-async fn serve() -> u8 {
+async fn serve(parent: i32) -> u8 {
     let shutdown = CancellationToken::new();
-    tokio::spawn(lifetime::watch_parent(shutdown.clone(), PARENT_CHECK));
+    tokio::spawn(lifetime::watch_parent(parent, shutdown.clone(), PARENT_CHECK));
     // Non-blocking pipes when stdin and stdout are pipes (how MCP clients start servers).
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let stdin = lifetime::EofReader::new(stdin, shutdown.clone());

@@ -32,6 +32,8 @@ mod if_running;
 mod input;
 mod lifecycle;
 mod list_fields;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod properties;
 mod ready;
 mod reliability;
