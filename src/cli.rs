@@ -159,13 +159,15 @@ pub enum Command {
         background-tasks completions fish > ~/.config/fish/completions/background-tasks.fish")]
     Completions(CompletionsArgs),
     /// Serve the task commands as MCP tools to an MCP client, over stdin and stdout.
-    #[command(after_help = "No payload. JSON-RPC on stdin and stdout (the Model Context Protocol, \
+    #[command(
+        after_help = "No payload. JSON-RPC on stdin and stdout (the Model Context Protocol, \
         both the initialize handshake and the stateless 2026-07-28); nothing else is printed. \
         One tool per command: start, status, list, wait, stop, restart, logs, events, rm, \
         prune. It exits at stdin's EOF and when its parent process dies; tasks it started \
         run on (unless started with stop_with_pid).\n\n\
-        Register it with a client:\n  \
-        {\"mcpServers\": {\"background-tasks\": {\"command\": \"background-tasks\", \"args\": [\"mcp\"]}}}")]
+        Example (registering it with an MCP client):\n  \
+        {\"mcpServers\": {\"background-tasks\": {\"command\": \"background-tasks\", \"args\": [\"mcp\"]}}}"
+    )]
     Mcp,
     /// Internal: the per-task supervisor. Started by `start`; never run it by hand.
     #[command(name = "__supervise", hide = true)]

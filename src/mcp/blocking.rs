@@ -98,7 +98,7 @@ where
             }
             () = ctx.ct.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
             () = shutdown.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
-            _ = tick.tick(), if !cancel.is_cancelled() => {
+            _ = tick.tick(), if token.is_some() && !cancel.is_cancelled() => {
                 let Some(token) = &token else { continue };
                 // Tenths of a second, forced to grow: a tick that ran late and then early
                 // must not repeat a value.

@@ -50,7 +50,8 @@ use crate::payload::task::{Status, Task};
 /// A failed call: the error, and where to resume when a wait ran out.
 #[derive(Debug)]
 pub struct Failed {
-    error: Error,
+    /// Boxed: a `Result` carrying it stays small.
+    error: Box<Error>,
     resume: Resume,
 }
 
@@ -68,7 +69,7 @@ enum Resume {
 impl From<Error> for Failed {
     fn from(error: Error) -> Failed {
         Failed {
-            error,
+            error: Box::new(error),
             resume: Resume::Wait(None),
         }
     }
@@ -80,7 +81,7 @@ impl Failed {
     pub fn to_json(&self) -> Value {
         let mut object = self.error.to_json();
         let (Error::TaskWaitTimedOut { .. }, Some(Value::Object(details))) =
-            (&self.error, object.get_mut("details"))
+            (self.error.as_ref(), object.get_mut("details"))
         else {
             return object;
         };
@@ -133,9 +134,7 @@ impl Call<'_> {
     async fn run<T: Serialize + Send + 'static>(
         &self,
         bound: Option<Duration>,
-        work: impl FnOnce(Tasks, Cancel, Reporter) -> std::result::Result<T, Failed>
-        + Send
-        + 'static,
+        work: impl FnOnce(Tasks, Cancel, Reporter) -> std::result::Result<T, Failed> + Send + 'static,
     ) -> Answer {
         let answer = blocking::run(self.ctx, self.shutdown, bound, move |cancel, reporter| {
             let tasks = Tasks::open()?;
@@ -331,9 +330,11 @@ async fn stop(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
     match take_items::<StopInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
             call.run(Some(bound), move |tasks, cancel, _| {
-                let items = run_items(inputs, |i: &StopInput| &i.id, |input| {
-                    stop_one(&tasks, input, cancel.clone())
-                });
+                let items = run_items(
+                    inputs,
+                    |i: &StopInput| &i.id,
+                    |input| stop_one(&tasks, input, cancel.clone()),
+                );
                 Ok(batch_answer(items, None, |answer| answer)?)
             })
             .await
@@ -361,9 +362,11 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
         Some(inputs) => {
             call.run(waiting, move |tasks, cancel, reporter| {
                 // Restart them all first, then wait, with one deadline for the whole call.
-                let restarted = run_items(inputs, |i: &RestartInput| &i.id, |input| {
-                    restart_one(&tasks, input)
-                });
+                let restarted = run_items(
+                    inputs,
+                    |i: &RestartInput| &i.id,
+                    |input| restart_one(&tasks, input),
+                );
                 let deadline = Instant::now() + bound;
                 let items = restarted
                     .into_iter()
@@ -374,7 +377,7 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
                             }
                             let left = deadline.saturating_duration_since(Instant::now());
                             wait_started(&tasks, &task.id, left, cancel.clone(), &reporter)
-                                .map_err(|failed| failed.error)
+                                .map_err(|failed| *failed.error)
                         });
                         Item::new(item.index, item.target, result.map(TaskAnswer::new))
                     })
@@ -434,7 +437,9 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
         loop {
             let (shown, status, cursor) = match &answer {
                 LogsPage::Inline(a) => (a.shown_lines, a.status, a.next_cursor),
-                LogsPage::Artifact(a) => (a.inline.shown_lines, a.inline.status, a.inline.next_cursor),
+                LogsPage::Artifact(a) => {
+                    (a.inline.shown_lines, a.inline.status, a.inline.next_cursor)
+                }
             };
             if shown > 0 || status.is_terminal() {
                 return Ok(answer);
@@ -442,7 +447,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || cancel.is_cancelled() {
                 return Err(Failed {
-                    error: timed_out(&id, status, bound),
+                    error: Box::new(timed_out(&id, status, bound)),
                     resume: Resume::Logs(cursor),
                 });
             }
@@ -495,7 +500,7 @@ async fn events(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
             if left.is_zero() || cancel.is_cancelled() {
                 let status = tasks.record(&args.id)?.status.into();
                 return Err(Failed {
-                    error: timed_out(&args.id, status, bound),
+                    error: Box::new(timed_out(&args.id, status, bound)),
                     resume: Resume::Events {
                         cursor: answer.next_cursor,
                         next_sequence: answer.next_sequence,
@@ -573,7 +578,7 @@ fn ran_out(tasks: &Tasks, error: Error) -> Failed {
         _ => None,
     };
     Failed {
-        error,
+        error: Box::new(error),
         resume: Resume::Wait(cursor),
     }
 }

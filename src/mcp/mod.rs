@@ -61,7 +61,11 @@ pub fn run() -> u8 {
 
 async fn serve(parent: i32) -> u8 {
     let shutdown = CancellationToken::new();
-    tokio::spawn(lifetime::watch_parent(parent, shutdown.clone(), PARENT_CHECK));
+    tokio::spawn(lifetime::watch_parent(
+        parent,
+        shutdown.clone(),
+        PARENT_CHECK,
+    ));
     // Non-blocking pipes when stdin and stdout are pipes (how MCP clients start servers).
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let stdin = lifetime::EofReader::new(stdin, shutdown.clone());

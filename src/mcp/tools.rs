@@ -124,7 +124,10 @@ fn extra_arguments(entry: &ToolEntry) -> Vec<(&'static str, Value)> {
             } else {
                 "Answer once the new run is ready (its `ready` conditions hold) or has ended, instead of once it runs; at most `wait_timeout_s`."
             };
-            extra.push(("wait", json!({"description": what, "type": "boolean", "default": false})));
+            extra.push((
+                "wait",
+                json!({"description": what, "type": "boolean", "default": false}),
+            ));
         }
         "logs" => {
             extra.push((
@@ -162,7 +165,9 @@ fn follow_property(what: &str) -> Value {
 
 fn bound_property(tool: &str) -> Value {
     let what = match tool {
-        "stop" => "How long to wait for the task's end, in seconds. The stop goes on without us (SIGKILL after the grace period).",
+        "stop" => {
+            "How long to wait for the task's end, in seconds. The stop goes on without us (SIGKILL after the grace period)."
+        }
         "start" | "restart" => "With `wait`: how long to wait, in seconds. The task runs on.",
         _ => "How long to wait, in seconds. The task runs on.",
     };
@@ -330,14 +335,22 @@ mod tests {
             let text = schema.to_string();
             assert!(!text.contains("$ref"), "{}: {text}", entry.name);
             for key in ["oneOf", "anyOf", "allOf", "if", "$defs"] {
-                assert!(schema.get(key).is_none(), "{}: {key} at the root", entry.name);
+                assert!(
+                    schema.get(key).is_none(),
+                    "{}: {key} at the root",
+                    entry.name
+                );
             }
             assert_eq!(schema["type"], "object");
             let Some(payload) = registered(entry.name, Kind::Input) else {
                 continue;
             };
             let payload = batch_item(&payload).cloned().unwrap_or(payload);
-            for field in payload["properties"].as_object().expect("properties").keys() {
+            for field in payload["properties"]
+                .as_object()
+                .expect("properties")
+                .keys()
+            {
                 assert!(
                     schema["properties"].get(field).is_some(),
                     "{}: {field} is missing",
@@ -360,9 +373,15 @@ mod tests {
     fn bounds_are_checked_and_default_to_25_s() {
         let wait = catalog::TOOLS.iter().find(|t| t.name == "wait").unwrap();
         let mut args = JsonObject::new();
-        assert_eq!(take_extra(wait, &mut args).unwrap().bound, Duration::from_secs(25));
+        assert_eq!(
+            take_extra(wait, &mut args).unwrap().bound,
+            Duration::from_secs(25)
+        );
         for bad in [json!(51), json!(-1), json!("5")] {
-            let mut args = json!({"id": "x", "timeout_s": bad}).as_object().unwrap().clone();
+            let mut args = json!({"id": "x", "timeout_s": bad})
+                .as_object()
+                .unwrap()
+                .clone();
             let error = take_extra(wait, &mut args).unwrap_err();
             assert_eq!(error.details()["path"], "timeout_s", "{bad}");
         }

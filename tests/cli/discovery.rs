@@ -29,7 +29,7 @@ const CHECKS: [&str; 7] = [
 ];
 
 /// Every public command, as the envelope's `command` names it.
-const COMMANDS: [&str; 17] = [
+const COMMANDS: [&str; 18] = [
     "start",
     "status",
     "list",
@@ -47,6 +47,7 @@ const COMMANDS: [&str; 17] = [
     "examples list",
     "examples show",
     "completions",
+    "mcp",
 ];
 
 /// The commands that take a payload (DESIGN §4).

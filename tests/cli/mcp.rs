@@ -5,8 +5,8 @@
 //! CLI says about the same state directory.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::mpsc;
 use std::process::{Child, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,19 @@ struct Recorder {
 
 impl Recorder {
     fn progress(&self) -> Vec<ProgressNotificationParam> {
-        self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 impl ClientHandler for Recorder {
-    async fn on_progress(&self, params: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
         self.progress
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -90,23 +97,38 @@ async fn call(client: &Client, name: &str, arguments: Value) -> CallToolResult {
         .call_tool(params(name, arguments.clone()))
         .await
         .unwrap_or_else(|e| panic!("tools/call {name} {arguments}: {e}"));
-    let structured = result.structured_content.as_ref().expect("structuredContent");
+    let structured = result
+        .structured_content
+        .as_ref()
+        .expect("structuredContent");
     let text = &result.content[0].as_text().expect("text content").text;
-    assert_eq!(text, &structured.to_string(), "the text is the compact JSON");
+    assert_eq!(
+        text,
+        &structured.to_string(),
+        "the text is the compact JSON"
+    );
     result
 }
 
 /// A successful call's `structuredContent`.
 async fn ok(client: &Client, name: &str, arguments: Value) -> Value {
     let result = call(client, name, arguments.clone()).await;
-    assert_eq!(result.is_error, Some(false), "{name} {arguments}: {result:?}");
+    assert_eq!(
+        result.is_error,
+        Some(false),
+        "{name} {arguments}: {result:?}"
+    );
     result.structured_content.unwrap_or_default()
 }
 
 /// A failed call's error object (`isError: true`), checked as every error object is.
 async fn fail(client: &Client, name: &str, arguments: Value) -> Value {
     let result = call(client, name, arguments.clone()).await;
-    assert_eq!(result.is_error, Some(true), "{name} {arguments}: {result:?}");
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{name} {arguments}: {result:?}"
+    );
     let error = result.structured_content.unwrap_or_default();
     crate::support::check_error(&error, &error.to_string());
     error
@@ -117,14 +139,19 @@ async fn mcp_lists_every_tool_with_its_schemas_and_annotations() {
     let sandbox = Sandbox::new();
     let (client, _) = connect(&sandbox, Era::Handshake).await;
     let info = client.peer_info().expect("the server's initialize answer");
-    assert!(info.capabilities.tools.is_some(), "the tools capability is on");
+    assert!(
+        info.capabilities.tools.is_some(),
+        "the tools capability is on"
+    );
     let server = info.server_info.as_ref().expect("server info");
     assert_eq!(server.name, "background-tasks");
     let tools = client.list_all_tools().await.expect("tools/list");
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(
         names,
-        ["start", "status", "list", "wait", "stop", "restart", "logs", "events", "rm", "prune"]
+        [
+            "start", "status", "list", "wait", "stop", "restart", "logs", "events", "rm", "prune"
+        ]
     );
     // capabilities lists the same tools with the same annotations.
     let listed = sandbox.run(&["capabilities"]).data();
@@ -141,16 +168,29 @@ async fn mcp_lists_every_tool_with_its_schemas_and_annotations() {
         };
         assert_eq!(a.read_only_hint, Some(read_only), "{name}");
         assert_eq!(a.destructive_hint, Some(destructive), "{name}");
-        assert_eq!(a.idempotent_hint, Some(!matches!(name, "start" | "restart")), "{name}");
+        assert_eq!(
+            a.idempotent_hint,
+            Some(!matches!(name, "start" | "restart")),
+            "{name}"
+        );
         assert_eq!(info["read_only"], read_only, "{name}");
         assert_eq!(info["destructive"], destructive, "{name}");
         let input = Value::Object(tool.input_schema.as_ref().clone());
         assert_eq!(input["type"], "object", "{name}");
         for combinator in ["anyOf", "oneOf", "allOf", "$defs"] {
-            assert!(input.get(combinator).is_none(), "{name}: {combinator} at the root");
+            assert!(
+                input.get(combinator).is_none(),
+                "{name}: {combinator} at the root"
+            );
         }
         assert!(!input.to_string().contains("$ref"), "{name}");
-        let output = Value::Object(tool.output_schema.as_ref().expect("an output schema").as_ref().clone());
+        let output = Value::Object(
+            tool.output_schema
+                .as_ref()
+                .expect("an output schema")
+                .as_ref()
+                .clone(),
+        );
         assert_eq!(output["type"], "object", "{name}");
         // Every field of the CLI's payload is an argument.
         let payload = sandbox.run(&["schema", "show", name]).data();
@@ -168,8 +208,15 @@ async fn mcp_lists_every_tool_with_its_schemas_and_annotations() {
             }
             _ => payload,
         };
-        for field in payload["properties"].as_object().expect("properties").keys() {
-            assert!(input["properties"].get(field).is_some(), "{name}: {field} is missing");
+        for field in payload["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+        {
+            assert!(
+                input["properties"].get(field).is_some(),
+                "{name}: {field} is missing"
+            );
         }
         // The bound of a blocking call: default 25 s, at most 50 s.
         let bound = match name {
@@ -185,7 +232,10 @@ async fn mcp_lists_every_tool_with_its_schemas_and_annotations() {
     }
     let start = tools.iter().find(|t| t.name == "start").expect("start");
     assert_eq!(start.input_schema["properties"]["items"]["type"], "array");
-    assert_eq!(start.input_schema["properties"]["timeout_s"]["exclusiveMinimum"], 0, "the task's own timeout");
+    assert_eq!(
+        start.input_schema["properties"]["timeout_s"]["exclusiveMinimum"], 0,
+        "the task's own timeout"
+    );
     client.cancel().await.expect("close");
 }
 
@@ -226,10 +276,18 @@ async fn a_whole_conversation(era: Era) {
     // Logs with a cursor: only what came after it, waited for with follow.
     let logs = ok(&client, "logs", json!({"id": id})).await;
     let lines = logs["lines"].as_array().expect("lines");
-    assert!(lines.starts_with(&[json!("booting"), json!("listening")]), "{logs}");
+    assert!(
+        lines.starts_with(&[json!("booting"), json!("listening")]),
+        "{logs}"
+    );
     if lines.len() == 2 {
         let cursor = logs["next_cursor"].as_str().expect("a cursor").to_owned();
-        let more = ok(&client, "logs", json!({"id": id, "after": cursor, "follow": true, "timeout_s": 20})).await;
+        let more = ok(
+            &client,
+            "logs",
+            json!({"id": id, "after": cursor, "follow": true, "timeout_s": 20}),
+        )
+        .await;
         assert_eq!(more["lines"], json!(["later"]), "{more}");
     }
     let cli_logs = sandbox.ok(&["logs"], &json!({"id": id}));
@@ -246,13 +304,21 @@ async fn a_whole_conversation(era: Era) {
 
     // Errors are results with isError and the CLI's error object, never protocol errors.
     let error = fail(&client, "status", json!({"id": "no-such-task"})).await;
-    assert_eq!(error, sandbox.fail(&["status"], &json!({"id": "no-such-task"})));
+    assert_eq!(
+        error,
+        sandbox.fail(&["status"], &json!({"id": "no-such-task"}))
+    );
     let error = fail(&client, "status", json!({"id": id, "bogus": 1})).await;
     assert_eq!(error["type"], "CommandInputError");
     assert_eq!(error["details"]["path"], "bogus");
     let error = fail(&client, "wait", json!({"id": id, "timeout_s": 51})).await;
     assert_eq!(error["details"]["path"], "timeout_s");
-    let error = fail(&client, "start", json!({"items": [{"shell": "true"}, {"shell": 5}]})).await;
+    let error = fail(
+        &client,
+        "start",
+        json!({"items": [{"shell": "true"}, {"shell": 5}]}),
+    )
+    .await;
     assert_eq!(error["details"]["path"], "items[1].shell", "{error}");
 
     let removed = ok(&client, "rm", json!({"id": id})).await;
@@ -275,8 +341,15 @@ async fn mcp_a_whole_conversation_in_the_stateless_era() {
 async fn mcp_a_wait_that_runs_out_answers_the_status_and_a_cursor_to_call_again() {
     let sandbox = Sandbox::new();
     let (client, _) = connect(&sandbox, Era::Handshake).await;
-    ok(&client, "start", json!({"id": "slow", "shell": "echo one; exec sleep 30"})).await;
-    wait_until("the task printed its line", DEADLINE, || sandbox.log("slow") == "one\n");
+    ok(
+        &client,
+        "start",
+        json!({"id": "slow", "shell": "echo one; exec sleep 30"}),
+    )
+    .await;
+    wait_until("the task printed its line", DEADLINE, || {
+        sandbox.log("slow") == "one\n"
+    });
     let began = Instant::now();
     let error = fail(&client, "wait", json!({"id": "slow", "timeout_s": 0.5})).await;
     assert!(began.elapsed() < DEADLINE, "the bound held");
@@ -284,11 +357,25 @@ async fn mcp_a_wait_that_runs_out_answers_the_status_and_a_cursor_to_call_again(
     assert_eq!(error["details"]["retryable"], true);
     assert_eq!(error["details"]["status"], "running");
     assert_eq!(error["details"]["status"], sandbox.status("slow")["status"]);
-    let cursor = sandbox.ok(&["logs", "--output", "inline"], &json!({"id": "slow", "lines": 0}))["next_cursor"].clone();
+    let cursor = sandbox.ok(
+        &["logs", "--output", "inline"],
+        &json!({"id": "slow", "lines": 0}),
+    )["next_cursor"]
+        .clone();
     assert_eq!(error["details"]["cursor"], cursor, "{error}");
-    assert!(error["details"]["hint"].as_str().is_some_and(|h| h.contains("wait")), "{error}");
+    assert!(
+        error["details"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("wait")),
+        "{error}"
+    );
     // A follow of the log runs out the same way, where it got to.
-    let error = fail(&client, "logs", json!({"id": "slow", "after": cursor, "follow": true, "timeout_s": 0.3})).await;
+    let error = fail(
+        &client,
+        "logs",
+        json!({"id": "slow", "after": cursor, "follow": true, "timeout_s": 0.3}),
+    )
+    .await;
     assert_eq!(error["type"], "TaskWaitTimedOut", "{error}");
     assert_eq!(error["details"]["cursor"], cursor);
     // The task runs on.
@@ -312,12 +399,16 @@ async fn progress_during_a_long_wait(era: Era) {
     let seen = recorder.progress();
     assert!(seen.len() >= 2, "progress notifications: {seen:?}");
     assert!(
-        seen.windows(2).all(|pair| pair[1].progress > pair[0].progress),
+        seen.windows(2)
+            .all(|pair| pair[1].progress > pair[0].progress),
         "the progress only grows: {seen:?}"
     );
     assert!(seen.iter().all(|p| p.total == Some(30.0)), "{seen:?}");
     let messages: Vec<&str> = seen.iter().filter_map(|p| p.message.as_deref()).collect();
-    assert!(messages.iter().all(|m| m.starts_with("steps running")), "{messages:?}");
+    assert!(
+        messages.iter().all(|m| m.starts_with("steps running")),
+        "{messages:?}"
+    );
     assert!(
         messages.iter().any(|m| m.contains('%')),
         "the task's own progress is in the message: {messages:?}"
@@ -339,7 +430,12 @@ async fn mcp_progress_notifications_during_a_long_wait_in_the_stateless_era() {
 async fn mcp_cancelling_a_wait_ends_the_waiting_not_the_task() {
     let sandbox = Sandbox::new();
     let (client, recorder) = connect(&sandbox, Era::Handshake).await;
-    ok(&client, "start", json!({"id": "c", "command": "sleep", "args": ["60"]})).await;
+    ok(
+        &client,
+        "start",
+        json!({"id": "c", "command": "sleep", "args": ["60"]}),
+    )
+    .await;
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params(
         "wait",
         json!({"id": "c", "timeout_s": 40}),
@@ -354,7 +450,10 @@ async fn mcp_cancelling_a_wait_ends_the_waiting_not_the_task() {
         assert!(Instant::now() < deadline, "no progress notification");
         tokio::time::sleep(Duration::from_millis(20)).await; // polled against the deadline
     }
-    handle.cancel(Some("the test".into())).await.expect("cancel");
+    handle
+        .cancel(Some("the test".into()))
+        .await
+        .expect("cancel");
     // The server goes on answering, and the task was not touched.
     let status = ok(&client, "status", json!({"id": "c"})).await;
     assert_eq!(status["status"], "running");
@@ -371,9 +470,10 @@ fn line(value: Value) -> String {
 }
 
 fn initialize() -> String {
-    line(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}}))
-        + &line(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+    line(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}}),
+    ) + &line(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
 }
 
 fn tool_call(id: u64, name: &str, arguments: Value) -> String {
@@ -410,7 +510,10 @@ impl Messages {
                 .0
                 .recv_timeout(left)
                 .unwrap_or_else(|e| panic!("no {what} ({e}) after {seen:?}"));
-            assert_eq!(message["jsonrpc"], "2.0", "stdout carries JSON-RPC only: {message}");
+            assert_eq!(
+                message["jsonrpc"], "2.0",
+                "stdout carries JSON-RPC only: {message}"
+            );
             let done = until(&message);
             seen.push(message);
             if done {
@@ -432,7 +535,11 @@ fn gone(pid: i32) -> bool {
 
 fn server(sandbox: &Sandbox) -> Child {
     let mut command = sandbox.sealed(BIN);
-    command.arg("mcp").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    command
+        .arg("mcp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     command.spawn().expect("spawn background-tasks mcp")
 }
 
@@ -447,24 +554,39 @@ fn mcp_exits_within_2s_of_stdin_eof_even_during_a_wait_and_its_tasks_run_on() {
     let mut send = |text: String| stdin.write_all(text.as_bytes()).expect("write a request");
     send(initialize());
     messages.until("initialize's answer", |m| m["id"] == 1);
-    send(tool_call(2, "start", json!({"id": "free", "command": "sleep", "args": ["60"]})));
-    send(tool_call(3, "start", json!({"id": "tied", "command": "sleep", "args": ["60"], "stop_with_pid": owner})));
+    send(tool_call(
+        2,
+        "start",
+        json!({"id": "free", "command": "sleep", "args": ["60"]}),
+    ));
+    send(tool_call(
+        3,
+        "start",
+        json!({"id": "tied", "command": "sleep", "args": ["60"], "stop_with_pid": owner}),
+    ));
     messages.until("start's answers", |m| m["id"] == 3);
     messages.until("start's answers", |m| m["id"] == 2);
     send(tool_call(4, "wait", json!({"id": "free", "timeout_s": 40})));
     // Until the wait is under way: its first progress notification.
-    messages.until("a progress notification", |m| m["method"] == "notifications/progress");
+    messages.until("a progress notification", |m| {
+        m["method"] == "notifications/progress"
+    });
     let closed = Instant::now();
     drop(stdin);
     let code = loop {
         if let Some(status) = child.0.try_wait().expect("try_wait") {
             break status;
         }
-        assert!(closed.elapsed() < DEADLINE, "still running {DEADLINE:?} after stdin's EOF");
+        assert!(
+            closed.elapsed() < DEADLINE,
+            "still running {DEADLINE:?} after stdin's EOF"
+        );
         std::thread::sleep(Duration::from_millis(5)); // polled against the deadline
     };
     let took = closed.elapsed();
-    note(&format!("mcp exited {took:?} after stdin's EOF during a wait ({code})"));
+    note(&format!(
+        "mcp exited {took:?} after stdin's EOF during a wait ({code})"
+    ));
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(code.code(), Some(0));
     // The wait was answered before the exit (its waiting cancelled).
@@ -499,7 +621,9 @@ fn mcp_exits_within_5s_of_its_parent_dying_while_its_stdin_stays_open() {
     let out = out.into_inner();
     let server: i32 = pid.trim().parse().expect("a pid");
     // Once it serves: initialize answered.
-    stdin.write_all(initialize().as_bytes()).expect("write initialize");
+    stdin
+        .write_all(initialize().as_bytes())
+        .expect("write initialize");
     let messages = Messages::new(out);
     messages.until("initialize's answer", |m| m["id"] == 1);
     drop(parent);
