@@ -106,6 +106,86 @@ fn a_50_mb_output_line_never_becomes_a_50_mb_answer_or_frame() {
     }
 }
 
+/// `events` without `--stream` over more than the answer budget: a tail answers the newest
+/// frames that fit (ending with `task.ended`) and says frames were left out; paging from
+/// the start with `after: next_sequence - 1` visits every frame exactly once, in order, each
+/// page within the budget, also when `lines` stops a page first. It answered every frame at
+/// once, and a page stopped by `lines` skipped the line it stopped before.
+#[test]
+fn events_pages_past_the_answer_budget_visit_every_frame_once() {
+    /// The answer budget of lines and frames (64 KiB) and a frame's share of slack.
+    const BUDGET: usize = 64 << 10;
+    let sandbox = Sandbox::new();
+    // 300 lines of 1,000 bytes: 300 KB of frames, past the 64 KiB budget.
+    sandbox.start(&json!({
+        "id": "paged",
+        "shell": r#"awk 'BEGIN { for (i = 1; i <= 300; i++) printf "%04d %0995d\n", i, 0 }'"#,
+    }));
+    sandbox.wait("paged");
+    let frames_of = |page: &Value| page["frames"].as_array().expect("frames").clone();
+    let size_of = |frames: &[Value]| -> usize {
+        frames
+            .iter()
+            .map(|f| serde_json::to_string(f).expect("encode").len() + 1)
+            .sum()
+    };
+
+    let tail = sandbox.ok(&["events"], &json!({"id": "paged", "lines": 300}));
+    let frames = frames_of(&tail);
+    // contract: "events without --stream ... page by cursor beyond the answer budget"
+    // (RELIABILITY 29)
+    assert!(
+        size_of(&frames) <= BUDGET,
+        "a tail of {} bytes",
+        size_of(&frames)
+    );
+    assert_eq!(tail["has_more"], true, "{}", tail["has_more"]);
+    assert_eq!(tail["ended"], true);
+    let last = frames.last().expect("a frame");
+    assert_eq!(
+        last["type"], "task.ended",
+        "the newest frames are kept: {last}"
+    );
+    let numbers: Vec<u64> = frames
+        .iter()
+        .map(|f| f["sequence"].as_u64().expect("n"))
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "a tail is one run of frames: {numbers:?}"
+    );
+
+    for lines in [None, Some(7)] {
+        let (mut after, mut seen, mut pages) = (0u64, Vec::new(), 0);
+        loop {
+            let mut payload = json!({"id": "paged", "after": after});
+            if let Some(lines) = lines {
+                payload["lines"] = json!(lines);
+            }
+            let page = sandbox.ok(&["events"], &payload);
+            let frames = frames_of(&page);
+            assert!(
+                size_of(&frames) <= BUDGET,
+                "{lines:?}: a page of {} bytes",
+                size_of(&frames)
+            );
+            seen.extend(frames.iter().map(|f| f["sequence"].as_u64().expect("n")));
+            let next = page["next_sequence"].as_u64().expect("next_sequence");
+            if frames.is_empty() {
+                assert_eq!(page["has_more"], false, "{lines:?}");
+                break;
+            }
+            pages += 1;
+            assert!(pages <= 400, "{lines:?}: paging does not end");
+            after = next - 1;
+        }
+        // status, 300 lines, the terminal status, ended: 303 frames numbered from 1.
+        let expected: Vec<u64> = (1..=303).collect();
+        assert_eq!(seen, expected, "{lines:?}: every frame once, in order");
+        assert!(pages > 4, "{lines:?}: {pages} pages for 300 KB of frames");
+    }
+}
+
 /// A task that prints a 50 MB line and exits before it is ready: `TaskNotReady` carries a
 /// bounded `log_tail` (it carried the whole 50 MB line).
 #[test]
