@@ -9,7 +9,9 @@
 //! retryable; the task runs on) and can be cancelled from outside, which ends it the same
 //! way. A progress callback, when given, hears of each change to the task while it waits.
 
+use std::collections::VecDeque;
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use crate::time::deadline_after;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::lifecycle::{Cancel, Tasks};
-use crate::output_log;
+use crate::output_log::{self, LineReader, MAX_INLINE_BYTES, MAX_LINE_BYTES};
 use crate::paths::{TaskId, TaskPaths};
 use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::{Status, Task};
@@ -414,7 +416,7 @@ fn until_conditions(
     let first = observe(paths, id)?;
     let mut log = File::open(paths.log()).ok();
     // Reads each byte once: a line still being written (a `\r` bar) is not read again.
-    let mut lines = output_log::LineReader::new(0);
+    let mut lines = LineReader::new(0);
     loop {
         let record = observe(paths, id)?;
         bound.report(paths, &record);
@@ -430,7 +432,7 @@ fn until_conditions(
             let size = file.metadata().map_or(0, |m| m.len());
             let _ = lines.read(file, size, record.status.is_terminal(), |line, _| {
                 probe.line(&line.text);
-                std::ops::ControlFlow::Continue(())
+                ControlFlow::Continue(())
             });
         }
         if probe.wants_network() {
@@ -464,17 +466,26 @@ fn not_ready(paths: &TaskPaths, record: &TaskRecord, why: &'static str) -> Error
     }
 }
 
-/// The last `lines` lines of the current run's output.
+/// The last `lines` lines of the current run's output, as an answer shows them: each cut
+/// to the line budget (saying how much was left out), and the oldest giving way past the
+/// answer budget. The tail is read forward by a [`LineReader`], so a 50 MB line costs one
+/// scan of it, never 50 MB of memory.
 pub fn log_tail(paths: &TaskPaths, lines: u64) -> Vec<String> {
     let Ok(mut file) = File::open(paths.log()) else {
         return Vec::new();
     };
     let size = file.metadata().map_or(0, |m| m.len());
     let start = output_log::tail_start(&mut file, size, lines).unwrap_or(0);
-    let bytes = output_log::read_range(&mut file, start, size).unwrap_or_default();
-    output_log::split(&bytes, start, false)
-        .0
-        .into_iter()
-        .map(|line| line.text)
-        .collect()
+    let mut tail = VecDeque::new();
+    let mut bytes = 0;
+    let _ = LineReader::new(start).read(&mut file, size, true, |line, _| {
+        let text = line.cut_to(MAX_LINE_BYTES).into_text();
+        bytes += text.len();
+        tail.push_back(text);
+        while bytes > MAX_INLINE_BYTES && tail.len() > 1 {
+            bytes -= tail.pop_front().map_or(0, |t| t.len());
+        }
+        ControlFlow::Continue(())
+    });
+    tail.into()
 }
