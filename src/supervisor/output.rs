@@ -9,7 +9,8 @@
 //! forward by a [`LineReader`], each byte at most once: a `\r` progress bar that redraws one
 //! line every millisecond costs a read every [`PACE`](crate::output_log::PACE), never a
 //! rescan of the line, and the line's newest whole drawing is parsed for progress. Progress is published at most every
-//! [`THROTTLE`], and once more when the task ends.
+//! [`THROTTLE`], and once more when the task ends; its message is cut to the line budget
+//! first, so the record and the journal never carry more of it.
 //!
 //! Ports and URLs are tried by the [`Probe`] with non-blocking sockets that the supervisor
 //! polls beside its signals ([`OutputWatch::fds`]), so a server that accepts and never
@@ -24,10 +25,18 @@ use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 
-use crate::output_log::LineReader;
+use crate::output_log::{self, LineReader};
 use crate::paths::TaskPaths;
 use crate::progress::{self, Progress};
 use crate::ready::Probe;
+
+/// Progress as it is recorded: its message cut to the line budget (saying how much was left
+/// out). The record is rewritten and the journal appended with every update, and `status`
+/// and `list` answer it: a task's output must never make them megabytes.
+fn bounded(mut progress: Progress) -> Progress {
+    progress.message = progress.message.as_deref().map(output_log::shorten);
+    progress
+}
 
 /// The least time between two reads of a busy log, and between two progress updates.
 pub const THROTTLE: Duration = Duration::from_millis(250);
@@ -211,14 +220,14 @@ impl OutputWatch {
                 probe.line(&line.text);
             }
             if let Some(progress) = progress::parse(&line.text) {
-                *newest = Some(progress);
+                *newest = Some(bounded(progress));
             }
             ControlFlow::Continue(())
         });
         if let Some(redraw) = self.lines.take_redraw()
             && let Some(progress) = progress::parse(&redraw.text)
         {
-            self.newest = Some(progress);
+            self.newest = Some(bounded(progress));
         }
     }
 
