@@ -158,17 +158,31 @@ impl Tasks {
         cancel: &Cancel,
     ) -> Result<Started> {
         let paths = self.paths(&launched.id);
-        let record = match (wait, &launched.record.ready_spec) {
+        let waited = match (wait, &launched.record.ready_spec) {
             (Some(timeout), Some(spec)) => {
                 let mut bound = Bound::new(timeout, cancel, None);
                 bound.limit(spec.timeout("ready")?);
-                until_ready(&paths, &launched.id, &mut bound)?
+                until_ready(&paths, &launched.id, &mut bound)
             }
             (Some(timeout), None) => {
-                until_terminal(&paths, &launched.id, &mut Bound::new(timeout, cancel, None))?
+                until_terminal(&paths, &launched.id, &mut Bound::new(timeout, cancel, None))
             }
-            (None, _) => launched.record,
+            (None, _) => Ok(launched.record),
         };
+        // A batch item queued for a slot is started later, by its supervisor: if it could
+        // not start then, the wait finds it `failed`. It answers what the same item answers
+        // unqueued, where `start` hears of the failure at once: `SpawnFailed`.
+        let record = match waited {
+            Ok(record) => record,
+            Err(error @ Error::TaskNotReady { .. }) => {
+                let record = TaskRecord::read(&paths).ok().flatten();
+                return Err(record.as_ref().and_then(spawn_failure).unwrap_or(error));
+            }
+            Err(error) => return Err(error),
+        };
+        if let Some(error) = spawn_failure(&record) {
+            return Err(error);
+        }
         Ok(Started {
             task: Task::from_record(&record, &paths),
             reused: launched.reused,
@@ -199,6 +213,39 @@ impl Tasks {
         })?;
         Ok(Launched { id, record, reused })
     }
+}
+
+/// The `SpawnFailed` a record that never started says, built from what its supervisor
+/// recorded (`"<cause>: <OS error>"`, the OS error as `io::Error` shows it, "No such file
+/// or directory (os error 2)"), so that it reads, and is retried, as the same failure
+/// answered at once by an unqueued `start`. `None` for a record that started.
+fn spawn_failure(record: &TaskRecord) -> Option<Error> {
+    if record.status != Status::Failed || record.reason != Some(Reason::SpawnError) {
+        return None;
+    }
+    let message = record
+        .error
+        .as_deref()
+        .unwrap_or("the task could not start");
+    let os_error = message
+        .rsplit_once(" (os error ")
+        .and_then(|(_, code)| code.strip_suffix(')')?.parse::<i32>().ok())
+        .map(io::Error::from_raw_os_error);
+    let (cause, source) = match os_error {
+        Some(source) => match message.strip_suffix(&format!(": {source}")) {
+            Some(cause) => (cause.to_owned(), source),
+            None => (message.to_owned(), source),
+        },
+        None => match message.split_once(": ") {
+            Some((cause, rest)) => (cause.to_owned(), io::Error::other(rest.to_owned())),
+            None => ("task".to_owned(), io::Error::other(message.to_owned())),
+        },
+    };
+    Some(Error::SpawnFailed {
+        id: record.id.clone(),
+        cause,
+        source,
+    })
 }
 
 /// A batch item's place in its queue, and its turn lock.
@@ -537,4 +584,45 @@ fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
             "Use a UTF-8 path.",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a queued item's supervisor records when its command cannot start reads back as
+    /// the very `SpawnFailed` an unqueued start answers: message, hint and retryability.
+    #[test]
+    fn a_recorded_spawn_failure_reads_back_as_the_error_start_answers() {
+        for (cause, source) in [
+            ("command `nope`", io::Error::from_raw_os_error(libc::ENOENT)),
+            (
+                "workdir `/x: y`",
+                io::Error::from_raw_os_error(libc::EACCES),
+            ),
+            ("log", io::Error::from_raw_os_error(libc::EMFILE)),
+        ] {
+            let mut record = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+            record.finish(Status::Failed, Reason::SpawnError, 1);
+            // As the supervisor writes it.
+            record.error = Some(format!("{cause}: {source}"));
+            let direct = Error::SpawnFailed {
+                id: "t".into(),
+                cause: cause.into(),
+                source: io::Error::from_raw_os_error(source.raw_os_error().expect("os")),
+            };
+            let read = spawn_failure(&record).expect("a spawn failure");
+            assert_eq!(read.to_json(), direct.to_json(), "{cause}");
+        }
+        let mut odd = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+        odd.finish(Status::Failed, Reason::SpawnError, 1);
+        odd.error = None;
+        assert_eq!(
+            spawn_failure(&odd).map(|e| e.type_name()),
+            Some("SpawnFailed")
+        );
+        let mut exited = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+        exited.finish(Status::Exited, Reason::Exit, 1);
+        assert!(spawn_failure(&exited).is_none());
+    }
 }
