@@ -239,6 +239,9 @@ pub fn scratch_dir(root: &Path) -> PathBuf {
     root.join(format!(".doctor.{}", std::process::id()))
 }
 
+/// The name of a task's ready request, which its supervisor watches for.
+pub const READY_REQUEST: &str = "ready.json";
+
 /// The files of one task folder.
 #[derive(Debug, Clone)]
 pub struct TaskPaths {
@@ -269,6 +272,11 @@ impl TaskPaths {
     /// A stop request for the supervisor: signal and grace.
     pub fn stop_request(&self) -> PathBuf {
         self.dir.join("stop.json")
+    }
+    /// A new ready condition for the supervisor's run (`if_running: "reuse"` with another
+    /// `ready`).
+    pub fn ready_request(&self) -> PathBuf {
+        self.dir.join(READY_REQUEST)
     }
 
     /// Creates the task folder (and `tasks/`), mode 0700 whatever the umask.
