@@ -1,4 +1,4 @@
-//! The DISK contract: versioned task records, the journal and stop requests (their own
+//! The DISK contract: versioned task records, the journal, stop and ready requests (their own
 //! types, which forgive what the wire refuses: unknown fields are kept, a newer version's
 //! words are read, and a record not fully understood is never rewritten), atomic writes,
 //! the supervisor lock, and the reconciliation that turns a record whose supervisor
@@ -12,6 +12,7 @@
 pub mod atomic;
 pub mod journal;
 pub mod lock;
+pub mod ready;
 pub mod reconcile;
 pub mod record;
 pub mod stop;
