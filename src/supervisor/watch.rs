@@ -3,8 +3,8 @@
 //! One thread, one `poll`, and nothing in the loop ever blocks: the signalfd (SIGCHLD: the
 //! task or an escapee ended; SIGUSR1: a stop request is waiting in `stop.json`;
 //! SIGTERM/SIGINT/SIGHUP/SIGQUIT: we are told to end, so stop the task first), the
-//! `stop_with_pid` process's pidfd, the log's inotify watch and the sockets of port and URL
-//! tries ([`OutputWatch`]). Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled
+//! `stop_with_pid` process's pidfd, the log's and the task folder's inotify watch (a new
+//! ready condition in `ready.json`) and the sockets of port and URL tries ([`OutputWatch`]). Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled
 //! reads, tries) set the poll's timeout. The task's end is observed with
 //! `waitid(WNOWAIT)`, so its pid (and so its process group id) stays reserved until the
 //! rest of the group has been killed, and its end time is taken the moment it is seen.
@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 use crate::paths::TaskPaths;
 use crate::procfs;
 use crate::state::journal::Journal;
+use crate::state::ready::ReadyRequest;
 use crate::state::record::ProgressRecord;
 use crate::state::record_end;
 use crate::state::{Reason, Status, TaskRecord};
@@ -205,6 +206,9 @@ impl Supervision {
 
     /// Records readiness and progress, and announces them in the journal.
     fn apply(&mut self, changes: output::Changes) {
+        if changes.request {
+            self.take_ready_request();
+        }
         if !changes.ready && changes.progress.is_none() {
             return;
         }
@@ -218,6 +222,32 @@ impl Supervision {
         if let Some(progress) = changes.progress {
             self.record_progress(progress.into());
         }
+        let _ = self.record.write(&self.paths);
+    }
+
+    /// Takes a new ready condition for this run, if one is waiting (`if_running: "reuse"`
+    /// with another `ready`): from now on it is the run's condition, checked against the
+    /// run's output from its start, and the record's `ready` follows it. A request for
+    /// another run, or for the condition the run already has, changes nothing.
+    fn take_ready_request(&mut self) {
+        let Some(request) = ReadyRequest::read(&self.paths) else {
+            return;
+        };
+        if request.run != self.record.run || self.record.ready_spec.as_ref() == Some(&request.ready)
+        {
+            return;
+        }
+        let (Ok(probe), Ok(timeout), Some(output)) = (
+            request.ready.probe("ready"),
+            request.ready.timeout("ready"),
+            self.output.as_mut(),
+        ) else {
+            return;
+        };
+        output.adopt(probe, timeout.and_then(deadline_after));
+        self.record.ready_spec = Some(request.ready);
+        self.record.ready = Some(false);
+        self.record.ready_at_ms = None;
         let _ = self.record.write(&self.paths);
     }
 
@@ -335,6 +365,7 @@ impl Supervision {
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
         let _ = fs::remove_file(self.paths.stop_request());
+        let _ = fs::remove_file(self.paths.ready_request());
         // The journal's end first, then the record (see `record_end`).
         record_end(&self.paths, self.journal.as_mut(), &self.record)
             .map_err(SupervisorError::Record)
