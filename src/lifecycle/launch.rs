@@ -27,8 +27,9 @@ use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput};
 use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::lock::TaskLock;
+use crate::state::ready::ReadyRequest;
 use crate::state::reconcile::reconcile_locked;
-use crate::state::record::BatchSlot;
+use crate::state::record::{BatchSlot, ReadySpecRecord};
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::launch::{LaunchError, launch};
 use crate::supervisor::queue::open_lock;
@@ -76,6 +77,9 @@ struct Launched {
     id: TaskId,
     record: TaskRecord,
     reused: bool,
+    /// A ready condition given to a reused run in place of its own (see
+    /// [`ask_for_condition`]): the one this call waits for.
+    condition: Option<ReadySpecRecord>,
 }
 
 impl Tasks {
@@ -158,11 +162,12 @@ impl Tasks {
         cancel: &Cancel,
     ) -> Result<Started> {
         let paths = self.paths(&launched.id);
-        let waited = match (wait, &launched.record.ready_spec) {
+        let condition = launched.condition.as_ref();
+        let waited = match (wait, condition.or(launched.record.ready_spec.as_ref())) {
             (Some(timeout), Some(spec)) => {
                 let mut bound = Bound::new(timeout, cancel, None);
                 bound.limit(spec.timeout("ready")?);
-                until_ready(&paths, &launched.id, &mut bound)
+                until_ready(&paths, &launched.id, &mut bound, condition)
             }
             (Some(timeout), None) => {
                 until_terminal(&paths, &launched.id, &mut Bound::new(timeout, cancel, None))
@@ -204,6 +209,7 @@ impl Tasks {
         let (slot, turn) = queue.unzip();
         let env = input.env.clone();
         let template = template(&id, input, slot)?;
+        let ready = template.ready_spec.clone();
         let (record, reused) = self.launch_run(Run {
             id: &id,
             template,
@@ -211,8 +217,41 @@ impl Tasks {
             if_running,
             turn,
         })?;
-        Ok(Launched { id, record, reused })
+        let condition = match ready {
+            Some(ready) if reused && record.ready_spec.as_ref() != Some(&ready) => {
+                ask_for_condition(&self.paths(&id), &record, &ready)?;
+                Some(ready)
+            }
+            _ => None,
+        };
+        Ok(Launched {
+            id,
+            record,
+            reused,
+            condition,
+        })
     }
+}
+
+/// Gives a reused run the ready condition of this `start` in place of its own: "a different
+/// `ready` is not a difference: the new condition is what this call waits for" (DESIGN §4).
+///
+/// The condition is stored for the run, not only checked by this call: the run's
+/// supervisor takes it (`ready.json`), checks it against the run's output from its start
+/// and records it with `ready` following it, so `status`, `list` and later waits answer for
+/// the condition the caller last gave, instead of `ready: false` for good for one that was
+/// wrong. Only the supervisor writes the record, so the request goes to it; a supervisor of
+/// an older version does not take it, and a wait for the new condition then runs out.
+fn ask_for_condition(
+    paths: &TaskPaths,
+    record: &TaskRecord,
+    ready: &ReadySpecRecord,
+) -> Result<()> {
+    ReadyRequest {
+        run: record.run,
+        ready: ready.clone(),
+    }
+    .write(paths)
 }
 
 /// The `SpawnFailed` a record that never started says, built from what its supervisor

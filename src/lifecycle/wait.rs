@@ -26,6 +26,7 @@ use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::{Status, Task};
 use crate::ready::{self, Probe};
 use crate::state::lock;
+use crate::state::record::ReadySpecRecord;
 use crate::state::{TaskRecord, observe};
 
 /// How many lines of output a `TaskNotReady` error carries.
@@ -380,12 +381,14 @@ pub(crate) fn until_terminal(
     }
 }
 
-/// Blocks until the supervisor has recorded the task ready. `TaskNotReady` if it ends
-/// first or the bound runs out.
+/// Blocks until the supervisor has recorded the task ready (with `condition`, ready for
+/// that condition: the record's `ready` counts once its `ready_spec` is this one).
+/// `TaskNotReady` if it ends first or the bound runs out.
 pub(crate) fn until_ready(
     paths: &TaskPaths,
     id: &TaskId,
     bound: &mut Bound<'_>,
+    condition: Option<&ReadySpecRecord>,
 ) -> Result<TaskRecord> {
     // Watch first, then look: a change between the two cannot be missed. The fallback poll
     // notices a supervisor that died without writing anything.
@@ -393,7 +396,8 @@ pub(crate) fn until_ready(
     loop {
         let record = observe(paths, id)?;
         bound.report(paths, &record);
-        if record.ready == Some(true) {
+        let for_condition = condition.is_none_or(|c| record.ready_spec.as_ref() == Some(c));
+        if for_condition && record.ready == Some(true) {
             return Ok(record);
         }
         if record.status.is_terminal() {
