@@ -76,8 +76,9 @@ impl FollowArgs {
     ) -> Result<Option<Self>> {
         let Some(id) = input.id.clone() else {
             if input.after.is_some() || input.lines.is_some() {
-                return Err(Error::input(
-                    "after and lines need an id",
+                return Err(Error::input_at(
+                    "id",
+                    "id: missing; after and lines need an id",
                     "Give {\"id\":..} to resume one task's frames; without an id, events shows every task's status.",
                 ));
             }

@@ -99,32 +99,45 @@ fn payload_error<T: DeserializeOwned>(
     let mut message = strip_position(&inner.to_string());
     // Only a payload that failed is read a second time, as a `Value`.
     let value = || serde_json::from_slice::<serde_json::Value>(bytes).ok();
-    if inner.is_syntax() || inner.is_eof() {
+    if inner.is_syntax() && message == "number out of range" {
+        // Valid JSON (`1e400`, a 30-digit integer) that no f64 or integer holds: the value
+        // is out of range, where it is, as any other number would be.
+    } else if inner.is_syntax() || inner.is_eof() {
         // serde_json's streaming parser reads an enum (`status`, `if_running`, `mode`) from
         // a string or an object only; given any other value (`5`, `true`, `["exited"]`) it
         // stops with the syntax error "expected value", though the JSON is fine. Read as a
         // `Value`, every mismatch is a type error at its path.
-        let retyped = inner.is_syntax().then(value).flatten().and_then(|value| {
-            let error = serde_path_to_error::deserialize::<_, T>(&value).err()?;
-            let at = error.path().iter().cloned().collect();
-            Some((value, at, strip_position(&error.inner().to_string())))
-        });
-        let Some((value, retyped_at, retyped)) = retyped else {
+        // (Validity is checked without converting numbers: `1e400` elsewhere in the payload
+        // is valid JSON that no `Value` holds.)
+        let valid =
+            inner.is_syntax() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if !valid {
             let hint = if let Some(word) = bare_id(bytes) {
                 format!("The payload is JSON, not a bare word: try '{{\"id\":\"{word}\"}}'.")
             } else {
                 format!("Give one JSON value, for example '{example}'.")
             };
             return Error::input(format!("the payload is not valid JSON: {inner}"), hint);
-        };
-        at = retyped_at;
-        // An enum's "expected string or map": name the values it takes instead.
-        message = match retyped.strip_suffix(", expected string or map") {
-            Some(head) => match variants_at::<T>(value, &at) {
-                Some(expected) => format!("{head}, expected {expected}"),
-                None => retyped,
-            },
-            None => retyped,
+        }
+        let retyped = value().and_then(|value| {
+            let error = serde_path_to_error::deserialize::<_, T>(&value).err()?;
+            let at = error.path().iter().cloned().collect();
+            Some((value, at, strip_position(&error.inner().to_string())))
+        });
+        message = match retyped {
+            Some((value, retyped_at, retyped)) => {
+                at = retyped_at;
+                // An enum's "expected string or map": name the values it takes instead.
+                match retyped.strip_suffix(", expected string or map") {
+                    Some(head) => match variants_at::<T>(value, &at) {
+                        Some(expected) => format!("{head}, expected {expected}"),
+                        None => retyped,
+                    },
+                    None => retyped,
+                }
+            }
+            // Still at the streaming parser's path.
+            None => "invalid type: not a value this field takes".to_owned(),
         };
     } else if let Some(enum_at) = enum_given_an_object(&at, &message, value) {
         // `{"mode": {"any": true}}`: serde takes the object's key for the enum's value and
@@ -134,6 +147,16 @@ fn payload_error<T: DeserializeOwned>(
             at = enum_at;
             message = format!("invalid type: map, expected {expected}");
         }
+    }
+    // A missing field is named where it belongs (`[2].id`), not at the object that lacks it.
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        at.push(Segment::Map {
+            key: name.to_owned(),
+        });
+        message = "missing; it is required".to_owned();
     }
     let path = path_text(&at);
     // An unknown field's message names the field already.
@@ -355,6 +378,61 @@ mod tests {
                 }
                 other => panic!("{json}: unexpected {other:?}"),
             }
+        }
+        // A number too large for any number type is out of range at its path.
+        for (json, at, said) in [
+            (
+                r#"{"command":"true","grace_s":1e400}"#,
+                "grace_s",
+                "out of range",
+            ),
+            (
+                r#"{"command":"true","ready":{"log":"x","timeout_s":-1e999}}"#,
+                "ready.timeout_s",
+                "out of range",
+            ),
+            (
+                r#"[{"command":"true","stop_with_pid":123456789012345678901234567890}]"#,
+                "[0].stop_with_pid",
+                "expected i32",
+            ),
+        ] {
+            let error = if json.starts_with('[') {
+                parse::<Vec<StartInput>>(json.as_bytes(), "{}").expect_err(json)
+            } else {
+                start_error(json)
+            };
+            match error {
+                Error::CommandInput { path, message, .. } => {
+                    assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
+                    assert!(message.contains(said), "{json}: {message}");
+                }
+                other => panic!("{json}: unexpected {other:?}"),
+            }
+        }
+        // A missing field is named at its path.
+        for (json, at) in [(r#"{}"#, "id"), (r#"[{"id":"a"},{"signal":9}]"#, "[1].id")] {
+            match parse::<crate::payload::input::StopInput>(json.as_bytes(), "{}") {
+                Err(Error::CommandInput { path, message, .. }) if !json.starts_with('[') => {
+                    assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
+                    assert_eq!(message, "id: missing; it is required");
+                }
+                _ => match parse::<Vec<crate::payload::input::StopInput>>(json.as_bytes(), "{}") {
+                    Err(Error::CommandInput { path, message, .. }) => {
+                        assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
+                        assert_eq!(message, "[1].id: missing; it is required");
+                    }
+                    other => panic!("{json}: unexpected {other:?}"),
+                },
+            }
+        }
+        // A wrong type beside a number no `Value` holds is still named at its path.
+        match parse::<crate::payload::input::PruneInput>(
+            br#"{"status":[],"older_than_s":1e309}"#,
+            "{}",
+        ) {
+            Err(Error::CommandInput { path, .. }) => assert_eq!(path.as_deref(), Some("status")),
+            other => panic!("unexpected {other:?}"),
         }
         // Invalid JSON is still invalid JSON.
         let message = start_error(r#"{"command":"true","if_running":tru}"#).full_message();
