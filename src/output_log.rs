@@ -128,6 +128,15 @@ pub fn split(bytes: &[u8], base: u64, complete_only: bool) -> (Vec<Line>, u64) {
     (lines, base + start as u64)
 }
 
+/// Whether `text` is at most the line budget followed by a cut's marker.
+fn already_cut(text: &str) -> bool {
+    let Some((kept, marker)) = text.rsplit_once("…[") else {
+        return false;
+    };
+    let count = marker.strip_suffix(" more bytes]").unwrap_or_default();
+    kept.len() <= MAX_LINE_BYTES && !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// What a terminal would show for one line's bytes: the last non-empty redraw (the text
 /// between two `\r`, or after the last one). A line ending in `\r` (a `\r\n` ending, or a
 /// bar that left its last drawing) keeps its last drawn text.
@@ -200,8 +209,12 @@ pub fn mark_cut(mut text: String, cut: u64) -> String {
 }
 
 /// `text` cut to the line budget, with the marker when it was cut; copies at most the
-/// budget of it.
+/// budget of it. A text this already cut (the budget and its marker) is left as it is, so
+/// cutting twice (the supervisor, then the wire) says the first cut's count.
 pub fn shorten(text: &str) -> String {
+    if already_cut(text) {
+        return text.to_owned();
+    }
     let mut at = text.len().min(MAX_LINE_BYTES);
     while !text.is_char_boundary(at) {
         at -= 1;
@@ -787,6 +800,37 @@ mod tests {
             })
             .expect("read");
         assert_eq!(seen, [" 7", "next"]);
+    }
+
+    #[test]
+    fn cutting_says_how_much_was_left_out_and_is_done_once() {
+        assert_eq!(shorten("short"), "short");
+        let long = "é".repeat(MAX_LINE_BYTES);
+        let cut = shorten(&long);
+        // A character is never split: the cut falls on the boundary below the budget.
+        let kept = "é".repeat(MAX_LINE_BYTES / 2);
+        assert_eq!(
+            cut,
+            format!("{kept}…[{} more bytes]", long.len() - kept.len())
+        );
+        assert_eq!(shorten(&cut), cut, "cutting again changes nothing");
+        // A text that merely looks marked but is longer than the budget is still cut.
+        let fake = format!("{}…[5 more bytes]", "x".repeat(MAX_LINE_BYTES + 1));
+        let dropped = fake.len() - MAX_LINE_BYTES;
+        assert_eq!(
+            shorten(&fake),
+            format!("{}…[{dropped} more bytes]", "x".repeat(MAX_LINE_BYTES))
+        );
+        let line = ShownLine {
+            text: "y".repeat(MAX_LINE_BYTES + 3),
+            cut: 7,
+        }
+        .cut_to(MAX_LINE_BYTES);
+        assert_eq!(line.cut, 10);
+        assert_eq!(
+            line.into_text(),
+            format!("{}…[10 more bytes]", "y".repeat(MAX_LINE_BYTES))
+        );
     }
 
     #[test]
