@@ -139,7 +139,7 @@ pub struct Timeline {
     pub cursor_reset: Option<CursorReset>,
     /// The byte budget of a page, and what it took so far.
     page: Option<Page>,
-    /// Frames that were selected but left out of the page by its budget.
+    /// Frames were left out of the page: by its budget, or (after `after`) past `lines`.
     pub left_out: bool,
     /// Log line frames delivered cut to the line budget.
     pub truncated_lines: u64,
@@ -369,6 +369,7 @@ impl Timeline {
                         return ControlFlow::Continue(());
                     }
                     if lines_left == Some(0) {
+                        left_out = true;
                         stopped = true;
                         return ControlFlow::Break(());
                     }

@@ -184,9 +184,10 @@ pub struct EventsAnswer {
     pub frames: Vec<Frame>,
     /// Whether the run has ended (its `task.ended` frame is among or before these).
     pub ended: bool,
-    /// Whether frames this call selected were left out to keep the answer within its byte
-    /// budget: the oldest, without `after` (page through them from the start with `after`);
-    /// the newest, after a sequence or cursor (continue with `after: next_sequence - 1`).
+    /// Whether frames were left out of this answer: without `after`, the oldest, to keep it
+    /// within its byte budget (page through them from the start with `after`); after a
+    /// sequence or cursor, those past `lines` or the byte budget (continue with
+    /// `after: next_sequence - 1`).
     pub has_more: bool,
     /// Log lines cut to the line budget (each says `…[<n> more bytes]`; `logs` points to
     /// the whole log).

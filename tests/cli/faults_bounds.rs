@@ -157,6 +157,7 @@ fn events_pages_past_the_answer_budget_visit_every_frame_once() {
 
     for lines in [None, Some(7)] {
         let (mut after, mut seen, mut pages) = (0u64, Vec::new(), 0);
+        let mut more = true;
         loop {
             let mut payload = json!({"id": "paged", "after": after});
             if let Some(lines) = lines {
@@ -175,6 +176,9 @@ fn events_pages_past_the_answer_budget_visit_every_frame_once() {
                 assert_eq!(page["has_more"], false, "{lines:?}");
                 break;
             }
+            // A page that says nothing more was left out is the last with frames.
+            assert!(more, "{lines:?}: frames after a page with has_more false");
+            more = page["has_more"] == true;
             pages += 1;
             assert!(pages <= 400, "{lines:?}: paging does not end");
             after = next - 1;
