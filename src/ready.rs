@@ -45,7 +45,7 @@ const QUICK_RETRIES: Duration = Duration::from_secs(5);
 #[schemars(transform = crate::wire_schema::some_condition)]
 pub struct ReadySpec {
     /// A regular expression a line of the current run's output must match. A line longer
-    /// than the line budget (64 KiB) is matched on its first 64 KiB.
+    /// than 64 KiB is matched on its first 64 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// A TCP port on this machine that must accept connections.

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::lifecycle::logs::grep;
 use crate::lifecycle::{Cancel, Tasks};
-use crate::output_log::Cursor;
+use crate::output_log::{Cursor, MAX_INLINE_BYTES};
 use crate::paths::TaskId;
 use crate::payload::answer::{AllEventsAnswer, EventsAnswer};
 use crate::payload::frame::{Event, Frame};
@@ -59,6 +59,7 @@ impl FollowArgs {
                 after: after.map(After::Cursor),
                 lines: if after.is_some() { None } else { input.lines },
                 only_lines: true,
+                budget: None,
             },
             grep,
             timeout,
@@ -75,8 +76,9 @@ impl FollowArgs {
     ) -> Result<Option<Self>> {
         let Some(id) = input.id.clone() else {
             if input.after.is_some() || input.lines.is_some() {
-                return Err(Error::input(
-                    "after and lines need an id",
+                return Err(Error::input_at(
+                    "id",
+                    "id: missing; after and lines need an id",
                     "Give {\"id\":..} to resume one task's frames; without an id, events shows every task's status.",
                 ));
             }
@@ -89,6 +91,7 @@ impl FollowArgs {
                 after,
                 lines: input.lines,
                 only_lines: false,
+                budget: None,
             },
             grep: None,
             timeout,
@@ -115,11 +118,18 @@ pub fn resume_point(after: AfterInput) -> Result<After> {
 
 impl Tasks {
     /// One task's frames so far (`events` without `--stream`): a page, with where to resume.
+    /// A page holds at most [`MAX_INLINE_BYTES`] of frames, each line cut to the line budget:
+    /// without `after`, the newest frames that fit; after a sequence or cursor, the frames
+    /// that fit from there, and `next_sequence`/`next_cursor` continue with the rest.
     pub fn events(&self, args: FollowArgs) -> Result<EventsAnswer> {
         let paths = self.paths(&args.id);
         let mut frames = Vec::new();
         let record = observe(&paths, &args.id)?;
-        let (timeline, flow) = Timeline::open(&paths, &record, args.selection, &mut |frame| {
+        let selection = Selection {
+            budget: Some(MAX_INLINE_BYTES),
+            ..args.selection
+        };
+        let (timeline, flow) = Timeline::open(&paths, &record, selection, &mut |frame| {
             frames.push(frame);
             ControlFlow::Continue(())
         })?;
@@ -127,6 +137,8 @@ impl Tasks {
             task_id: args.id.to_string(),
             frames,
             ended: flow == Flow::Ended,
+            has_more: timeline.left_out,
+            truncated_lines: timeline.truncated_lines,
             next_sequence: timeline.next_sequence(),
             next_cursor: timeline.next_cursor(),
             cursor_reset: timeline.cursor_reset,

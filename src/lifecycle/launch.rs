@@ -29,8 +29,9 @@ use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::folder::Folder;
 use crate::state::lock::{self, TaskLock};
+use crate::state::ready::ReadyRequest;
 use crate::state::reconcile::reconcile_in;
-use crate::state::record::BatchSlot;
+use crate::state::record::{BatchSlot, ReadySpecRecord};
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::launch::{LaunchError, launch};
 use crate::supervisor::queue::open_lock;
@@ -78,6 +79,9 @@ struct Launched {
     id: TaskId,
     record: TaskRecord,
     reused: bool,
+    /// A ready condition given to a reused run in place of its own (see
+    /// [`ask_for_condition`]): the one this call waits for.
+    condition: Option<ReadySpecRecord>,
 }
 
 impl Tasks {
@@ -160,17 +164,32 @@ impl Tasks {
         cancel: &Cancel,
     ) -> Result<Started> {
         let paths = self.paths(&launched.id);
-        let record = match (wait, &launched.record.ready_spec) {
+        let condition = launched.condition.as_ref();
+        let waited = match (wait, condition.or(launched.record.ready_spec.as_ref())) {
             (Some(timeout), Some(spec)) => {
                 let mut bound = self.bound(timeout, cancel, None);
                 bound.limit(spec.timeout("ready")?);
-                until_ready(&paths, &launched.id, &mut bound)?
+                until_ready(&paths, &launched.id, &mut bound, condition)
             }
             (Some(timeout), None) => {
-                until_terminal(&paths, &launched.id, &mut self.bound(timeout, cancel, None))?
+                until_terminal(&paths, &launched.id, &mut self.bound(timeout, cancel, None))
             }
-            (None, _) => launched.record,
+            (None, _) => Ok(launched.record),
         };
+        // A batch item queued for a slot is started later, by its supervisor: if it could
+        // not start then, the wait finds it `failed`. It answers what the same item answers
+        // unqueued, where `start` hears of the failure at once: `SpawnFailed`.
+        let record = match waited {
+            Ok(record) => record,
+            Err(error @ Error::TaskNotReady { .. }) => {
+                let record = TaskRecord::read(&paths).ok().flatten();
+                return Err(record.as_ref().and_then(spawn_failure).unwrap_or(error));
+            }
+            Err(error) => return Err(error),
+        };
+        if let Some(error) = spawn_failure(&record) {
+            return Err(error);
+        }
         Ok(Started {
             task: Task::from_record(&record, &paths),
             reused: launched.reused,
@@ -192,6 +211,7 @@ impl Tasks {
         let (slot, turn) = queue.unzip();
         let env = input.env.clone();
         let template = template(&id, input, slot)?;
+        let ready = template.ready_spec.clone();
         let (record, reused) = self.launch_run(Run {
             id: &id,
             template,
@@ -199,8 +219,79 @@ impl Tasks {
             if_running,
             turn,
         })?;
-        Ok(Launched { id, record, reused })
+        let condition = match ready {
+            Some(ready) if reused && record.ready_spec.as_ref() != Some(&ready) => {
+                ask_for_condition(&self.paths(&id), &record, &ready)?;
+                Some(ready)
+            }
+            _ => None,
+        };
+        Ok(Launched {
+            id,
+            record,
+            reused,
+            condition,
+        })
     }
+}
+
+/// Gives a reused run the ready condition of this `start` in place of its own: "a different
+/// `ready` is not a difference: the new condition is what this call waits for" (DESIGN §4).
+///
+/// The condition is stored for the run, not only checked by this call: the run's
+/// supervisor takes it (`ready.json`), checks it against the run's output from its start
+/// and records it with `ready` following it, so `status`, `list` and later waits answer for
+/// the condition the caller last gave, instead of `ready: false` for good for one that was
+/// wrong. Only the supervisor writes the record, so the request goes to it; a supervisor of
+/// an older version does not take it, and a wait for the new condition then runs out.
+fn ask_for_condition(
+    paths: &TaskPaths,
+    record: &TaskRecord,
+    ready: &ReadySpecRecord,
+) -> Result<()> {
+    let Some(folder) = paths.open()? else {
+        return Err(Error::TaskNotFound {
+            id: record.id.clone(),
+        });
+    };
+    ReadyRequest {
+        run: record.run,
+        ready: ready.clone(),
+    }
+    .write(&folder)
+}
+
+/// The `SpawnFailed` a record that never started says, built from what its supervisor
+/// recorded (`"<cause>: <OS error>"`, the OS error as `io::Error` shows it, "No such file
+/// or directory (os error 2)"), so that it reads, and is retried, as the same failure
+/// answered at once by an unqueued `start`. `None` for a record that started.
+fn spawn_failure(record: &TaskRecord) -> Option<Error> {
+    if record.status != Status::Failed || record.reason != Some(Reason::SpawnError) {
+        return None;
+    }
+    let message = record
+        .error
+        .as_deref()
+        .unwrap_or("the task could not start");
+    let os_error = message
+        .rsplit_once(" (os error ")
+        .and_then(|(_, code)| code.strip_suffix(')')?.parse::<i32>().ok())
+        .map(io::Error::from_raw_os_error);
+    let (cause, source) = match os_error {
+        Some(source) => match message.strip_suffix(&format!(": {source}")) {
+            Some(cause) => (cause.to_owned(), source),
+            None => (message.to_owned(), source),
+        },
+        None => match message.split_once(": ") {
+            Some((cause, rest)) => (cause.to_owned(), io::Error::other(rest.to_owned())),
+            None => ("task".to_owned(), io::Error::other(message.to_owned())),
+        },
+    };
+    Some(Error::SpawnFailed {
+        id: record.id.clone(),
+        cause,
+        source,
+    })
 }
 
 /// A batch item's place in its queue, and its turn lock.
@@ -564,4 +655,45 @@ fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
             "Use a UTF-8 path.",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a queued item's supervisor records when its command cannot start reads back as
+    /// the very `SpawnFailed` an unqueued start answers: message, hint and retryability.
+    #[test]
+    fn a_recorded_spawn_failure_reads_back_as_the_error_start_answers() {
+        for (cause, source) in [
+            ("command `nope`", io::Error::from_raw_os_error(libc::ENOENT)),
+            (
+                "workdir `/x: y`",
+                io::Error::from_raw_os_error(libc::EACCES),
+            ),
+            ("log", io::Error::from_raw_os_error(libc::EMFILE)),
+        ] {
+            let mut record = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+            record.finish(Status::Failed, Reason::SpawnError, 1);
+            // As the supervisor writes it.
+            record.error = Some(format!("{cause}: {source}"));
+            let direct = Error::SpawnFailed {
+                id: "t".into(),
+                cause: cause.into(),
+                source: io::Error::from_raw_os_error(source.raw_os_error().expect("os")),
+            };
+            let read = spawn_failure(&record).expect("a spawn failure");
+            assert_eq!(read.to_json(), direct.to_json(), "{cause}");
+        }
+        let mut odd = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+        odd.finish(Status::Failed, Reason::SpawnError, 1);
+        odd.error = None;
+        assert_eq!(
+            spawn_failure(&odd).map(|e| e.type_name()),
+            Some("SpawnFailed")
+        );
+        let mut exited = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+        exited.finish(Status::Exited, Reason::Exit, 1);
+        assert!(spawn_failure(&exited).is_none());
+    }
 }

@@ -281,6 +281,7 @@ fn a_follow_read_as_an_iterator_ends_with_the_run_or_when_cancelled() {
             after: None,
             lines: None,
             only_lines: false,
+            budget: None,
         },
         grep: None,
         timeout: Some(HANG),
