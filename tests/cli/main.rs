@@ -38,6 +38,7 @@ mod reliability;
 mod retention;
 mod schemas;
 mod security;
+mod serve;
 mod stop_with_pid;
 mod supervisor_faults;
 mod support;
