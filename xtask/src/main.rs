@@ -1,6 +1,6 @@
 //! Development tasks: `cargo xtask <task>`.
 //!
-//! - `bench [--smoke] [--bin PATH] [--out PATH]`: the benchmark of DESIGN.md §7 (see
+//! - `bench [--smoke] [--only NAME] [--bin PATH] [--out PATH]`: the benchmark of DESIGN.md §7 (see
 //!   BENCHMARKS.md). It builds the release binary unless `--bin` names one, prints a table
 //!   and writes JSON (default `target/bench/latest.json`). `--smoke` runs one small
 //!   iteration of every measurement, to keep the bench from rotting.
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
         Some("soak") => soak_command(args.collect()),
         None | Some("help" | "--help" | "-h") => {
             println!(
-                "cargo xtask <task>\n\n  bench [--smoke] [--bin PATH] [--out PATH]   measure DESIGN.md §7 (BENCHMARKS.md)\n  schemas [--check]                           write schemas/ (or check it is fresh)\n  man [--out DIR]                             man pages (default target/man)\n  soak [--smoke] [--tasks N] [--parallel P] [--wave W] [--seed S] [--deadline S] [--bin PATH] [--out PATH]\n                                              start, stop, restart and orphan thousands of tasks; check every record and process"
+                "cargo xtask <task>\n\n  bench [--smoke] [--only NAME] [--bin PATH] [--out PATH]\n                                              measure DESIGN.md §7 (BENCHMARKS.md); NAME: start, wait,\n                                              status/list, log capture, follow, supervisors, serve\n  schemas [--check]                           write schemas/ (or check it is fresh)\n  man [--out DIR]                             man pages (default target/man)\n  soak [--smoke] [--tasks N] [--parallel P] [--wave W] [--seed S] [--deadline S] [--bin PATH] [--out PATH]\n                                              start, stop, restart and orphan thousands of tasks; check every record and process"
             );
             Ok(())
         }
@@ -68,17 +68,19 @@ fn bench_command(args: Vec<String>) -> Result<()> {
     let mut plan = bench::Plan::FULL;
     let mut bin = None;
     let mut out = root.join("target/bench/latest.json");
+    let mut only = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smoke" => plan = bench::Plan::SMOKE,
+            "--only" => only = Some(args.next().context("--only needs a measurement's name")?),
             "--bin" => bin = Some(PathBuf::from(args.next().context("--bin needs a path")?)),
             "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
             other => bail!("unknown bench option {other:?}"),
         }
     }
     let bin = build::binary(bin)?;
-    let rows = bench::run(bin, plan)?;
+    let rows = bench::run(bin, plan, only.as_deref())?;
     print!("{}", bench::table(&rows));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
