@@ -612,6 +612,52 @@ fn sigterm_ends_the_server_with_exit_0_while_streams_are_open() {
     assert_eq!(sandbox.status("idle")["status"], "running");
 }
 
+/// `--open` hands the URL to the desktop's opener when there is one, and says so when not.
+#[test]
+fn open_hands_the_url_to_the_desktops_opener_or_says_there_is_none() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let bin = sandbox.root().join("bin");
+    std::fs::create_dir(&bin).expect("a bin dir");
+    let opened = sandbox.root().join("opened");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .expect("a fake opener");
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755))
+        .expect("make it executable");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let server = Server::start_with_path(&sandbox, &["--open"], Some(&path));
+    assert_eq!(
+        server.envelope["data"]["opened"], true,
+        "{}",
+        server.envelope
+    );
+    wait_until("the opener got the url", DEADLINE, || {
+        std::fs::read_to_string(&opened).is_ok_and(|url| url == server.url)
+    });
+    drop(server);
+
+    let empty = sandbox.root().join("empty");
+    std::fs::create_dir(&empty).expect("an empty dir");
+    let server = Server::start_with_path(&sandbox, &["--open"], Some(&empty.display().to_string()));
+    let data = &server.envelope["data"];
+    assert_eq!(data["opened"], false, "{data}");
+    assert!(
+        data["open_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("xdg-open")),
+        "{data}"
+    );
+    assert_eq!(
+        server.get("/api/tasks").status,
+        200,
+        "it serves all the same"
+    );
+}
+
 /// `serve` runs under `start` like any task: its envelope is in the task's log.
 #[test]
 fn serve_runs_as_a_task() {

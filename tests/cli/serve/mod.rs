@@ -40,7 +40,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Server {
+        Server::start_with_path(sandbox, extra, None)
+    }
+
+    /// Like [`Server::start`], with another PATH (to offer a desktop opener, or none).
+    pub fn start_with_path(sandbox: &Sandbox, extra: &[&str], path: Option<&str>) -> Server {
         let mut command = sandbox.sealed(BIN);
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
         command
             .arg("serve")
             .args(extra)
