@@ -12,8 +12,9 @@
 //! There is no daemon: every other command reads the state directory ([`paths`]), trusting
 //! a record only as far as the lock says its supervisor is alive ([`state`]). Every
 //! operation on tasks is in [`lifecycle`], with typed args and results; the CLI's commands
-//! ([`commands`]) are adapters over it that return values and never print. Everything
-//! printed goes through [`envelope`].
+//! ([`commands`]) are adapters over it that return values and never print, and so is the
+//! browser view (`serve`, behind the cargo feature of that name). Everything printed goes
+//! through [`envelope`].
 
 pub mod catalog;
 pub mod cli;
@@ -32,6 +33,8 @@ pub mod procfs;
 pub mod progress;
 pub mod ready;
 pub mod schema;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod state;
 pub mod supervisor;
 pub mod time;

@@ -699,7 +699,12 @@ pub fn listening_inodes(keep: impl Fn(u16) -> bool) -> Vec<(u16, u64)> {
 
 /// The TCP ports that processes `pids` listen on, sorted.
 pub fn ports_of(pids: &[i32]) -> Vec<u16> {
-    let listening = listening_inodes(|_| true);
+    ports_among(&listening_inodes(|_| true), pids)
+}
+
+/// The ports of `listening` (from [`listening_inodes`]) that processes `pids` hold, sorted:
+/// a caller asking for many tasks reads the socket tables once.
+pub fn ports_among(listening: &[(u16, u64)], pids: &[i32]) -> Vec<u16> {
     if listening.is_empty() {
         return Vec::new();
     }

@@ -246,3 +246,21 @@ pub struct EventsAnswer {
 pub struct AllEventsAnswer {
     pub frames: Vec<Frame>,
 }
+
+/// `serve`'s first (and only) line: where the page is. The server goes on until stopped.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ServeAnswer {
+    /// The page, with the token that opens it (exchanged for a cookie on the first visit).
+    pub url: String,
+    /// Every task's changes as Server-Sent Events, with the token (`curl -N`).
+    pub events_url: String,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// The server's process id (SIGTERM or SIGINT end it).
+    pub pid: u32,
+    /// With `--open`: whether the desktop's opener was started; `null` without `--open`.
+    pub opened: Option<bool>,
+    /// With `--open`: why the page could not be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_error: Option<String>,
+}
