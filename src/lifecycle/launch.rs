@@ -175,7 +175,9 @@ impl Tasks {
                 until_terminal(&paths, &launched.id, &mut self.bound(timeout, cancel, None))
             }
             (None, _) => Ok(launched.record),
-        };
+        }
+        // This call started it: gone now, it was removed meanwhile.
+        .map_err(Error::removed_meanwhile);
         // A batch item queued for a slot is started later, by its supervisor: if it could
         // not start then, the wait finds it `failed`. It answers what the same item answers
         // unqueued, where `start` hears of the failure at once: `SpawnFailed`.

@@ -111,9 +111,13 @@ impl Tasks {
     /// `wait {id}`.
     fn wait_one(&self, id: &TaskId, until: Until, bound: &mut Bound<'_>) -> Result<Task> {
         let paths = self.paths(id);
+        // Found now, so a task gone later was removed while this call waited.
+        self.record(id)?;
         let record = match until {
-            Until::Exit => until_terminal(&paths, id, bound)?,
-            Until::Word(word) if word == "exit" => until_terminal(&paths, id, bound)?,
+            Until::Exit => until_terminal(&paths, id, bound).map_err(Error::removed_meanwhile)?,
+            Until::Word(word) if word == "exit" => {
+                until_terminal(&paths, id, bound).map_err(Error::removed_meanwhile)?
+            }
             Until::Word(word) => {
                 return Err(Error::input_at(
                     "until",
@@ -124,7 +128,7 @@ impl Tasks {
             Until::Ready(spec) => {
                 let probe = spec.probe("until")?;
                 bound.limit(spec.timeout("until")?);
-                until_conditions(&paths, id, probe, bound)?
+                until_conditions(&paths, id, probe, bound).map_err(Error::removed_meanwhile)?
             }
         };
         Ok(Task::from_record(&record, &paths))
@@ -165,15 +169,18 @@ impl Tasks {
             // wait's timeout.
             WaitMode::All => {
                 for id in &ids {
-                    until_terminal(&self.paths(id), id, bound)?;
+                    until_terminal(&self.paths(id), id, bound).map_err(Error::removed_meanwhile)?;
                 }
             }
-            WaitMode::Any => self.first_to_end(&ids, bound)?,
+            WaitMode::Any => self
+                .first_to_end(&ids, bound)
+                .map_err(Error::removed_meanwhile)?,
         }
         let mut tasks = Vec::with_capacity(ids.len());
         for id in &ids {
             let paths = self.paths(id);
-            tasks.push(Task::from_record(&observe(&paths, id)?, &paths));
+            let record = observe(&paths, id).map_err(Error::removed_meanwhile)?;
+            tasks.push(Task::from_record(&record, &paths));
         }
         let ended = tasks
             .iter()
