@@ -11,7 +11,7 @@ use schemars::Schema;
 
 use crate::payload::answer::{
     AllEventsAnswer, ArtifactAnswer, EventsAnswer, ListAnswer, LogsAnswer, PruneAnswer, RmAnswer,
-    StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
+    ServeAnswer, StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
 };
 use crate::payload::batch::BatchAnswer;
 use crate::payload::discovery::{CapabilitiesAnswer, DoctorAnswer, SchemaAnswer};
@@ -76,7 +76,7 @@ const fn entry(
 }
 
 /// Every public command, in the order `capabilities`, `schema list` and help show them.
-pub const COMMANDS: [CommandEntry; 18] = [
+pub const COMMANDS: [CommandEntry; 19] = [
     entry(
         "start",
         Payload::Required,
@@ -156,6 +156,14 @@ pub const COMMANDS: [CommandEntry; 18] = [
         false,
         Some(input::<Optional<PruneInput>>),
         Some(output::<PruneAnswer>),
+    ),
+    entry(
+        "serve",
+        Payload::None,
+        false,
+        false,
+        None,
+        Some(output::<ServeAnswer>),
     ),
     entry(
         "doctor",

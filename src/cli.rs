@@ -123,6 +123,19 @@ pub enum Command {
         Example:\n  background-tasks prune '{\"older_than_s\":86400,\"keep_last\":20}'"
     )]
     Prune(PayloadArgs),
+    /// Serve a live view of the tasks in the browser (127.0.0.1 only) until stopped.
+    #[command(
+        after_help = "No payload. The first line is the envelope, whose data.url (with a fresh\n\
+        token) opens the page; data.events_url streams every task's changes (Server-Sent Events).\n\
+        The page and scripts use the same API: GET /api/tasks, GET /api/tasks/<id>,\n\
+        POST /api/tasks/<id>/stop|restart, GET /api/tasks/<id>/events (SSE, with the task's log).\n\
+        Scripts send the token as `Authorization: Bearer <token>` or `?token=`.\n\
+        Ends with exit 0 on SIGTERM or SIGINT (Ctrl-C).\n\n\
+        Examples:\n  \
+        background-tasks serve --open\n  \
+        background-tasks start '{\"id\":\"ui\",\"command\":\"background-tasks\",\"args\":[\"serve\",\"--port\",\"8765\"],\"ready\":{\"port\":8765}}'"
+    )]
+    Serve(ServeArgs),
     /// Check the state directory, locks, file notifications, the supervisors' binary and the
     /// tasks; every check says ok, warn or fail with a hint. Exit 1 if any check fails.
     #[command(
@@ -283,6 +296,19 @@ pub struct LogsArgs {
     /// With --stream: stop following after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
     pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The port to listen on, on 127.0.0.1 (default: any free port; the envelope says which).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub port: u16,
+    /// Open the page in the desktop's browser (xdg-open); the envelope says whether it could.
+    #[arg(long)]
+    pub open: bool,
+    /// Seconds of silence before a stream gets a keep-alive comment (default 15; for tests).
+    #[arg(long, value_name = "SECONDS", hide = true, value_parser = seconds)]
+    pub keep_alive: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,12 @@ pub enum Error {
     #[error("task not found: {id}")]
     TaskNotFound { id: String },
 
+    /// A task this call saw (or started) whose folder another caller's `rm` or `prune`
+    /// removed before its end could be read: the envelope type is still `TaskNotFound`,
+    /// the message and `details.removed_meanwhile` say what happened.
+    #[error("task {id} was removed by another caller's rm or prune while this call waited for it")]
+    TaskRemoved { id: String },
+
     #[error("task {id} is already running{}{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), if differences.is_empty() { String::new() } else { format!(" with a different {}", differences.join(", ")) })]
     TaskAlreadyRunning {
         id: String,
@@ -186,7 +192,7 @@ impl Error {
     pub fn type_name(&self) -> &'static str {
         match self {
             Error::CommandInput { .. } => "CommandInputError",
-            Error::TaskNotFound { .. } => "TaskNotFound",
+            Error::TaskNotFound { .. } | Error::TaskRemoved { .. } => "TaskNotFound",
             Error::TaskAlreadyRunning { .. } => "TaskAlreadyRunning",
             Error::TaskWaitTimedOut { .. } => "TaskWaitTimedOut",
             Error::TaskNotReady { .. } => "TaskNotReady",
@@ -227,6 +233,15 @@ impl Error {
         }
     }
 
+    /// A `TaskNotFound` met while waiting on a task that was there: it was removed
+    /// meanwhile. Other errors are left as they are.
+    pub fn removed_meanwhile(self) -> Error {
+        match self {
+            Error::TaskNotFound { id } => Error::TaskRemoved { id },
+            other => other,
+        }
+    }
+
     /// Whether this is a write that failed because the disk (or the user's quota) is full.
     pub fn is_disk_full(&self) -> bool {
         match self {
@@ -240,6 +255,7 @@ impl Error {
         match self {
             Error::CommandInput { hint, .. } => hint.clone(),
             Error::TaskNotFound { .. } => "Run list to discover known task ids.".into(),
+            Error::TaskRemoved { .. } => "Its end was removed before this call could read it; start it again if the result is still needed, and prune with older_than_s so that tasks just ended are kept.".into(),
             Error::TaskAlreadyRunning {
                 hint: Some(hint), ..
             } => (*hint).to_owned(),
@@ -355,6 +371,10 @@ impl Error {
                 }
             }
             Error::TaskNotFound { id } => put("id", json!(id)),
+            Error::TaskRemoved { id } => {
+                put("id", json!(id));
+                put("removed_meanwhile", json!(true));
+            }
             Error::TaskAlreadyRunning {
                 id,
                 pid,

@@ -12,9 +12,10 @@
 //! There is no daemon: every other command reads the state directory ([`paths`]), trusting
 //! a record only as far as the lock says its supervisor is alive ([`state`]). Every
 //! operation on tasks is in [`lifecycle`], with typed args and results; the CLI's commands
-//! ([`commands`]) are adapters over it that return values and never print. Everything
-//! printed goes through [`envelope`], except what `mcp` serves: JSON-RPC, written by the MCP
-//! SDK (`mcp`, the cargo feature of the same name).
+//! ([`commands`]) are adapters over it that return values and never print, and so are the
+//! browser view (`serve`) and the MCP server (`mcp`), each behind the cargo feature of its
+//! name. Everything printed goes through [`envelope`], except what `mcp` serves: JSON-RPC,
+//! written by the MCP SDK.
 
 pub mod catalog;
 pub mod cli;
@@ -35,6 +36,8 @@ pub mod procfs;
 pub mod progress;
 pub mod ready;
 pub mod schema;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod state;
 pub mod supervisor;
 pub mod time;

@@ -128,6 +128,15 @@ pub fn split(bytes: &[u8], base: u64, complete_only: bool) -> (Vec<Line>, u64) {
     (lines, base + start as u64)
 }
 
+/// Whether `text` is at most the line budget followed by a cut's marker.
+fn already_cut(text: &str) -> bool {
+    let Some((kept, marker)) = text.rsplit_once("…[") else {
+        return false;
+    };
+    let count = marker.strip_suffix(" more bytes]").unwrap_or_default();
+    kept.len() <= MAX_LINE_BYTES && !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// What a terminal would show for one line's bytes: the last non-empty redraw (the text
 /// between two `\r`, or after the last one). A line ending in `\r` (a `\r\n` ending, or a
 /// bar that left its last drawing) keeps its last drawn text.
@@ -140,32 +149,80 @@ pub fn render(body: &[u8]) -> String {
 }
 
 /// The most bytes of one line kept in memory by a [`LineReader`]: what a line shows is cut
-/// there, and a `ready` log condition is matched against the first `LINE_BUDGET` bytes of
-/// what a long line shows.
+/// there, and a `ready` log condition (and `logs {grep}`) is matched against the first
+/// `LINE_BUDGET` bytes of what a long line shows.
 pub const LINE_BUDGET: usize = 64 * 1024;
 
-/// What one line shows, cut to [`LINE_BUDGET`].
+/// The line budget: the most bytes of one line that an answer or a frame shows (`logs`,
+/// `events`, stream frames, `TaskNotReady`'s `log_tail`, a progress message). A longer
+/// line is cut there and says how many bytes were left out ([`mark_cut`]).
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// The answer budget: the most bytes of lines (or frames) in one answer. Past it, the
+/// oldest give way in a tail, and a page after a cursor stops early and its cursor
+/// continues.
+pub const MAX_INLINE_BYTES: usize = 64 * 1024;
+
+/// What one line shows, cut to a reader's budget ([`LINE_BUDGET`] unless told otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShownLine {
-    /// The text, valid UTF-8, at most [`LINE_BUDGET`] bytes of the line's bytes.
+    /// The text, valid UTF-8, at most the budget's bytes of the line's bytes.
     pub text: String,
     /// Bytes of the shown text left out past the budget (0 for a whole line).
     pub cut: u64,
 }
 
 impl ShownLine {
+    /// The line cut further, to at most `max` bytes of text (at a character boundary).
+    pub fn cut_to(mut self, max: usize) -> ShownLine {
+        self.cut += truncate(&mut self.text, max);
+        self
+    }
+
     /// The text, with a marker saying how much was left out when the line was cut.
     pub fn into_text(self) -> String {
-        if self.cut == 0 {
-            return self.text;
-        }
-        let mut text = self.text;
-        text.push_str(&format!("…[{} more bytes]", self.cut));
-        text
+        mark_cut(self.text, self.cut)
     }
 }
 
-/// One redraw of a line (the text between two `\r`), its first [`LINE_BUDGET`] bytes.
+/// Cuts `text` to at most `max` bytes, at a character boundary; returns the bytes left out.
+pub fn truncate(text: &mut String, max: usize) -> u64 {
+    if text.len() <= max {
+        return 0;
+    }
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let dropped = text.len() - at;
+    text.truncate(at);
+    dropped as u64
+}
+
+/// `text` followed by the marker every cut line carries, `…[<cut> more bytes]`, when `cut`
+/// bytes were left out of it.
+pub fn mark_cut(mut text: String, cut: u64) -> String {
+    if cut > 0 {
+        text.push_str(&format!("…[{cut} more bytes]"));
+    }
+    text
+}
+
+/// `text` cut to the line budget, with the marker when it was cut; copies at most the
+/// budget of it. A text this already cut (the budget and its marker) is left as it is, so
+/// cutting twice (the supervisor, then the wire) says the first cut's count.
+pub fn shorten(text: &str) -> String {
+    if already_cut(text) {
+        return text.to_owned();
+    }
+    let mut at = text.len().min(MAX_LINE_BYTES);
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    mark_cut(text[..at].to_owned(), (text.len() - at) as u64)
+}
+
+/// One redraw of a line (the text between two `\r`), its first `budget` bytes.
 #[derive(Debug, Default, Clone)]
 struct Segment {
     kept: Vec<u8>,
@@ -173,8 +230,8 @@ struct Segment {
 }
 
 impl Segment {
-    fn push(&mut self, bytes: &[u8]) {
-        let room = LINE_BUDGET.saturating_sub(self.kept.len());
+    fn push(&mut self, bytes: &[u8], budget: usize) {
+        let room = budget.saturating_sub(self.kept.len());
         self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
         self.len += bytes.len() as u64;
     }
@@ -200,9 +257,11 @@ impl Segment {
 }
 
 /// A line being read, built from pieces as they arrive: it keeps only what [`render`] would
-/// show (the last non-empty redraw), cut to [`LINE_BUDGET`].
-#[derive(Debug, Default)]
+/// show (the last non-empty redraw), cut to its budget.
+#[derive(Debug)]
 struct LineBuilder {
+    /// The most bytes of a redraw kept.
+    budget: usize,
     /// The redraw being written (after the last `\r`).
     current: Segment,
     /// The last non-empty redraw before it.
@@ -216,6 +275,17 @@ struct LineBuilder {
 }
 
 impl LineBuilder {
+    fn new(budget: usize) -> LineBuilder {
+        LineBuilder {
+            budget,
+            current: Segment::default(),
+            previous: Segment::default(),
+            len: 0,
+            partial: false,
+            fresh_redraw: false,
+        }
+    }
+
     /// Adds bytes of the line (no `\n` among them).
     fn push(&mut self, bytes: &[u8]) {
         self.len += bytes.len() as u64;
@@ -225,7 +295,7 @@ impl LineBuilder {
         };
         for next in pieces {
             // `piece` ends at a `\r`: a redraw is complete.
-            self.current.push(piece);
+            self.current.push(piece, self.budget);
             if self.partial {
                 // The redraw began before we started reading: not a whole one.
                 self.partial = false;
@@ -237,7 +307,7 @@ impl LineBuilder {
             }
             piece = next;
         }
-        self.current.push(piece);
+        self.current.push(piece, self.budget);
     }
 
     /// Ends the line: what it shows, or `None` for the rest of a line whose start was not
@@ -248,7 +318,7 @@ impl LineBuilder {
             (false, true) => Some(self.current.shown()),
             (false, false) => Some(self.previous.shown()),
         };
-        *self = LineBuilder::default();
+        *self = LineBuilder::new(self.budget);
         shown
     }
 
@@ -260,13 +330,14 @@ impl LineBuilder {
 
 /// Reads a growing log forward, each byte once, handing out complete lines as their `\n`
 /// arrives. A line still being written stays in the reader (at most [`LINE_BUDGET`] bytes
-/// of it), so a follower never scans it again, however often the task redraws it.
+/// of it, or the budget given to [`LineReader::with_budget`]), so a follower never scans it
+/// again, however often the task redraws it.
 ///
 /// A read that found only more of an unfinished line (a `\r` bar redrawing itself) makes
 /// the next one worth doing only [`PACE`] later ([`LineReader::next_read_at`]): a follower
 /// woken at every redraw of a bar redrawn each millisecond then reads it every `PACE`, and
 /// a line that ends meanwhile is handed out at most `PACE` late.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LineReader {
     /// Where the line being built starts: just past the last line handed out.
     line_start: u64,
@@ -286,10 +357,17 @@ const READ_CHUNK: usize = 32 * 1024;
 impl LineReader {
     /// A reader starting at the beginning of a line at `offset`.
     pub fn new(offset: u64) -> LineReader {
+        LineReader::with_budget(offset, LINE_BUDGET)
+    }
+
+    /// A reader starting at the beginning of a line at `offset` that keeps at most `budget`
+    /// bytes of a line (`usize::MAX`: whole lines, however long, for a caller that asked
+    /// for them whole and so for their memory).
+    pub fn with_budget(offset: u64, budget: usize) -> LineReader {
         LineReader {
             line_start: offset,
             read_to: offset,
-            line: LineBuilder::default(),
+            line: LineBuilder::new(budget),
             only_unfinished_at: None,
         }
     }
@@ -722,6 +800,37 @@ mod tests {
             })
             .expect("read");
         assert_eq!(seen, [" 7", "next"]);
+    }
+
+    #[test]
+    fn cutting_says_how_much_was_left_out_and_is_done_once() {
+        assert_eq!(shorten("short"), "short");
+        let long = "é".repeat(MAX_LINE_BYTES);
+        let cut = shorten(&long);
+        // A character is never split: the cut falls on the boundary below the budget.
+        let kept = "é".repeat(MAX_LINE_BYTES / 2);
+        assert_eq!(
+            cut,
+            format!("{kept}…[{} more bytes]", long.len() - kept.len())
+        );
+        assert_eq!(shorten(&cut), cut, "cutting again changes nothing");
+        // A text that merely looks marked but is longer than the budget is still cut.
+        let fake = format!("{}…[5 more bytes]", "x".repeat(MAX_LINE_BYTES + 1));
+        let dropped = fake.len() - MAX_LINE_BYTES;
+        assert_eq!(
+            shorten(&fake),
+            format!("{}…[{dropped} more bytes]", "x".repeat(MAX_LINE_BYTES))
+        );
+        let line = ShownLine {
+            text: "y".repeat(MAX_LINE_BYTES + 3),
+            cut: 7,
+        }
+        .cut_to(MAX_LINE_BYTES);
+        assert_eq!(line.cut, 10);
+        assert_eq!(
+            line.into_text(),
+            format!("{}…[10 more bytes]", "y".repeat(MAX_LINE_BYTES))
+        );
     }
 
     #[test]

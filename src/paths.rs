@@ -322,6 +322,9 @@ pub mod names {
     /// Where older versions wrote a stop request (`stop` now sends it in the signal); a
     /// supervisor removes one left there when it starts.
     pub const STOP_REQUEST: &str = "stop.json";
+    /// A new ready condition for the supervisor's run (`if_running: "reuse"` with another
+    /// `ready`), which the supervisor watches for.
+    pub const READY_REQUEST: &str = "ready.json";
 
     /// The log of an earlier run.
     pub fn old_log(run: u32) -> String {

@@ -45,7 +45,7 @@ const QUICK_RETRIES: Duration = Duration::from_secs(5);
 #[schemars(transform = crate::wire_schema::some_condition)]
 pub struct ReadySpec {
     /// A regular expression a line of the current run's output must match. A line longer
-    /// than the line budget (64 KiB) is matched on its first 64 KiB.
+    /// than 64 KiB is matched on its first 64 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// A TCP port on this machine that must accept connections.
@@ -699,7 +699,12 @@ pub fn listening_inodes(keep: impl Fn(u16) -> bool) -> Vec<(u16, u64)> {
 
 /// The TCP ports that processes `pids` listen on, sorted.
 pub fn ports_of(pids: &[i32]) -> Vec<u16> {
-    let listening = listening_inodes(|_| true);
+    ports_among(&listening_inodes(|_| true), pids)
+}
+
+/// The ports of `listening` (from [`listening_inodes`]) that processes `pids` hold, sorted:
+/// a caller asking for many tasks reads the socket tables once.
+pub fn ports_among(listening: &[(u16, u64)], pids: &[i32]) -> Vec<u16> {
     if listening.is_empty() {
         return Vec::new();
     }

@@ -11,8 +11,11 @@
 //! Only the current run is shown: a restart replaces the old run's output, as it does for
 //! `logs`. The log is read forward by one [`LineReader`], each byte once: a line that is
 //! still being written (a `\r` progress bar) is never scanned again on the next wake, and
-//! what it holds of such a line is bounded by the line budget. The log's file handle is kept for the whole follow, so a restart that renames
-//! the log away cannot switch a follower to the next run's output.
+//! what it holds of such a line is bounded by [`output_log::LINE_BUDGET`]. A line's frame
+//! shows at most the line budget of it ([`output_log::MAX_LINE_BYTES`], saying how much was
+//! left out), and a page (`events` without `--stream`) at most its byte budget of frames
+//! ([`Selection::budget`]). The log's file handle is kept for the whole follow, so a
+//! restart that renames the log away cannot switch a follower to the next run's output.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -24,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::output_log::{self, Cursor, CursorReset, LineReader, ShownLine};
 use crate::paths::{TaskId, TaskPaths, names};
-use crate::payload::frame::Frame;
+use crate::payload::frame::{Event, Frame};
 use crate::state::journal::{self, JournalEntry, kind};
 
 use crate::state::{TaskRecord, observe};
@@ -55,6 +58,49 @@ pub struct Selection {
     pub lines: Option<u64>,
     /// Only `task.log.line` frames (for `logs --stream`); the numbering is the same.
     pub only_lines: bool,
+    /// For one answer (a page, not a stream): the most bytes of frames it holds. Past it,
+    /// the oldest frames give way in a tail (without `after`), and a page after `after`
+    /// stops before the first frame that does not fit. The first frame always fits.
+    pub budget: Option<usize>,
+}
+
+/// The fewest bytes a log line's frame takes (its keys, a sequence, a timestamp and a
+/// cursor, with an empty line): a page of `budget` bytes shows at most `budget / this`.
+const MIN_LINE_FRAME_BYTES: usize = 100;
+
+/// What one answer (a page) has taken of its byte budget.
+#[derive(Debug, Clone, Copy)]
+struct Page {
+    budget: usize,
+    used: usize,
+    frames: usize,
+}
+
+impl Page {
+    fn new(budget: usize) -> Page {
+        Page {
+            budget,
+            used: 0,
+            frames: 0,
+        }
+    }
+
+    /// Takes `frame` if it fits; the first frame always does (a frame is at most one line
+    /// budget and its JSON), so every page moves on.
+    fn admits(&mut self, frame: &Frame) -> bool {
+        let size = frame_bytes(frame);
+        if self.frames > 0 && self.used + size > self.budget {
+            return false;
+        }
+        self.used += size;
+        self.frames += 1;
+        true
+    }
+}
+
+/// A frame's share of an answer: its JSON and the comma between frames.
+fn frame_bytes(frame: &Frame) -> usize {
+    frame.encoded_len() + 1
 }
 
 /// Whether a reader should go on.
@@ -91,12 +137,19 @@ pub struct Timeline {
     lines_left: Option<u64>,
     /// Set when `after` was a cursor that could not be used as given.
     pub cursor_reset: Option<CursorReset>,
+    /// The byte budget of a page, and what it took so far.
+    page: Option<Page>,
+    /// Frames were left out of the page: by its budget, or (after `after`) past `lines`.
+    pub left_out: bool,
+    /// Log line frames delivered cut to the line budget.
+    pub truncated_lines: u64,
     ended: bool,
 }
 
-/// One item of the walk.
-enum Item {
-    Entry(JournalEntry),
+/// One item of the walk. A visit that breaks leaves its item where it was: the next walk
+/// starts with it, under the same number.
+enum Item<'a> {
+    Entry(&'a JournalEntry),
     Line { line: ShownLine, end: u64 },
 }
 
@@ -126,6 +179,9 @@ impl Timeline {
             skip: selection.after,
             lines_left: selection.after.and(selection.lines),
             cursor_reset: None,
+            page: selection.budget.map(Page::new),
+            left_out: false,
+            truncated_lines: 0,
             ended: false,
         };
         match selection.after {
@@ -151,23 +207,50 @@ impl Timeline {
     }
 
     /// Without `after`: the last `lines` log lines (and every lifecycle entry), in order.
+    /// With a budget, the newest of them that fit: older ones give way first.
     fn open_at_tail(&mut self, sink: &mut Sink<'_>) -> Result<Flow> {
         let wanted = self
             .selection
             .lines
             .unwrap_or(crate::payload::input::DEFAULT_LOG_LINES);
-        let mut items: Vec<(u64, Kept)> = Vec::new();
-        // Walk everything, keeping every entry and the positions of the last `wanted` lines.
+        let budget = self.selection.budget;
+        // A page cannot show more lines than this, however many are asked for: memory stays
+        // bounded by the page, not by `lines`.
+        let kept_lines = budget.map_or(wanted, |b| wanted.min((b / MIN_LINE_FRAME_BYTES) as u64));
+        let only_lines = self.selection.only_lines;
+        let (task_id, run) = (self.task_id.clone(), self.run);
+        // Walk everything: keep the frames of entries (with a budget, only those that newer
+        // entries alone do not push out of the page) and the positions of the last lines.
         let terminal = self.is_terminal(false)?;
+        let mut entries: VecDeque<(u64, Frame, usize)> = VecDeque::new();
+        let mut entry_bytes = 0;
         let mut ring: VecDeque<(u64, u64, u64)> = VecDeque::new();
         let mut line_start = self.lines.position();
+        let (mut ended, mut left_out) = (false, false);
         self.walk(terminal, &mut |item, sequence| {
             match item {
-                Item::Entry(entry) => items.push((sequence, Kept::Entry(entry))),
+                Item::Entry(entry) => {
+                    ended |= entry.kind == kind::ENDED && entry.run == run;
+                    let frame = (!only_lines)
+                        .then(|| Frame::from_entry(&task_id, sequence, entry.clone()))
+                        .flatten();
+                    if let Some(frame) = frame {
+                        let size = frame_bytes(&frame);
+                        entry_bytes += size;
+                        entries.push_back((sequence, frame, size));
+                        while budget.is_some_and(|b| entry_bytes > b) && entries.len() > 1 {
+                            if let Some((_, _, size)) = entries.pop_front() {
+                                entry_bytes -= size;
+                                left_out = true;
+                            }
+                        }
+                    }
+                }
                 Item::Line { end, .. } => {
-                    if wanted > 0 {
-                        if ring.len() as u64 == wanted {
+                    if kept_lines > 0 {
+                        if ring.len() as u64 == kept_lines {
                             ring.pop_front();
+                            left_out |= kept_lines < wanted;
                         }
                         ring.push_back((sequence, line_start, end));
                     }
@@ -176,41 +259,52 @@ impl Timeline {
             }
             ControlFlow::Continue(())
         })?;
+        self.ended |= ended;
         // Read the kept lines (they follow one another) again and merge them with the
         // entries by number; each is cut to the line budget.
+        let mut items: Vec<(u64, Frame)> = entries
+            .into_iter()
+            .map(|(sequence, frame, _)| (sequence, frame))
+            .collect();
         if let (Some(&(_, first, _)), Some(&(_, _, last)), Some(file)) =
             (ring.front(), ring.back(), self.log.as_mut())
         {
-            let mut texts = Vec::with_capacity(ring.len());
+            let mut ring = ring.into_iter();
             LineReader::new(first)
-                .read(file, last, true, |line, _| {
-                    texts.push(line.into_text());
+                .read(file, last, true, |line, end| {
+                    if let Some((sequence, _, _)) = ring.next() {
+                        items.push((
+                            sequence,
+                            Frame::log_line(&task_id, run, line, end, sequence),
+                        ));
+                    }
                     ControlFlow::Continue(())
                 })
                 .map_err(|e| Error::store("read the log", self.paths.log(), e))?;
-            for ((sequence, _, end), text) in ring.into_iter().zip(texts) {
-                items.push((sequence, Kept::Line(text, end)));
-            }
         }
         items.sort_by_key(|(sequence, _)| *sequence);
-        for (sequence, kept) in items {
-            let frame = match kept {
-                Kept::Entry(entry) if self.selection.only_lines => {
-                    self.note_end(&entry);
-                    continue;
+        if let Some(budget) = budget {
+            // The newest frames that fit; the first kept always does.
+            let mut used = 0;
+            let mut first_kept = items.len();
+            while first_kept > 0 {
+                let size = frame_bytes(&items[first_kept - 1].1);
+                if first_kept < items.len() && used + size > budget {
+                    break;
                 }
-                Kept::Entry(entry) => {
-                    self.note_end(&entry);
-                    match self.entry_frame(entry, sequence) {
-                        Some(frame) => frame,
-                        None => continue,
-                    }
-                }
-                Kept::Line(text, end) => self.line_frame(text, end, sequence),
-            };
+                used += size;
+                first_kept -= 1;
+            }
+            left_out |= first_kept > 0;
+            items.drain(..first_kept);
+        }
+        self.left_out |= left_out;
+        for (_, frame) in items {
+            let truncated = is_truncated_line(&frame);
             if sink(frame).is_break() {
                 return Ok(Flow::Stopped);
             }
+            self.truncated_lines += u64::from(truncated);
         }
         self.close(terminal, sink)
     }
@@ -239,18 +333,19 @@ impl Timeline {
         self.advance(superseded, sink)
     }
 
-    /// Walks to the end of what can be read now and delivers what the selection keeps.
+    /// Walks to the end of what can be read now and delivers what the selection keeps. A
+    /// page stops before the first frame past its budget (or its `lines`), which stays
+    /// unread: the answer's `next_sequence` and `next_cursor` continue with it.
     fn advance(&mut self, superseded: bool, sink: &mut Sink<'_>) -> Result<Flow> {
         let terminal = self.is_terminal(superseded)?;
         let mut stopped = false;
-        let mut frames = Vec::new();
         let log_path = self.paths.log();
-        // Frames are built inside the walk (lines borrow its buffer) and handed on in order.
         let run = self.run;
         let task_id = self.task_id.clone();
         let (skip, only_lines) = (self.skip, self.selection.only_lines);
         let mut lines_left = self.lines_left;
-        let mut ended = false;
+        let mut page = self.page;
+        let (mut ended, mut left_out, mut truncated_lines) = (false, false, 0);
         let walked = self.walk(terminal, &mut |item, sequence| {
             let keep_by_position = |position: u64, is_line: bool| match skip {
                 None => true,
@@ -258,31 +353,44 @@ impl Timeline {
                 Some(After::Cursor(c)) if is_line => position > c.offset,
                 Some(After::Cursor(c)) => position >= c.offset,
             };
-            match item {
+            let (frame, is_end) = match item {
                 Item::Entry(entry) => {
-                    ended |= entry.kind == kind::ENDED;
-                    if !only_lines && keep_by_position(entry.log_offset, false) {
-                        frames.extend(Frame::from_entry(&task_id, sequence, entry));
-                    }
+                    let frame = (!only_lines && keep_by_position(entry.log_offset, false))
+                        .then(|| Frame::from_entry(&task_id, sequence, entry.clone()))
+                        .flatten();
+                    (frame, entry.kind == kind::ENDED)
                 }
                 Item::Line { line, end } => {
-                    if keep_by_position(end, true) {
-                        if lines_left == Some(0) {
-                            stopped = true;
-                            return ControlFlow::Break(());
-                        }
-                        lines_left = lines_left.map(|n| n - 1);
-                        frames.push(line_frame(&task_id, run, line.into_text(), end, sequence));
+                    if !keep_by_position(end, true) {
+                        return ControlFlow::Continue(());
                     }
+                    if lines_left == Some(0) {
+                        left_out = true;
+                        stopped = true;
+                        return ControlFlow::Break(());
+                    }
+                    (Some(line_frame(&task_id, run, line, end, sequence)), false)
                 }
-            }
-            // Hand frames on as they come, so a long catch-up streams instead of piling up.
-            for frame in frames.drain(..) {
+            };
+            if let Some(frame) = frame {
+                if page.as_mut().is_some_and(|page| !page.admits(&frame)) {
+                    left_out = true;
+                    stopped = true;
+                    return ControlFlow::Break(());
+                }
+                let is_line = matches!(frame.event, Event::LogLine(_));
+                let truncated = is_truncated_line(&frame);
+                // Handed on as it comes, so a long catch-up streams instead of piling up.
                 if sink(frame).is_break() {
                     stopped = true;
                     return ControlFlow::Break(());
                 }
+                if is_line {
+                    lines_left = lines_left.map(|n| n - 1);
+                }
+                truncated_lines += u64::from(truncated);
             }
+            ended |= is_end;
             ControlFlow::Continue(())
         });
         walked.map_err(|e| match e {
@@ -294,6 +402,9 @@ impl Timeline {
             ),
         })?;
         self.lines_left = lines_left;
+        self.page = page;
+        self.left_out |= left_out;
+        self.truncated_lines += truncated_lines;
         self.ended |= ended;
         if stopped {
             return Ok(Flow::Stopped);
@@ -346,18 +457,17 @@ impl Timeline {
         if self.ended {
             self.settle()?;
         } else if terminal {
-            self.ended = true;
             // The truthful record, not the file: a task found lost by another reader that
             // holds the lock this instant is lost, though its file still says running.
             let record = self.observed()?.filter(|r| r.run == self.run);
             if let Some(record) = record {
-                let sequence = self.take_sequence();
-                if !self.selection.only_lines
-                    && sink(self.ended_frame(&record, sequence)).is_break()
-                {
+                let frame = self.ended_frame(&record, self.next_sequence);
+                if !self.selection.only_lines && sink(frame).is_break() {
                     return Ok(Flow::Stopped);
                 }
+                self.take_sequence();
             }
+            self.ended = true;
         }
         Ok(if self.ended { Flow::Ended } else { Flow::Open })
     }
@@ -382,7 +492,7 @@ impl Timeline {
     fn walk(
         &mut self,
         terminal: bool,
-        visit: &mut dyn FnMut(Item, u64) -> ControlFlow<()>,
+        visit: &mut dyn FnMut(Item<'_>, u64) -> ControlFlow<()>,
     ) -> Result<()> {
         let size = self.log_size()?;
         let Some(file) = self.log.as_mut() else {
@@ -399,12 +509,14 @@ impl Timeline {
         let mut stopped = false;
         self.lines
             .read(file, size, terminal, |line, end| {
-                let flow = match place_entries(pending, next_sequence, end, false, visit) {
-                    ControlFlow::Continue(()) => {
-                        visit(Item::Line { line, end }, take(next_sequence))
+                let mut flow = place_entries(pending, next_sequence, end, false, visit);
+                if flow.is_continue() {
+                    flow = visit(Item::Line { line, end }, *next_sequence);
+                    if flow.is_continue() {
+                        take(next_sequence);
                     }
-                    stop => stop,
-                };
+                }
+                // A refused line is not consumed: the reader hands it out again.
                 stopped = flow.is_break();
                 flow
             })
@@ -438,21 +550,6 @@ impl Timeline {
         take(&mut self.next_sequence)
     }
 
-    fn note_end(&mut self, entry: &JournalEntry) {
-        if entry.kind == kind::ENDED && entry.run == self.run {
-            self.ended = true;
-        }
-    }
-
-    /// `None` for an entry of a type this version does not know.
-    fn entry_frame(&self, entry: JournalEntry, sequence: u64) -> Option<Frame> {
-        Frame::from_entry(&self.task_id, sequence, entry)
-    }
-
-    fn line_frame(&self, text: String, end: u64, sequence: u64) -> Frame {
-        line_frame(&self.task_id, self.run, text, end, sequence)
-    }
-
     fn ended_frame(&self, record: &TaskRecord, sequence: u64) -> Frame {
         Frame::ended(record, sequence)
     }
@@ -477,13 +574,14 @@ fn take(next_sequence: &mut u64) -> u64 {
 }
 
 /// Delivers pending entries that come before a line ending at `end` (`X < end`), or with
-/// `inclusive`, every entry up to the position walked (`X <= end`).
+/// `inclusive`, every entry up to the position walked (`X <= end`). An entry whose visit
+/// breaks stays pending, and keeps its number.
 fn place_entries(
     pending: &mut VecDeque<JournalEntry>,
     next_sequence: &mut u64,
     end: u64,
     inclusive: bool,
-    visit: &mut dyn FnMut(Item, u64) -> ControlFlow<()>,
+    visit: &mut dyn FnMut(Item<'_>, u64) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     while let Some(entry) = pending.front() {
         let due = if inclusive {
@@ -494,20 +592,18 @@ fn place_entries(
         if !due {
             break;
         }
-        let Some(entry) = pending.pop_front() else {
-            break;
-        };
-        visit(Item::Entry(entry), take(next_sequence))?;
+        visit(Item::Entry(entry), *next_sequence)?;
+        pending.pop_front();
+        take(next_sequence);
     }
     ControlFlow::Continue(())
 }
 
-/// An item kept by `open_at_tail` until all are known.
-enum Kept {
-    Entry(JournalEntry),
-    Line(String, u64),
+fn line_frame(task_id: &str, run: u32, line: ShownLine, end: u64, sequence: u64) -> Frame {
+    Frame::log_line(task_id, run, line, end, sequence)
 }
 
-fn line_frame(task_id: &str, run: u32, text: String, end: u64, sequence: u64) -> Frame {
-    Frame::log_line(task_id, run, text, end, sequence)
+/// Whether `frame` is a log line cut to the line budget.
+fn is_truncated_line(frame: &Frame) -> bool {
+    matches!(&frame.event, Event::LogLine(data) if data.truncated_bytes.is_some())
 }

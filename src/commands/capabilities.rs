@@ -266,6 +266,11 @@ fn features() -> Vec<Feature> {
             description: "Followers and waits wake on file changes; without it they poll every 250 ms.",
         },
         Feature {
+            name: "serve",
+            available: cfg!(feature = "serve"),
+            description: "serve: a live view of the tasks in the browser (HTTP and Server-Sent Events on 127.0.0.1); absent from builds without the serve feature.",
+        },
+        Feature {
             name: "completions",
             available: true,
             description: "completions bash|zsh|fish|elvish|powershell prints a completion script.",

@@ -62,6 +62,7 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
         Command::Prune(args) => data(rm::prune(args)?),
         Command::Logs(args) => logs::run(args, output),
         Command::Events(args) => events::run(args, output),
+        Command::Serve(args) => serve(args, output),
         Command::Doctor => doctor::run(),
         Command::Capabilities => data(capabilities::run()),
         Command::Schema(SchemaCommand::List) => data(schema::list()),
@@ -79,6 +80,22 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
             "Use start; it runs the supervisor itself.",
         )),
     }
+}
+
+/// `serve`: the browser view, a front end of its own (`crate::serve`); it prints its
+/// envelope itself once it listens, then serves until stopped.
+#[cfg(feature = "serve")]
+fn serve(args: crate::cli::ServeArgs, output: &Output) -> Result<Reply> {
+    crate::serve::run(args, output)
+}
+
+/// Without the `serve` feature, the command is there and says why it cannot run.
+#[cfg(not(feature = "serve"))]
+fn serve(_: crate::cli::ServeArgs, _: &Output) -> Result<Reply> {
+    Err(Error::input(
+        "this build has no serve: it was built without the `serve` feature",
+        "Build with the default features (cargo build --features serve) to get the browser view.",
+    ))
 }
 
 /// One answer.

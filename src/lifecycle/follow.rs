@@ -6,12 +6,15 @@
 //! of its log); a follow of every task ends only by its bound or from outside. Both end
 //! when their [`Cancel`] is cancelled, or when the sink stops taking frames.
 //!
-//! There are two ways to take the frames: hand a sink to [`Tasks::follow`] (the CLI: each
-//! frame is printed the moment it is read), or iterate [`Frames`] (a server: the follow runs
+//! There are three ways to take the frames: hand a sink to [`Tasks::follow`] (the CLI: each
+//! frame is printed the moment it is read), iterate [`Frames`] (a server: the follow runs
 //! on a thread of its own, a bounded number of frames ahead of the reader, and ends when the
-//! iterator is dropped).
+//! iterator is dropped), or take them in batches, one per read, from
+//! [`Tasks::follow_batches`] (a server that sends each read as one message, and must know
+//! at once whether anything will come). [`Tasks::follow_tasks`] follows every task's whole
+//! record (a snapshot, then changes and removals), for a view of all tasks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::{Duration, Instant};
@@ -21,12 +24,14 @@ use regex::Regex;
 use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::lifecycle::logs::grep;
+use crate::lifecycle::observe::listening_ports_of;
 use crate::lifecycle::{Cancel, Tasks};
-use crate::output_log::Cursor;
+use crate::output_log::{Cursor, MAX_INLINE_BYTES};
 use crate::paths::TaskId;
 use crate::payload::answer::{AllEventsAnswer, EventsAnswer};
 use crate::payload::frame::{Event, Frame};
 use crate::payload::input::{AfterInput, EventsInput, LogsInput};
+use crate::payload::task::Task;
 use crate::state::{Status, TaskRecord, observe};
 use crate::timeline::{After, Flow, Selection, Timeline};
 
@@ -59,6 +64,7 @@ impl FollowArgs {
                 after: after.map(After::Cursor),
                 lines: if after.is_some() { None } else { input.lines },
                 only_lines: true,
+                budget: None,
             },
             grep,
             timeout,
@@ -75,8 +81,9 @@ impl FollowArgs {
     ) -> Result<Option<Self>> {
         let Some(id) = input.id.clone() else {
             if input.after.is_some() || input.lines.is_some() {
-                return Err(Error::input(
-                    "after and lines need an id",
+                return Err(Error::input_at(
+                    "id",
+                    "id: missing; after and lines need an id",
                     "Give {\"id\":..} to resume one task's frames; without an id, events shows every task's status.",
                 ));
             }
@@ -89,6 +96,7 @@ impl FollowArgs {
                 after,
                 lines: input.lines,
                 only_lines: false,
+                budget: None,
             },
             grep: None,
             timeout,
@@ -115,11 +123,18 @@ pub fn resume_point(after: AfterInput) -> Result<After> {
 
 impl Tasks {
     /// One task's frames so far (`events` without `--stream`): a page, with where to resume.
+    /// A page holds at most [`MAX_INLINE_BYTES`] of frames, each line cut to the line budget:
+    /// without `after`, the newest frames that fit; after a sequence or cursor, the frames
+    /// that fit from there, and `next_sequence`/`next_cursor` continue with the rest.
     pub fn events(&self, args: FollowArgs) -> Result<EventsAnswer> {
         let paths = self.paths(&args.id);
         let mut frames = Vec::new();
         let record = observe(&paths, &args.id)?;
-        let (timeline, flow) = Timeline::open(&paths, &record, args.selection, &mut |frame| {
+        let selection = Selection {
+            budget: Some(MAX_INLINE_BYTES),
+            ..args.selection
+        };
+        let (timeline, flow) = Timeline::open(&paths, &record, selection, &mut |frame| {
             frames.push(frame);
             ControlFlow::Continue(())
         })?;
@@ -127,6 +142,8 @@ impl Tasks {
             task_id: args.id.to_string(),
             frames,
             ended: flow == Flow::Ended,
+            has_more: timeline.left_out,
+            truncated_lines: timeline.truncated_lines,
             next_sequence: timeline.next_sequence(),
             next_cursor: timeline.next_cursor(),
             cursor_reset: timeline.cursor_reset,
@@ -302,4 +319,229 @@ fn status_frames(record: &TaskRecord, sequence: &mut u64) -> Vec<Frame> {
         frames.push(Frame::ended(record, next()));
     }
     frames
+}
+
+/// One read's frames, as [`Tasks::follow_batches`] hands them.
+#[derive(Debug)]
+pub struct Batch {
+    pub frames: Vec<Frame>,
+    /// The last batch: the run has ended and everything it said was delivered.
+    pub ended: bool,
+}
+
+/// Takes each batch as it comes; `Break` ends the follow (the reader went away).
+pub type BatchSink<'a> = dyn FnMut(Batch) -> ControlFlow<()> + 'a;
+
+/// A change to the tasks, as a follower of every task's record sees it
+/// ([`Tasks::follow_tasks`]).
+#[derive(Debug)]
+pub enum TaskChange {
+    /// Every task as it is now, oldest first: what a follower gets first.
+    Snapshot(Vec<Task>),
+    /// A task that appeared, or whose record or ports changed, as it is now.
+    Changed(Box<Task>),
+    /// A task whose record is gone (`rm`, `prune`).
+    Removed(String),
+}
+
+/// How often a follower of every task looks again when no record changed: a task found
+/// lost, or one that opened a port, changes no file.
+const TASKS_FALLBACK: Duration = Duration::from_secs(1);
+
+/// How often a follower of every task looks for the running tasks' ports (in /proc).
+const PORTS_EVERY: Duration = Duration::from_secs(2);
+
+impl Tasks {
+    /// Follows one task like [`Tasks::follow`], handing its frames in batches: what one read
+    /// of the journal and the log found, at most `max` frames a batch. The first batch comes
+    /// right after the opening read, even an empty one, so the reader learns at once whether
+    /// anything will come: an empty first batch that is `ended` means the run has ended and
+    /// nothing came after `after` (a server answers that with no stream at all). Later reads
+    /// that found nothing hand no batch.
+    pub fn follow_batches(
+        &self,
+        args: FollowArgs,
+        max: usize,
+        sink: &mut BatchSink<'_>,
+    ) -> Result<()> {
+        let paths = self.paths(&args.id);
+        let deadline = args.timeout.map(|t| Instant::now() + t);
+        // Watch before the first read, so nothing that happens in between is missed.
+        let watch = DirWatch::new(&paths.dir, false);
+        let record = observe(&paths, &args.id)?;
+        let mut batcher = Batcher {
+            frames: Vec::new(),
+            max: max.max(1),
+            grep: args.grep,
+            sink,
+        };
+        let (mut timeline, mut flow) =
+            Timeline::open(&paths, &record, args.selection, &mut |f| batcher.push(f))?;
+        if batcher.flush(flow, true).is_break() {
+            return Ok(());
+        }
+        while flow == Flow::Open && watch.wait(deadline) && !args.cancel.is_cancelled() {
+            flow = timeline.poll(&mut |f| batcher.push(f))?;
+            if batcher.flush(flow, false).is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows every task's record: a snapshot of every task, then what changed (a task
+    /// that appeared, a record that changed in any field, ports opened or closed, a task
+    /// removed), one batch per look, oldest task first, until the bound runs out, the follow
+    /// is cancelled or the sink breaks. Tasks carry their ports, as `status` answers them.
+    /// It looks again when a record changes, and at least every second; ports are looked
+    /// for when a record changed and every two seconds (they are seen in /proc, not in a
+    /// file). There is no sequence across tasks, so a follower that comes back starts again
+    /// from a snapshot.
+    pub fn follow_tasks(
+        &self,
+        args: FollowAllArgs,
+        sink: &mut dyn FnMut(Vec<TaskChange>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let deadline = args.timeout.map(|t| Instant::now() + t);
+        let tasks_dir = self.state.tasks_dir();
+        // A new task's folder may be the first thing to appear.
+        let _ = self.state.create_tasks_dir();
+        let watch = DirWatch::new_for(&tasks_dir, true, &["task.json"]);
+        let mut seen = BTreeMap::new();
+        let mut ports_looked: Option<Instant> = None;
+        let mut first = true;
+        loop {
+            let ports_due = ports_looked.is_none_or(|at| at.elapsed() >= PORTS_EVERY);
+            if ports_due {
+                ports_looked = Some(Instant::now());
+            }
+            let changes = self.look_at_tasks(&mut seen, ports_due, first)?;
+            if (first || !changes.is_empty()) && sink(changes).is_break() {
+                return Ok(());
+            }
+            first = false;
+            if !watch.wait_at_most(deadline, TASKS_FALLBACK) || args.cancel.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One look at every task for [`Tasks::follow_tasks`]: what changed since `seen`.
+    fn look_at_tasks(
+        &self,
+        seen: &mut BTreeMap<TaskId, (TaskRecord, Vec<u16>)>,
+        ports_due: bool,
+        first: bool,
+    ) -> Result<Vec<TaskChange>> {
+        let mut records: Vec<(TaskId, TaskRecord)> = Vec::new();
+        for id in self.state.task_ids()? {
+            if let Ok(record) = observe(&self.paths(&id), &id) {
+                records.push((id, record));
+            }
+        }
+        records.sort_by(|(_, a), (_, b)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        // Ports of the running tasks whose record changed, and of all of them when due.
+        let asks: Vec<bool> = records
+            .iter()
+            .map(|(id, record)| {
+                !record.status.is_terminal()
+                    && (ports_due || seen.get(id).is_none_or(|(old, _)| old != record))
+            })
+            .collect();
+        let asked: Vec<&TaskRecord> = records
+            .iter()
+            .zip(&asks)
+            .filter(|(_, asks)| **asks)
+            .map(|((_, record), _)| record)
+            .collect();
+        let mut found = if asked.is_empty() {
+            Vec::new()
+        } else {
+            listening_ports_of(&asked)
+        }
+        .into_iter();
+        let mut snapshot = Vec::new();
+        let mut changes = Vec::new();
+        let mut present = BTreeSet::new();
+        for ((id, record), asks) in records.into_iter().zip(asks) {
+            let ports = match seen.get(&id) {
+                _ if asks => found.next().unwrap_or_default(),
+                Some((_, ports)) if !record.status.is_terminal() => ports.clone(),
+                _ => Vec::new(),
+            };
+            present.insert(id.clone());
+            let changed = seen
+                .get(&id)
+                .is_none_or(|(old, old_ports)| *old != record || *old_ports != ports);
+            if first || changed {
+                let mut task = Task::from_record(&record, &self.paths(&id));
+                task.ports = Some(ports.clone());
+                if first {
+                    snapshot.push(task);
+                } else {
+                    changes.push(TaskChange::Changed(Box::new(task)));
+                }
+            }
+            if changed {
+                seen.insert(id, (record, ports));
+            }
+        }
+        let gone: Vec<TaskId> = seen
+            .keys()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            seen.remove(&id);
+            changes.push(TaskChange::Removed(id.to_string()));
+        }
+        if first {
+            return Ok(vec![TaskChange::Snapshot(snapshot)]);
+        }
+        Ok(changes)
+    }
+}
+
+/// Gathers a follow's frames into batches for [`Tasks::follow_batches`].
+struct Batcher<'s, 'a> {
+    frames: Vec<Frame>,
+    max: usize,
+    grep: Option<Regex>,
+    sink: &'s mut BatchSink<'a>,
+}
+
+impl Batcher<'_, '_> {
+    fn push(&mut self, frame: Frame) -> ControlFlow<()> {
+        let shown = self.grep.as_ref().is_none_or(|re| match &frame.event {
+            Event::LogLine(data) => re.is_match(&data.line),
+            _ => false,
+        });
+        if !shown {
+            return ControlFlow::Continue(());
+        }
+        self.frames.push(frame);
+        if self.frames.len() < self.max {
+            return ControlFlow::Continue(());
+        }
+        (self.sink)(Batch {
+            frames: std::mem::take(&mut self.frames),
+            ended: false,
+        })
+    }
+
+    /// Hands on what one read gathered (`always`: even nothing).
+    fn flush(&mut self, flow: Flow, always: bool) -> ControlFlow<()> {
+        let ended = match flow {
+            Flow::Stopped => return ControlFlow::Break(()),
+            Flow::Ended => true,
+            Flow::Open => false,
+        };
+        if self.frames.is_empty() && !always && !ended {
+            return ControlFlow::Continue(());
+        }
+        (self.sink)(Batch {
+            frames: std::mem::take(&mut self.frames),
+            ended,
+        })
+    }
 }

@@ -29,8 +29,9 @@ use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::folder::Folder;
 use crate::state::lock::{self, TaskLock};
+use crate::state::ready::ReadyRequest;
 use crate::state::reconcile::reconcile_in;
-use crate::state::record::BatchSlot;
+use crate::state::record::{BatchSlot, ReadySpecRecord};
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::launch::{LaunchError, launch};
 use crate::supervisor::queue::open_lock;
@@ -73,6 +74,8 @@ pub struct WaitStartedArgs {
     pub timeout: Option<Duration>,
     pub cancel: Cancel,
     pub progress: Option<OnProgress>,
+    /// [`Started::condition`] of the start it waits for.
+    pub condition: Option<ReadySpecRecord>,
 }
 
 impl std::fmt::Debug for WaitStartedArgs {
@@ -82,6 +85,7 @@ impl std::fmt::Debug for WaitStartedArgs {
             .field("timeout", &self.timeout)
             .field("cancel", &self.cancel)
             .field("progress", &self.progress.is_some())
+            .field("condition", &self.condition)
             .finish()
     }
 }
@@ -92,6 +96,9 @@ pub struct Started {
     pub task: Task,
     /// `true` when `if_running: "reuse"` answered the task that was already running.
     pub reused: bool,
+    /// The ready condition a reused run was given in place of its own: the one a later
+    /// [`Tasks::wait_started`] waits for.
+    pub condition: Option<ReadySpecRecord>,
 }
 
 /// A task `start` launched (or found running, with `reuse`), before any wait.
@@ -99,6 +106,9 @@ struct Launched {
     id: TaskId,
     record: TaskRecord,
     reused: bool,
+    /// A ready condition given to a reused run in place of its own (see
+    /// [`ask_for_condition`]): the one this call waits for.
+    condition: Option<ReadySpecRecord>,
 }
 
 impl Tasks {
@@ -181,18 +191,22 @@ impl Tasks {
         cancel: &Cancel,
     ) -> Result<Started> {
         let paths = self.paths(&launched.id);
-        let record = match wait {
+        let condition = launched.condition.as_ref();
+        let waited = match wait {
             Some(timeout) => settle(
                 &paths,
                 &launched.id,
                 &launched.record,
+                condition,
                 &mut self.bound(timeout, cancel, None),
-            )?,
-            None => launched.record,
+            ),
+            None => Ok(launched.record),
         };
+        let record = settled(&paths, waited)?;
         Ok(Started {
             task: Task::from_record(&record, &paths),
             reused: launched.reused,
+            condition: launched.condition,
         })
     }
 
@@ -203,7 +217,14 @@ impl Tasks {
         let paths = self.paths(&args.id);
         let record = self.record(&args.id)?;
         let mut bound = self.bound(args.timeout, &args.cancel, args.progress);
-        let record = settle(&paths, &args.id, &record, &mut bound)?;
+        let waited = settle(
+            &paths,
+            &args.id,
+            &record,
+            args.condition.as_ref(),
+            &mut bound,
+        );
+        let record = settled(&paths, waited)?;
         Ok(Task::from_record(&record, &paths))
     }
 
@@ -222,6 +243,7 @@ impl Tasks {
         let (slot, turn) = queue.unzip();
         let env = input.env.clone();
         let template = template(&id, input, slot)?;
+        let ready = template.ready_spec.clone();
         let (record, reused) = self.launch_run(Run {
             id: &id,
             template,
@@ -229,24 +251,115 @@ impl Tasks {
             if_running,
             turn,
         })?;
-        Ok(Launched { id, record, reused })
+        let condition = match ready {
+            Some(ready) if reused && record.ready_spec.as_ref() != Some(&ready) => {
+                ask_for_condition(&self.paths(&id), &record, &ready)?;
+                Some(ready)
+            }
+            _ => None,
+        };
+        Ok(Launched {
+            id,
+            record,
+            reused,
+            condition,
+        })
     }
 }
 
-/// Until the run of `record` is ready (with `ready` conditions) or has ended.
+/// Until the run of `record` is ready (with `ready` conditions: `condition`, given to a
+/// reused run, in place of its own) or has ended.
 fn settle(
     paths: &TaskPaths,
     id: &TaskId,
     record: &TaskRecord,
+    condition: Option<&ReadySpecRecord>,
     bound: &mut Bound<'_>,
 ) -> Result<TaskRecord> {
-    match &record.ready_spec {
+    match condition.or(record.ready_spec.as_ref()) {
         Some(spec) => {
             bound.limit(spec.timeout("ready")?);
-            until_ready(paths, id, bound)
+            until_ready(paths, id, bound, condition)
         }
         None => until_terminal(paths, id, bound),
     }
+}
+
+/// What a start's wait answers. Gone now, the task was removed meanwhile (this call started
+/// it). A batch item queued for a slot is started later, by its supervisor: if it could not
+/// start then, the wait finds it `failed`; it answers what the same item answers unqueued,
+/// where `start` hears of the failure at once: `SpawnFailed`.
+fn settled(paths: &TaskPaths, waited: Result<TaskRecord>) -> Result<TaskRecord> {
+    match waited.map_err(Error::removed_meanwhile) {
+        Ok(record) => match spawn_failure(&record) {
+            Some(error) => Err(error),
+            None => Ok(record),
+        },
+        Err(error @ Error::TaskNotReady { .. }) => {
+            let record = TaskRecord::read(paths).ok().flatten();
+            Err(record.as_ref().and_then(spawn_failure).unwrap_or(error))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Gives a reused run the ready condition of this `start` in place of its own: "a different
+/// `ready` is not a difference: the new condition is what this call waits for" (DESIGN §4).
+///
+/// The condition is stored for the run, not only checked by this call: the run's
+/// supervisor takes it (`ready.json`), checks it against the run's output from its start
+/// and records it with `ready` following it, so `status`, `list` and later waits answer for
+/// the condition the caller last gave, instead of `ready: false` for good for one that was
+/// wrong. Only the supervisor writes the record, so the request goes to it; a supervisor of
+/// an older version does not take it, and a wait for the new condition then runs out.
+fn ask_for_condition(
+    paths: &TaskPaths,
+    record: &TaskRecord,
+    ready: &ReadySpecRecord,
+) -> Result<()> {
+    let Some(folder) = paths.open()? else {
+        return Err(Error::TaskNotFound {
+            id: record.id.clone(),
+        });
+    };
+    ReadyRequest {
+        run: record.run,
+        ready: ready.clone(),
+    }
+    .write(&folder)
+}
+
+/// The `SpawnFailed` a record that never started says, built from what its supervisor
+/// recorded (`"<cause>: <OS error>"`, the OS error as `io::Error` shows it, "No such file
+/// or directory (os error 2)"), so that it reads, and is retried, as the same failure
+/// answered at once by an unqueued `start`. `None` for a record that started.
+fn spawn_failure(record: &TaskRecord) -> Option<Error> {
+    if record.status != Status::Failed || record.reason != Some(Reason::SpawnError) {
+        return None;
+    }
+    let message = record
+        .error
+        .as_deref()
+        .unwrap_or("the task could not start");
+    let os_error = message
+        .rsplit_once(" (os error ")
+        .and_then(|(_, code)| code.strip_suffix(')')?.parse::<i32>().ok())
+        .map(io::Error::from_raw_os_error);
+    let (cause, source) = match os_error {
+        Some(source) => match message.strip_suffix(&format!(": {source}")) {
+            Some(cause) => (cause.to_owned(), source),
+            None => (message.to_owned(), source),
+        },
+        None => match message.split_once(": ") {
+            Some((cause, rest)) => (cause.to_owned(), io::Error::other(rest.to_owned())),
+            None => ("task".to_owned(), io::Error::other(message.to_owned())),
+        },
+    };
+    Some(Error::SpawnFailed {
+        id: record.id.clone(),
+        cause,
+        source,
+    })
 }
 
 /// A batch item's place in its queue, and its turn lock.
@@ -610,4 +723,45 @@ fn resolve_workdir(workdir: Option<&str>) -> Result<String> {
             "Use a UTF-8 path.",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a queued item's supervisor records when its command cannot start reads back as
+    /// the very `SpawnFailed` an unqueued start answers: message, hint and retryability.
+    #[test]
+    fn a_recorded_spawn_failure_reads_back_as_the_error_start_answers() {
+        for (cause, source) in [
+            ("command `nope`", io::Error::from_raw_os_error(libc::ENOENT)),
+            (
+                "workdir `/x: y`",
+                io::Error::from_raw_os_error(libc::EACCES),
+            ),
+            ("log", io::Error::from_raw_os_error(libc::EMFILE)),
+        ] {
+            let mut record = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+            record.finish(Status::Failed, Reason::SpawnError, 1);
+            // As the supervisor writes it.
+            record.error = Some(format!("{cause}: {source}"));
+            let direct = Error::SpawnFailed {
+                id: "t".into(),
+                cause: cause.into(),
+                source: io::Error::from_raw_os_error(source.raw_os_error().expect("os")),
+            };
+            let read = spawn_failure(&record).expect("a spawn failure");
+            assert_eq!(read.to_json(), direct.to_json(), "{cause}");
+        }
+        let mut odd = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+        odd.finish(Status::Failed, Reason::SpawnError, 1);
+        odd.error = None;
+        assert_eq!(
+            spawn_failure(&odd).map(|e| e.type_name()),
+            Some("SpawnFailed")
+        );
+        let mut exited = TaskRecord::first_run("t".into(), "/".into(), 0, 0);
+        exited.finish(Status::Exited, Reason::Exit, 1);
+        assert!(spawn_failure(&exited).is_none());
+    }
 }

@@ -8,8 +8,10 @@
 //! the lines fit the byte budget; otherwise it answers the lines it can show together with
 //! a pointer to the whole log (`summary+artifact`). Each line shown is cut to
 //! [`MAX_LINE_BYTES`] and all of them to [`MAX_INLINE_BYTES`], so one 10 MB line cannot
-//! flood an agent. [`LogsShape::Inline`] never cuts; [`LogsShape::Artifact`] always points.
-//! Following the log as it grows is [`crate::lifecycle::follow`]'s.
+//! flood an agent, and reading holds no more than those budgets (and one line's first
+//! [`LINE_BUDGET`] bytes) in memory. [`LogsShape::Inline`] never cuts (the caller asked for
+//! whole lines, and their memory); [`LogsShape::Artifact`] always points. Following the log
+//! as it grows is [`crate::lifecycle::follow`]'s.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -22,17 +24,16 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
-use crate::output_log::{self, Cursor, CursorReset};
+use crate::output_log::{self, Cursor, CursorReset, LINE_BUDGET, LineReader, ShownLine};
 use crate::paths::names;
 use crate::payload::answer::{Artifact, ArtifactAnswer, LogsAnswer};
 use crate::payload::input::{DEFAULT_LOG_LINES, LogsInput};
 use crate::payload::task::LogInfo;
 use crate::state::observe;
 
-/// Longest line shown whole in an `auto` answer; longer lines are cut.
-pub const MAX_LINE_BYTES: usize = 8 * 1024;
-/// Most bytes of lines in an `auto` answer; earlier lines give way first.
-pub const MAX_INLINE_BYTES: usize = 64 * 1024;
+/// The line budget (longest line shown whole in an `auto` answer) and the answer budget
+/// (most bytes of lines in one): every answer that carries task output shares them.
+pub use crate::output_log::{MAX_INLINE_BYTES, MAX_LINE_BYTES};
 
 /// How the lines are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,11 +101,14 @@ impl Tasks {
             };
             let mut selected = select(
                 file,
-                from,
-                end.max(from),
+                Range {
+                    from,
+                    end: end.max(from),
+                },
                 wanted,
                 after.is_some(),
                 grep.as_ref(),
+                shape != LogsShape::Inline,
             )?;
             selected.cursor_reset = reset;
             selected.size = size;
@@ -122,27 +126,21 @@ impl Tasks {
             run: record.run,
             status: record.status.into(),
             total_lines: selected.total,
-            shown_lines: 0,
+            shown_lines: selected.lines.len() as u64,
             has_more: selected.left_out,
-            lines: Vec::new(),
+            lines: selected.lines,
             next_cursor: Cursor {
                 run: record.run,
                 offset: selected.next,
             },
             cursor_reset: selected.cursor_reset,
-            truncated_lines: 0,
+            truncated_lines: selected.truncated,
             grep: input.grep.clone(),
             log: LogInfo {
                 path: path.clone(),
                 size_bytes: selected.size,
             },
         };
-        let mut lines = selected.lines;
-        if shape != LogsShape::Inline {
-            fit_budget(&mut answer, &mut lines, after.is_some());
-        }
-        answer.shown_lines = lines.len() as u64;
-        answer.lines = lines.into_iter().map(|(text, _)| text).collect();
         let whole = !answer.has_more && answer.truncated_lines == 0;
         if shape == LogsShape::Inline || (shape == LogsShape::Auto && whole) {
             return Ok(LogsPage::Inline(answer));
@@ -170,12 +168,16 @@ impl Tasks {
     }
 }
 
-/// Lines chosen from the log, with their end offsets.
+/// Lines chosen from the log, as the answer shows them.
 #[derive(Debug)]
 struct Selected {
-    lines: Vec<(String, u64)>,
+    lines: Vec<String>,
     total: u64,
+    /// Lines asked for were left out: earlier ones (a tail), ones past `lines` or the
+    /// answer budget (after a cursor).
     left_out: bool,
+    /// Lines shown cut to the line budget.
+    truncated: u64,
     next: u64,
     size: u64,
     cursor_reset: Option<CursorReset>,
@@ -187,6 +189,7 @@ impl Selected {
             lines: Vec::new(),
             total: 0,
             left_out: false,
+            truncated: 0,
             next,
             size: 0,
             cursor_reset: None,
@@ -194,108 +197,167 @@ impl Selected {
     }
 }
 
-/// Picks lines in `[from, end)`: the first `wanted` (`forward`, after a cursor) or the
-/// last `wanted`, of those matching `grep`.
-fn select(
-    file: &mut File,
+/// The bytes of the log considered: `[from, end)`.
+#[derive(Debug, Clone, Copy)]
+struct Range {
     from: u64,
     end: u64,
+}
+
+/// The lines kept for an answer, oldest first, and what they take of the answer budget.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Each line's text and whether it was cut.
+    lines: VecDeque<(String, bool)>,
+    bytes: usize,
+}
+
+impl Kept {
+    fn push(&mut self, text: String, cut: bool) {
+        self.bytes += text.len();
+        self.lines.push_back((text, cut));
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((text, _)) = self.lines.pop_front() {
+            self.bytes -= text.len();
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.lines.len() as u64
+    }
+
+    /// The texts, and how many of them were cut.
+    fn into_lines(self) -> (Vec<String>, u64) {
+        let truncated = self.lines.iter().filter(|(_, cut)| *cut).count() as u64;
+        (
+            self.lines.into_iter().map(|(text, _)| text).collect(),
+            truncated,
+        )
+    }
+}
+
+/// Picks lines in `range`: the first `wanted` (`forward`, after a cursor) or the last
+/// `wanted`, of those matching `grep` (which sees the first [`LINE_BUDGET`] bytes of a
+/// line, whatever the answer's shape). With `cut`, each line is cut to [`MAX_LINE_BYTES`]
+/// and all of them kept within [`MAX_INLINE_BYTES`]: the oldest give way in a tail, and a
+/// page after a cursor stops before the first line that does not fit (its `next` cursor
+/// continues there). The log is read forward by a [`LineReader`], which holds at most
+/// [`LINE_BUDGET`] bytes of a line when cutting, so memory is bounded by the budgets, not
+/// by the longest line or by `lines`; without `cut` (`--output inline`) lines are whole.
+fn select(
+    file: &mut File,
+    range: Range,
     wanted: u64,
     forward: bool,
     grep: Option<&Regex>,
+    cut: bool,
 ) -> io::Result<Selected> {
-    if !forward && grep.is_none() {
-        // The common case reads only the tail, plus one counting pass.
-        let total = count_range(file, from, end)?;
-        let start = output_log::tail_start(file, end, wanted)?.max(from);
-        let bytes = output_log::read_range(file, start, end)?;
-        let (lines, _) = output_log::split(&bytes, start, false);
+    let Range { from, end } = range;
+    let reader_budget = if cut { LINE_BUDGET } else { usize::MAX };
+    let matches = |text: &str| {
+        grep.is_none_or(|re| {
+            let mut seen = LINE_BUDGET.min(text.len());
+            while !text.is_char_boundary(seen) {
+                seen -= 1;
+            }
+            re.is_match(&text[..seen])
+        })
+    };
+    let show = |line: ShownLine| -> (String, bool) {
+        if !cut {
+            return (line.text, false);
+        }
+        let line = line.cut_to(MAX_LINE_BYTES);
+        let was_cut = line.cut > 0;
+        (line.into_text(), was_cut)
+    };
+    let mut kept = Kept::default();
+    let (mut total, mut matched, mut left_out) = (0u64, 0u64, false);
+    if forward {
+        let mut reader = LineReader::with_budget(from, reader_budget);
+        reader.read(file, end, true, |line, _| {
+            if !matches(&line.text) {
+                total += 1;
+                return ControlFlow::Continue(());
+            }
+            let (text, was_cut) = show(line);
+            let full = kept.len() == wanted
+                || (cut && kept.len() > 0 && kept.bytes + text.len() > MAX_INLINE_BYTES);
+            if full {
+                // A line past the limit: the answer stops before it.
+                left_out = true;
+                return ControlFlow::Break(());
+            }
+            total += 1;
+            kept.push(text, was_cut);
+            ControlFlow::Continue(())
+        })?;
+        let (lines, truncated) = kept.into_lines();
         return Ok(Selected {
-            left_out: (lines.len() as u64) < total,
-            lines: lines.into_iter().map(|l| (l.text, l.end)).collect(),
+            lines,
             total,
-            next: end,
+            left_out,
+            truncated,
+            next: reader.position(),
             size: end,
             cursor_reset: None,
         });
     }
-    let mut kept: VecDeque<(String, u64)> = VecDeque::new();
-    let (mut total, mut matched, mut stopped_early) = (0u64, 0u64, false);
-    let reached = output_log::each_line(file, from, end, |bytes, line_end| {
-        let text = output_log::render(bytes);
-        let matches = grep.is_none_or(|re| re.is_match(&text));
-        if matches && forward && kept.len() as u64 == wanted {
-            // A line past the limit: the answer stops before it.
-            stopped_early = true;
-            return ControlFlow::Break(());
-        }
+    // A tail. Without grep, only the last `wanted` lines are read (plus one counting pass).
+    let start = match grep {
+        None => output_log::tail_start(file, end, wanted)?.max(from),
+        Some(_) => from,
+    };
+    LineReader::with_budget(start, reader_budget).read(file, end, true, |line, _| {
         total += 1;
-        if matches {
-            matched += 1;
-            if kept.len() as u64 == wanted {
-                kept.pop_front();
-            }
-            if wanted > 0 {
-                kept.push_back((text, line_end));
-            }
+        if !matches(&line.text) {
+            return ControlFlow::Continue(());
+        }
+        matched += 1;
+        if wanted == 0 {
+            return ControlFlow::Continue(());
+        }
+        if kept.len() == wanted {
+            kept.pop_front();
+        }
+        let (text, was_cut) = show(line);
+        kept.push(text, was_cut);
+        while cut && kept.bytes > MAX_INLINE_BYTES && kept.len() > 1 {
+            kept.pop_front();
+            left_out = true;
         }
         ControlFlow::Continue(())
     })?;
-    let left_out = stopped_early || matched > kept.len() as u64;
+    if grep.is_none() {
+        total = count_lines(file, from, end)?;
+        matched = total;
+    }
+    left_out |= matched > kept.len();
+    let (lines, truncated) = kept.into_lines();
     Ok(Selected {
-        lines: kept.into_iter().collect(),
+        lines,
         total,
         left_out,
-        next: if forward { reached } else { end },
+        truncated,
+        next: end,
         size: end,
         cursor_reset: None,
     })
 }
 
-fn count_range(file: &mut File, from: u64, end: u64) -> io::Result<u64> {
+/// Lines in `[from, end)`; `from` is 0 for a tail.
+fn count_lines(file: &mut File, from: u64, end: u64) -> io::Result<u64> {
     if from == 0 {
         return output_log::count_lines(file, end);
     }
-    let bytes = output_log::read_range(file, from, end)?;
-    Ok(output_log::split(&bytes, from, false).0.len() as u64)
-}
-
-/// Cuts long lines and drops lines past the byte budget: the oldest for a tail, the newest
-/// after a cursor (whose `next_cursor` then stops before them).
-fn fit_budget(answer: &mut LogsAnswer, lines: &mut Vec<(String, u64)>, forward: bool) {
-    for (text, _) in lines.iter_mut() {
-        if text.len() > MAX_LINE_BYTES {
-            let cut = floor_char_boundary(text, MAX_LINE_BYTES);
-            let dropped = text.len() - cut;
-            text.truncate(cut);
-            text.push_str(&format!("…[{dropped} more bytes]"));
-            answer.truncated_lines += 1;
-        }
-    }
-    // Every line is at most MAX_LINE_BYTES (plus a short marker) by now, far below the
-    // budget, so at least one line always fits.
-    let mut used: usize = lines.iter().map(|(t, _)| t.len()).sum();
-    while used > MAX_INLINE_BYTES && lines.len() > 1 {
-        let (text, _) = if forward {
-            let dropped = lines.pop().unwrap_or_default();
-            // The next answer starts with the first line this one left out.
-            if let Some((_, end)) = lines.last() {
-                answer.next_cursor.offset = *end;
-            }
-            dropped
-        } else {
-            lines.remove(0)
-        };
-        used -= text.len();
-        answer.has_more = true;
-    }
-}
-
-fn floor_char_boundary(text: &str, mut index: usize) -> usize {
-    while index > 0 && !text.is_char_boundary(index) {
-        index -= 1;
-    }
-    index
+    let mut count = 0;
+    LineReader::new(from).read(file, end, true, |_, _| {
+        count += 1;
+        ControlFlow::Continue(())
+    })?;
+    Ok(count)
 }
 
 fn summary(answer: &LogsAnswer, forward: bool) -> String {

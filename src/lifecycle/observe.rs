@@ -60,15 +60,32 @@ pub fn stopped(record: &TaskRecord) -> Option<bool> {
 /// The TCP ports a running task's processes listen on: its process group, and processes
 /// its supervisor adopted. Reads /proc, so only `status` asks for it.
 pub fn listening_ports(record: &TaskRecord) -> Vec<u16> {
-    if record.status.is_terminal() {
-        return Vec::new();
+    listening_ports_of(&[record]).pop().unwrap_or_default()
+}
+
+/// [`listening_ports`] of several tasks, with one pass over /proc and one read of the
+/// socket tables for all of them (a follower of every task).
+pub fn listening_ports_of(records: &[&TaskRecord]) -> Vec<Vec<u16>> {
+    if records.iter().all(|r| r.status.is_terminal()) {
+        return vec![Vec::new(); records.len()];
     }
-    let pids: Vec<i32> = crate::procfs::all()
-        .into_iter()
-        .filter(|p| {
-            record.pgid.is_some_and(|g| p.pgrp == g) || record.supervisor_pid == Some(p.ppid)
+    let processes = crate::procfs::all();
+    let listening = crate::ready::listening_inodes(|_| true);
+    records
+        .iter()
+        .map(|record| {
+            if record.status.is_terminal() {
+                return Vec::new();
+            }
+            let pids: Vec<i32> = processes
+                .iter()
+                .filter(|p| {
+                    record.pgid.is_some_and(|g| p.pgrp == g)
+                        || record.supervisor_pid == Some(p.ppid)
+                })
+                .map(|p| p.pid)
+                .collect();
+            crate::ready::ports_among(&listening, &pids)
         })
-        .map(|p| p.pid)
-        .collect();
-    crate::ready::ports_of(&pids)
+        .collect()
 }

@@ -47,7 +47,12 @@ impl Tasks {
         }
         let stopped = !record.status.is_terminal();
         if stopped {
-            stop_record(&paths, &StopArgs::new(input.id.clone()), self.lock_threads)?;
+            match stop_record(&paths, &StopArgs::new(input.id.clone()), self.lock_threads) {
+                // The run ended and `rm` or `prune` removed it before the stop could read its
+                // end: it is over all the same, and the restart starts the next run afresh.
+                Ok(_) | Err(Error::TaskNotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
         }
         let mut env_keys = record.env_keys.clone();
         env_keys.extend(

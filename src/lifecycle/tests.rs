@@ -281,6 +281,7 @@ fn a_follow_read_as_an_iterator_ends_with_the_run_or_when_cancelled() {
             after: None,
             lines: None,
             only_lines: false,
+            budget: None,
         },
         grep: None,
         timeout: Some(HANG),
@@ -319,4 +320,131 @@ fn a_follow_read_as_an_iterator_ends_with_the_run_or_when_cancelled() {
         other => panic!("the last frame is {other:?}"),
     }
     assert_eq!(frames.len(), 5, "{frames:?}");
+}
+
+#[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a test plants the task's log as its run would have written it"
+)]
+fn a_follow_in_batches_says_at_once_whether_anything_will_come() {
+    use crate::lifecycle::follow::Batch;
+    use crate::timeline::After;
+    use std::ops::ControlFlow;
+    let Planted {
+        _dir,
+        tasks,
+        id,
+        mut record,
+        lock,
+    } = running();
+    let paths = tasks.paths(&id);
+    let mut journal = Journal::open(&paths).expect("the journal");
+    journal.status(&record, 0).expect("journal");
+    std::fs::write(paths.log(), b"one\ntwo\n").expect("the log");
+    let follow = |after: Option<After>| FollowArgs {
+        id: id.clone(),
+        selection: Selection {
+            after,
+            lines: None,
+            only_lines: false,
+            budget: None,
+        },
+        grep: None,
+        timeout: Some(HANG),
+        cancel: Cancel::new(),
+    };
+    let batches = |after: Option<After>, stop_after: usize| {
+        let mut got: Vec<Batch> = Vec::new();
+        tasks
+            .follow_batches(follow(after), 2, &mut |batch| {
+                got.push(batch);
+                if got.len() == stop_after {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .expect("a follow");
+        got
+    };
+
+    // Running: the opening read comes at once, `max` frames a batch, and is not the end.
+    let got = batches(None, 2);
+    let sizes: Vec<(usize, bool)> = got.iter().map(|b| (b.frames.len(), b.ended)).collect();
+    assert_eq!(sizes, [(2, false), (1, false)]);
+
+    // Ended: the whole run, the last batch says so.
+    record.finish(Status::Exited, Reason::Exit, 1);
+    record_end(&paths, Some(&mut journal), &record).expect("record the end");
+    drop(lock);
+    let got = batches(None, usize::MAX);
+    assert!(got.last().is_some_and(|b| b.ended), "{got:?}");
+    let last = got
+        .iter()
+        .flat_map(|b| &b.frames)
+        .last()
+        .expect("frames")
+        .sequence;
+    // Resumed after the last frame: one empty batch that is the end, at once.
+    let got = batches(Some(After::Sequence(last)), usize::MAX);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].frames.is_empty() && got[0].ended, "{got:?}");
+}
+
+#[test]
+fn a_follow_of_every_task_hands_a_snapshot_then_changes_and_removals() {
+    use crate::lifecycle::follow::{FollowAllArgs, TaskChange};
+    use std::ops::ControlFlow;
+    use std::sync::mpsc;
+    let Planted {
+        _dir,
+        tasks,
+        id,
+        mut record,
+        lock,
+    } = running();
+    let paths = tasks.paths(&id);
+    let cancel = Cancel::new();
+    let (sender, changes) = mpsc::channel();
+    let follower = std::thread::spawn({
+        let (tasks, cancel) = (tasks.clone(), cancel.clone());
+        move || {
+            let args = FollowAllArgs {
+                timeout: Some(HANG),
+                cancel,
+            };
+            tasks.follow_tasks(args, &mut |batch| match sender.send(batch) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            })
+        }
+    });
+    let next = || changes.recv_timeout(HANG).expect("a batch of changes");
+    match next().as_slice() {
+        [TaskChange::Snapshot(all)] => {
+            assert_eq!(all.len(), 1);
+            assert_eq!(all[0].id, "t");
+            assert_eq!(all[0].ports, Some(Vec::new()));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Any field of the record, not only the status.
+    record.ready = Some(true);
+    record.write(&paths).expect("write the record");
+    match next().as_slice() {
+        [TaskChange::Changed(task)] => assert_eq!(task.ready, Some(true)),
+        other => panic!("{other:?}"),
+    }
+    drop(lock);
+    paths.remove().expect("remove the task");
+    // Its supervisor (this test) let go first, so it may be seen lost before it is gone.
+    let removed = (0..3).any(|_| {
+        next()
+            .iter()
+            .any(|c| matches!(c, TaskChange::Removed(gone) if gone == "t"))
+    });
+    assert!(removed);
+    cancel.cancel();
+    follower.join().expect("the follower").expect("no error");
 }

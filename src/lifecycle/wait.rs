@@ -10,6 +10,8 @@
 //! retryable; the task runs on) and can be cancelled from outside, which ends it the same
 //! way. A progress callback, when given, hears of each change to the task while it waits.
 
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::time::deadline_after;
@@ -18,12 +20,13 @@ use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::lifecycle::exits::{Exits, Wake};
 use crate::lifecycle::{Cancel, Tasks};
-use crate::output_log;
+use crate::output_log::{self, LineReader, MAX_INLINE_BYTES, MAX_LINE_BYTES};
 use crate::paths::{TaskId, TaskPaths, names};
 use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::{Status, Task};
 use crate::procfs::Identity;
 use crate::ready::{self, Probe};
+use crate::state::record::ReadySpecRecord;
 use crate::state::{TaskRecord, observe};
 
 /// How many lines of output a `TaskNotReady` error carries.
@@ -108,9 +111,10 @@ impl Tasks {
     /// `wait {id}`.
     fn wait_one(&self, id: &TaskId, until: Until, bound: &mut Bound<'_>) -> Result<Task> {
         let paths = self.paths(id);
-        let record = match until {
-            Until::Exit => until_terminal(&paths, id, bound)?,
-            Until::Word(word) if word == "exit" => until_terminal(&paths, id, bound)?,
+        // The payload is checked before the task is looked for.
+        let probe = match until {
+            Until::Exit => None,
+            Until::Word(word) if word == "exit" => None,
             Until::Word(word) => {
                 return Err(Error::input_at(
                     "until",
@@ -121,9 +125,16 @@ impl Tasks {
             Until::Ready(spec) => {
                 let probe = spec.probe("until")?;
                 bound.limit(spec.timeout("until")?);
-                until_conditions(&paths, id, probe, bound)?
+                Some(probe)
             }
         };
+        // Found now, so a task gone later was removed while this call waited.
+        self.record(id)?;
+        let record = match probe {
+            None => until_terminal(&paths, id, bound),
+            Some(probe) => until_conditions(&paths, id, probe, bound),
+        }
+        .map_err(Error::removed_meanwhile)?;
         Ok(Task::from_record(&record, &paths))
     }
 
@@ -162,15 +173,18 @@ impl Tasks {
             // wait's timeout.
             WaitMode::All => {
                 for id in &ids {
-                    until_terminal(&self.paths(id), id, bound)?;
+                    until_terminal(&self.paths(id), id, bound).map_err(Error::removed_meanwhile)?;
                 }
             }
-            WaitMode::Any => self.first_to_end(&ids, bound)?,
+            WaitMode::Any => self
+                .first_to_end(&ids, bound)
+                .map_err(Error::removed_meanwhile)?,
         }
         let mut tasks = Vec::with_capacity(ids.len());
         for id in &ids {
             let paths = self.paths(id);
-            tasks.push(Task::from_record(&observe(&paths, id)?, &paths));
+            let record = observe(&paths, id).map_err(Error::removed_meanwhile)?;
+            tasks.push(Task::from_record(&record, &paths));
         }
         let ended = tasks
             .iter()
@@ -385,12 +399,14 @@ pub(crate) fn until_terminal(
     }
 }
 
-/// Blocks until the supervisor has recorded the task ready. `TaskNotReady` if it ends
-/// first or the bound runs out.
+/// Blocks until the supervisor has recorded the task ready (with `condition`, ready for
+/// that condition: the record's `ready` counts once its `ready_spec` is this one).
+/// `TaskNotReady` if it ends first or the bound runs out.
 pub(crate) fn until_ready(
     paths: &TaskPaths,
     id: &TaskId,
     bound: &mut Bound<'_>,
+    condition: Option<&ReadySpecRecord>,
 ) -> Result<TaskRecord> {
     // Watch first, then look: a change between the two cannot be missed. The fallback poll
     // notices a supervisor that died without writing anything.
@@ -398,7 +414,8 @@ pub(crate) fn until_ready(
     loop {
         let record = observe(paths, id)?;
         bound.report(paths, &record);
-        if record.ready == Some(true) {
+        let for_condition = condition.is_none_or(|c| record.ready_spec.as_ref() == Some(c));
+        if for_condition && record.ready == Some(true) {
             return Ok(record);
         }
         if record.status.is_terminal() {
@@ -421,7 +438,7 @@ fn until_conditions(
     let first = observe(paths, id)?;
     let mut log = paths.read_file(names::LOG).ok().flatten();
     // Reads each byte once: a line still being written (a `\r` bar) is not read again.
-    let mut lines = output_log::LineReader::new(0);
+    let mut lines = LineReader::new(0);
     loop {
         let record = observe(paths, id)?;
         bound.report(paths, &record);
@@ -437,7 +454,7 @@ fn until_conditions(
             let size = file.metadata().map_or(0, |m| m.len());
             let _ = lines.read(file, size, record.status.is_terminal(), |line, _| {
                 probe.line(&line.text);
-                std::ops::ControlFlow::Continue(())
+                ControlFlow::Continue(())
             });
         }
         if probe.wants_network() {
@@ -471,17 +488,26 @@ fn not_ready(paths: &TaskPaths, record: &TaskRecord, why: &'static str) -> Error
     }
 }
 
-/// The last `lines` lines of the current run's output.
+/// The last `lines` lines of the current run's output, as an answer shows them: each cut
+/// to the line budget (saying how much was left out), and the oldest giving way past the
+/// answer budget. The tail is read forward by a [`LineReader`], so a 50 MB line costs one
+/// scan of it, never 50 MB of memory.
 pub fn log_tail(paths: &TaskPaths, lines: u64) -> Vec<String> {
     let Ok(Some(mut file)) = paths.read_file(names::LOG) else {
         return Vec::new();
     };
     let size = file.metadata().map_or(0, |m| m.len());
     let start = output_log::tail_start(&mut file, size, lines).unwrap_or(0);
-    let bytes = output_log::read_range(&mut file, start, size).unwrap_or_default();
-    output_log::split(&bytes, start, false)
-        .0
-        .into_iter()
-        .map(|line| line.text)
-        .collect()
+    let mut tail = VecDeque::new();
+    let mut bytes = 0;
+    let _ = LineReader::new(start).read(&mut file, size, true, |line, _| {
+        let text = line.cut_to(MAX_LINE_BYTES).into_text();
+        bytes += text.len();
+        tail.push_back(text);
+        while bytes > MAX_INLINE_BYTES && tail.len() > 1 {
+            bytes -= tail.pop_front().map_or(0, |t| t.len());
+        }
+        ControlFlow::Continue(())
+    });
+    tail.into()
 }

@@ -46,6 +46,7 @@ use crate::payload::input::{
     StartInput, StopInput, WaitInput,
 };
 use crate::payload::task::{Status, Task};
+use crate::state::record::ReadySpecRecord;
 
 /// A failed call: the error, and where to resume when a wait ran out.
 #[derive(Debug)]
@@ -210,7 +211,14 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                 if !wait {
                     return Ok(start_answer(started));
                 }
-                let task = wait_started(&tasks, &started.task.id, bound, cancel, &reporter)?;
+                let task = wait_started(
+                    &tasks,
+                    &started.task.id,
+                    started.condition,
+                    bound,
+                    cancel,
+                    &reporter,
+                )?;
                 Ok(StartAnswer {
                     task,
                     reused: started.reused,
@@ -234,6 +242,7 @@ fn start_answer(started: Started) -> StartAnswer {
 fn wait_started(
     tasks: &Tasks,
     id: &str,
+    condition: Option<ReadySpecRecord>,
     bound: Duration,
     cancel: Cancel,
     reporter: &Reporter,
@@ -245,6 +254,7 @@ fn wait_started(
         timeout: Some(bound),
         cancel,
         progress: Some(reporter.on_task()),
+        condition,
     });
     match waited {
         Err(Error::TaskNotReady { status, why, .. })
@@ -376,7 +386,7 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
                                 return Ok(task);
                             }
                             let left = deadline.saturating_duration_since(Instant::now());
-                            wait_started(&tasks, &task.id, left, cancel.clone(), &reporter)
+                            wait_started(&tasks, &task.id, None, left, cancel.clone(), &reporter)
                                 .map_err(|failed| *failed.error)
                         });
                         Item::new(item.index, item.target, result.map(TaskAnswer::new))
@@ -391,7 +401,7 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
             call.run(waiting, move |tasks, cancel, reporter| {
                 let task = restart_one(&tasks, input)?;
                 let task = if wait {
-                    wait_started(&tasks, &task.id, bound, cancel, &reporter)?
+                    wait_started(&tasks, &task.id, None, bound, cancel, &reporter)?
                 } else {
                     task
                 };

@@ -219,12 +219,22 @@ pub struct Artifact {
     pub size_bytes: u64,
 }
 
+/// One page of a task's frames: at most the answer budget (64 KiB) of them, each log line
+/// cut to the line budget (8 KiB).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct EventsAnswer {
     pub task_id: String,
     pub frames: Vec<Frame>,
     /// Whether the run has ended (its `task.ended` frame is among or before these).
     pub ended: bool,
+    /// Whether frames were left out of this answer: without `after`, the oldest, to keep it
+    /// within its byte budget (page through them from the start with `after`); after a
+    /// sequence or cursor, those past `lines` or the byte budget (continue with
+    /// `after: next_sequence - 1`).
+    pub has_more: bool,
+    /// Log lines cut to the line budget (each says `…[<n> more bytes]`; `logs` points to
+    /// the whole log).
+    pub truncated_lines: u64,
     /// Pass `next_sequence - 1` as `after` to get only later frames.
     pub next_sequence: u64,
     /// The log position reached: `after` for the next call, like a line's cursor.
@@ -235,4 +245,22 @@ pub struct EventsAnswer {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AllEventsAnswer {
     pub frames: Vec<Frame>,
+}
+
+/// `serve`'s first (and only) line: where the page is. The server goes on until stopped.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ServeAnswer {
+    /// The page, with the token that opens it (exchanged for a cookie on the first visit).
+    pub url: String,
+    /// Every task's changes as Server-Sent Events, with the token (`curl -N`).
+    pub events_url: String,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// The server's process id (SIGTERM or SIGINT end it).
+    pub pid: u32,
+    /// With `--open`: whether the desktop's opener was started; `null` without `--open`.
+    pub opened: Option<bool>,
+    /// With `--open`: why the page could not be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_error: Option<String>,
 }

@@ -98,9 +98,12 @@ pub struct ExitCodeInfo {
 pub struct Limits {
     /// Largest payload, in bytes (literal, @file or stdin).
     pub max_payload_bytes: u64,
-    /// A log line longer than this is cut in `auto` answers (the artifact holds it whole).
+    /// The line budget: a line of task output longer than this is cut, saying how many bytes
+    /// were left out, wherever it is answered (`logs` in `auto`, whose artifact holds it
+    /// whole; `events` and stream frames; `log_tail`; progress messages).
     pub max_line_bytes: usize,
-    /// Most bytes of lines in one `auto` answer.
+    /// The answer budget: most bytes of lines in one `auto` answer of `logs`, of frames in one
+    /// `events` answer, of lines in a `log_tail`; past it, answers page by cursor.
     pub max_inline_bytes: usize,
     /// Longest `grace_s` and `--timeout` of stop, in seconds.
     pub max_grace_s: f64,

@@ -25,7 +25,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::output_log::Cursor;
+use crate::output_log::{Cursor, MAX_LINE_BYTES, ShownLine};
 use crate::payload::task::{Progress, Reason, Status};
 use crate::state::TaskRecord;
 use crate::state::journal::{EndedEntry, JournalEntry, ReadyEntry, StatusEntry, kind};
@@ -71,10 +71,15 @@ pub struct StatusData {
 /// `task.log.line`: one line of output.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct LogLineData {
-    /// The line, without its newline (what a terminal would show of a `\r` redraw).
+    /// The line, without its newline (what a terminal would show of a `\r` redraw), cut to
+    /// the line budget (8 KiB); a cut line ends with `…[<n> more bytes]`.
     pub line: String,
     /// Pass as `after` to resume after this line.
     pub cursor: Cursor,
+    /// Bytes of the line left out past the line budget; absent for a whole line. `logs`
+    /// (its artifact, the log file) holds the line whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_bytes: Option<u64>,
 }
 
 /// `task.ready`: every ready condition of the run held.
@@ -159,17 +164,30 @@ impl Frame {
         })
     }
 
-    /// A log line that ends at byte `end` of run `run`'s log, read now.
-    pub fn log_line(task_id: &str, run: u32, line: String, end: u64, sequence: u64) -> Frame {
+    /// A log line that ends at byte `end` of run `run`'s log, read now: cut to the line
+    /// budget ([`MAX_LINE_BYTES`]), saying how much was left out, so that one frame is never
+    /// more than one line budget and its JSON, whatever the task printed.
+    pub fn log_line(task_id: &str, run: u32, line: ShownLine, end: u64, sequence: u64) -> Frame {
+        let line = line.cut_to(MAX_LINE_BYTES);
+        let truncated_bytes = (line.cut > 0).then_some(line.cut);
         Frame {
             task_id: task_id.to_owned(),
             sequence,
             timestamp: rfc3339(now_ms()),
             event: Event::LogLine(LogLineData {
-                line,
+                line: line.into_text(),
                 cursor: Cursor { run, offset: end },
+                truncated_bytes,
             }),
         }
+    }
+
+    /// The frame's size in bytes, as one compact JSON line (without its newline).
+    pub fn encoded_len(&self) -> usize {
+        let mut counter = ByteCount(0);
+        // Writing to a counter cannot fail, and a frame always encodes.
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.0
     }
 
     /// The task's status as its record says now (what the journal's `task.status` entries
@@ -192,6 +210,20 @@ impl Frame {
             timestamp: rfc3339(record.ended_at_ms.unwrap_or_else(now_ms)),
             event: Event::Ended(EndedEntry::of(record).into()),
         }
+    }
+}
+
+/// Counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -330,12 +362,31 @@ mod tests {
             let frame = Frame::from_entry("t", 7, entry).expect("a known entry");
             assert_eq!(serde_json::to_string(&frame).expect("encode"), json);
         }
-        let mut line = Frame::log_line("t", 2, "hello".into(), 12, 9);
+        let shown = |text: &str, cut: u64| ShownLine {
+            text: text.into(),
+            cut,
+        };
+        let mut line = Frame::log_line("t", 2, shown("hello", 0), 12, 9);
         line.timestamp = "T".into();
+        let json = serde_json::to_string(&line).expect("encode");
         assert_eq!(
-            serde_json::to_string(&line).expect("encode"),
+            json,
             r#"{"type":"task.log.line","task_id":"t","sequence":9,"timestamp":"T","data":{"line":"hello","cursor":"2:12"}}"#
         );
+        assert_eq!(line.encoded_len(), json.len());
+        // A line past the line budget is cut there and says by how much, in its text and
+        // in `truncated_bytes` (additive: absent for a whole line).
+        let mut long = Frame::log_line("t", 1, shown(&"x".repeat(MAX_LINE_BYTES + 5), 100), 9, 1);
+        long.timestamp = "T".into();
+        let Event::LogLine(data) = &long.event else {
+            panic!("a log line frame");
+        };
+        assert_eq!(data.truncated_bytes, Some(105));
+        assert_eq!(
+            data.line,
+            format!("{}…[105 more bytes]", "x".repeat(MAX_LINE_BYTES))
+        );
+        assert!(long.encoded_len() < MAX_LINE_BYTES + 200);
     }
 
     /// A newer version's entries are skipped, not errors; a newer status word reads running.

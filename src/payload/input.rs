@@ -256,7 +256,7 @@ pub enum WaitMode {
 }
 
 /// What `wait` waits for: `"exit"` (the default), or conditions that must all hold.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, JsonSchema)]
 #[serde(untagged)]
 pub enum Until {
     #[default]
@@ -267,6 +267,33 @@ pub enum Until {
     Word(String),
     /// Conditions, as in `start`'s `ready`: until they all hold.
     Ready(ReadySpec),
+}
+
+// Read by hand rather than as an untagged enum: serde's untagged enums buffer the value and
+// answer any mistake inside it with "data did not match any variant", losing the path
+// (`until.log`) and what was expected there.
+impl<'de> Deserialize<'de> for Until {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Until, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Until;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"exit\" or conditions {log?, port?, http?, timeout_s?}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Until, E> {
+                Ok(Until::Word(word.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Until, A::Error> {
+                // Through the map itself, so a bad field is named by its path.
+                ReadySpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Until::Ready)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// A payload that names one task.
@@ -385,7 +412,7 @@ pub struct EventsInput {
 }
 
 /// Where to resume: a frame's sequence number or a log cursor.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum AfterInput {
     /// A frame's `sequence`: only later frames.
@@ -393,6 +420,35 @@ pub enum AfterInput {
     /// A log line's `cursor` (`"<run>:<offset>"`): only what came after it.
     #[schemars(schema_with = "crate::wire_schema::cursor")]
     Cursor(String),
+}
+
+// Read by hand, as `Until` is, so that a value of another type says what was expected.
+impl<'de> Deserialize<'de> for AfterInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AfterInput, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = AfterInput;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a frame's sequence (a whole number, 0 or more) or a log cursor (\"<run>:<offset>\")")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<AfterInput, E> {
+                Ok(AfterInput::Sequence(n))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<AfterInput, E> {
+                u64::try_from(n)
+                    .map(AfterInput::Sequence)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, cursor: &str) -> Result<AfterInput, E> {
+                Ok(AfterInput::Cursor(cursor.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl RestartInput {
@@ -626,30 +682,50 @@ fn seconds(path: &str, value: f64) -> Result<()> {
     }
 }
 
-/// A signal as a name (`SIGTERM`, `TERM`, any case) or a number.
+/// A signal as a name (`SIGTERM`, `TERM`, any case) or a number; `null` for the default.
+/// Read by a visitor rather than an untagged enum, so that a value of another type says
+/// what was expected instead of "data did not match any variant".
 fn signal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Signal>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Name(String),
-        Number(i32),
+    struct Visitor;
+    impl Visitor {
+        fn refused<E: serde::de::Error>() -> E {
+            E::custom("not a signal: give a name like \"SIGTERM\" or a number like 15")
+        }
     }
-    let parsed = match Option::<Raw>::deserialize(d)? {
-        None => return Ok(None),
-        Some(Raw::Number(n)) => Signal::try_from(n).ok(),
-        Some(Raw::Name(name)) => {
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Option<Signal>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a signal name like \"SIGTERM\" or a number like 15")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<Signal>, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Option<Signal>, E> {
+            let signal = i32::try_from(n).ok().and_then(|n| Signal::try_from(n).ok());
+            signal.map(Some).ok_or_else(Visitor::refused)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Option<Signal>, E> {
+            let signal = i32::try_from(n).ok().and_then(|n| Signal::try_from(n).ok());
+            signal.map(Some).ok_or_else(Visitor::refused)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Option<Signal>, E> {
             let upper = name.to_ascii_uppercase();
             let full = if upper.starts_with("SIG") {
                 upper
             } else {
                 format!("SIG{upper}")
             };
-            full.parse::<Signal>().ok()
+            full.parse::<Signal>()
+                .map(Some)
+                .map_err(|_| Visitor::refused())
         }
-    };
-    parsed.map(Some).ok_or_else(|| {
-        serde::de::Error::custom("not a signal: give a name like \"SIGTERM\" or a number like 15")
-    })
+    }
+    d.deserialize_any(Visitor)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod task;
 use std::io::Read;
 
 use serde::de::DeserializeOwned;
+use serde_path_to_error::Segment;
 
 use crate::error::{Error, Result};
 
@@ -79,31 +80,8 @@ pub fn read(argument: Option<&str>) -> Result<Option<Vec<u8>>> {
 /// Parses a payload into `T`, reporting the JSON path of any bad value.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], example: &str) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            let hint = if let Some(word) = bare_id(bytes) {
-                format!("The payload is JSON, not a bare word: try '{{\"id\":\"{word}\"}}'.")
-            } else {
-                format!("Give one JSON value, for example '{example}'.")
-            };
-            Error::input(format!("the payload is not valid JSON: {inner}"), hint)
-        } else {
-            let message = strip_position(&inner.to_string());
-            // An unknown field's message names the field already.
-            let message = if path == "." || message.starts_with("unknown field") {
-                message
-            } else {
-                format!("{path}: {message}")
-            };
-            Error::input_at(
-                path,
-                message,
-                format!("Fix the value; for example '{example}'."),
-            )
-        }
-    })?;
+    let value: T = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| payload_error::<T>(bytes, e, example))?;
     deserializer.end().map_err(|e| {
         Error::input(
             format!("the payload is not valid JSON: {e}"),
@@ -111,6 +89,165 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], example: &str) -> Result<T> {
         )
     })?;
     Ok(value)
+}
+
+/// The input error for a payload that did not parse into `T`: invalid JSON, or a bad value
+/// named by its JSON path and what was expected there.
+fn payload_error<T: DeserializeOwned>(
+    bytes: &[u8],
+    error: serde_path_to_error::Error<serde_json::Error>,
+    example: &str,
+) -> Error {
+    let mut at: Vec<Segment> = error.path().iter().cloned().collect();
+    let inner = error.into_inner();
+    let mut message = strip_position(&inner.to_string());
+    // Only a payload that failed is read a second time, as a `Value`.
+    let value = || serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    if inner.is_syntax() && message == "number out of range" {
+        // Valid JSON (`1e400`, a 30-digit integer) that no f64 or integer holds: the value
+        // is out of range, where it is, as any other number would be.
+    } else if inner.is_syntax() || inner.is_eof() {
+        // serde_json's streaming parser reads an enum (`status`, `if_running`, `mode`) from
+        // a string or an object only; given any other value (`5`, `true`, `["exited"]`) it
+        // stops with the syntax error "expected value", though the JSON is fine. Read as a
+        // `Value`, every mismatch is a type error at its path.
+        // (Validity is checked without converting numbers: `1e400` elsewhere in the payload
+        // is valid JSON that no `Value` holds.)
+        let valid =
+            inner.is_syntax() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if !valid {
+            let hint = if let Some(word) = bare_id(bytes) {
+                format!("The payload is JSON, not a bare word: try '{{\"id\":\"{word}\"}}'.")
+            } else {
+                format!("Give one JSON value, for example '{example}'.")
+            };
+            return Error::input(format!("the payload is not valid JSON: {inner}"), hint);
+        }
+        let retyped = value().and_then(|value| {
+            let error = serde_path_to_error::deserialize::<_, T>(&value).err()?;
+            let at = error.path().iter().cloned().collect();
+            Some((value, at, strip_position(&error.inner().to_string())))
+        });
+        message = match retyped {
+            Some((value, retyped_at, retyped)) => {
+                at = retyped_at;
+                // An enum's "expected string or map": name the values it takes instead.
+                match retyped.strip_suffix(", expected string or map") {
+                    Some(head) => match variants_at::<T>(value, &at) {
+                        Some(expected) => format!("{head}, expected {expected}"),
+                        None => retyped,
+                    },
+                    None => retyped,
+                }
+            }
+            // Still at the streaming parser's path.
+            None => "invalid type: not a value this field takes".to_owned(),
+        };
+    } else if let Some(enum_at) = enum_given_an_object(&at, &message, value) {
+        // `{"mode": {"any": true}}`: serde takes the object's key for the enum's value and
+        // blames what follows it (`mode.any: expected unit`), or names the key as an unknown
+        // value. Every enum of a payload takes a string: the object is what is wrong.
+        if let Some(expected) = value().and_then(|value| variants_at::<T>(value, &enum_at)) {
+            at = enum_at;
+            message = format!("invalid type: map, expected {expected}");
+        }
+    }
+    // A missing field is named where it belongs (`[2].id`), not at the object that lacks it.
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        at.push(Segment::Map {
+            key: name.to_owned(),
+        });
+        message = "missing; it is required".to_owned();
+    }
+    let path = path_text(&at);
+    // An unknown field's message names the field already.
+    let message = if path == "." || message.starts_with("unknown field") {
+        message
+    } else {
+        format!("{path}: {message}")
+    };
+    Error::input_at(
+        path,
+        message,
+        format!("Fix the value; for example '{example}'."),
+    )
+}
+
+/// Where an enum was given an object, if the error at `at` says so: the path ends in the
+/// object's key taken as the enum's value, or the key was refused as an unknown value.
+fn enum_given_an_object(
+    at: &[Segment],
+    message: &str,
+    value: impl FnOnce() -> Option<serde_json::Value>,
+) -> Option<Vec<Segment>> {
+    if let Some((Segment::Enum { .. }, parent)) = at.split_last() {
+        return Some(parent.to_vec());
+    }
+    if !message.starts_with("unknown variant") {
+        return None;
+    }
+    let value = value()?;
+    value_at(&value, at)?.is_object().then(|| at.to_vec())
+}
+
+/// What the enum at `at` accepts ("one of `all`, `any`"), asked of serde by giving it a
+/// string that is none of its values.
+fn variants_at<T: DeserializeOwned>(
+    mut value: serde_json::Value,
+    at: &[Segment],
+) -> Option<String> {
+    let mut slot = &mut value;
+    for segment in at {
+        slot = match segment {
+            Segment::Seq { index } => slot.get_mut(*index)?,
+            Segment::Map { key } | Segment::Enum { variant: key } => slot.get_mut(key.as_str())?,
+            Segment::Unknown => return None,
+        };
+    }
+    *slot = serde_json::Value::String(String::new());
+    let error = serde_path_to_error::deserialize::<_, T>(&value).err()?;
+    let same_place = error.path().iter().count() == at.len();
+    let message = strip_position(&error.inner().to_string());
+    let (_, expected) = message.split_once(", expected ")?;
+    (same_place && message.starts_with("unknown variant")).then(|| expected.to_owned())
+}
+
+/// The value at `at` in `value`.
+fn value_at<'v>(value: &'v serde_json::Value, at: &[Segment]) -> Option<&'v serde_json::Value> {
+    at.iter().try_fold(value, |slot, segment| match segment {
+        Segment::Seq { index } => slot.get(*index),
+        Segment::Map { key } | Segment::Enum { variant: key } => slot.get(key.as_str()),
+        Segment::Unknown => None,
+    })
+}
+
+/// A path as `serde_path_to_error` writes it: `tags[1]`, `[2].if_running`, `.` for the root.
+fn path_text(at: &[Segment]) -> String {
+    if at.is_empty() {
+        return ".".to_owned();
+    }
+    let mut text = String::new();
+    for segment in at {
+        match segment {
+            Segment::Seq { index } => text.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Segment::Unknown => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push('?');
+            }
+        }
+    }
+    text
 }
 
 /// serde_json appends " at line 1 column 9"; the path already says where.
@@ -195,6 +332,233 @@ mod tests {
             Error::CommandInput { path, .. } => assert_eq!(path.as_deref(), Some("tags[1]")),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn wrong_typed_enums_name_their_path_and_values() {
+        let cases = [
+            (r#"{"command":"true","if_running":true}"#, "if_running"),
+            (r#"{"command":"true","if_running":5}"#, "if_running"),
+            (r#"{"command":"true","if_running":["reuse"]}"#, "if_running"),
+            (r#"{"command":"true","if_running":null}"#, "if_running"),
+        ];
+        for (json, at) in cases {
+            match start_error(json) {
+                Error::CommandInput { path, message, .. } => {
+                    assert_eq!(path.as_deref(), Some(at), "{json}");
+                    assert!(
+                        message.contains("`error`, `reuse`, `restart`"),
+                        "{json}: {message}"
+                    );
+                    assert!(!message.contains("not valid JSON"), "{json}: {message}");
+                }
+                other => panic!("{json}: unexpected {other:?}"),
+            }
+        }
+        // Inside a batch, the item's index leads the path.
+        let error = parse::<Vec<StartInput>>(
+            br#"[{"command":"true"},{"command":"true","if_running":1}]"#,
+            "{}",
+        )
+        .expect_err("a wrong type");
+        match error {
+            Error::CommandInput { path, .. } => {
+                assert_eq!(path.as_deref(), Some("[1].if_running"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // An object where a string is expected is named at the enum, not inside it.
+        for json in [
+            r#"{"command":"true","if_running":{"reuse":true}}"#,
+            r#"{"command":"true","if_running":{"again":1}}"#,
+        ] {
+            match start_error(json) {
+                Error::CommandInput { path, message, .. } => {
+                    assert_eq!(path.as_deref(), Some("if_running"), "{json}");
+                    assert!(
+                        message.contains("invalid type: map, expected one of `error`"),
+                        "{json}: {message}"
+                    );
+                }
+                other => panic!("{json}: unexpected {other:?}"),
+            }
+        }
+        // A number too large for any number type is out of range at its path.
+        for (json, at, said) in [
+            (
+                r#"{"command":"true","grace_s":1e400}"#,
+                "grace_s",
+                "out of range",
+            ),
+            (
+                r#"{"command":"true","ready":{"log":"x","timeout_s":-1e999}}"#,
+                "ready.timeout_s",
+                "out of range",
+            ),
+            (
+                r#"[{"command":"true","stop_with_pid":123456789012345678901234567890}]"#,
+                "[0].stop_with_pid",
+                "expected i32",
+            ),
+        ] {
+            let error = if json.starts_with('[') {
+                parse::<Vec<StartInput>>(json.as_bytes(), "{}").expect_err(json)
+            } else {
+                start_error(json)
+            };
+            match error {
+                Error::CommandInput { path, message, .. } => {
+                    assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
+                    assert!(message.contains(said), "{json}: {message}");
+                }
+                other => panic!("{json}: unexpected {other:?}"),
+            }
+        }
+        // A missing field is named at its path.
+        for (json, at) in [(r#"{}"#, "id"), (r#"[{"id":"a"},{"signal":9}]"#, "[1].id")] {
+            match parse::<crate::payload::input::StopInput>(json.as_bytes(), "{}") {
+                Err(Error::CommandInput { path, message, .. }) if !json.starts_with('[') => {
+                    assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
+                    assert_eq!(message, "id: missing; it is required");
+                }
+                _ => match parse::<Vec<crate::payload::input::StopInput>>(json.as_bytes(), "{}") {
+                    Err(Error::CommandInput { path, message, .. }) => {
+                        assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
+                        assert_eq!(message, "[1].id: missing; it is required");
+                    }
+                    other => panic!("{json}: unexpected {other:?}"),
+                },
+            }
+        }
+        // A wrong type beside a number no `Value` holds is still named at its path.
+        match parse::<crate::payload::input::PruneInput>(
+            br#"{"status":[],"older_than_s":1e309}"#,
+            "{}",
+        ) {
+            Err(Error::CommandInput { path, .. }) => assert_eq!(path.as_deref(), Some("status")),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Invalid JSON is still invalid JSON.
+        let message = start_error(r#"{"command":"true","if_running":tru}"#).full_message();
+        assert!(message.contains("not valid JSON"), "{message}");
+    }
+
+    /// Every enum-ish field of every payload names its path and what it expects, and a bad
+    /// value inside `until` is named where it is.
+    #[test]
+    fn enum_ish_fields_of_every_payload_name_their_path() {
+        use crate::payload::input::{EventsInput, ListInput, PruneInput, StopInput, WaitInput};
+        fn located<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> (String, String) {
+            match parse::<T>(json.as_bytes(), "{}").expect_err(json) {
+                Error::CommandInput { path, message, .. } => (path.unwrap_or_default(), message),
+                other => panic!("{json}: unexpected {other:?}"),
+            }
+        }
+        let cases = [
+            (
+                located::<ListInput>(r#"{"status":5}"#),
+                "status",
+                "`queued`",
+            ),
+            (
+                located::<ListInput>(r#"{"status":{"is":"running"}}"#),
+                "status",
+                "`running`",
+            ),
+            (
+                located::<PruneInput>(r#"{"status":["exited"]}"#),
+                "status",
+                "`exited`",
+            ),
+            (
+                located::<WaitInput>(r#"{"ids":["x"],"mode":1}"#),
+                "mode",
+                "`any`",
+            ),
+            (
+                located::<WaitInput>(r#"{"id":"x","mode":{"any":true}}"#),
+                "mode",
+                "`any`",
+            ),
+            (
+                located::<WaitInput>(r#"{"id":"x","until":5}"#),
+                "until",
+                "\"exit\" or conditions",
+            ),
+            (
+                located::<WaitInput>(r#"{"id":"x","until":{"log":5}}"#),
+                "until.log",
+                "a string",
+            ),
+            (
+                located::<WaitInput>(r#"{"id":"x","until":{"port":"80"}}"#),
+                "until.port",
+                "u32",
+            ),
+            (
+                located::<WaitInput>(r#"{"id":"x","until":{"nope":1}}"#),
+                "until.nope",
+                "`log`",
+            ),
+            (
+                located::<EventsInput>(r#"{"id":"x","after":-1}"#),
+                "after",
+                "a frame's sequence",
+            ),
+            (
+                located::<EventsInput>(r#"{"id":"x","after":1.5}"#),
+                "after",
+                "a frame's sequence",
+            ),
+            (
+                located::<EventsInput>(r#"{"id":"x","after":[1]}"#),
+                "after",
+                "a frame's sequence",
+            ),
+            (
+                located::<StopInput>(r#"{"id":"x","signal":true}"#),
+                "signal",
+                "a signal name",
+            ),
+            (
+                located::<StopInput>(r#"{"id":"x","signal":"NOPE"}"#),
+                "signal",
+                "not a signal",
+            ),
+            (
+                located::<StopInput>(r#"{"id":"x","signal":99}"#),
+                "signal",
+                "not a signal",
+            ),
+        ];
+        for ((path, message), at, expected) in cases {
+            assert_eq!(path, at, "{message}");
+            assert!(message.contains(expected), "{at}: {message}");
+            assert!(!message.contains("not valid JSON"), "{at}: {message}");
+            assert!(
+                !message.contains("did not match any variant"),
+                "{at}: {message}"
+            );
+        }
+        // The forms that are right still parse.
+        let wait: WaitInput = parse(br#"{"id":"x","until":"exit"}"#, "{}").expect("exit");
+        assert!(matches!(wait.until, crate::payload::input::Until::Word(w) if w == "exit"));
+        let wait: WaitInput = parse(br#"{"id":"x","until":{"log":"up"}}"#, "{}").expect("log");
+        assert!(matches!(wait.until, crate::payload::input::Until::Ready(_)));
+        let events: EventsInput = parse(br#"{"id":"x","after":"1:20"}"#, "{}").expect("cursor");
+        assert!(matches!(
+            events.after,
+            Some(crate::payload::input::AfterInput::Cursor(_))
+        ));
+        let events: EventsInput = parse(br#"{"id":"x","after":7}"#, "{}").expect("sequence");
+        assert!(matches!(
+            events.after,
+            Some(crate::payload::input::AfterInput::Sequence(7))
+        ));
+        let stop: StopInput = parse(br#"{"id":"x","signal":"int"}"#, "{}").expect("int");
+        assert_eq!(stop.signal, Some(nix::sys::signal::Signal::SIGINT));
+        let stop: StopInput = parse(br#"{"id":"x","signal":null}"#, "{}").expect("null");
+        assert_eq!(stop.signal, None);
     }
 
     #[test]

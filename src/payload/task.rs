@@ -126,6 +126,8 @@ pub struct Progress {
     pub total: Option<f64>,
     /// 0 to 100; derived from `current / total` when only those are given.
     pub percent: Option<f64>,
+    /// What the task said with it, cut to the line budget (8 KiB; a cut message ends with
+    /// `…[<n> more bytes]`).
     pub message: Option<String>,
 }
 
@@ -135,7 +137,9 @@ impl From<&ProgressRecord> for Progress {
             current: progress.current,
             total: progress.total,
             percent: progress.percent,
-            message: progress.message.clone(),
+            // Cut to the line budget here too: a record written by an older supervisor
+            // may hold a message of any size.
+            message: progress.message.as_deref().map(crate::output_log::shorten),
         }
     }
 }

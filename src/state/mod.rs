@@ -1,7 +1,8 @@
-//! The DISK contract: versioned task records and the journal (their own types, which
-//! forgive what the wire refuses: unknown fields are kept, a newer version's words are read,
-//! and a record not fully understood is never rewritten), atomic writes, the supervisor
-//! lock, and the reconciliation that turns a record whose supervisor vanished into `lost`.
+//! The DISK contract: versioned task records, the journal and ready requests (their own
+//! types, which forgive what the wire refuses: unknown fields are kept, a newer version's
+//! words are read, and a record not fully understood is never rewritten), atomic writes,
+//! the supervisor lock, and the reconciliation that turns a record whose supervisor
+//! vanished into `lost`.
 //!
 //! Every file is opened through its folder's descriptor, never through a symlink
 //! ([`folder`]).
@@ -15,6 +16,7 @@ pub mod atomic;
 pub mod folder;
 pub mod journal;
 pub mod lock;
+pub mod ready;
 pub mod reconcile;
 pub mod record;
 

@@ -9,11 +9,18 @@
 //! forward by a [`LineReader`], each byte at most once: a `\r` progress bar that redraws one
 //! line every millisecond costs a read every [`PACE`](crate::output_log::PACE), never a
 //! rescan of the line, and the line's newest whole drawing is parsed for progress. Progress is published at most every
-//! [`THROTTLE`], and once more when the task ends.
+//! [`THROTTLE`], and once more when the task ends; its message is cut to the line budget
+//! first, so the record and the journal never carry more of it.
 //!
 //! Ports and URLs are tried by the [`Probe`] with non-blocking sockets that the supervisor
 //! polls beside its signals ([`OutputWatch::fds`]), so a server that accepts and never
 //! answers never holds up a stop or the task's end.
+//!
+//! The same inotify descriptor watches the task folder for a ready request (`ready.json`,
+//! renamed into place by a `start` that reuses the run with another `ready`): the watch
+//! says so ([`Changes::request`]), and a new condition it is given ([`OutputWatch::adopt`])
+//! is checked against the run's output from its start, read again in slices so that a
+//! signal never waits for a long log.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -23,16 +30,27 @@ use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 
-use crate::output_log::LineReader;
+use crate::output_log::{self, LineReader};
 use crate::paths::names;
 use crate::progress::{self, Progress};
 use crate::ready::Probe;
 use crate::state::folder::Folder;
 
+/// Progress as it is recorded: its message cut to the line budget (saying how much was left
+/// out). The record is rewritten and the journal appended with every update, and `status`
+/// and `list` answer it: a task's output must never make them megabytes.
+fn bounded(mut progress: Progress) -> Progress {
+    progress.message = progress.message.as_deref().map(output_log::shorten);
+    progress
+}
+
 /// The least time between two reads of a busy log, and between two progress updates.
 pub const THROTTLE: Duration = Duration::from_millis(250);
 /// How much of a burst is read for progress when no log condition is pending.
 const TAIL: u64 = 64 * 1024;
+/// The most of the log one wake reads (but the last): a long catch-up goes in slices, with
+/// signals and stops seen between them.
+const SLICE: u64 = 4 << 20;
 
 /// What changed since the last call.
 #[derive(Debug, Default)]
@@ -41,6 +59,15 @@ pub struct Changes {
     pub ready: bool,
     /// Progress to record and announce.
     pub progress: Option<Progress>,
+    /// A ready request may be waiting in the task folder (it appeared, or the watch began).
+    pub request: bool,
+}
+
+/// What one drain of the inotify queue saw.
+#[derive(Debug, Default)]
+struct Woken {
+    log: bool,
+    request: bool,
 }
 
 /// The descriptors to poll for the output watch.
@@ -57,6 +84,14 @@ pub struct Interest<'a> {
 #[derive(Debug)]
 pub struct OutputWatch {
     inotify: OwnedFd,
+    /// The log's watch and the task folder's (`-1` when the folder could not be watched).
+    log_wd: i32,
+    dir_wd: i32,
+    /// A ready request may be waiting: say so at the next wake.
+    request_due: bool,
+    /// Lines that end at or before this offset were read for progress already (before a new
+    /// condition made the reader start over).
+    progress_from: u64,
     log: File,
     lines: LineReader,
     probe: Option<Probe>,
@@ -90,11 +125,24 @@ impl OutputWatch {
         // The very file opened above, not whatever a path names.
         let path = CString::new(format!("/proc/self/fd/{}", log.as_raw_fd())).ok()?;
         // SAFETY: `path` is a valid C string that outlives the call.
-        if unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MODIFY) } < 0 {
+        let log_wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MODIFY) };
+        if log_wd < 0 {
             return None;
         }
+        // The task folder, for a ready request renamed into place. Without it the run keeps
+        // the condition it started with.
+        let dir_path = format!("/proc/self/fd/{}", folder.as_fd().as_raw_fd());
+        let dir_wd = CString::new(dir_path).map_or(-1, |dir| {
+            // SAFETY: `dir` is a valid C string that outlives the call.
+            unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MOVED_TO) }
+        });
         Some(OutputWatch {
             inotify,
+            log_wd,
+            dir_wd,
+            // A request written before the watch began is looked for once.
+            request_due: true,
+            progress_from: 0,
             log,
             lines: LineReader::new(0),
             probe,
@@ -140,10 +188,14 @@ impl OutputWatch {
     /// After any wake: reads the log if it was `written` (or a throttled read is due), moves
     /// port and URL tries on, and says what changed.
     pub fn on_wake(&mut self, written: bool, now: Instant) -> Changes {
-        if written {
+        let woken = if written {
             // Drain the queue: one read of the log covers every event in it.
-            let mut buffer = [0u8; 4096];
-            while self.inotify_read(&mut buffer) > 0 {}
+            self.drain()
+        } else {
+            Woken::default()
+        };
+        self.request_due |= woken.request;
+        if woken.log {
             let urgent = self.probe.as_ref().is_some_and(Probe::wants_lines);
             if urgent {
                 // A line only being redrawn is read at a pace: the read is due then.
@@ -169,7 +221,20 @@ impl OutputWatch {
                 probe.poll_network(now);
             }
         }
-        self.changes(now)
+        let mut changes = self.changes(now);
+        changes.request = std::mem::take(&mut self.request_due);
+        changes
+    }
+
+    /// Checks `probe`, a new ready condition, from now on: against the run's output from its
+    /// start (the log is read again, in slices; its lines are not read for progress twice),
+    /// and trying its ports and URLs until `give_up_at`.
+    pub fn adopt(&mut self, probe: Probe, give_up_at: Option<Instant>) {
+        self.probe = Some(probe);
+        self.give_up_at = give_up_at;
+        self.progress_from = self.progress_from.max(self.lines.read_to());
+        self.lines = LineReader::new(0);
+        self.read_at = Some(Instant::now());
     }
 
     /// The task has ended: read what is left, and publish the final progress.
@@ -178,6 +243,40 @@ impl OutputWatch {
         (self.newest != self.published)
             .then(|| self.newest.clone())
             .flatten()
+    }
+
+    /// Reads every queued inotify event: whether the log was written, and whether a ready
+    /// request was renamed into the task folder. An overflowed queue may have lost either.
+    fn drain(&self) -> Woken {
+        // Room for many events; the kernel hands out whole ones (at most 16 + 256 bytes).
+        let mut buffer = [0u8; 4096];
+        let mut woken = Woken::default();
+        while let Ok(n @ 1..) = usize::try_from(self.inotify_read(&mut buffer)) {
+            let mut at = 0;
+            while let Some(header) = buffer.get(at..at + 16) {
+                let field = |i: usize| [header[i], header[i + 1], header[i + 2], header[i + 3]];
+                let wd = i32::from_ne_bytes(field(0));
+                let mask = u32::from_ne_bytes(field(4));
+                let len = u32::from_ne_bytes(field(12)) as usize;
+                let name = buffer
+                    .get(at + 16..(at + 16 + len).min(n))
+                    .unwrap_or_default();
+                let name = name.split(|&b| b == 0).next().unwrap_or_default();
+                if mask & libc::IN_Q_OVERFLOW != 0 {
+                    woken.log = true;
+                    woken.request = true;
+                } else if wd == self.log_wd {
+                    woken.log = true;
+                } else if wd == self.dir_wd && name == names::READY_REQUEST.as_bytes() {
+                    woken.request = true;
+                }
+                at += 16 + len;
+                if at >= n {
+                    break;
+                }
+            }
+        }
+        woken
     }
 
     fn inotify_read(&self, buffer: &mut [u8]) -> isize {
@@ -206,20 +305,33 @@ impl OutputWatch {
         if !pending_log && size - self.lines.read_to() > TAIL {
             self.lines = LineReader::mid_line(size - TAIL);
         }
-        let (probe, newest) = (&mut self.probe, &mut self.newest);
-        let _ = self.lines.read(&mut self.log, size, end, |line, _| {
+        // At most a slice now (all of it at the end); the rest is read at the next wake,
+        // which is due at once.
+        let to = if end {
+            size
+        } else {
+            size.min(self.lines.read_to().saturating_add(SLICE))
+        };
+        if to < size {
+            self.read_at = Some(Instant::now());
+        }
+        let (probe, newest, progress_from) =
+            (&mut self.probe, &mut self.newest, self.progress_from);
+        let _ = self.lines.read(&mut self.log, to, end, |line, line_end| {
             if let Some(probe) = probe.as_mut() {
                 probe.line(&line.text);
             }
-            if let Some(progress) = progress::parse(&line.text) {
-                *newest = Some(progress);
+            if line_end > progress_from
+                && let Some(progress) = progress::parse(&line.text)
+            {
+                *newest = Some(bounded(progress));
             }
             ControlFlow::Continue(())
         });
         if let Some(redraw) = self.lines.take_redraw()
             && let Some(progress) = progress::parse(&redraw.text)
         {
-            self.newest = Some(progress);
+            self.newest = Some(bounded(progress));
         }
     }
 

@@ -3,9 +3,9 @@
 //! One thread, one `poll`, and nothing in the loop ever blocks: the signalfd (SIGCHLD: the
 //! task or an escapee ended; SIGUSR1: a stop request, carried in the signal's value (see
 //! [`StopRequest`]); SIGTERM/SIGINT/SIGHUP/SIGQUIT: we are told to end, so stop the task
-//! first), the
-//! `stop_with_pid` process's pidfd, the log's inotify watch and the sockets of port and URL
-//! tries ([`OutputWatch`]). Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled
+//! first), the `stop_with_pid` process's pidfd, the log's and the task folder's inotify
+//! watch (a new ready condition in `ready.json`) and the sockets of port and URL tries
+//! ([`OutputWatch`]). Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled
 //! reads, tries) set the poll's timeout. The task's end is observed with
 //! `waitid(WNOWAIT)`, so its pid (and so its process group id) stays reserved until the
 //! rest of the group has been killed, and its end time is taken the moment it is seen.
@@ -20,7 +20,9 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
+use crate::paths::names;
 use crate::procfs;
+use crate::state::ready::ReadyRequest;
 use crate::state::record::ProgressRecord;
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::error::SupervisorError;
@@ -196,6 +198,9 @@ impl Supervision {
 
     /// Records readiness and progress, and announces them in the journal.
     fn apply(&mut self, changes: output::Changes) {
+        if changes.request {
+            self.take_ready_request();
+        }
         if !changes.ready && changes.progress.is_none() {
             return;
         }
@@ -208,6 +213,32 @@ impl Supervision {
             self.record_progress(progress.into());
         }
         // On a full disk this fails and the task goes on; its end has its room set aside.
+        let _ = self.recorder.write(&self.record);
+    }
+
+    /// Takes a new ready condition for this run, if one is waiting (`if_running: "reuse"`
+    /// with another `ready`): from now on it is the run's condition, checked against the
+    /// run's output from its start, and the record's `ready` follows it. A request for
+    /// another run, or for the condition the run already has, changes nothing.
+    fn take_ready_request(&mut self) {
+        let Some(request) = ReadyRequest::read(self.recorder.folder()) else {
+            return;
+        };
+        if request.run != self.record.run || self.record.ready_spec.as_ref() == Some(&request.ready)
+        {
+            return;
+        }
+        let (Ok(probe), Ok(timeout), Some(output)) = (
+            request.ready.probe("ready"),
+            request.ready.timeout("ready"),
+            self.output.as_mut(),
+        ) else {
+            return;
+        };
+        output.adopt(probe, timeout.and_then(deadline_after));
+        self.record.ready_spec = Some(request.ready);
+        self.record.ready = Some(false);
+        self.record.ready_at_ms = None;
         let _ = self.recorder.write(&self.record);
     }
 
@@ -320,6 +351,8 @@ impl Supervision {
         // Sweep before recording, so that a terminal record means nothing of the task is
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
+        // A ready request is for this run only.
+        let _ = self.recorder.folder().remove(names::READY_REQUEST);
         // Into the room set aside for it, whatever the disk's state (see `Recorder::end`).
         self.recorder
             .end(&self.record, Some(signal_fd))

@@ -29,7 +29,7 @@ const CHECKS: [&str; 7] = [
 ];
 
 /// Every public command, as the envelope's `command` names it.
-const COMMANDS: [&str; 18] = [
+const COMMANDS: [&str; 19] = [
     "start",
     "status",
     "list",
@@ -40,6 +40,7 @@ const COMMANDS: [&str; 18] = [
     "events",
     "rm",
     "prune",
+    "serve",
     "doctor",
     "capabilities",
     "schema list",

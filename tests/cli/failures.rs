@@ -850,8 +850,9 @@ fn payloads_as_an_argument_get_a_correct_result_or_a_short_clear_error() {
 }
 
 /// RELIABILITY 23: a single 10 MB output line reaches `events`, both streams and `wait
-/// until` in order, with the line written after it; cut to the line budget, saying how much
-/// was left out (RELIABILITY 29, 30: no reader holds or answers 10 MB for one line).
+/// until` in order, with the line written after it; cut to the line budget `logs` uses
+/// (8 KiB), saying how much was left out (RELIABILITY 29, 30: no reader holds or answers
+/// 10 MB for one line). The name keeps "whole" from the rule it was first written for.
 #[test]
 fn a_10_mb_output_line_reaches_events_streams_and_wait_until_whole() {
     let sandbox = Sandbox::new();
@@ -866,22 +867,33 @@ fn a_10_mb_output_line_reaches_events_streams_and_wait_until_whole() {
     assert_eq!(task["task_id"], "wide", "{task}");
     assert_eq!(sandbox.wait("wide")["exit_code"], 0);
 
-    let lines_of = |frames: &[Value]| -> Vec<String> {
+    let lines_of = |frames: &[Value]| -> Vec<(String, Value)> {
         frames
             .iter()
             .filter(|f| f["type"] == "task.log.line")
-            .map(|f| f["data"]["line"].as_str().expect("a line").to_owned())
+            .map(|f| {
+                let line = f["data"]["line"].as_str().expect("a line").to_owned();
+                (line, f["data"]["truncated_bytes"].clone())
+            })
             .collect()
     };
-    let budget = background_tasks::output_log::LINE_BUDGET;
-    let check = |what: &str, lines: Vec<String>| {
+    // RELIABILITY 29 replaced "whole" (RELIABILITY 23 as first written): every frame cuts
+    // its line to the line budget `logs` uses (8 KiB) and says how much was left out.
+    let budget = background_tasks::output_log::MAX_LINE_BYTES;
+    let check = |what: &str, lines: Vec<(String, Value)>| {
         assert_eq!(lines.len(), 2, "{what}: {} lines", lines.len());
-        let (kept, marker) = lines[0].split_at(budget);
+        let (kept, marker) = lines[0].0.split_at(budget);
         assert!(kept.bytes().all(|b| b == b'y'), "{what}");
         assert_eq!(marker, format!("…[{} more bytes]", MB10 - budget), "{what}");
-        assert_eq!(lines[1], "END", "{what}");
+        assert_eq!(lines[0].1, json!(MB10 - budget), "{what}: truncated_bytes");
+        assert_eq!(lines[1], ("END".to_owned(), Value::Null), "{what}");
     };
     let events = sandbox.ok(&["events"], &json!({"id": "wide"}));
+    assert_eq!(
+        events["truncated_lines"], 1,
+        "{}",
+        events["truncated_lines"]
+    );
     check(
         "events",
         lines_of(events["frames"].as_array().expect("frames")),

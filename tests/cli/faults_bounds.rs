@@ -106,6 +106,90 @@ fn a_50_mb_output_line_never_becomes_a_50_mb_answer_or_frame() {
     }
 }
 
+/// `events` without `--stream` over more than the answer budget: a tail answers the newest
+/// frames that fit (ending with `task.ended`) and says frames were left out; paging from
+/// the start with `after: next_sequence - 1` visits every frame exactly once, in order, each
+/// page within the budget, also when `lines` stops a page first. It answered every frame at
+/// once, and a page stopped by `lines` skipped the line it stopped before.
+#[test]
+fn events_pages_past_the_answer_budget_visit_every_frame_once() {
+    /// The answer budget of lines and frames (64 KiB) and a frame's share of slack.
+    const BUDGET: usize = 64 << 10;
+    let sandbox = Sandbox::new();
+    // 300 lines of 1,000 bytes: 300 KB of frames, past the 64 KiB budget.
+    sandbox.start(&json!({
+        "id": "paged",
+        "shell": r#"awk 'BEGIN { for (i = 1; i <= 300; i++) printf "%04d %0995d\n", i, 0 }'"#,
+    }));
+    sandbox.wait("paged");
+    let frames_of = |page: &Value| page["frames"].as_array().expect("frames").clone();
+    let size_of = |frames: &[Value]| -> usize {
+        frames
+            .iter()
+            .map(|f| serde_json::to_string(f).expect("encode").len() + 1)
+            .sum()
+    };
+
+    let tail = sandbox.ok(&["events"], &json!({"id": "paged", "lines": 300}));
+    let frames = frames_of(&tail);
+    // contract: "events without --stream ... page by cursor beyond the answer budget"
+    // (RELIABILITY 29)
+    assert!(
+        size_of(&frames) <= BUDGET,
+        "a tail of {} bytes",
+        size_of(&frames)
+    );
+    assert_eq!(tail["has_more"], true, "{}", tail["has_more"]);
+    assert_eq!(tail["ended"], true);
+    let last = frames.last().expect("a frame");
+    assert_eq!(
+        last["type"], "task.ended",
+        "the newest frames are kept: {last}"
+    );
+    let numbers: Vec<u64> = frames
+        .iter()
+        .map(|f| f["sequence"].as_u64().expect("n"))
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "a tail is one run of frames: {numbers:?}"
+    );
+
+    for lines in [None, Some(7)] {
+        let (mut after, mut seen, mut pages) = (0u64, Vec::new(), 0);
+        let mut more = true;
+        loop {
+            let mut payload = json!({"id": "paged", "after": after});
+            if let Some(lines) = lines {
+                payload["lines"] = json!(lines);
+            }
+            let page = sandbox.ok(&["events"], &payload);
+            let frames = frames_of(&page);
+            assert!(
+                size_of(&frames) <= BUDGET,
+                "{lines:?}: a page of {} bytes",
+                size_of(&frames)
+            );
+            seen.extend(frames.iter().map(|f| f["sequence"].as_u64().expect("n")));
+            let next = page["next_sequence"].as_u64().expect("next_sequence");
+            if frames.is_empty() {
+                assert_eq!(page["has_more"], false, "{lines:?}");
+                break;
+            }
+            // A page that says nothing more was left out is the last with frames.
+            assert!(more, "{lines:?}: frames after a page with has_more false");
+            more = page["has_more"] == true;
+            pages += 1;
+            assert!(pages <= 400, "{lines:?}: paging does not end");
+            after = next - 1;
+        }
+        // status, 300 lines, the terminal status, ended: 303 frames numbered from 1.
+        let expected: Vec<u64> = (1..=303).collect();
+        assert_eq!(seen, expected, "{lines:?}: every frame once, in order");
+        assert!(pages > 4, "{lines:?}: {pages} pages for 300 KB of frames");
+    }
+}
+
 /// A task that prints a 50 MB line and exits before it is ready: `TaskNotReady` carries a
 /// bounded `log_tail` (it carried the whole 50 MB line).
 #[test]
@@ -166,6 +250,145 @@ fn a_10_mb_progress_message_keeps_answers_and_the_record_small() {
         "task.json is {record} bytes after a 10 MB progress line"
     );
     sandbox.stop("chatty");
+}
+
+/// A progress message longer than the line budget (60 KB, within what the supervisor reads
+/// of a line, so the JSON progress line parses) is cut to the line budget before it is
+/// recorded: `status`, `list`, the record and the journal's frames carry at most 8 KiB of
+/// it, saying how much was left out. It was recorded whole, and rewritten into `task.json`
+/// with every update.
+#[test]
+fn a_60_kb_progress_message_is_cut_to_the_line_budget_before_it_is_recorded() {
+    const MESSAGE: usize = 60_000;
+    let budget = background_tasks::output_log::MAX_LINE_BYTES;
+    let sandbox = Sandbox::new();
+    let shell = format!(
+        r#"printf '{{"type":"progress","current":1,"total":2,"message":"'; head -c {MESSAGE} /dev/zero | tr '\0' m; printf '"}}
+'; echo READY; exec sleep 1000"#
+    );
+    let outcome = sandbox.call(
+        &["start", "--wait", "--timeout", "60"],
+        &json!({"id": "verbose", "shell": shell, "ready": {"log": "^READY$"}}),
+    );
+    assert_eq!(outcome.data()["task"]["ready"], true, "{}", outcome.stderr);
+    let expected = format!("{}…[{} more bytes]", "m".repeat(budget), MESSAGE - budget);
+    // The progress is recorded at most every 250 ms: wait for it.
+    wait_until("the progress is recorded", DEADLINE, || {
+        !sandbox.status("verbose")["progress"].is_null()
+    });
+    let status = sandbox.status("verbose");
+    // contract: "`progress.message` ... cut long lines to the line budget (saying they were
+    // cut and how long they were)" (RELIABILITY 29)
+    assert_eq!(status["progress"]["message"], expected.as_str());
+    assert_eq!(status["progress"]["current"], 1.0);
+    let listed = sandbox.ok(&["list"], &json!({}));
+    assert_eq!(listed["tasks"][0]["progress"]["message"], expected.as_str());
+    let record = fs::read_to_string(sandbox.task_dir("verbose").join("task.json")).expect("record");
+    assert!(
+        record.len() < 2 * budget,
+        "task.json is {} bytes after a {MESSAGE}-byte message",
+        record.len()
+    );
+    let events = sandbox.ok(&["events"], &json!({"id": "verbose", "lines": 0}));
+    let progress: Vec<&Value> = events["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter(|f| f["type"] == "task.progress")
+        .collect();
+    assert!(!progress.is_empty(), "{events}");
+    for frame in progress {
+        assert_eq!(frame["data"]["message"], expected.as_str());
+    }
+    sandbox.stop("verbose");
+}
+
+/// Runs `command` to its end; what it printed and its peak memory in KiB (the largest
+/// resident set, from `wait4`'s rusage: the process is gone before /proc could be read).
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which also gives its rusage"
+)]
+fn run_measured(mut command: Command) -> (Outcome, u64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let what = format!("{command:?}");
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 {what}: {}", io::Error::last_os_error());
+    let outcome = Outcome {
+        what,
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+        elapsed: started.elapsed(),
+        ended: Instant::now(),
+    };
+    (outcome, usage.ru_maxrss as u64)
+}
+
+/// After one 50 MB line, every reader holds a bounded share of it, not the line: `wait
+/// {until:{log}}` ending in `TaskNotReady` (its `log_tail` read the whole line, and peaked
+/// at 151 MB), `logs`, `events`, and both streams.
+#[test]
+fn readers_of_a_50_mb_line_hold_a_bounded_share_of_it() {
+    /// Far below the line, far above a reader's own needs.
+    const PEAK_KIB: u64 = 24 * 1024;
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({
+        "id": "wide",
+        "shell": long_line(LONG_LINE, "exit 1"),
+        "ready": {"log": "^never$"},
+    }));
+    let task = sandbox.ok(&["wait", "--timeout", "60"], &json!({"id": "wide"}))["task"].clone();
+    assert_eq!(task["exit_code"], 1, "{task}");
+    let readers = [
+        (
+            vec!["wait", "--timeout", "60"],
+            json!({"id": "wide", "until": {"log": "^never$"}}),
+        ),
+        (vec!["logs"], json!({"id": "wide"})),
+        (vec!["events"], json!({"id": "wide"})),
+        (vec!["logs", "--stream"], json!({"id": "wide"})),
+        (vec!["events", "--stream"], json!({"id": "wide"})),
+    ];
+    let mut heavy = Vec::new();
+    for (args, payload) in readers {
+        let (outcome, peak) = run_measured(sandbox.command_with(&args, &payload));
+        if args[0] == "wait" {
+            assert_eq!(
+                outcome.error()["type"],
+                "TaskNotReady",
+                "{}",
+                outcome.stderr.len()
+            );
+        } else {
+            assert_eq!(outcome.code, Some(0), "{args:?}: {}", outcome.stderr);
+        }
+        // contract: "Reading must stay bounded in memory too" (issue 12.5, RELIABILITY 29)
+        if peak > PEAK_KIB {
+            heavy.push(format!("{args:?} peaked at {peak} KiB"));
+        }
+    }
+    assert!(heavy.is_empty(), "after a {LONG_LINE}-byte line: {heavy:?}");
 }
 
 /// Clock ticks a second (`sysconf(_SC_CLK_TCK)`).

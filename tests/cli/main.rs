@@ -40,6 +40,8 @@ mod reliability;
 mod retention;
 mod schemas;
 mod security;
+#[cfg(feature = "serve")]
+mod serve;
 mod stop_with_pid;
 mod supervisor_faults;
 mod support;

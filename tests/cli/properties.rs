@@ -2,21 +2,34 @@
 //! and payloads. They call the library directly (no process is started); the fuzz targets
 //! in `fuzz/` push the same parsers much further, outside CI.
 //!
+//! Payloads are generated two ways: any JSON value with field names sprinkled in, and, per
+//! command, objects holding any of the command's fields, nested ones included (`ready.*`,
+//! `until.*`, `env.*`, `args[i]`, batch items), each mostly of its own kind with the edges
+//! of its range (every duration: `grace_s`, `timeout_s`, `older_than_s`, `ready.timeout_s`,
+//! `until.timeout_s`) and numbers no type holds, sometimes of any other. Each must parse
+//! and pass the command's checks, with every duration within its bound, or be an input
+//! error naming the path of a field it holds.
+//!
 //! Case counts are kept moderate so the suite stays fast on two cores.
 
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Component, Path};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use background_tasks::error::Error;
+use background_tasks::lifecycle::Cancel;
+use background_tasks::lifecycle::follow::FollowArgs;
+use background_tasks::lifecycle::stop::StopArgs;
 use background_tasks::output_log::{self, Cursor, Line};
 use background_tasks::paths::TaskId;
 use background_tasks::payload::input::{
-    EventsInput, IdInput, ListInput, LogsInput, PruneInput, RestartInput, RmInput, StartInput,
-    StopInput, WaitInput,
+    EventsInput, IdInput, ListInput, LogsInput, MAX_SECONDS, MAX_TIMEOUT_S, PruneInput,
+    RestartInput, RmInput, StartInput, StopInput, Until, WaitInput,
 };
 use background_tasks::payload::{one_or_many, parse};
+use background_tasks::ready::ReadySpec;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -377,5 +390,500 @@ proptest! {
     #[test]
     fn any_bytes_are_a_payload_or_an_input_error(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         parse_every_payload(&bytes);
+    }
+}
+
+// ---- every field of every payload, nested ones and durations included ----
+
+/// How a field's value is generated: mostly of its own kind (with the edges of its range
+/// and numbers no f64, u64 or i32 holds), sometimes any JSON value at all.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Seconds: `grace_s`, `timeout_s`, `older_than_s`, `ready.timeout_s`, `until.timeout_s`.
+    Seconds,
+    /// A whole number: `stop_with_pid`, `keep_last`, `lines`, `ready.port`.
+    Count,
+    Text,
+    Id,
+    Bool,
+    /// One of these words.
+    Word(&'static [&'static str]),
+    Texts,
+    /// An array of these words (and other strings).
+    Words(&'static [&'static str]),
+    Ids,
+    Env,
+    /// `ready`, and `until` in its object form: `{log?, port?, http?, timeout_s?}`.
+    Conditions,
+    /// `"exit"` or conditions.
+    Until,
+    Signal,
+    /// A sequence number or a cursor.
+    After,
+}
+
+/// Numbers at the edges of every range a payload number has, and past them: zero and its
+/// sign, the bounds of a day and of 30 days, of ports, pids and every integer type, the
+/// smallest subnormal, the largest f64, and numbers no f64 holds (`1e400`).
+const EDGE_NUMBERS: &[&str] = &[
+    "0",
+    "-0",
+    "0.0",
+    "-0.0",
+    "-1",
+    "1",
+    "2",
+    "0.001",
+    "5e-324",
+    "1e-320",
+    "86400",
+    "86400.000001",
+    "2592000",
+    "2592000.001",
+    "1e15",
+    "1e19",
+    "65535",
+    "65536",
+    "2147483647",
+    "2147483648",
+    "4294967295",
+    "4294967296",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551615",
+    "18446744073709551616",
+    "123456789012345678901234567890",
+    "1e308",
+    "1.7976931348623157e308",
+    "-1.7976931348623157e308",
+    "1e309",
+    "-1e400",
+    "1e400",
+];
+
+const IF_RUNNING: &[&str] = &["error", "reuse", "restart"];
+const MODES: &[&str] = &["all", "any"];
+const STATUSES: &[&str] = &[
+    "queued",
+    "running",
+    "exited",
+    "killed",
+    "timed_out",
+    "failed",
+    "lost",
+];
+const TASK_FIELDS: &[&str] = &["id", "status", "exit_code", "ready", "progress", "nope"];
+
+/// A JSON string holding `text`.
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).expect("a string encodes")
+}
+
+/// A JSON number at an edge, or any f64 or integer, as text (some no parser type holds).
+fn number() -> BoxedStrategy<String> {
+    prop_oneof![
+        3 => prop::sample::select(EDGE_NUMBERS).prop_map(str::to_owned),
+        2 => any::<f64>().prop_filter_map("finite", |f| serde_json::to_string(&f).ok().filter(|_| f.is_finite())),
+        1 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => any::<u64>().prop_map(|n| n.to_string()),
+    ]
+    .boxed()
+}
+
+/// Any JSON value: the wrong kind for most fields.
+fn other() -> BoxedStrategy<String> {
+    prop_oneof![
+        json_value().prop_map(|v| v.to_string()),
+        number(),
+        Just("\"5\"".to_owned()),
+        Just("[]".to_owned()),
+        Just("{}".to_owned()),
+        Just("null".to_owned()),
+    ]
+    .boxed()
+}
+
+/// Mostly `usual` (in range, so that one payload gets many fields past parsing), else an
+/// edge or anything (`odd`), else a value of another kind.
+fn weighted(usual: BoxedStrategy<String>, odd: BoxedStrategy<String>) -> BoxedStrategy<String> {
+    prop_oneof![6 => usual, 2 => odd, 1 => other()].boxed()
+}
+
+/// Seconds: a day's worth of milliseconds, or any number.
+fn seconds() -> BoxedStrategy<String> {
+    weighted(
+        (1u32..86_400_000)
+            .prop_map(|ms| format!("{}.{:03}", ms / 1000, ms % 1000))
+            .boxed(),
+        number(),
+    )
+}
+
+fn count() -> BoxedStrategy<String> {
+    weighted((0u32..70_000).prop_map(|n| n.to_string()).boxed(), number())
+}
+
+fn text() -> BoxedStrategy<String> {
+    weighted(
+        "[a-z0-9 ._-]{1,12}".prop_map(|s| quoted(&s)).boxed(),
+        prop_oneof![
+            prop::sample::select(WORDS).prop_map(quoted),
+            "[a-z0-9 .:/_^$()*+-]{0,12}".prop_map(|s| quoted(&s)),
+            any::<String>().prop_map(|s| quoted(&s)),
+        ]
+        .boxed(),
+    )
+}
+
+fn id() -> BoxedStrategy<String> {
+    weighted(
+        Just(quoted("web")).boxed(),
+        id_candidates().prop_map(|s| quoted(&s)).boxed(),
+    )
+}
+
+fn word(words: &'static [&'static str]) -> BoxedStrategy<String> {
+    weighted(prop::sample::select(words).prop_map(quoted).boxed(), text())
+}
+
+fn array_of(item: BoxedStrategy<String>) -> BoxedStrategy<String> {
+    prop::collection::vec(item, 0..4)
+        .prop_map(|items| format!("[{}]", items.join(",")))
+        .boxed()
+}
+
+fn value(kind: Kind) -> BoxedStrategy<String> {
+    let array = |item| weighted(array_of(item), other());
+    match kind {
+        Kind::Seconds => seconds(),
+        Kind::Count => count(),
+        Kind::Text => text(),
+        Kind::Id => id(),
+        Kind::Bool => weighted(any::<bool>().prop_map(|b| b.to_string()).boxed(), other()),
+        Kind::Word(words) => word(words),
+        Kind::Texts => array(text()),
+        Kind::Words(words) => array(word(words)),
+        Kind::Ids => array(id()),
+        Kind::Env => {
+            let name = weighted(
+                prop::sample::select(&["PORT", "A_B", "PATH"][..])
+                    .prop_map(quoted)
+                    .boxed(),
+                prop_oneof![
+                    prop::sample::select(&["", "A=B", "X\0Y", "=", "é"][..]).prop_map(quoted),
+                    any::<String>().prop_map(|s| quoted(&s)),
+                ]
+                .boxed(),
+            );
+            let entries = prop::collection::vec((name, text()), 0..3).prop_map(|pairs| {
+                // A name that is not a string is not JSON: it becomes a plain string key.
+                let fields: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = if k.starts_with('"') {
+                            k.clone()
+                        } else {
+                            quoted(k)
+                        };
+                        format!("{key}:{v}")
+                    })
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            });
+            weighted(entries.boxed(), other())
+        }
+        Kind::Conditions => weighted(object(CONDITIONS), other()),
+        Kind::Until => prop_oneof![
+            1 => Just(quoted("exit")),
+            4 => object(CONDITIONS),
+            1 => text(),
+            1 => other(),
+        ]
+        .boxed(),
+        Kind::Signal => weighted(
+            prop::sample::select(&["SIGTERM", "term", "INT", "sigkill", "9", "15"][..])
+                .prop_map(|s| {
+                    if s.parse::<u8>().is_ok() {
+                        s.to_owned()
+                    } else {
+                        quoted(s)
+                    }
+                })
+                .boxed(),
+            prop_oneof![
+                prop::sample::select(&["SIGNOPE", "", "0", "SIG"][..]).prop_map(quoted),
+                number(),
+            ]
+            .boxed(),
+        ),
+        Kind::After => weighted(
+            prop_oneof![
+                (0u64..1 << 40).prop_map(|n| n.to_string()),
+                (0u32..5, 0u64..1 << 30)
+                    .prop_map(|(run, offset)| quoted(&format!("{run}:{offset}"))),
+            ]
+            .boxed(),
+            prop_oneof![
+                number(),
+                prop::sample::select(&[":", "1:-1", "99999999999:1", "1:2:3", ""][..])
+                    .prop_map(quoted),
+            ]
+            .boxed(),
+        ),
+    }
+}
+
+/// A payload's fields: name, how its value is made, and how often it is present.
+type Fields = &'static [(&'static str, Kind, f64)];
+
+const CONDITIONS: Fields = &[
+    ("log", Kind::Text, 0.5),
+    ("port", Kind::Count, 0.3),
+    (
+        "http",
+        Kind::Word(&["http://127.0.0.1:3000/", "https://x", "http://"]),
+        0.3,
+    ),
+    ("timeout_s", Kind::Seconds, 0.6),
+];
+const START: Fields = &[
+    ("id", Kind::Id, 0.5),
+    ("name", Kind::Text, 0.4),
+    ("command", Kind::Word(&["true", "sleep"]), 0.85),
+    ("args", Kind::Texts, 0.4),
+    ("workdir", Kind::Word(&["/", "/tmp", "relative", ""]), 0.3),
+    ("env", Kind::Env, 0.4),
+    ("tags", Kind::Texts, 0.3),
+    ("shell", Kind::Text, 0.15),
+    ("grace_s", Kind::Seconds, 0.5),
+    ("timeout_s", Kind::Seconds, 0.5),
+    ("if_running", Kind::Word(IF_RUNNING), 0.4),
+    ("stop_with_pid", Kind::Count, 0.1),
+    ("ready", Kind::Conditions, 0.5),
+];
+const STOP: Fields = &[
+    ("id", Kind::Id, 0.9),
+    ("signal", Kind::Signal, 0.5),
+    ("grace_s", Kind::Seconds, 0.6),
+];
+const RESTART: Fields = &[("id", Kind::Id, 0.9), ("env", Kind::Env, 0.6)];
+const RM: Fields = &[("id", Kind::Id, 0.9), ("force", Kind::Bool, 0.5)];
+const PRUNE: Fields = &[
+    ("older_than_s", Kind::Seconds, 0.6),
+    ("keep_last", Kind::Count, 0.5),
+    ("status", Kind::Word(STATUSES), 0.5),
+];
+const WAIT: Fields = &[
+    ("id", Kind::Id, 0.8),
+    ("ids", Kind::Ids, 0.2),
+    ("mode", Kind::Word(MODES), 0.2),
+    ("until", Kind::Until, 0.7),
+];
+const LIST: Fields = &[
+    ("ids", Kind::Ids, 0.3),
+    ("status", Kind::Word(STATUSES), 0.4),
+    ("tag", Kind::Text, 0.3),
+    ("tags", Kind::Texts, 0.3),
+    ("name", Kind::Text, 0.3),
+    ("workdir", Kind::Text, 0.3),
+    ("fields", Kind::Words(TASK_FIELDS), 0.4),
+];
+const LOGS: Fields = &[
+    ("id", Kind::Id, 0.9),
+    ("lines", Kind::Count, 0.5),
+    ("after", Kind::After, 0.5),
+    ("grep", Kind::Text, 0.4),
+];
+const EVENTS: Fields = &[
+    ("id", Kind::Id, 0.8),
+    ("after", Kind::After, 0.5),
+    ("lines", Kind::Count, 0.5),
+];
+
+/// An object holding each of `fields` or not (and now and then one field too many), in a
+/// shuffled order, so a bad value anywhere may come first.
+fn object(fields: Fields) -> BoxedStrategy<String> {
+    let present: Vec<BoxedStrategy<Option<(&'static str, String)>>> = fields
+        .iter()
+        .map(|&(name, kind, often)| {
+            prop::option::weighted(often, value(kind).prop_map(move |v| (name, v))).boxed()
+        })
+        .collect();
+    let extra = prop::option::weighted(0.03, Just(("bogus", "1".to_owned())));
+    (present, extra)
+        .prop_map(|(present, extra)| {
+            present
+                .into_iter()
+                .flatten()
+                .chain(extra)
+                .collect::<Vec<_>>()
+        })
+        .prop_shuffle()
+        .prop_map(|pairs| {
+            let fields: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", quoted(k)))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        })
+        .boxed()
+}
+
+/// One payload, or (for the batch commands) sometimes an array of them.
+fn payload(fields: Fields, batch: bool) -> BoxedStrategy<String> {
+    if batch {
+        prop_oneof![3 => object(fields), 1 => array_of(object(fields))].boxed()
+    } else {
+        object(fields)
+    }
+}
+
+/// The top-level field an error's path names (after a batch item's `[i].`).
+fn named_field(path: &str) -> &str {
+    let rest = path.trim_start_matches(|c: char| c == '[' || c == ']' || c.is_ascii_digit());
+    let rest = rest.trim_start_matches('.');
+    rest.split(['.', '[']).next().unwrap_or_default()
+}
+
+/// An error of a generated payload: an input error that names the path of a field the
+/// payload holds (the empty batch, which has none, says so).
+fn assert_located(error: &Error, payload: &str, fields: Fields) -> Result<(), TestCaseError> {
+    assert_input_error(error);
+    let json = error.to_json();
+    let message = json["message"].as_str().unwrap_or_default();
+    if message == "the batch is empty" {
+        prop_assert_eq!(payload, "[]");
+        return Ok(());
+    }
+    let path = json["details"]["path"].as_str();
+    prop_assert!(
+        path.is_some(),
+        "{} answered {} without a path",
+        payload,
+        json
+    );
+    let field = named_field(path.unwrap_or_default());
+    prop_assert!(
+        fields.iter().any(|(name, _, _)| *name == field) || field == "bogus",
+        "{} answered {} at {:?}, not a field it holds",
+        payload,
+        json,
+        path
+    );
+    prop_assert!(
+        !message.contains("not valid JSON"),
+        "{} answered {}",
+        payload,
+        json
+    );
+    Ok(())
+}
+
+/// Parses a generated payload as its command does (one, or a batch), then checks each
+/// item as the command checks it before touching the state directory.
+fn check_payload<T: DeserializeOwned>(
+    text: &str,
+    fields: Fields,
+    check: impl Fn(T) -> background_tasks::error::Result<()>,
+) -> Result<(), TestCaseError> {
+    let items = match one_or_many::<T>(text.as_bytes(), "{}") {
+        Ok(Ok(one)) => vec![one],
+        Ok(Err(many)) => many,
+        Err(error) => return assert_located(&error, text, fields),
+    };
+    for item in items {
+        if let Err(error) = check(item) {
+            assert_located(&error, text, fields)?;
+        }
+    }
+    Ok(())
+}
+
+/// A duration the command accepted converts to a `Duration` within its bound.
+fn checked_seconds(
+    seconds: Option<f64>,
+    most: f64,
+    what: &str,
+) -> background_tasks::error::Result<()> {
+    if let Some(seconds) = seconds {
+        let duration = Duration::try_from_secs_f64(seconds)
+            .unwrap_or_else(|e| panic!("{what}: {seconds} was accepted: {e}"));
+        assert!(
+            duration.as_secs_f64() <= most,
+            "{what}: {seconds} was accepted"
+        );
+    }
+    Ok(())
+}
+
+/// `ready` or `until` conditions as `start --wait`, `wait` and the supervisor check them.
+fn checked_conditions(spec: &ReadySpec, at: &str) -> background_tasks::error::Result<()> {
+    spec.probe(at)?;
+    let timeout = spec.timeout(at)?;
+    assert!(
+        timeout.is_none_or(|t| t.as_secs_f64() <= MAX_SECONDS),
+        "{at}: {timeout:?}"
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    #[test]
+    fn every_field_of_start_is_a_task_or_an_error_at_its_path(text in payload(START, true)) {
+        check_payload::<StartInput>(&text, START, |start| {
+            start.validate()?;
+            checked_seconds(start.grace_s, MAX_SECONDS, "grace_s")?;
+            checked_seconds(start.timeout_s, MAX_TIMEOUT_S, "timeout_s")?;
+            match &start.ready {
+                Some(ready) => checked_conditions(ready, "ready"),
+                None => Ok(()),
+            }
+        })?;
+    }
+
+    #[test]
+    fn every_field_of_stop_is_a_stop_or_an_error_at_its_path(text in payload(STOP, true)) {
+        check_payload::<StopInput>(&text, STOP, |stop| {
+            let grace = stop.grace_s;
+            StopArgs::from_input(stop, None)?;
+            checked_seconds(grace, MAX_SECONDS, "grace_s")
+        })?;
+    }
+
+    #[test]
+    fn every_field_of_wait_is_a_wait_or_an_error_at_its_path(text in payload(WAIT, false)) {
+        check_payload::<WaitInput>(&text, WAIT, |wait| match &wait.until {
+            Until::Ready(spec) => checked_conditions(spec, "until"),
+            Until::Exit | Until::Word(_) => Ok(()),
+        })?;
+    }
+
+    #[test]
+    fn every_field_of_the_other_payloads_is_accepted_or_an_error_at_its_path(
+        prune in payload(PRUNE, false),
+        list in payload(LIST, false),
+        logs in payload(LOGS, false),
+        events in payload(EVENTS, false),
+        restart in payload(RESTART, true),
+        rm in payload(RM, true),
+    ) {
+        check_payload::<PruneInput>(&prune, PRUNE, |prune| {
+            prune.validate()?;
+            let age = prune.older_than_s.unwrap_or_default();
+            assert!(age.is_finite() && age >= 0.0, "older_than_s {age} was accepted");
+            Ok(())
+        })?;
+        check_payload::<ListInput>(&list, LIST, |list| list.validate())?;
+        check_payload::<LogsInput>(&logs, LOGS, |logs| {
+            FollowArgs::for_logs(&logs, None, Cancel::never()).map(drop)
+        })?;
+        check_payload::<EventsInput>(&events, EVENTS, |events| {
+            FollowArgs::for_events(&events, None, Cancel::never()).map(drop)
+        })?;
+        check_payload::<RestartInput>(&restart, RESTART, |restart| restart.validate())?;
+        check_payload::<RmInput>(&rm, RM, |_| Ok(()))?;
     }
 }

@@ -425,3 +425,67 @@ fn retention_racing_starts_never_loses_a_task_answered_running() {
     });
     assert!(wrong.is_empty(), "retention raced starts: {wrong:#?}");
 }
+
+/// Whether `pid` holds a pidfd or an inotify instance: a `wait` or `start --wait` holding
+/// one has looked at its task and is waiting for it.
+fn is_waiting(pid: i32) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .any(|target| {
+            let target = target.to_string_lossy();
+            target.contains("pidfd") || target.contains("inotify")
+        })
+}
+
+/// A task removed by another caller while a `wait` or `start --wait` waited on it is still
+/// `TaskNotFound`, but the answer says it was removed meanwhile
+/// (`details.removed_meanwhile`), not that the id was never known. The soak's retention
+/// class met this when one member's `prune` removed another's first run as it ended, before
+/// that run's `start --wait` read the end. Here the folder is taken away under a running
+/// task (so no end is ever readable), then its supervisor is ended.
+#[test]
+fn a_task_removed_while_waited_on_is_said_removed_meanwhile() {
+    let sandbox = Sandbox::new();
+    for (id, args, payload) in [
+        ("web", vec!["wait", "--timeout", "60"], json!({"id": "web"})),
+        (
+            "api",
+            vec!["start", "--wait", "--timeout", "60"],
+            json!({"id": "api", "command": "sleep", "args": ["1000"], "ready": {"log": "never"}}),
+        ),
+    ] {
+        if id == "web" {
+            sandbox.start(&json!({"id": id, "command": "sleep", "args": ["1000"]}));
+        }
+        let caller = crate::support::spawn(sandbox.command_with(&args, &payload));
+        wait_until("the call waits on its task", DEADLINE, || {
+            sandbox.task_dir(id).join("task.json").exists() && is_waiting(caller.pid())
+        });
+        let supervisor = sandbox.supervisor(id);
+        sandbox.track(sandbox.leader(id));
+        sandbox.track(supervisor);
+        fs::remove_dir_all(sandbox.task_dir(id)).expect("remove the folder");
+        supervisor.signal(nix::sys::signal::Signal::SIGTERM);
+        let error = caller.finish().error();
+        assert_eq!(error["type"], "TaskNotFound", "{id}: {error}");
+        assert_eq!(error["details"]["removed_meanwhile"], true, "{id}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("removed")),
+            "{id}: {error}"
+        );
+        assert_eq!(error["details"]["retryable"], false, "{id}: {error}");
+    }
+
+    // An id never known stays plain.
+    let error = sandbox.fail(&["wait"], &json!({"id": "nobody"}));
+    assert_eq!(error["type"], "TaskNotFound", "{error}");
+    assert!(
+        error["details"].get("removed_meanwhile").is_none(),
+        "{error}"
+    );
+}

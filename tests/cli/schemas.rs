@@ -604,6 +604,13 @@ fn every_answer_fits_its_schema() {
     s.answer("rm", sandbox.ok(&["rm"], &json!([{"id": "b3"}])));
     s.answer("prune", sandbox.ok(&["prune"], &json!({"keep_last": 1})));
 
+    // The browser view's envelope (it goes on serving; the guard ends it).
+    #[cfg(feature = "serve")]
+    {
+        let server = crate::serve::Server::start(&sandbox, &[]);
+        s.answer("serve", server.envelope["data"].clone());
+    }
+
     // Discovery.
     s.answer("doctor", sandbox.run(&["doctor"]).data());
     s.answer("capabilities", sandbox.run(&["capabilities"]).data());

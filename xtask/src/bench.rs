@@ -27,6 +27,11 @@ pub struct Plan {
     pub capture_runs: usize,
     pub follow_lines: usize,
     pub concurrent_tasks: usize,
+    /// `serve` under load: tasks listed, and a task writing `flood_rate` lines a second
+    /// for `flood_secs`.
+    pub serve_tasks: usize,
+    pub flood_rate: usize,
+    pub flood_secs: f64,
 }
 
 impl Plan {
@@ -38,6 +43,9 @@ impl Plan {
         capture_runs: 5,
         follow_lines: 300,
         concurrent_tasks: 1_000,
+        serve_tasks: 1_000,
+        flood_rate: 10_000,
+        flood_secs: 10.0,
     };
     /// One iteration of each measurement, on small sizes: keeps the bench from rotting.
     pub const SMOKE: Plan = Plan {
@@ -48,6 +56,9 @@ impl Plan {
         capture_runs: 1,
         follow_lines: 5,
         concurrent_tasks: 10,
+        serve_tasks: 10,
+        flood_rate: 1_000,
+        flood_secs: 0.5,
     };
 }
 
@@ -271,7 +282,8 @@ fn private_kib(pid: i64) -> Result<(f64, f64)> {
 /// One measurement: its rows, or why it could not be taken.
 type Step = fn(&Bench) -> Result<Vec<Row>>;
 
-pub fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Row>> {
+/// Runs every measurement, or only those whose name is `only`.
+pub fn run(bin: PathBuf, plan: Plan, only: Option<&str>) -> Result<Vec<Row>> {
     let scratch = std::env::temp_dir().join(format!("bt-bench-{}", std::process::id()));
     fs::create_dir_all(&scratch)?;
     let bench = Bench {
@@ -281,15 +293,19 @@ pub fn run(bin: PathBuf, plan: Plan) -> Result<Vec<Row>> {
         homes: AtomicUsize::new(0),
     };
     let mut rows = Vec::new();
-    let steps: [(&str, Step); 6] = [
+    let steps: [(&str, Step); 7] = [
         ("start", start_latency),
         ("wait", wait_wakeup),
         ("status/list", scale),
         ("log capture", capture),
         ("follow", follow_latency),
         ("supervisors", supervisors),
+        ("serve", serve_load),
     ];
     for (name, step) in steps {
+        if only.is_some_and(|only| only != name) {
+            continue;
+        }
         eprintln!("bench: {name} ...");
         match step(&bench) {
             Ok(mut more) => rows.append(&mut more),
@@ -787,6 +803,292 @@ fn supervisors(b: &Bench) -> Result<Vec<Row>> {
     ])
 }
 
+/// `serve` under load: `serve_tasks` running tasks on its list, and one task writing
+/// `flood_rate` lines a second (each stamped with when it was written) followed by a reader
+/// as the page follows it (`?batch=1`): the time from a line written to its event read,
+/// whether every line came, and serve's memory and CPU.
+fn serve_load(b: &Bench) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for running in [false, true] {
+        rows.extend(serve_with(b, running)?);
+    }
+    Ok(rows)
+}
+
+/// One `serve` under load, with `serve_tasks` finished tasks (written straight into the
+/// state directory) or running ones (`sleep`, each with its supervisor).
+fn serve_with(b: &Bench, running: bool) -> Result<Vec<Row>> {
+    let home = b.home("serve")?;
+    let n = b.plan.serve_tasks;
+    if running {
+        let tasks: Vec<Value> = (0..n)
+            .map(|i| json!({"id": format!("s{i}"), "command": "sleep", "args": ["3600"]}))
+            .collect();
+        for chunk in tasks.chunks(200) {
+            b.call(&home, &["start"], &Value::Array(chunk.to_vec()))?;
+        }
+    } else {
+        synthesize(&home, n)?;
+    }
+    let fifo = home.join("flood");
+    mkfifo(&fifo)?;
+    b.call(
+        &home,
+        &["start"],
+        &json!({"id": "flood", "command": "cat", "args": [fifo]}),
+    )?;
+    let mut writer = open_fifo_writer(&fifo)?;
+    let result = serve_measure(b, &home, &mut writer, running);
+    drop(writer);
+    if running {
+        let all: Vec<Value> = (0..n)
+            .map(|i| json!({"id": format!("s{i}"), "grace_s": 0}))
+            .collect();
+        for chunk in all.chunks(200) {
+            let _ = b.call(&home, &["stop"], &Value::Array(chunk.to_vec()));
+        }
+    }
+    let _ = fs::remove_dir_all(&home);
+    result
+}
+
+/// How many inotify instances a process holds (0: its follows poll).
+fn inotify_instances(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter(|fd| {
+                    fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn serve_measure(b: &Bench, home: &Path, writer: &mut File, running: bool) -> Result<Vec<Row>> {
+    let n = b.plan.serve_tasks;
+    let mut server = b
+        .tool(home)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = server.id();
+    let measured = (|| {
+        let mut first = String::new();
+        BufReader::new(server.stdout.take().context("serve's stdout")?).read_line(&mut first)?;
+        let envelope: Value = serde_json::from_str(&first).context("serve's envelope")?;
+        let port = envelope["data"]["port"].as_u64().context("a port")?;
+        let url = envelope["data"]["url"].as_str().context("a url")?;
+        let token = url.split("token=").nth(1).context("a token")?.to_owned();
+        // The page's list stream: wait for its snapshot of every task.
+        let mut list = sse_open(port, &format!("/api/events?token={token}"))?;
+        let snapshot = loop {
+            let (event, data) = sse_next(&mut list)?;
+            if event == "tasks.snapshot" {
+                break data;
+            }
+        };
+        let listed = serde_json::from_str::<Value>(&snapshot)?["data"]["tasks"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if listed != n + 1 {
+            bail!("the snapshot lists {listed} tasks, not {}", n + 1);
+        }
+        let idle = memory_kib(pid)?;
+        let kind = if running { "running" } else { "finished" };
+        // The flood, followed as the page follows it.
+        let mut stream = sse_open(
+            port,
+            &format!("/api/tasks/flood/events?batch=1&lines=0&token={token}"),
+        )?;
+        let base = Instant::now();
+        let cpu_before = cpu_ticks(pid)?;
+        let rate = b.plan.flood_rate;
+        let total = (rate as f64 * b.plan.flood_secs) as usize;
+        let per_tick = (rate / 100).max(1);
+        let (sender, done) = std::sync::mpsc::channel::<Result<()>>();
+        let mut feed = writer.try_clone()?;
+        std::thread::spawn(move || {
+            let mut write = || -> Result<()> {
+                let mut written = 0;
+                while written < total {
+                    let mut chunk = String::new();
+                    let now = base.elapsed().as_micros();
+                    for _ in 0..per_tick.min(total - written) {
+                        chunk.push_str(&format!(
+                            "t={now} n={written} \x1b[32mflood\x1b[0m a log line of an ordinary length, like a test run's\n"
+                        ));
+                        written += 1;
+                    }
+                    feed.write_all(chunk.as_bytes())?;
+                    let next = Duration::from_millis(10 * (written / per_tick) as u64);
+                    if let Some(wait) = next.checked_sub(base.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                Ok(())
+            };
+            let _ = sender.send(write());
+        });
+        let mut latencies = Vec::with_capacity(total);
+        let mut expected = 0usize;
+        let mut gaps = 0usize;
+        let mut peak = idle;
+        let mut looked = Instant::now();
+        while expected < total {
+            let (event, data) = sse_next(&mut stream)?;
+            let arrived = base.elapsed().as_micros();
+            if event != "frames" {
+                continue;
+            }
+            let frames: Value = serde_json::from_str(&data)?;
+            for frame in frames.as_array().into_iter().flatten() {
+                let line = frame["data"]["line"].as_str().unwrap_or_default();
+                let mut words = line.split(' ');
+                let stamp = words.next().and_then(|w| w.strip_prefix("t="));
+                let number = words.next().and_then(|w| w.strip_prefix("n="));
+                let (Some(Ok(stamp)), Some(Ok(number))) = (
+                    stamp.map(str::parse::<u128>),
+                    number.map(str::parse::<usize>),
+                ) else {
+                    continue;
+                };
+                if number != expected {
+                    gaps += 1;
+                }
+                expected = number + 1;
+                latencies.push((arrived.saturating_sub(stamp)) as f64 / 1000.0);
+            }
+            if looked.elapsed() >= Duration::from_millis(250) {
+                looked = Instant::now();
+                peak = larger(peak, memory_kib(pid)?);
+            }
+        }
+        done.recv().context("the writer")??;
+        let seconds = base.elapsed().as_secs_f64();
+        let cpu = (cpu_ticks(pid)? - cpu_before) as f64 / 100.0 / seconds * 100.0;
+        peak = larger(peak, memory_kib(pid)?);
+        let watching = inotify_instances(pid);
+        let limit = fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let stats = Stats::new(latencies);
+        let (p50, p99) = (stats.median(), stats.pct(0.99));
+        Ok(vec![
+            Row {
+                what: format!("serve: line → SSE event, {rate} lines/s, {n} {kind}"),
+                unit: "ms",
+                ours: stats,
+                against: Vec::new(),
+                target: "p50 ≤ 2 ms, p99 ≤ 20 ms (as follow)".into(),
+                met: Some(p50 <= 2.0 && p99 <= 20.0),
+                note: format!(
+                    "p50 {p50:.3} ms, p99 {p99:.3} ms; {total} lines, {gaps} gaps; the page's batches (?batch=1) with its list stream open; serve used {cpu:.0}% of a core; serve held {watching} inotify instances (0: its follows poll every 250 ms; the user's limit is {limit})"
+                ),
+            },
+            Row {
+                what: format!("serve memory, {n} {kind}, list stream open"),
+                unit: "MiB",
+                ours: Stats::new(vec![idle.0 / 1024.0]),
+                against: Vec::new(),
+                target: "reported".into(),
+                met: None,
+                note: format!(
+                    "VmRSS; {:.1} MiB private dirty; during the flood at most {:.1} MiB RSS, {:.1} MiB private dirty",
+                    idle.1 / 1024.0,
+                    peak.0 / 1024.0,
+                    peak.1 / 1024.0
+                ),
+            },
+        ])
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    measured
+}
+
+fn larger(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0.max(b.0), a.1.max(b.1))
+}
+
+/// (VmRSS, Private_Dirty) of a process, in KiB.
+fn memory_kib(pid: u32) -> Result<(f64, f64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let (_, dirty) = private_kib(i64::from(pid))?;
+    Ok((rss, dirty))
+}
+
+/// utime + stime of a process, in clock ticks (100 a second on Linux).
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields 14 and 15 of /proc/<pid>/stat; `rest` starts at field 3.
+    Ok(field(11) + field(12))
+}
+
+/// A GET of an event stream on 127.0.0.1, past its head.
+fn sse_open(port: u64, path: &str) -> Result<BufReader<std::net::TcpStream>> {
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port)?))?;
+    socket.set_nodelay(true)?;
+    socket.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+    )?;
+    let mut reader = BufReader::new(socket);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if !line.contains(" 200 ") {
+        bail!("{path} answered {line:?}");
+    }
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            return Ok(reader);
+        }
+    }
+}
+
+/// The next event's type and data (comments, retry hints and chunk sizes skipped).
+fn sse_next(reader: &mut BufReader<std::net::TcpStream>) -> Result<(String, String)> {
+    let (mut event, mut data) = (String::new(), String::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("the stream ended");
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            if !data.is_empty() {
+                return Ok((event, data));
+            }
+            continue;
+        }
+        if let Some(value) = line.strip_prefix("event: ") {
+            event = value.to_owned();
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            data.push_str(value);
+        }
+    }
+}
+
 /// The report as a table for people.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
@@ -846,7 +1148,8 @@ pub fn to_json(rows: &[Row], plan: &Plan) -> Value {
             "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         },
         "plan": {"runs": plan.runs, "warmup": plan.warmup, "capture_bytes": plan.capture_bytes,
-                  "follow_lines": plan.follow_lines, "concurrent_tasks": plan.concurrent_tasks},
+                  "follow_lines": plan.follow_lines, "concurrent_tasks": plan.concurrent_tasks,
+                  "serve_tasks": plan.serve_tasks, "flood_rate": plan.flood_rate, "flood_secs": plan.flood_secs},
         "rows": rows.iter().map(|r| json!({
             "what": r.what, "unit": r.unit, "ours": r.ours.json(),
             "against": r.against.iter().map(|(n, s)| json!({"name": n, "stats": s.json()})).collect::<Vec<_>>(),

@@ -1,11 +1,14 @@
 //! Development tasks: `cargo xtask <task>`.
 //!
-//! - `bench [--smoke] [--bin PATH] [--out PATH]`: the benchmark of DESIGN.md §7 (see
+//! - `bench [--smoke] [--only NAME] [--bin PATH] [--out PATH]`: the benchmark of DESIGN.md §7 (see
 //!   BENCHMARKS.md). It builds the release binary unless `--bin` names one, prints a table
 //!   and writes JSON (default `target/bench/latest.json`). `--smoke` runs one small
 //!   iteration of every measurement, to keep the bench from rotting.
 //! - `schemas [--check]`: writes the JSON Schemas to `schemas/`, or checks they are fresh.
 //! - `man [--out DIR]`: man pages from the clap definitions (default `target/man`).
+//! - `screenshot [--bin PATH] [--out PATH] [--size WxH]`: the README's picture of `serve`
+//!   with real tasks in it, taken in headless Chromium (default `docs/serve.png`,
+//!   1400x860).
 //! - `soak [--smoke] [--tasks N] [--parallel P] [--wave W] [--seed S] [--deadline S]
 //!   [--bin PATH] [--out PATH]`: starts, stops, restarts and orphans thousands of tasks in
 //!   parallel (default 5,000 from 16 callers; `--smoke`: 200), then checks that every record
@@ -26,6 +29,7 @@ mod bench;
 mod build;
 mod man;
 mod schemas;
+mod screenshot;
 mod soak;
 
 use std::path::PathBuf;
@@ -53,9 +57,10 @@ fn main() -> Result<()> {
             man::run(&out)
         }
         Some("soak") => soak_command(args.collect()),
+        Some("screenshot") => screenshot_command(args.collect()),
         None | Some("help" | "--help" | "-h") => {
             println!(
-                "cargo xtask <task>\n\n  bench [--smoke] [--bin PATH] [--out PATH]   measure DESIGN.md §7 (BENCHMARKS.md)\n  schemas [--check]                           write schemas/ (or check it is fresh)\n  man [--out DIR]                             man pages (default target/man)\n  soak [--smoke] [--tasks N] [--parallel P] [--wave W] [--seed S] [--deadline S] [--bin PATH] [--out PATH]\n                                              start, stop, restart and orphan thousands of tasks; check every record and process"
+                "cargo xtask <task>\n\n  bench [--smoke] [--only NAME] [--bin PATH] [--out PATH]\n                                              measure DESIGN.md §7 (BENCHMARKS.md); NAME: start, wait,\n                                              status/list, log capture, follow, supervisors, serve\n  schemas [--check]                           write schemas/ (or check it is fresh)\n  man [--out DIR]                             man pages (default target/man)\n  screenshot [--bin PATH] [--out PATH] [--size WxH]\n                                              the README's picture of serve (default docs/serve.png)\n  soak [--smoke] [--tasks N] [--parallel P] [--wave W] [--seed S] [--deadline S] [--bin PATH] [--out PATH]\n                                              start, stop, restart and orphan thousands of tasks; check every record and process"
             );
             Ok(())
         }
@@ -68,17 +73,19 @@ fn bench_command(args: Vec<String>) -> Result<()> {
     let mut plan = bench::Plan::FULL;
     let mut bin = None;
     let mut out = root.join("target/bench/latest.json");
+    let mut only = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smoke" => plan = bench::Plan::SMOKE,
+            "--only" => only = Some(args.next().context("--only needs a measurement's name")?),
             "--bin" => bin = Some(PathBuf::from(args.next().context("--bin needs a path")?)),
             "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
             other => bail!("unknown bench option {other:?}"),
         }
     }
     let bin = build::binary(bin)?;
-    let rows = bench::run(bin, plan)?;
+    let rows = bench::run(bin, plan, only.as_deref())?;
     print!("{}", bench::table(&rows));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -88,6 +95,28 @@ fn bench_command(args: Vec<String>) -> Result<()> {
         serde_json::to_string_pretty(&bench::to_json(&rows, &plan))? + "\n",
     )?;
     println!("\nJSON: {}", out.display());
+    Ok(())
+}
+
+fn screenshot_command(args: Vec<String>) -> Result<()> {
+    let root = build::workspace_root();
+    let (mut bin, mut out, mut size) = (None, root.join("docs/serve.png"), (1400, 860));
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bin" => bin = Some(PathBuf::from(args.next().context("--bin needs a path")?)),
+            "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
+            "--size" => {
+                let text = args.next().context("--size needs WxH")?;
+                let (w, h) = text.split_once('x').context("--size needs WxH")?;
+                size = (w.parse()?, h.parse()?);
+            }
+            other => bail!("unknown screenshot option {other:?}"),
+        }
+    }
+    let bin = build::binary(bin)?;
+    screenshot::run(&bin, &out, size)?;
+    println!("{}", out.display());
     Ok(())
 }
 

@@ -456,6 +456,9 @@ struct RetentionTally {
     /// Starts that answered run 1: they carried on in a fresh folder after a removal.
     fresh_starts: AtomicUsize,
     restarted_runs: AtomicUsize,
+    /// First runs whose `start --wait` answered that another class member's `prune`
+    /// removed the ended run before its end was read (`details.removed_meanwhile`).
+    first_runs_removed: AtomicUsize,
 }
 
 pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
@@ -897,12 +900,21 @@ impl Soak {
     /// running; nothing answered `running` may be removed.
     fn retention_race(&self, task: &Planned) {
         let first = self.call_for(task, &["start", "--wait"], &self.payload(task));
-        if !first.ok {
+        if first.ok {
+            lock(&self.start_ms).push(first.ms);
+        } else if first.body["type"] == "TaskNotFound"
+            && first.body["details"]["removed_meanwhile"] == true
+        {
+            // Another member's prune of every ended task won the race to its end: the
+            // answer says so, and the second start goes on in a fresh folder.
+            self.retention
+                .first_runs_removed
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
             let text = first.error_text();
             self.problem(Kind::Error, &task.id, format!("first run: {text}"));
             return;
         }
-        lock(&self.start_ms).push(first.ms);
         let mut second = self.payload(task);
         second["shell"] = json!("sleep 1000");
         let (rm, start, prune) = std::thread::scope(|scope| {
@@ -1398,7 +1410,8 @@ impl Soak {
         let n = |count: &AtomicUsize| count.load(Ordering::Relaxed);
         let _ = writeln!(
             table,
-            "retention races    rm removed {} (refused {}), prune removed {} (skipped {}); starts: {} in a fresh folder, {} as run 2",
+            "retention races    first runs removed before their end was read {}; rm removed {} (refused {}), prune removed {} (skipped {}); starts: {} in a fresh folder, {} as run 2",
+            n(&tally.first_runs_removed),
             n(&tally.rm_removed),
             n(&tally.rm_refused),
             n(&tally.pruned),
@@ -1479,6 +1492,7 @@ impl Soak {
                 "prune_skipped": self.retention.prune_skipped.load(Ordering::Relaxed),
                 "fresh_starts": self.retention.fresh_starts.load(Ordering::Relaxed),
                 "second_runs": self.retention.restarted_runs.load(Ordering::Relaxed),
+                "first_runs_removed": self.retention.first_runs_removed.load(Ordering::Relaxed),
             },
             "lists_meanwhile": self.lists_meanwhile.load(Ordering::Relaxed),
             "stop_requests_left": self.stop_requests_left.load(Ordering::Relaxed),
