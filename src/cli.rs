@@ -61,14 +61,14 @@ pub enum Command {
     #[command(
         after_help = "Payload: {id}\n\nExample:\n  background-tasks status '{\"id\":\"web\"}'"
     )]
-    Status(PayloadArgs),
+    Status(TableArgs),
     /// List tasks, oldest first, optionally filtered.
     #[command(
         after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?, fields?}\n\
         fields: answer only these fields of each task, e.g. [\"id\",\"status\"].\n\n\
         Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'"
     )]
-    List(PayloadArgs),
+    List(TableArgs),
     /// Block until a task has ended, or until conditions hold (until); --timeout bounds the wait.
     #[command(after_help = "Payload: {id, until?} or {ids, mode?}\n\
         until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?}.\n\
@@ -248,6 +248,17 @@ pub struct PayloadArgs {
     pub payload: Option<String>,
 }
 
+/// `list` and `status`: a payload, and the table for people.
+#[derive(Debug, Args)]
+pub struct TableArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+    /// Print an aligned table for people (id, status, run, pid, started, duration,
+    /// progress, ready, ports, tags) fitted to the terminal's width, not JSON.
+    #[arg(long)]
+    pub table: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct StartArgs {
     #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
@@ -296,6 +307,10 @@ pub struct LogsArgs {
     /// With --stream: stop following after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
     pub timeout: Option<f64>,
+    /// Print the log's bytes as the task wrote them, not JSON (ANSI colours and invalid
+    /// UTF-8 kept); with --stream, like tail -f, ending when the task ends.
+    #[arg(long, conflicts_with = "output")]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +336,11 @@ pub struct EventsArgs {
     /// With --stream: stop following after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
     pub timeout: Option<f64>,
+    /// With --stream, for people: every task's output lines as they come (of the payload's
+    /// id only, if it names one), each prefixed `id | ` (coloured on a terminal unless
+    /// NO_COLOR is set), and a line when a run begins or ends; not JSON.
+    #[arg(long, requires = "stream")]
+    pub raw: bool,
 }
 
 /// `--output`.

@@ -88,6 +88,12 @@ fn write_all(bytes: &[u8]) -> Result<(), Closed> {
 }
 
 impl Output {
+    /// Prints bytes as they are (`--raw`: a task's output as it wrote it, or text for
+    /// people), flushed at once.
+    pub fn raw(&self, bytes: &[u8]) -> Result<(), Closed> {
+        write_all(bytes)
+    }
+
     /// Prints one NDJSON frame (always compact: one frame per line) and flushes it, so a
     /// follower sees each line the moment it is read.
     pub fn frame(&self, frame: &crate::payload::frame::Frame) -> Result<(), Closed> {

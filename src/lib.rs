@@ -40,6 +40,7 @@ pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod supervisor;
+pub mod table;
 pub mod time;
 pub mod timeline;
 pub mod wire_schema;

@@ -3,16 +3,20 @@
 //! happen: for one task until its `task.ended` frame, for every task until `--timeout`
 //! ([`crate::lifecycle::follow`]).
 
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::{Reply, data, print_frames};
 use crate::cli::EventsArgs as Flags;
 use crate::envelope::Output;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
 use crate::lifecycle::follow::{FollowAllArgs, FollowArgs};
+use crate::lifecycle::raw::{RawAllArgs, RawEvent};
 use crate::payload;
 use crate::payload::input::EventsInput;
+use crate::payload::task::{Status, Task};
 
 pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
     let input: EventsInput = payload::optional(
@@ -21,6 +25,9 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
     )?;
     let tasks = Tasks::open()?;
     let timeout = flags.timeout.map(Duration::from_secs_f64);
+    if flags.raw {
+        return raw(&tasks, input, timeout, output);
+    }
     let (mut sink, cancel) = print_frames(output);
     match (
         FollowArgs::for_events(&input, timeout, cancel.clone())?,
@@ -36,5 +43,85 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
             tasks.follow_all(FollowAllArgs { timeout, cancel }, &mut sink)?;
             Ok(Reply::Streamed)
         }
+    }
+}
+
+/// `--stream --raw`: lines prefixed with their task's id, and a line per run that begins or
+/// ends, as `docker compose logs -f` prints its services.
+fn raw(
+    tasks: &Tasks,
+    input: EventsInput,
+    timeout: Option<Duration>,
+    output: &Output,
+) -> Result<Reply> {
+    if input.after.is_some() || input.lines.is_some() {
+        return Err(Error::input_at(
+            if input.after.is_some() {
+                "after"
+            } else {
+                "lines"
+            },
+            "after and lines: not with --raw (it follows what comes from now on)",
+            "Leave them out, or use logs --stream --raw {\"id\",\"after\"} for one task.",
+        ));
+    }
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let args = RawAllArgs {
+        ids: input.id.map(|id| vec![id]),
+        timeout,
+    };
+    let output = *output;
+    tasks.raw_all(args, &mut |event| {
+        let text = match event {
+            RawEvent::Line { id, line } => {
+                let mut text = prefix(id, colour);
+                text.extend_from_slice(line);
+                text
+            }
+            RawEvent::Started(task) => {
+                let mut text = prefix(&task.id, colour);
+                text.extend_from_slice(format!("— run {} started", task.run).as_bytes());
+                text
+            }
+            RawEvent::Ended(task) => {
+                let mut text = prefix(&task.id, colour);
+                text.extend_from_slice(ended(task).as_bytes());
+                text
+            }
+        };
+        let mut text = text;
+        text.push(b'\n');
+        match output.raw(&text) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
+    })?;
+    Ok(Reply::Streamed)
+}
+
+/// `id | `, coloured by the id (the same id, the same colour) when `colour`.
+fn prefix(id: &str, colour: bool) -> Vec<u8> {
+    if !colour {
+        return format!("{id} | ").into_bytes();
+    }
+    // Six readable colours (31-36), chosen by a hash of the id.
+    let hash = id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("\x1b[{}m{id}\x1b[0m | ", 31 + hash % 6).into_bytes()
+}
+
+/// `— exited 0 after 12.3 s`, `— killed by SIGTERM after 4.0 s`, `— lost`.
+fn ended(task: &Task) -> String {
+    let how = match (task.status, task.exit_code, task.signal.as_deref()) {
+        (Status::Exited, Some(code), _) => format!("exited {code}"),
+        (status, _, Some(signal)) => format!("{} by {signal}", status.as_str()),
+        (status, Some(code), None) => format!("{} ({code})", status.as_str()),
+        (status, None, None) => status.as_str().to_owned(),
+    };
+    match task.duration_ms {
+        Some(ms) => format!("— {how} after {:.1} s", ms as f64 / 1000.0),
+        None => format!("— {how}"),
     }
 }

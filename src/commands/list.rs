@@ -1,6 +1,8 @@
-//! `list {filters}`: every task, oldest first, whole or only some `fields`.
+//! `list {filters}`: every task, oldest first, whole or only some `fields`; `--table` for
+//! people.
 
-use crate::cli::PayloadArgs;
+use super::{Reply, data};
+use crate::cli::TableArgs;
 use crate::error::Result;
 use crate::lifecycle::Tasks;
 use crate::lifecycle::list::ListArgs;
@@ -8,7 +10,7 @@ use crate::payload;
 use crate::payload::answer::{ListAnswer, Shown};
 use crate::payload::input::ListInput;
 
-pub fn run(args: PayloadArgs) -> Result<ListAnswer> {
+pub fn run(args: TableArgs) -> Result<Reply> {
     let input: ListInput = payload::optional(
         payload::read(args.payload.as_deref())?,
         r#"{"status":"running"}"#,
@@ -16,12 +18,16 @@ pub fn run(args: PayloadArgs) -> Result<ListAnswer> {
     input.validate()?;
     let fields = input.fields.clone();
     let listed = Tasks::open()?.list(ListArgs { filter: input })?;
+    if args.table {
+        let width = crate::table::terminal_width();
+        return Ok(Reply::Text(crate::table::render(&listed.tasks, width)));
+    }
     let tasks: Vec<Shown> = listed
         .tasks
         .into_iter()
         .map(|task| Shown::new(task, fields.as_deref()))
         .collect();
-    Ok(ListAnswer {
+    data(ListAnswer {
         total: tasks.len(),
         tasks,
         unreadable: listed.unreadable,

@@ -2,15 +2,17 @@
 //! pointer to the whole log ([`crate::lifecycle::logs`]); `--stream` follows the log as
 //! NDJSON `task.log.line` frames until the task has ended ([`crate::lifecycle::follow`]).
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::{Reply, data, print_frames};
 use crate::cli::{LogsArgs as Flags, OutputMode};
 use crate::envelope::Output;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
 use crate::lifecycle::follow::FollowArgs;
 use crate::lifecycle::logs::{LogsArgs, LogsShape};
+use crate::lifecycle::raw::RawArgs;
 use crate::payload;
 use crate::payload::input::LogsInput;
 
@@ -21,6 +23,9 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
         r#"{"id":"web","lines":50}"#,
     )?;
     let tasks = Tasks::open()?;
+    if flags.raw {
+        return raw(&tasks, input, &flags, output);
+    }
     if flags.stream {
         let (mut sink, cancel) = print_frames(output);
         let timeout = flags.timeout.map(Duration::from_secs_f64);
@@ -33,4 +38,29 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
         OutputMode::Artifact => LogsShape::Artifact,
     };
     data(tasks.logs(LogsArgs { input, shape })?)
+}
+
+/// `--raw`: the log's bytes as written, printed as they are read; with `--stream`, until the
+/// run ends. A closed stdout ends it quietly.
+fn raw(tasks: &Tasks, input: LogsInput, flags: &Flags, output: &Output) -> Result<Reply> {
+    if input.grep.is_some() {
+        return Err(Error::input_at(
+            "grep",
+            "grep: not with --raw (it matches the lines of a JSON answer)",
+            "Leave grep out and pipe the raw output through grep, or drop --raw.",
+        ));
+    }
+    let args = RawArgs {
+        id: input.id,
+        lines: input.lines,
+        after: input.after,
+        follow: flags.stream,
+        timeout: flags.timeout.map(Duration::from_secs_f64),
+    };
+    let output = *output;
+    tasks.raw_log(args, &mut |bytes| match output.raw(bytes) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(_) => ControlFlow::Break(()),
+    })?;
+    Ok(Reply::Streamed)
 }

@@ -53,8 +53,8 @@ pub enum Reply {
 pub fn execute(command: Command, output: &Output) -> Result<Reply> {
     match command {
         Command::Start(args) => start::run(args),
-        Command::Status(args) => data(status::run(args)?),
-        Command::List(args) => data(list::run(args)?),
+        Command::Status(args) => status::run(args),
+        Command::List(args) => list::run(args),
         Command::Wait(args) => data(wait::run(args)?),
         Command::Stop(args) => stop::run(args),
         Command::Restart(args) => restart::run(args),

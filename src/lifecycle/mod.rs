@@ -28,6 +28,7 @@ pub mod launch;
 pub mod list;
 pub mod logs;
 pub mod observe;
+pub mod raw;
 pub mod restart;
 pub mod retention;
 pub mod stop;

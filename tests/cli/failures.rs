@@ -720,6 +720,7 @@ fn send(sandbox: &Sandbox, command: &str, payload: &[u8], via: Via) -> Option<Ou
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout_bytes: output.stdout,
         elapsed: started.elapsed(),
         ended: Instant::now(),
     })

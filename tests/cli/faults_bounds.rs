@@ -339,6 +339,7 @@ fn run_measured(mut command: Command) -> (Outcome, u64) {
         code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
         stdout: stdout.join().expect("stdout"),
         stderr: stderr.join().expect("stderr"),
+        stdout_bytes: Vec::new(),
         elapsed: started.elapsed(),
         ended: Instant::now(),
     };

@@ -34,6 +34,7 @@ mod lifecycle;
 mod list_fields;
 #[cfg(feature = "mcp")]
 mod mcp;
+mod people;
 mod properties;
 mod ready;
 mod reliability;

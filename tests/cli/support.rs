@@ -346,6 +346,7 @@ impl Pending {
                 code: output.status.code(),
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                stdout_bytes: output.stdout,
                 elapsed: ended - self.started,
                 ended,
             },
@@ -373,6 +374,8 @@ pub struct Outcome {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// stdout as it was written (`stdout` replaced invalid UTF-8).
+    pub stdout_bytes: Vec<u8>,
     /// From spawn to exit and EOF on both pipes.
     pub elapsed: Duration,
     pub ended: Instant,
