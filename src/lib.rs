@@ -17,6 +17,7 @@
 //! name. Everything printed goes through [`envelope`], except what `mcp` serves: JSON-RPC,
 //! written by the MCP SDK.
 
+pub mod ansi;
 pub mod catalog;
 pub mod cli;
 pub mod commands;

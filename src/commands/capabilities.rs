@@ -101,6 +101,10 @@ pub fn run() -> CapabilitiesAnswer {
                 meaning: "Failure: the error envelope on stderr; or a batch with a failed item, or doctor with a failed check (their answer is on stdout).",
             },
         ],
+        progress_forms: crate::progress::FORMS
+            .iter()
+            .map(|&(name, description)| mode(name, description))
+            .collect(),
         limits: Limits {
             max_payload_bytes: MAX_PAYLOAD_BYTES,
             max_line_bytes: MAX_LINE_BYTES,

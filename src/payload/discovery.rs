@@ -29,6 +29,9 @@ pub struct CapabilitiesAnswer {
     /// Every error `type`, and whether it may be retryable.
     pub error_types: Vec<ErrorInfo>,
     pub exit_codes: Vec<ExitCodeInfo>,
+    /// The forms of output lines read as a task's `progress`, in the order they are tried,
+    /// each with an example line.
+    pub progress_forms: Vec<ModeInfo>,
     pub limits: Limits,
     pub defaults: Defaults,
     /// Optional features, and whether this build on this machine has them.
