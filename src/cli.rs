@@ -48,7 +48,10 @@ pub enum Command {
         command) | restart.\n\
         stop_with_pid: stop it when that process exits (reason owner_exited).\n\
         ready: {log?, port?, http?, timeout_s?}: when it counts as ready; with --wait, answer\n\
-        once ready (TaskNotReady, with the log's tail, if it ends first or the time runs out).\n\n\
+        once ready (TaskNotReady, with the log's tail, if it ends first or the time runs out).\n\
+        --exit-status (with --wait): the exit code follows the task (see capabilities.exit_codes).\n\
+        SIGINT (Ctrl-C), SIGTERM or SIGHUP during --wait: the answer is printed with the task as\n\
+        it is (it runs on; data.interrupted names the signal) and the exit code is 130.\n\n\
         Examples:\n  \
         background-tasks start '{\"id\":\"build\",\"command\":\"cargo\",\"args\":[\"build\"]}'\n  \
         background-tasks start '{\"id\":\"web\",\"shell\":\"npm run dev\",\"if_running\":\"reuse\"}'\n  \
@@ -74,7 +77,10 @@ pub enum Command {
         until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?}.\n\
         If the task ends before the conditions hold: TaskNotReady, with the log's tail.\n\
         ids: several tasks; mode: all (the default: until every one has ended) or any (until\n\
-        the first has ended). Answers {mode, tasks, ended}.\n\n\
+        the first has ended). Answers {mode, tasks, ended}.\n\
+        --exit-status: the exit code follows the tasks (see capabilities.exit_codes).\n\
+        SIGINT (Ctrl-C), SIGTERM or SIGHUP: the answer is printed with the tasks as they are\n\
+        (data.interrupted names the signal) and the exit code is 130.\n\n\
         Examples:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'\n  \
         background-tasks wait --timeout 600 '{\"ids\":[\"lint\",\"unit\"],\"mode\":\"any\"}'\n  \
         background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'")]
@@ -258,6 +264,11 @@ pub struct StartArgs {
     /// With --wait: give up waiting after this many seconds (fractions allowed); the task runs on.
     #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = seconds)]
     pub timeout: Option<f64>,
+    /// With --wait: the exit code follows the task(s): a task's own exit code, 124 timed
+    /// out, 125 lost, 127 failed to start, 128 + signal killed (capabilities.exit_codes);
+    /// the answer is printed as usual.
+    #[arg(long, requires = "wait")]
+    pub exit_status: bool,
     /// With a batch: run at most N of its tasks at once; the rest are queued and start in
     /// order as slots free up.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -271,6 +282,11 @@ pub struct WaitArgs {
     /// Give up after this many seconds (fractions allowed) with TaskWaitTimedOut; the task runs on.
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub timeout: Option<f64>,
+    /// The exit code follows the task(s) waited for: a task's own exit code, 124 timed out,
+    /// 125 lost, 127 failed to start, 128 + signal killed (capabilities.exit_codes); the
+    /// answer is printed as usual.
+    #[arg(long)]
+    pub exit_status: bool,
 }
 
 #[derive(Debug, Args)]

@@ -94,6 +94,10 @@ where
             let _ = output.success(name, &data);
             ExitCode::from(EXIT_FAILURE)
         }
+        Ok(commands::Reply::DataWithCode(data, code)) => {
+            let _ = output.success(name, &data);
+            ExitCode::from(code)
+        }
         Ok(commands::Reply::Streamed) => ExitCode::SUCCESS,
         Ok(commands::Reply::Text(text)) => {
             let _ = output.plain(&text);

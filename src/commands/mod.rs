@@ -9,6 +9,8 @@
 pub mod capabilities;
 pub mod doctor;
 pub mod events;
+pub mod exit_status;
+pub mod interrupt;
 pub mod examples;
 pub mod list;
 pub mod logs;
@@ -43,6 +45,9 @@ pub enum Reply {
     Data(Box<RawValue>),
     /// A batch answer in which some items failed: printed like `Data`, exit code 1.
     DataWithFailures(Box<RawValue>),
+    /// One answer, printed like `Data`, with this exit code: `--exit-status` (the tasks'
+    /// ends, [`exit_status`]) or an interrupted wait (130).
+    DataWithCode(Box<RawValue>, u8),
     /// Frames were already printed (`--stream`); nothing more to say.
     Streamed,
     /// Plain text for a shell, not an envelope (`completions`).
@@ -55,7 +60,7 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
         Command::Start(args) => start::run(args),
         Command::Status(args) => data(status::run(args)?),
         Command::List(args) => data(list::run(args)?),
-        Command::Wait(args) => data(wait::run(args)?),
+        Command::Wait(args) => wait::run(args),
         Command::Stop(args) => stop::run(args),
         Command::Restart(args) => restart::run(args),
         Command::Rm(args) => rm::run(args),
@@ -135,14 +140,7 @@ fn batch_reply<T, A: Serialize>(
     concurrency: Option<usize>,
     answer: impl Fn(T) -> A,
 ) -> Result<Reply> {
-    let results = items
-        .into_iter()
-        .map(|item| {
-            let result = item.result.and_then(|t| encode(answer(t)));
-            ItemResult::new(item.index, item.target, result)
-        })
-        .collect();
-    let answer = BatchAnswer::new(results, concurrency);
+    let answer = batch_answer(items, concurrency, answer)?;
     let failed = answer.error_count > 0;
     let data = encode(answer)?;
     Ok(if failed {
@@ -150,6 +148,22 @@ fn batch_reply<T, A: Serialize>(
     } else {
         Reply::Data(data)
     })
+}
+
+/// The batch answer for `items`, each answered by `answer`.
+fn batch_answer<T, A: Serialize>(
+    items: Vec<Item<T>>,
+    concurrency: Option<usize>,
+    answer: impl Fn(T) -> A,
+) -> Result<BatchAnswer> {
+    let results = items
+        .into_iter()
+        .map(|item| {
+            let result = item.result.and_then(|t| encode(answer(t)));
+            ItemResult::new(item.index, item.target, result)
+        })
+        .collect();
+    Ok(BatchAnswer::new(results, concurrency))
 }
 
 /// `--stream`: prints each frame as it comes; a closed stdout ends the follow, as does a

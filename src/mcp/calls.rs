@@ -222,6 +222,7 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                 Ok(StartAnswer {
                     task,
                     reused: started.reused,
+                    interrupted: None,
                 })
             })
             .await
@@ -233,6 +234,7 @@ fn start_answer(started: Started) -> StartAnswer {
     StartAnswer {
         task: started.task,
         reused: started.reused,
+        interrupted: None,
     }
 }
 
@@ -316,7 +318,12 @@ async fn wait(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
         Ok(match waited {
             Waited::One(task) => WaitAnswer::One(Box::new(TaskAnswer::new(*task))),
             Waited::Several { mode, tasks, ended } => {
-                WaitAnswer::Several(SeveralAnswer { mode, tasks, ended })
+                WaitAnswer::Several(SeveralAnswer {
+                    mode,
+                    tasks,
+                    ended,
+                    interrupted: None,
+                })
             }
         })
     })

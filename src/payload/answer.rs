@@ -19,6 +19,10 @@ pub struct TaskAnswer {
     pub task_id: String,
     pub status: Status,
     pub task: Task,
+    /// Present only when a signal (SIGINT, SIGTERM, SIGHUP) interrupted the wait: its name.
+    /// The tasks are as they were then (they run on); the exit code is 130.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
 }
 
 impl TaskAnswer {
@@ -27,6 +31,7 @@ impl TaskAnswer {
             task_id: task.id.clone(),
             status: task.status,
             task,
+            interrupted: None,
         }
     }
 }
@@ -37,6 +42,10 @@ pub struct StartAnswer {
     /// `true` when `if_running: "reuse"` answered the task that was already running.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// Present only when a signal (SIGINT, SIGTERM, SIGHUP) interrupted the wait: its name.
+    /// The tasks are as they were then (they run on); the exit code is 130.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -66,6 +75,10 @@ pub struct SeveralAnswer {
     pub tasks: Vec<Task>,
     /// The ids of those that have ended: all of them with `all`, at least one with `any`.
     pub ended: Vec<String>,
+    /// Present only when a signal (SIGINT, SIGTERM, SIGHUP) interrupted the wait: its name.
+    /// The tasks are as they were then (they run on); the exit code is 130.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]

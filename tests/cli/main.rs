@@ -39,6 +39,7 @@ mod ready;
 mod reliability;
 mod retention;
 mod schemas;
+mod scripts;
 mod security;
 #[cfg(feature = "serve")]
 mod serve;
