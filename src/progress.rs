@@ -282,8 +282,8 @@ mod tests {
     fn recognises_the_tools_forms() {
         let pytest = parse("........................................ [ 27%]").expect("pytest");
         assert_eq!((pytest.percent, pytest.message), (Some(27.0), None));
-        let verbose = parse("tests/test_x.py::test_a PASSED                    [100%]")
-            .expect("pytest -v");
+        let verbose =
+            parse("tests/test_x.py::test_a PASSED                    [100%]").expect("pytest -v");
         assert_eq!(
             (verbose.percent, verbose.message.as_deref()),
             (Some(100.0), Some("tests/test_x.py::test_a"))
@@ -304,8 +304,8 @@ mod tests {
         let scaled = parse("100%|██████████| 1.2k/1.2k [00:01<00:00, 1.1kit/s]").expect("k");
         assert_eq!((scaled.percent, scaled.current), (Some(100.0), None));
 
-        let cargo = parse("    Building [=====>                   ] 12/80: serde, libc")
-            .expect("cargo");
+        let cargo =
+            parse("    Building [=====>                   ] 12/80: serde, libc").expect("cargo");
         assert_eq!(
             (cargo.current, cargo.total, cargo.percent),
             (Some(12.0), Some(80.0), Some(15.0))

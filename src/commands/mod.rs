@@ -9,9 +9,9 @@
 pub mod capabilities;
 pub mod doctor;
 pub mod events;
+pub mod examples;
 pub mod exit_status;
 pub mod interrupt;
-pub mod examples;
 pub mod list;
 pub mod logs;
 pub mod restart;

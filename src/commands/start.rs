@@ -68,7 +68,9 @@ pub fn run(flags: Flags) -> Result<Reply> {
                 .filter_map(|item| item.result.as_ref().ok())
                 .map(|started| &started.task)
                 .collect();
-            let outcomes = flags.wait.then(|| TaskOutcomes::count(waited.iter().copied()));
+            let outcomes = flags
+                .wait
+                .then(|| TaskOutcomes::count(waited.iter().copied()));
             let code = exit_status::code(flags.exit_status, interrupted, waited);
             let mut batch = batch_answer(items, concurrency, answer)?;
             batch.task_outcomes = outcomes;

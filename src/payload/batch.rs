@@ -74,8 +74,11 @@ impl TaskOutcomes {
             *count += 1;
         }
         let good = outcomes.succeeded + outcomes.running;
-        let bad =
-            outcomes.exited_nonzero + outcomes.killed + outcomes.timed_out + outcomes.failed + outcomes.lost;
+        let bad = outcomes.exited_nonzero
+            + outcomes.killed
+            + outcomes.timed_out
+            + outcomes.failed
+            + outcomes.lost;
         outcomes.outcome = match (good, bad) {
             (_, 0) => "succeeded",
             (0, _) => "failed",
