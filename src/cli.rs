@@ -96,19 +96,22 @@ pub enum Command {
         Example:\n  background-tasks restart '{\"id\":\"web\"}'")]
     Restart(PayloadArgs),
     /// Show a task's output (stdout and stderr, in the order written); --stream follows it.
-    #[command(after_help = "Payload: {id, lines?, after?, grep?}\n\
+    #[command(after_help = "Payload: {id, lines?, after?, grep?, ansi?}\n\
         lines: how many of the last lines (default 100); with after, at most this many new ones.\n\
         after: a cursor (next_cursor of an earlier answer, or a frame's cursor): only what came after it.\n\
-        grep: only lines matching this regular expression.\n\n\
+        grep: only lines matching this regular expression (matched without ANSI escapes).\n\
+        ansi: true keeps ANSI escape sequences (colours) in the lines; by default they are\n\
+        removed (the log file keeps every byte).\n\n\
         Examples:\n  \
         background-tasks logs '{\"id\":\"web\",\"lines\":20}'\n  \
         background-tasks logs '{\"id\":\"build\",\"after\":\"1:5120\"}'\n  \
         background-tasks logs --stream '{\"id\":\"build\"}'")]
     Logs(LogsArgs),
     /// Show a task's lifecycle frames and log lines in one order; --stream follows them.
-    #[command(after_help = "Payload (optional): {id?, after?, lines?}\n\
+    #[command(after_help = "Payload (optional): {id?, after?, lines?, ansi?}\n\
         after: a frame's sequence number, or a log line's cursor: only later frames.\n\
         lines: how many past log lines to include first (default 100).\n\
+        ansi: true keeps ANSI escape sequences in log lines (removed by default).\n\
         Without an id: every task's status (--stream follows changes until --timeout).\n\n\
         Frames: task.status, task.log.line {line, cursor}, task.ended {status, exit_code, signal}.\n\n\
         Examples:\n  \

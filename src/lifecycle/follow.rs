@@ -65,6 +65,7 @@ impl FollowArgs {
                 lines: if after.is_some() { None } else { input.lines },
                 only_lines: true,
                 budget: None,
+                ansi: input.ansi,
             },
             grep,
             timeout,
@@ -97,6 +98,7 @@ impl FollowArgs {
                 lines: input.lines,
                 only_lines: false,
                 budget: None,
+                ansi: input.ansi,
             },
             grep: None,
             timeout,
@@ -162,7 +164,7 @@ impl Tasks {
         let grep = args.grep;
         let mut sink = |frame: Frame| {
             let shown = grep.as_ref().is_none_or(|re| match &frame.event {
-                Event::LogLine(data) => re.is_match(&data.line),
+                Event::LogLine(data) => re.is_match(&crate::ansi::strip(&data.line)),
                 _ => false,
             });
             if shown {
@@ -513,7 +515,7 @@ struct Batcher<'s, 'a> {
 impl Batcher<'_, '_> {
     fn push(&mut self, frame: Frame) -> ControlFlow<()> {
         let shown = self.grep.as_ref().is_none_or(|re| match &frame.event {
-            Event::LogLine(data) => re.is_match(&data.line),
+            Event::LogLine(data) => re.is_match(&crate::ansi::strip(&data.line)),
             _ => false,
         });
         if !shown {

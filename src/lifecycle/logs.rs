@@ -109,6 +109,7 @@ impl Tasks {
                 after.is_some(),
                 grep.as_ref(),
                 shape != LogsShape::Inline,
+                input.ansi,
             )?;
             selected.cursor_reset = reset;
             selected.size = size;
@@ -253,10 +254,13 @@ fn select(
     forward: bool,
     grep: Option<&Regex>,
     cut: bool,
+    ansi: bool,
 ) -> io::Result<Selected> {
     let Range { from, end } = range;
     let reader_budget = if cut { LINE_BUDGET } else { usize::MAX };
+    // `grep` matches the text without ANSI escape sequences, whatever the answer shows.
     let matches = |text: &str| {
+        let text = &*crate::ansi::strip(text);
         grep.is_none_or(|re| {
             let mut seen = LINE_BUDGET.min(text.len());
             while !text.is_char_boundary(seen) {
@@ -276,7 +280,7 @@ fn select(
     let mut kept = Kept::default();
     let (mut total, mut matched, mut left_out) = (0u64, 0u64, false);
     if forward {
-        let mut reader = LineReader::with_budget(from, reader_budget);
+        let mut reader = LineReader::with_budget(from, reader_budget).keeping_ansi(ansi);
         reader.read(file, end, true, |line, _| {
             if !matches(&line.text) {
                 total += 1;
@@ -310,26 +314,28 @@ fn select(
         None => output_log::tail_start(file, end, wanted)?.max(from),
         Some(_) => from,
     };
-    LineReader::with_budget(start, reader_budget).read(file, end, true, |line, _| {
-        total += 1;
-        if !matches(&line.text) {
-            return ControlFlow::Continue(());
-        }
-        matched += 1;
-        if wanted == 0 {
-            return ControlFlow::Continue(());
-        }
-        if kept.len() == wanted {
-            kept.pop_front();
-        }
-        let (text, was_cut) = show(line);
-        kept.push(text, was_cut);
-        while cut && kept.bytes > MAX_INLINE_BYTES && kept.len() > 1 {
-            kept.pop_front();
-            left_out = true;
-        }
-        ControlFlow::Continue(())
-    })?;
+    LineReader::with_budget(start, reader_budget)
+        .keeping_ansi(ansi)
+        .read(file, end, true, |line, _| {
+            total += 1;
+            if !matches(&line.text) {
+                return ControlFlow::Continue(());
+            }
+            matched += 1;
+            if wanted == 0 {
+                return ControlFlow::Continue(());
+            }
+            if kept.len() == wanted {
+                kept.pop_front();
+            }
+            let (text, was_cut) = show(line);
+            kept.push(text, was_cut);
+            while cut && kept.bytes > MAX_INLINE_BYTES && kept.len() > 1 {
+                kept.pop_front();
+                left_out = true;
+            }
+            ControlFlow::Continue(())
+        })?;
     if grep.is_none() {
         total = count_lines(file, from, end)?;
         matched = total;

@@ -317,14 +317,12 @@ async fn wait(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
             .map_err(|e| ran_out(&tasks, e))?;
         Ok(match waited {
             Waited::One(task) => WaitAnswer::One(Box::new(TaskAnswer::new(*task))),
-            Waited::Several { mode, tasks, ended } => {
-                WaitAnswer::Several(SeveralAnswer {
-                    mode,
-                    tasks,
-                    ended,
-                    interrupted: None,
-                })
-            }
+            Waited::Several { mode, tasks, ended } => WaitAnswer::Several(SeveralAnswer {
+                mode,
+                tasks,
+                ended,
+                interrupted: None,
+            }),
         })
     })
     .await
@@ -433,6 +431,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
             lines,
             after,
             grep,
+            ansi,
         } = input;
         let page = |after: Option<String>| {
             tasks.logs(LogsArgs {
@@ -441,6 +440,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                     lines,
                     after,
                     grep: grep.clone(),
+                    ansi,
                 },
                 shape,
             })
@@ -476,6 +476,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                     lines: None,
                     after: after.clone(),
                     grep: grep.clone(),
+                    ansi,
                 },
                 Some(left),
                 cancel.clone(),
@@ -528,6 +529,7 @@ async fn events(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                 id: Some(args.id.clone()),
                 after: Some(AfterInput::Sequence(after)),
                 lines: input.lines,
+                ansi: input.ansi,
             };
             let Some(follow) = FollowArgs::for_events(&resume, Some(left), cancel.clone())? else {
                 unreachable!("an id was given")
@@ -609,6 +611,7 @@ fn log_position(tasks: &Tasks, id: &str) -> Option<Cursor> {
                 lines: Some(0),
                 after: None,
                 grep: None,
+                ansi: false,
             },
             shape: LogsShape::Inline,
         })

@@ -396,6 +396,11 @@ pub struct LogsInput {
     pub after: Option<String>,
     /// Only lines matching this regular expression.
     pub grep: Option<String>,
+    /// `true`: lines as written, with their ANSI escape sequences (colours, cursor moves).
+    /// By default (`false`) they are removed, and `grep` matches the text without them; the
+    /// log file and the artifact keep every byte.
+    #[serde(default)]
+    pub ansi: bool,
 }
 
 /// `events`: a task's lifecycle frames and log lines, or every task's status.
@@ -409,6 +414,11 @@ pub struct EventsInput {
     pub after: Option<AfterInput>,
     /// How many past log lines to include first (default 100).
     pub lines: Option<u64>,
+    /// `true`: lines as written, with their ANSI escape sequences (colours, cursor moves).
+    /// By default (`false`) they are removed; the
+    /// log file and the artifact keep every byte.
+    #[serde(default)]
+    pub ansi: bool,
 }
 
 /// Where to resume: a frame's sequence number or a log cursor.

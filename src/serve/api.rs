@@ -344,6 +344,8 @@ pub async fn task_events(
         only_lines: false,
         // A stream, not a page: every frame comes, each line cut to the line budget.
         budget: None,
+        // The page renders the colours itself (and escapes the text).
+        ansi: true,
     };
     let batched = query.batch == Some(1);
     let tasks = app.tasks.clone();

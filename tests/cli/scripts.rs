@@ -298,3 +298,70 @@ fn progress_is_read_from_the_common_tools_forms() {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
 }
+
+/// Issue 20.7: JSON answers and frames give log lines without ANSI escape sequences, `grep`
+/// matches the clean text, `"ansi": true` keeps them, and the log file keeps every byte.
+#[test]
+fn answers_give_log_lines_without_ansi_escapes_unless_asked() {
+    let sandbox = Sandbox::new();
+    let shell = r"printf '\033[1;31mERROR\033[0m: boom\n\033]0;title\007\033[32mok\033[0m\n'";
+    sandbox
+        .call(
+            &["start", "--wait"],
+            &json!({ "id": "colours", "shell": shell }),
+        )
+        .data();
+    let clean = json!(["ERROR: boom", "ok"]);
+    let raw = json!([
+        "\u{1b}[1;31mERROR\u{1b}[0m: boom",
+        "\u{1b}]0;title\u{7}\u{1b}[32mok\u{1b}[0m"
+    ]);
+    let logs = sandbox.ok(&["logs"], &json!({ "id": "colours" }));
+    assert_eq!(logs["lines"], clean, "{logs}");
+    let logs = sandbox.ok(&["logs"], &json!({ "id": "colours", "ansi": true }));
+    assert_eq!(logs["lines"], raw, "{logs}");
+    // grep sees the clean text, whatever the answer shows.
+    for ansi in [false, true] {
+        let logs = sandbox.ok(
+            &["logs"],
+            &json!({ "id": "colours", "grep": "^ERROR: boom$", "ansi": ansi }),
+        );
+        assert_eq!(logs["lines"].as_array().map(Vec::len), Some(1), "{logs}");
+    }
+    // Frames: events, and logs --stream (which ends: the task has ended).
+    let line_frames = |outcome: &Outcome| -> Vec<Value> {
+        outcome
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|f| f["type"] == "task.log.line")
+            .map(|f| f["data"]["line"].clone())
+            .collect()
+    };
+    let events = sandbox.ok(&["events"], &json!({ "id": "colours" }));
+    let lines: Vec<Value> = events["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter(|f| f["type"] == "task.log.line")
+        .map(|f| f["data"]["line"].clone())
+        .collect();
+    assert_eq!(Value::from(lines), clean, "{events}");
+    let stream = sandbox.call(&["logs", "--stream"], &json!({ "id": "colours" }));
+    assert_eq!(Value::from(line_frames(&stream)), clean, "{stream:#?}");
+    let stream = sandbox.call(
+        &["events", "--stream"],
+        &json!({ "id": "colours", "ansi": true }),
+    );
+    assert_eq!(Value::from(line_frames(&stream)), raw, "{stream:#?}");
+    // The log file keeps the bytes.
+    let log = sandbox.log("colours");
+    assert!(log.contains("\u{1b}[1;31mERROR"), "{log:?}");
+    // TaskNotReady's log_tail is clean too.
+    let error = sandbox.fail(
+        &["start", "--wait"],
+        &json!({ "id": "never", "shell": format!("{shell}; exit 1"), "ready": {"log": "^listening"} }),
+    );
+    assert_eq!(error["type"], "TaskNotReady", "{error}");
+    assert_eq!(error["details"]["log_tail"], clean, "{error}");
+}
