@@ -556,7 +556,15 @@ fn capabilities_lists_every_command_status_and_error_type_and_its_defaults_are_r
         .iter()
         .map(|c| &c["code"])
         .collect();
-    assert_eq!(codes, [&json!(0), &json!(1)], "{caps}");
+    // 0 and 1, then what --exit-status and an interrupted wait add (issue 20).
+    assert_eq!(
+        codes,
+        [0, 1, 124, 125, 127, 130, 137]
+            .map(|c| json!(c))
+            .iter()
+            .collect::<Vec<_>>(),
+        "{caps}"
+    );
     assert_eq!(
         caps["limits"]["task_id_pattern"], "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         "{caps}"

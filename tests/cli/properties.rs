@@ -241,7 +241,8 @@ proptest! {
     ) {
         let (lines, _) = output_log::split(&bytes, 0, false);
         let mut file = file_with(b"");
-        let mut reader = output_log::LineReader::new(0);
+        // The lines as written: `split` keeps ANSI escape sequences too.
+        let mut reader = output_log::LineReader::new(0).keeping_ansi(true);
         let mut visited = Vec::new();
         let mut written = 0;
         for size in pieces.iter().cycle() {
