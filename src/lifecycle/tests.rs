@@ -115,7 +115,7 @@ fn end_run(tasks: &Tasks, id: &TaskId, mut record: TaskRecord, lock: TaskLock) {
 
 fn assert_exited_3(waited: crate::lifecycle::wait::Waited) {
     match waited {
-        crate::lifecycle::wait::Waited::One(task) => {
+        crate::lifecycle::wait::Waited::One { task, .. } => {
             assert_eq!(task.exit_code, Some(3));
             assert_eq!(task.status, crate::payload::task::Status::Exited);
         }
