@@ -50,7 +50,8 @@ pub enum Command {
         command) | restart.\n\
         stop_with_pid: stop it when that process exits (reason owner_exited).\n\
         ready: {log?, port?, http?, timeout_s?}: when it counts as ready; with --wait, answer\n\
-        once ready (TaskNotReady, with the log's tail, if it ends first or the time runs out).\n\n\
+        once ready (TaskNotReady, with the log's tail, if it ends first or ready.timeout_s runs out).\n\
+        The answer's next_cursor is the run's beginning: logs {after: next_cursor} misses nothing.\n\n\
         Examples:\n  \
         background-tasks start '{\"id\":\"build\",\"command\":\"cargo\",\"args\":[\"build\"]}'\n  \
         background-tasks start '{\"id\":\"web\",\"shell\":\"npm run dev\",\"if_running\":\"reuse\"}'\n  \
@@ -73,27 +74,35 @@ pub enum Command {
     List(PayloadArgs),
     /// Block until a task has ended, or until conditions hold (until); --timeout bounds the wait.
     #[command(after_help = "Payload: {id, until?} or {ids, mode?}\n\
-        until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?}.\n\
-        If the task ends before the conditions hold: TaskNotReady, with the log's tail.\n\
+        until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?,\n\
+        after?}. With log, the answer's match {line, cursor} is the line that met it; after (a\n\
+        cursor) counts only newer lines. If the task ends first: TaskNotReady, with the log's tail.\n\
+        Running out of --timeout (default 100): TaskWaitTimedOut with status and cursor.\n\
         ids: several tasks; mode: all (the default: until every one has ended) or any (until\n\
         the first has ended). Answers {mode, tasks, ended}.\n\n\
         Examples:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'\n  \
         background-tasks wait --timeout 600 '{\"ids\":[\"lint\",\"unit\"],\"mode\":\"any\"}'\n  \
-        background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'")]
+        background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'\n  \
+        background-tasks wait '{\"id\":\"web\",\"until\":{\"log\":\"hmr update\",\"after\":\"1:2048\"}}'")]
     Wait(WaitArgs),
     /// Stop a task's whole process tree: a signal (default SIGTERM), then SIGKILL after grace_s.
     #[command(after_help = "Payload: {id, signal?, grace_s?}\n\
         Answers once the task has ended. Stopping a task that already ended changes nothing.\n\n\
         Example:\n  background-tasks stop '{\"id\":\"web\",\"grace_s\":2}'")]
     Stop(StopArgs),
-    /// Stop a task if it runs, then start its next run with the same command.
-    #[command(after_help = "Payload: {id, env?}\n\
-        Environment values are never stored: a task started with env needs them again.\n\n\
-        Example:\n  background-tasks restart '{\"id\":\"web\"}'")]
+    /// Stop a task if it runs, then start its next run with the same command; --wait answers
+    /// once it is ready.
+    #[command(after_help = "Payload: {id, env?}, or an array of them (a batch).\n\
+        Environment values are never stored: a task started with env needs them again.\n\
+        With --wait: answer once the new run is ready (its ready conditions) or has ended.\n\n\
+        Examples:\n  background-tasks restart '{\"id\":\"web\"}'\n  \
+        background-tasks restart --wait '{\"id\":\"web\"}'")]
     Restart(RestartArgs),
     /// Show a task's output (stdout and stderr, in the order written); --stream follows it.
     #[command(after_help = "Payload: {id, lines?, after?, grep?}\n\
         lines: how many of the last lines (default 100); with after, at most this many new ones.\n\
+        The answer has lines and next_cursor at the top; omitted {before, after} counts lines\n\
+        left out; when cut, kind is summary+artifact with summary and artifact beside them.\n\
         after: a cursor (next_cursor of an earlier answer, or a frame's cursor): only what came after it.\n\
         grep: only lines matching this regular expression.\n\n\
         Examples:\n  \
@@ -106,7 +115,8 @@ pub enum Command {
         after: a frame's sequence number, or a log line's cursor: only later frames.\n\
         lines: how many past log lines to include first (default 100).\n\
         Without an id: every task's status (--stream follows changes until --timeout).\n\n\
-        Frames: task.status, task.log.line {line, cursor}, task.ended {status, exit_code, signal}.\n\n\
+        Frames: task.status, task.log.line {line, cursor}, task.ended {status, exit_code, signal};\n\
+        with --stream --timeout, one task's follow ends with stream.end {reason, cursor, next_sequence}.\n\n\
         Examples:\n  \
         background-tasks events '{\"id\":\"build\"}'\n  \
         background-tasks events --stream '{\"id\":\"build\",\"lines\":0}'\n  \
