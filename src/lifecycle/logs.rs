@@ -303,9 +303,13 @@ fn select(
         })?;
         let next = reader.position();
         // What the page left out after it is counted, not kept: the rest of the log is
-        // read once more, a line's first `LINE_BUDGET` bytes at a time.
+        // read once more, its newlines counted (with grep, a line's first `LINE_BUDGET`
+        // bytes matched at a time).
         let mut after = 0;
-        if full {
+        if full && grep.is_none() {
+            after = output_log::count_lines_between(file, next, end)?;
+            total += after;
+        } else if full {
             LineReader::new(next).read(file, end, true, |line, _| {
                 total += 1;
                 after += u64::from(matches(&line.text));

@@ -6,9 +6,11 @@
 //! tasks are one `poll` over their pidfds. Waiting for conditions (`until: {log?, port?,
 //! http?}`) reads the current run's output as it is written (notify) and tries ports and
 //! URLs on a short timer; if the task ends first, the answer is `TaskNotReady` with the
-//! last lines of its log. Every wait is bounded by a timeout (`TaskWaitTimedOut`,
-//! retryable; the task runs on) and can be cancelled from outside, which ends it the same
-//! way. A progress callback, when given, hears of each change to the task while it waits.
+//! last lines of its log. A log condition may count only lines after a cursor
+//! (`until.after`) and answers the line that met it, with its cursor. Every wait is bounded
+//! by a timeout (`TaskWaitTimedOut`, retryable, with the cursor the log reached; the task
+//! runs on) and can be cancelled from outside, which ends it the same way. A progress
+//! callback, when given, hears of each change to the task while it waits.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;

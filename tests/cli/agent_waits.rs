@@ -221,6 +221,21 @@ fn logs_have_one_shape_and_say_what_was_left_out_by_direction() {
     }
     let all: Vec<String> = (1..=124).map(|n| n.to_string()).collect();
     assert_eq!(json!(seen), json!(all));
+    // With grep, the lines counted are the matching ones: 1, 10-19 and 100-124.
+    let grepped = sandbox.ok(
+        &["logs"],
+        &json!({"id": "suite", "after": "1:0", "lines": 5, "grep": "^1"}),
+    );
+    assert_eq!(
+        grepped["lines"],
+        json!(["1", "10", "11", "12", "13"]),
+        "{grepped}"
+    );
+    assert_eq!(
+        grepped["omitted"],
+        json!({"before": 0, "after": 31}),
+        "{grepped}"
+    );
 
     // A whole answer is inline, with nothing beside the lines.
     let whole = sandbox.ok(&["logs"], &json!({"id": "suite", "lines": 200}));
