@@ -10,8 +10,8 @@
 use schemars::Schema;
 
 use crate::payload::answer::{
-    AllEventsAnswer, ArtifactAnswer, EventsAnswer, ListAnswer, LogsAnswer, PruneAnswer, RmAnswer,
-    ServeAnswer, StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
+    AllEventsAnswer, EventsAnswer, ListAnswer, LogsAnswer, PruneAnswer, RmAnswer, ServeAnswer,
+    StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
 };
 use crate::payload::batch::BatchAnswer;
 use crate::payload::discovery::{CapabilitiesAnswer, DoctorAnswer, SchemaAnswer};
@@ -131,7 +131,7 @@ pub const COMMANDS: [CommandEntry; 19] = [
         false,
         true,
         Some(input::<LogsInput>),
-        Some(output::<AnyOf<LogsAnswer, ArtifactAnswer>>),
+        Some(output::<LogsAnswer>),
     ),
     entry(
         "events",

@@ -71,10 +71,10 @@ pub fn env_name() -> Value {
     json!({"minLength": 1, "pattern": "^[^=]+$"})
 }
 
-/// A log cursor, `<run>:<offset>`.
+/// A log cursor, `<run>:<byte offset>`.
 pub fn cursor(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
-        "description": "A log position, `<run>:<offset>` (an earlier answer's `next_cursor` or a line's `cursor`).",
+        "description": "A log position, `<run>:<byte offset>`: the run's number and a byte offset into that run's log, just past a whole line (`\"2:0\"` is the beginning of run 2). Pass an earlier answer's `next_cursor` (or a line's `cursor`) as `after` to read only what came after it; a cursor of an earlier run reads the current run from its beginning.",
         "type": "string",
         "pattern": CURSOR_PATTERN
     })

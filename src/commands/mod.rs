@@ -163,6 +163,22 @@ fn print_frames(output: &Output) -> (impl FnMut(Frame) -> ControlFlow<()>, Cance
     (sink, Cancel::when(move || output.reader_gone()))
 }
 
+/// A `--stream` given a `--timeout` ends with a `stream.end` frame, after the run's end or
+/// when the time ran out; one stopped from outside (the reader went away) prints nothing.
+fn end_stream(
+    timeout: Option<std::time::Duration>,
+    id: &str,
+    end: crate::lifecycle::follow::FollowEnd,
+    sink: &mut impl FnMut(Frame) -> ControlFlow<()>,
+) {
+    if timeout.is_none() {
+        return;
+    }
+    if let Some(frame) = end.frame(id) {
+        let _ = sink(frame);
+    }
+}
+
 /// A completion script for `shell`, generated from the clap definitions.
 fn completions(shell: clap_complete::Shell) -> String {
     // clap_complete offers hidden subcommands too (clap-rs/clap#1335): complete a copy of

@@ -1,10 +1,8 @@
 //! `start`: launch one task, or a batch (an array), each under its own supervisor
 //! ([`crate::lifecycle::launch`]).
 
-use std::time::Duration;
-
 use super::{Reply, batch_reply, data, required_bytes};
-use crate::cli::StartArgs as Flags;
+use crate::cli::{StartArgs as Flags, Timeout};
 use crate::error::Result;
 use crate::lifecycle::launch::{StartArgs, StartBatchArgs, Started};
 use crate::lifecycle::{Cancel, Tasks};
@@ -15,7 +13,7 @@ const EXAMPLE: &str = r#"{"id":"web","command":"npm","args":["run","dev"]}"#;
 
 pub fn run(flags: Flags) -> Result<Reply> {
     let bytes = required_bytes(flags.payload.as_deref(), "start", EXAMPLE)?;
-    let timeout = flags.timeout.map(Duration::from_secs_f64);
+    let timeout = Timeout::of_wait(flags.timeout);
     match payload::one_or_many(&bytes, EXAMPLE)? {
         Ok(input) => data(answer(Tasks::open()?.exiting_after_call().start(
             StartArgs {
@@ -42,8 +40,5 @@ pub fn run(flags: Flags) -> Result<Reply> {
 }
 
 fn answer(started: Started) -> StartAnswer {
-    StartAnswer {
-        task: started.task,
-        reused: started.reused,
-    }
+    StartAnswer::new(started.task, started.reused)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Reply, one_or_batch};
-use crate::cli::StopArgs as Flags;
+use crate::cli::{StopArgs as Flags, Timeout};
 use crate::error::Result;
 use crate::lifecycle::Tasks;
 use crate::lifecycle::stop::StopArgs;
@@ -12,7 +12,10 @@ use crate::payload::answer::StopAnswer;
 use crate::payload::input::StopInput;
 
 pub fn run(flags: Flags) -> Result<Reply> {
-    let timeout = flags.timeout.map(Duration::from_secs_f64);
+    // The lifecycle's own default (grace_s + 10 s) is for restart's stop; the command's is
+    // the bound of every waiting call, whatever grace_s is, and `none` is a bound so far
+    // away that it never comes.
+    let timeout = Some(Timeout::of_wait(flags.timeout).unwrap_or(Duration::MAX));
     one_or_batch(
         flags.payload.as_deref(),
         "stop",

@@ -1,9 +1,7 @@
 //! `wait {id, until?}` and `wait {ids, mode?}`: block until tasks have ended, or until
 //! conditions hold; `--timeout` bounds it ([`crate::lifecycle::wait`]).
 
-use std::time::Duration;
-
-use crate::cli::WaitArgs as Flags;
+use crate::cli::{Timeout, WaitArgs as Flags};
 use crate::error::Result;
 use crate::lifecycle::wait::{WaitArgs, Waited};
 use crate::lifecycle::{Cancel, Tasks};
@@ -18,12 +16,15 @@ pub fn run(flags: Flags) -> Result<WaitAnswer> {
     )?;
     let waited = Tasks::open()?.exiting_after_call().wait(WaitArgs {
         input,
-        timeout: flags.timeout.map(Duration::from_secs_f64),
+        timeout: Timeout::of_wait(flags.timeout),
         cancel: Cancel::never(),
         progress: None,
     })?;
     Ok(match waited {
-        Waited::One(task) => WaitAnswer::One(Box::new(TaskAnswer::new(*task))),
+        Waited::One { task, matched } => WaitAnswer::One(Box::new(TaskAnswer {
+            matched,
+            ..TaskAnswer::new(*task)
+        })),
         Waited::Several { mode, tasks, ended } => {
             WaitAnswer::Several(SeveralAnswer { mode, tasks, ended })
         }

@@ -202,7 +202,7 @@ impl Tasks {
             ),
             None => Ok(launched.record),
         };
-        let record = settled(&paths, waited)?;
+        let record = settled(&paths, waited).map_err(|e| self.with_cursor(e))?;
         Ok(Started {
             task: Task::from_record(&record, &paths),
             reused: launched.reused,
@@ -224,7 +224,7 @@ impl Tasks {
             args.condition.as_ref(),
             &mut bound,
         );
-        let record = settled(&paths, waited)?;
+        let record = settled(&paths, waited).map_err(|e| self.with_cursor(e))?;
         Ok(Task::from_record(&record, &paths))
     }
 

@@ -82,7 +82,8 @@ impl Tasks {
     /// Stops the task and waits for the end of the run it stopped.
     pub fn stop(&self, args: StopArgs) -> Result<Stopped> {
         let paths = self.paths(&args.id);
-        let (record, already_terminal) = stop_record(&paths, &args, self.lock_threads)?;
+        let (record, already_terminal) =
+            stop_record(&paths, &args, self.lock_threads).map_err(|e| self.with_cursor(e))?;
         Ok(Stopped {
             task: Task::from_record(&record, &paths),
             already_terminal,

@@ -26,7 +26,7 @@ use crate::lifecycle::batch::{self, Item};
 use crate::lifecycle::follow::FollowArgs;
 use crate::lifecycle::launch::{StartArgs, StartBatchArgs, Started, WaitStartedArgs};
 use crate::lifecycle::list::ListArgs;
-use crate::lifecycle::logs::{LogsArgs, LogsPage, LogsShape};
+use crate::lifecycle::logs::{LogsArgs, LogsShape};
 use crate::lifecycle::observe::StatusArgs;
 use crate::lifecycle::restart::RestartArgs;
 use crate::lifecycle::retention::{PruneArgs, RmArgs};
@@ -59,8 +59,8 @@ pub struct Failed {
 /// What the next call needs after a wait ran out (`TaskWaitTimedOut`).
 #[derive(Debug, Clone, Copy)]
 enum Resume {
-    /// `wait`, `start`/`restart` with `wait`, `stop`: the log position now, if known.
-    Wait(Option<Cursor>),
+    /// `wait`, `start`/`restart` with `wait`, `stop`: the error carries the log position.
+    Wait,
     /// `logs` with `follow`: the position reached.
     Logs(Cursor),
     /// `events` with `follow`: the position reached, and the next frame's number.
@@ -71,7 +71,7 @@ impl From<Error> for Failed {
     fn from(error: Error) -> Failed {
         Failed {
             error: Box::new(error),
-            resume: Resume::Wait(None),
+            resume: Resume::Wait,
         }
     }
 }
@@ -90,8 +90,8 @@ impl Failed {
         let retryable = details.remove("retryable");
         details.remove("hint");
         let (cursor, hint) = match self.resume {
-            Resume::Wait(cursor) => (
-                cursor,
+            Resume::Wait => (
+                None,
                 "The task runs on: call wait again to keep waiting (timeout_s at most 50), or logs with after: cursor to read what it printed meanwhile.",
             ),
             Resume::Logs(cursor) => (
@@ -219,10 +219,7 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                     cancel,
                     &reporter,
                 )?;
-                Ok(StartAnswer {
-                    task,
-                    reused: started.reused,
-                })
+                Ok(StartAnswer::new(task, started.reused))
             })
             .await
         }
@@ -230,15 +227,11 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
 }
 
 fn start_answer(started: Started) -> StartAnswer {
-    StartAnswer {
-        task: started.task,
-        reused: started.reused,
-    }
+    StartAnswer::new(started.task, started.reused)
 }
 
-/// `start --wait`'s wait, with progress; running out of `bound` is `TaskWaitTimedOut` (a
-/// readiness wait says `TaskNotReady` when the time ran out: here that is so only when the
-/// task's own `ready.timeout_s` ran out first).
+/// `start --wait`'s wait, with progress; running out of `bound` is `TaskWaitTimedOut`
+/// (`TaskNotReady` when the task's own `ready.timeout_s` ran out first).
 fn wait_started(
     tasks: &Tasks,
     id: &str,
@@ -248,29 +241,15 @@ fn wait_started(
     reporter: &Reporter,
 ) -> std::result::Result<Task, Failed> {
     let id = task_id(id)?;
-    let began = Instant::now();
-    let waited = tasks.wait_started(WaitStartedArgs {
-        id: id.clone(),
-        timeout: Some(bound),
-        cancel,
-        progress: Some(reporter.on_task()),
-        condition,
-    });
-    match waited {
-        Err(Error::TaskNotReady { status, why, .. })
-            if why == "the time ran out" && began.elapsed() >= bound =>
-        {
-            Err(ran_out(
-                tasks,
-                Error::TaskWaitTimedOut {
-                    id: id.to_string(),
-                    status,
-                    timeout_s: bound.as_secs_f64(),
-                },
-            ))
-        }
-        other => other.map_err(|e| ran_out(tasks, e)),
-    }
+    tasks
+        .wait_started(WaitStartedArgs {
+            id,
+            timeout: Some(bound),
+            cancel,
+            progress: Some(reporter.on_task()),
+            condition,
+        })
+        .map_err(|e| ran_out(tasks, e))
 }
 
 async fn status(call: &Call<'_>, args: JsonObject) -> Answer {
@@ -314,7 +293,10 @@ async fn wait(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
             })
             .map_err(|e| ran_out(&tasks, e))?;
         Ok(match waited {
-            Waited::One(task) => WaitAnswer::One(Box::new(TaskAnswer::new(*task))),
+            Waited::One { task, matched } => WaitAnswer::One(Box::new(TaskAnswer {
+                matched,
+                ..TaskAnswer::new(*task)
+            })),
             Waited::Several { mode, tasks, ended } => {
                 WaitAnswer::Several(SeveralAnswer { mode, tasks, ended })
             }
@@ -445,12 +427,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
         reporter.say(format!("{id}: waiting for new output"));
         let deadline = Instant::now() + bound;
         loop {
-            let (shown, status, cursor) = match &answer {
-                LogsPage::Inline(a) => (a.shown_lines, a.status, a.next_cursor),
-                LogsPage::Artifact(a) => {
-                    (a.inline.shown_lines, a.inline.status, a.inline.next_cursor)
-                }
-            };
+            let (shown, status, cursor) = (answer.shown_lines, answer.status, answer.next_cursor);
             if shown > 0 || status.is_terminal() {
                 return Ok(answer);
             }
@@ -578,38 +555,17 @@ fn timed_out(id: &TaskId, status: Status, bound: Duration) -> Error {
         id: id.to_string(),
         status: status.as_str().to_owned(),
         timeout_s: bound.as_secs_f64(),
+        cursor: None,
     }
 }
 
-/// A wait's error, with the log position reached when it ran out.
+/// A wait's error; a running-out carries the log position reached (the lifecycle put it
+/// in the error's `cursor`).
 fn ran_out(tasks: &Tasks, error: Error) -> Failed {
-    let cursor = match &error {
-        Error::TaskWaitTimedOut { id, .. } => log_position(tasks, id),
-        _ => None,
-    };
     Failed {
-        error: Box::new(error),
-        resume: Resume::Wait(cursor),
+        error: Box::new(tasks.with_cursor(error)),
+        resume: Resume::Wait,
     }
-}
-
-/// Where a task's log stands now (after its last whole line): what `after` continues from.
-fn log_position(tasks: &Tasks, id: &str) -> Option<Cursor> {
-    let page = tasks
-        .logs(LogsArgs {
-            input: LogsInput {
-                id: TaskId::parse(id).ok()?,
-                lines: Some(0),
-                after: None,
-                grep: None,
-            },
-            shape: LogsShape::Inline,
-        })
-        .ok()?;
-    Some(match page {
-        LogsPage::Inline(answer) => answer.next_cursor,
-        LogsPage::Artifact(answer) => answer.inline.next_cursor,
-    })
 }
 
 fn task_id(id: &str) -> Result<TaskId> {

@@ -19,6 +19,10 @@ pub struct TaskAnswer {
     pub task_id: String,
     pub status: Status,
     pub task: Task,
+    /// `wait {until: {log}}`: the line that met the log condition, and its cursor (pass it
+    /// as `until.after` to wait for the next such line). Absent otherwise.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matched: Option<LogMatch>,
 }
 
 impl TaskAnswer {
@@ -27,8 +31,18 @@ impl TaskAnswer {
             task_id: task.id.clone(),
             status: task.status,
             task,
+            matched: None,
         }
     }
+}
+
+/// A log line that met a condition.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct LogMatch {
+    /// The line, cut to the line budget (8 KiB).
+    pub line: String,
+    /// Just past the line: `after` for `logs`, `events` and `wait {until: {after}}`.
+    pub cursor: Cursor,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -37,6 +51,23 @@ pub struct StartAnswer {
     /// `true` when `if_running: "reuse"` answered the task that was already running.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// The beginning of the answered run's output (`"<run>:0"`): pass it as `after` to
+    /// `logs` (or `logs --stream`, `events`) to read everything the run printed, missing
+    /// nothing, however soon after `start` it printed it.
+    pub next_cursor: Cursor,
+}
+
+impl StartAnswer {
+    pub fn new(task: Task, reused: bool) -> StartAnswer {
+        StartAnswer {
+            next_cursor: Cursor {
+                run: task.run,
+                offset: 0,
+            },
+            task,
+            reused,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -167,23 +198,31 @@ impl SkipReason {
     }
 }
 
+/// `logs`: one shape whatever the log's size. `lines` and `next_cursor` are always at the
+/// top; when the answer is cut (lines left out, or lines cut to the line budget), `kind` is
+/// `"summary+artifact"` and `summary` and `artifact` (the whole log, as a file) are added
+/// beside them, never moving them.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LogsAnswer {
-    /// `"inline"`; absent inside a `summary+artifact` answer.
+    /// `"inline"`: every line asked for, whole; `"summary+artifact"`: cut (see `omitted`,
+    /// `truncated_lines`), with `summary` and `artifact`.
+    #[schemars(extend("enum" = ["inline", "summary+artifact"]))]
+    pub kind: &'static str,
+    /// With `summary+artifact`: one sentence for people ("Showing 50 of 412 log lines for
+    /// web.").
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("const" = "inline"))]
-    pub kind: Option<&'static str>,
+    pub summary: Option<String>,
     pub task_id: String,
     pub run: u32,
     pub status: Status,
     /// Lines in the part of the log considered (the whole run, or after the cursor).
     pub total_lines: u64,
     pub shown_lines: u64,
-    /// Whether lines that were asked for were left out (earlier ones, or ones past the
-    /// line or byte budget: continue from `next_cursor`).
-    pub has_more: bool,
+    /// Lines asked for but left out, by where they are.
+    pub omitted: Omitted,
     pub lines: Vec<String>,
-    /// Pass as `after` to get only what comes next.
+    /// Pass as `after` to get only what comes next: after the last line shown, so `after`
+    /// with `lines` pages forward through `omitted.after`.
     pub next_cursor: Cursor,
     /// Set when `after` could not be used as given (`new_run`, `truncated`).
     pub cursor_reset: Option<CursorReset>,
@@ -191,18 +230,20 @@ pub struct LogsAnswer {
     pub truncated_lines: u64,
     pub grep: Option<String>,
     pub log: LogInfo,
+    /// With `summary+artifact`: the whole log, as a file to read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
 }
 
-/// `kind: "summary+artifact"`: the lines that could be shown, and where the whole log is.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ArtifactAnswer {
-    /// `"summary+artifact"`.
-    #[schemars(extend("const" = "summary+artifact"))]
-    pub kind: &'static str,
-    /// One sentence for people: "Showing 50 of 412 log lines for web."
-    pub summary: String,
-    pub inline: LogsAnswer,
-    pub artifact: Artifact,
+/// Lines of the part considered (matching `grep`, if given) that the answer left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Omitted {
+    /// Before the first line shown: the earlier lines of a tail (`lines`, or the answer
+    /// budget). Read them from the artifact, or page from an earlier cursor.
+    pub before: u64,
+    /// After the last line shown: past `lines` or the answer budget, after a cursor.
+    /// Continue with `after: next_cursor`.
+    pub after: u64,
 }
 
 /// The whole log, as a file to read.

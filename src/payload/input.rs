@@ -266,7 +266,58 @@ pub enum Until {
     #[schemars(schema_with = "crate::wire_schema::exit_word")]
     Word(String),
     /// Conditions, as in `start`'s `ready`: until they all hold.
-    Ready(ReadySpec),
+    Ready(UntilConditions),
+}
+
+/// `wait`'s conditions: those of `start`'s `ready`, and `after`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = crate::wire_schema::some_condition)]
+pub struct UntilConditions {
+    /// A regular expression a line of the current run's output must match. A line longer
+    /// than 64 KiB is matched on its first 64 KiB.
+    #[serde(default)]
+    pub log: Option<String>,
+    /// A TCP port on this machine that must accept connections.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u32>,
+    /// An `http://` URL that must answer with a 2xx or 3xx status.
+    #[serde(default)]
+    #[schemars(regex(pattern = "^http://"))]
+    pub http: Option<String>,
+    /// How long the conditions may take, in seconds (at most a day).
+    #[serde(default)]
+    #[schemars(range(max = MAX_SECONDS), extend("exclusiveMinimum" = 0))]
+    pub timeout_s: Option<f64>,
+    /// With `log`: a cursor (an earlier answer's `next_cursor`, `match.cursor` or a line's
+    /// `cursor`): only lines after it count, so a second wait for the same message waits
+    /// for a new one. A cursor of an earlier run counts the whole current run.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::wire_schema::optional_cursor")]
+    pub after: Option<String>,
+}
+
+impl UntilConditions {
+    /// The conditions as `start`'s `ready` has them, and `after`.
+    pub fn split(self) -> (ReadySpec, Option<String>) {
+        let UntilConditions {
+            log,
+            port,
+            http,
+            timeout_s,
+            after,
+        } = self;
+        (
+            ReadySpec {
+                log,
+                port,
+                http,
+                timeout_s,
+            },
+            after,
+        )
+    }
 }
 
 // Read by hand rather than as an untagged enum: serde's untagged enums buffer the value and
@@ -279,7 +330,7 @@ impl<'de> Deserialize<'de> for Until {
             type Value = Until;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("\"exit\" or conditions {log?, port?, http?, timeout_s?}")
+                f.write_str("\"exit\" or conditions {log?, port?, http?, timeout_s?, after?}")
             }
 
             fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Until, E> {
@@ -288,7 +339,7 @@ impl<'de> Deserialize<'de> for Until {
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Until, A::Error> {
                 // Through the map itself, so a bad field is named by its path.
-                ReadySpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                UntilConditions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(Until::Ready)
             }
         }

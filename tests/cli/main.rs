@@ -12,6 +12,7 @@
     reason = "tests plant records and logs by hand and run helper programs"
 )]
 
+mod agent_waits;
 mod batch;
 mod concurrency;
 mod discovery;
