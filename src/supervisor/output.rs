@@ -16,7 +16,8 @@
 //! polls beside its signals ([`OutputWatch::fds`]), so a server that accepts and never
 //! answers never holds up a stop or the task's end.
 //!
-//! The same inotify descriptor watches the task folder for a ready request (`ready.json`,
+//! The same inotify descriptor watches the task folder for owner requests
+//! (`owner.<pid>.json`, [`crate::state::owners`]) and for a ready request (`ready.json`,
 //! renamed into place by a `start` that reuses the run with another `ready`): the watch
 //! says so ([`Changes::request`]), and a new condition it is given ([`OutputWatch::adopt`])
 //! is checked against the run's output from its start, read again in slices so that a
@@ -35,6 +36,7 @@ use crate::paths::names;
 use crate::progress::{self, Progress};
 use crate::ready::Probe;
 use crate::state::folder::Folder;
+use crate::state::owners::OwnerRequest;
 
 /// Progress as it is recorded: its message cut to the line budget (saying how much was left
 /// out). The record is rewritten and the journal appended with every update, and `status`
@@ -61,6 +63,8 @@ pub struct Changes {
     pub progress: Option<Progress>,
     /// A ready request may be waiting in the task folder (it appeared, or the watch began).
     pub request: bool,
+    /// Owner requests may be waiting in the task folder (one appeared, or the watch began).
+    pub owners: bool,
 }
 
 /// What one drain of the inotify queue saw.
@@ -68,6 +72,7 @@ pub struct Changes {
 struct Woken {
     log: bool,
     request: bool,
+    owners: bool,
 }
 
 /// The descriptors to poll for the output watch.
@@ -89,6 +94,8 @@ pub struct OutputWatch {
     dir_wd: i32,
     /// A ready request may be waiting: say so at the next wake.
     request_due: bool,
+    /// Owner requests may be waiting: say so at the next wake.
+    owners_due: bool,
     /// Lines that end at or before this offset were read for progress already (before a new
     /// condition made the reader start over).
     progress_from: u64,
@@ -142,6 +149,7 @@ impl OutputWatch {
             dir_wd,
             // A request written before the watch began is looked for once.
             request_due: true,
+            owners_due: true,
             progress_from: 0,
             log,
             lines: LineReader::new(0),
@@ -195,6 +203,7 @@ impl OutputWatch {
             Woken::default()
         };
         self.request_due |= woken.request;
+        self.owners_due |= woken.owners;
         if woken.log {
             let urgent = self.probe.as_ref().is_some_and(Probe::wants_lines);
             if urgent {
@@ -223,6 +232,7 @@ impl OutputWatch {
         }
         let mut changes = self.changes(now);
         changes.request = std::mem::take(&mut self.request_due);
+        changes.owners = std::mem::take(&mut self.owners_due);
         changes
     }
 
@@ -265,10 +275,13 @@ impl OutputWatch {
                 if mask & libc::IN_Q_OVERFLOW != 0 {
                     woken.log = true;
                     woken.request = true;
+                    woken.owners = true;
                 } else if wd == self.log_wd {
                     woken.log = true;
                 } else if wd == self.dir_wd && name == names::READY_REQUEST.as_bytes() {
                     woken.request = true;
+                } else if wd == self.dir_wd && OwnerRequest::is_name(name) {
+                    woken.owners = true;
                 }
                 at += 16 + len;
                 if at >= n {
