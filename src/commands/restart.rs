@@ -14,13 +14,14 @@ pub fn run(args: PayloadArgs) -> Result<Reply> {
         args.payload.as_deref(),
         "restart",
         r#"{"id":"web"}"#,
-        |input: &RestartInput| &input.id,
+        |input: &RestartInput| Some(&input.id),
         |input| {
             input.validate()?;
+            let fields = input.fields.clone();
             let task = Tasks::open()?
                 .exiting_after_call()
                 .restart(RestartArgs { input })?;
-            Ok(TaskAnswer::new(task))
+            Ok(TaskAnswer::shown(task, fields.as_deref()))
         },
     )
 }

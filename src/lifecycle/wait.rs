@@ -83,6 +83,26 @@ impl Tasks {
             progress,
         } = args;
         let mut bound = self.bound(timeout, &cancel, progress);
+        if let Some(selector) = input.selector() {
+            if input.id.is_some() || input.ids.is_some() {
+                return Err(Error::input_at(
+                    if input.id.is_some() { "id" } else { "ids" },
+                    "give id, ids or a selector (tag, tags, status), only one of them",
+                    "Use {\"ids\":[\"a\",\"b\"]} for those tasks or {\"tag\":\"session-7\"} for every task tagged so.",
+                ));
+            }
+            // The tasks chosen as they are now; none chosen is nothing to wait for.
+            let ids = self.select(&selector, false)?;
+            let mode = input.mode.unwrap_or_default();
+            if ids.is_empty() {
+                return Ok(Waited::Several {
+                    mode,
+                    tasks: Vec::new(),
+                    ended: Vec::new(),
+                });
+            }
+            return self.wait_several(ids, mode, input.until, &mut bound);
+        }
         match (input.id, input.ids) {
             (Some(id), None) if input.mode.is_none() => self
                 .wait_one(&id, input.until, &mut bound)
@@ -135,7 +155,12 @@ impl Tasks {
             Some(probe) => until_conditions(&paths, id, probe, bound),
         }
         .map_err(Error::removed_meanwhile)?;
-        Ok(Task::from_record(&record, &paths))
+        let mut task = Task::from_record(&record, &paths);
+        // A task waited for until conditions held runs on: its ports as they are now.
+        if !record.status.is_terminal() {
+            task.ports = Some(crate::lifecycle::observe::listening_ports(&record));
+        }
+        Ok(task)
     }
 
     /// Until all (or any) of `ids` have ended.
