@@ -85,9 +85,12 @@ impl Tasks {
         let mut bound = self.bound(timeout, &cancel, progress);
         if let Some(selector) = input.selector() {
             if input.id.is_some() || input.ids.is_some() {
+                let at = if input.id.is_some() { "id" } else { "ids" };
                 return Err(Error::input_at(
-                    if input.id.is_some() { "id" } else { "ids" },
-                    "give id, ids or a selector (tag, tags, status), only one of them",
+                    at,
+                    format!(
+                        "{at}: give id, ids or a selector (tag, tags, status), only one of them"
+                    ),
                     "Use {\"ids\":[\"a\",\"b\"]} for those tasks or {\"tag\":\"session-7\"} for every task tagged so.",
                 ));
             }

@@ -323,7 +323,9 @@ impl<'de> Deserialize<'de> for StatusFilter {
             type Value = StatusFilter;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a status (\"running\") or an array of statuses")
+                f.write_str(
+                    "a status (one of `queued`, `running`, `exited`, `killed`, `timed_out`, `failed`, `lost`) or an array of them",
+                )
             }
 
             fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<StatusFilter, E> {
