@@ -43,12 +43,14 @@ pub enum Command {
     /// Start a task under its own supervisor; answers once it is running (or failed to start).
     #[command(
         after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?,\n\
-        timeout_s?, if_running?, stop_with_pid?, ready?}, or an array of them (a batch).\n\
+        timeout_s?, if_running?, stop_with_pid?, ready?, fields?}, or an array of them (a batch).\n\
         Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\
         timeout_s: stop it after that long (status timed_out).\n\
-        if_running: error (default) | reuse (answer the running task if it runs the same\n\
-        command) | restart.\n\
-        stop_with_pid: stop it when that process exits (reason owner_exited).\n\
+        if_running: error (default) | reuse (answer the running task if nothing that defines it\n\
+        differs: command, args, shell, workdir, env names, tags, timeout_s) | restart.\n\
+        stop_with_pid: stop it when that process exits (reason owner_exited); given again with\n\
+        reuse, that process is added: it stops when the last of them has exited.\n\
+        fields: answer only these fields of the task, e.g. [\"id\",\"status\"].\n\
         ready: {log?, port?, http?, timeout_s?}: when it counts as ready; with --wait, answer\n\
         once ready (TaskNotReady, with the log's tail, if it ends first or ready.timeout_s runs out).\n\
         The answer's next_cursor is the run's beginning: logs {after: next_cursor} misses nothing.\n\n\
@@ -67,28 +69,42 @@ pub enum Command {
     Status(PayloadArgs),
     /// List tasks, oldest first, optionally filtered.
     #[command(
-        after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?, fields?}\n\
+        after_help = "Payload (optional, all filters must match): {ids?, status?, success?, exit_code?, tag?,\n\
+        tags?, name?, workdir?, fields?}\n\
+        status: one status or an array of them. success: true (exited 0) or false (every other\n\
+        ended task, killed and timed out included).\n\
         fields: answer only these fields of each task, e.g. [\"id\",\"status\"].\n\n\
-        Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'"
+        Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'\n  \
+        background-tasks list '{\"success\":false,\"fields\":[\"id\",\"status\",\"exit_code\"]}'"
     )]
     List(PayloadArgs),
     /// Block until a task has ended, or until conditions hold (until); --timeout bounds the wait.
-    #[command(after_help = "Payload: {id, until?} or {ids, mode?}\n\
+    #[command(
+        after_help = "Payload: {id, until?} or {ids, mode?} or a selector {tag?, tags?, status?, mode?};\n\
+        each with fields? (answer only these fields of each task).\n\
         until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?,\n\
         after?}. With log, the answer's match {line, cursor} is the line that met it; after (a\n\
         cursor) counts only newer lines. If the task ends first: TaskNotReady, with the log's tail.\n\
         Running out of --timeout (default 100): TaskWaitTimedOut with status and cursor.\n\
         ids: several tasks; mode: all (the default: until every one has ended) or any (until\n\
-        the first has ended). Answers {mode, tasks, ended}.\n\n\
+        the first has ended). Answers {mode, tasks, ended}. A selector chooses the tasks with\n\
+        that tag, all those tags, that status (or one of an array), as they are when it begins.\n\n\
         Examples:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'\n  \
         background-tasks wait --timeout 600 '{\"ids\":[\"lint\",\"unit\"],\"mode\":\"any\"}'\n  \
         background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'\n  \
-        background-tasks wait '{\"id\":\"web\",\"until\":{\"log\":\"hmr update\",\"after\":\"1:2048\"}}'")]
+        background-tasks wait '{\"id\":\"web\",\"until\":{\"log\":\"hmr update\",\"after\":\"1:2048\"}}'\n  \
+        background-tasks wait --timeout 600 '{\"tag\":\"session-7\",\"fields\":[\"id\",\"status\"]}'"
+    )]
     Wait(WaitArgs),
     /// Stop a task's whole process tree: a signal (default SIGTERM), then SIGKILL after grace_s.
-    #[command(after_help = "Payload: {id, signal?, grace_s?}\n\
+    #[command(
+        after_help = "Payload: {id, signal?, grace_s?, fields?}, an array of them, or a selector\n\
+        {tag?, tags?, status?, signal?, grace_s?, fields?}: every queued or running task with that\n\
+        tag, all those tags (with status: that status), answered as a batch.\n\
         Answers once the task has ended. Stopping a task that already ended changes nothing.\n\n\
-        Example:\n  background-tasks stop '{\"id\":\"web\",\"grace_s\":2}'")]
+        Examples:\n  background-tasks stop '{\"id\":\"web\",\"grace_s\":2}'\n  \
+        background-tasks stop '{\"tag\":\"session-7\"}'"
+    )]
     Stop(StopArgs),
     /// Stop a task if it runs, then start its next run with the same command; --wait answers
     /// once it is ready.

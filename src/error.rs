@@ -265,7 +265,8 @@ impl Error {
             Error::TaskAlreadyRunning {
                 id, differences, ..
             } if !differences.is_empty() => format!(
-                "A task {id} with another command runs; stop it, pick another id, or pass if_running: \"restart\"."
+                "Task {id} runs with a different {}; start with the same values to reuse it, or stop it, pick another id, or pass if_running: \"restart\".",
+                differences.join(", ")
             ),
             Error::TaskAlreadyRunning { id, .. } => format!(
                 "Use status {{\"id\":\"{id}\"}} to inspect it; pass if_running: \"reuse\" to get it back, or stop or restart it."

@@ -114,31 +114,44 @@ fn one_or_batch<T: DeserializeOwned + Send, A: Serialize + Send>(
     argument: Option<&str>,
     command: &str,
     example: &str,
-    id: impl Fn(&T) -> &TaskId + Sync,
+    id: impl Fn(&T) -> Option<&TaskId> + Sync,
     work: impl Fn(T) -> Result<A> + Sync,
 ) -> Result<Reply> {
     let bytes = required_bytes(argument, command, example)?;
     match payload::one_or_many(&bytes, example)? {
         Ok(one) => data(work(one)?),
-        Err(many) => {
-            let items = many.into_iter().enumerate().collect();
-            let results =
-                batch::run_items(items, batch::WORKERS, |t| Some(id(t).to_string()), work);
-            batch_reply(results, None, |answer| answer)
-        }
+        Err(many) => run_batch(many, id, work),
     }
 }
 
-/// The batch answer for `items`, each answered by `answer`; exit code 1 if any failed.
+/// Runs `items` as a batch, a few at a time, answered in input order.
+fn run_batch<T: Send, A: Serialize + Send>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> Option<&TaskId> + Sync,
+    work: impl Fn(T) -> Result<A> + Sync,
+) -> Result<Reply> {
+    let items = items.into_iter().enumerate().collect();
+    let results = batch::run_items(
+        items,
+        batch::WORKERS,
+        |t| id(t).map(ToString::to_string),
+        work,
+    );
+    batch_reply(results, None, |_, answer| answer)
+}
+
+/// The batch answer for `items`, each answered by `answer` (given the item's index);
+/// exit code 1 if any failed.
 fn batch_reply<T, A: Serialize>(
     items: Vec<Item<T>>,
     concurrency: Option<usize>,
-    answer: impl Fn(T) -> A,
+    answer: impl Fn(usize, T) -> A,
 ) -> Result<Reply> {
     let results = items
         .into_iter()
         .map(|item| {
-            let result = item.result.and_then(|t| encode(answer(t)));
+            let index = item.index;
+            let result = item.result.and_then(|t| encode(answer(index, t)));
             ItemResult::new(item.index, item.target, result)
         })
         .collect();

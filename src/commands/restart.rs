@@ -22,13 +22,20 @@ pub fn run(flags: Flags) -> Result<Reply> {
     let bytes = required_bytes(flags.payload.as_deref(), "restart", EXAMPLE)?;
     let tasks = Tasks::open()?.exiting_after_call();
     let wait = flags.wait.then(|| Timeout::of_wait(flags.timeout));
-    match payload::one_or_many(&bytes, EXAMPLE)? {
+    match payload::one_or_many::<RestartInput>(&bytes, EXAMPLE)? {
         Ok(input) => {
+            let fields = input.fields.clone();
             let task = restart_one(&tasks, input)?;
             let deadline = wait.map(deadline);
-            data(TaskAnswer::new(settle(&tasks, task, deadline)?))
+            data(TaskAnswer::shown(
+                settle(&tasks, task, deadline)?,
+                fields.as_deref(),
+            ))
         }
         Err(inputs) => {
+            // Each item's own fields, by its place in the batch.
+            let fields: Vec<Option<Vec<String>>> =
+                inputs.iter().map(|input| input.fields.clone()).collect();
             // Restart them all first, then wait, with one deadline for the whole call.
             let items = inputs.into_iter().enumerate().collect();
             let restarted = batch::run_items(
@@ -45,7 +52,9 @@ pub fn run(flags: Flags) -> Result<Reply> {
                     Item::new(item.index, item.target, result)
                 })
                 .collect();
-            batch_reply(items, None, TaskAnswer::new)
+            batch_reply(items, None, |index, task| {
+                TaskAnswer::shown(task, fields.get(index).and_then(Option::as_deref))
+            })
         }
     }
 }

@@ -60,11 +60,12 @@ impl StopArgs {
     /// The args of a `stop` payload (checked first), waiting at most `timeout` for the end.
     pub fn from_input(input: StopInput, timeout: Option<Duration>) -> Result<StopArgs> {
         input.validate()?;
+        let id = input.id()?.clone();
         Ok(StopArgs {
             grace: input.grace_s.map(Duration::from_secs_f64),
             signal: input.signal,
             timeout,
-            ..StopArgs::new(input.id)
+            ..StopArgs::new(id)
         })
     }
 }

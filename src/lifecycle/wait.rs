@@ -90,6 +90,31 @@ impl Tasks {
             progress,
         } = args;
         let mut bound = self.bound(timeout, &cancel, progress);
+        if let Some(selector) = input.selector() {
+            if input.id.is_some() || input.ids.is_some() {
+                let at = if input.id.is_some() { "id" } else { "ids" };
+                return Err(Error::input_at(
+                    at,
+                    format!(
+                        "{at}: give id, ids or a selector (tag, tags, status), only one of them"
+                    ),
+                    "Use {\"ids\":[\"a\",\"b\"]} for those tasks or {\"tag\":\"session-7\"} for every task tagged so.",
+                ));
+            }
+            // The tasks chosen as they are now; none chosen is nothing to wait for.
+            let ids = self.select(&selector, false)?;
+            let mode = input.mode.unwrap_or_default();
+            if ids.is_empty() {
+                return Ok(Waited::Several {
+                    mode,
+                    tasks: Vec::new(),
+                    ended: Vec::new(),
+                });
+            }
+            return self
+                .wait_several(ids, mode, input.until, &mut bound)
+                .map_err(|e| self.with_cursor(e));
+        }
         let waited = match (input.id, input.ids) {
             (Some(id), None) if input.mode.is_none() => self
                 .wait_one(&id, input.until, &mut bound)
@@ -164,7 +189,12 @@ impl Tasks {
             Some((probe, after)) => until_conditions(&paths, id, probe, after, bound),
         }
         .map_err(Error::removed_meanwhile)?;
-        Ok((Task::from_record(&record, &paths), matched))
+        let mut task = Task::from_record(&record, &paths);
+        // A task waited for until conditions held runs on: its ports as they are now.
+        if !record.status.is_terminal() {
+            task.ports = Some(crate::lifecycle::observe::listening_ports(&record));
+        }
+        Ok((task, matched))
     }
 
     /// Until all (or any) of `ids` have ended.

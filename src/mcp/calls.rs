@@ -37,8 +37,7 @@ use crate::output_log::Cursor;
 use crate::paths::TaskId;
 use crate::payload;
 use crate::payload::answer::{
-    ListAnswer, PruneAnswer, RmAnswer, SeveralAnswer, Shown, StartAnswer, StopAnswer, TaskAnswer,
-    WaitAnswer,
+    ListAnswer, PruneAnswer, RmAnswer, Shown, StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
 };
 use crate::payload::batch::{BatchAnswer, ItemResult};
 use crate::payload::input::{
@@ -179,6 +178,8 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
     let waiting = wait.then_some(bound);
     match take_items::<StartInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
+            let fields: Vec<Option<Vec<String>>> =
+                inputs.iter().map(|i| i.fields.clone()).collect();
             call.run(waiting, move |tasks, cancel, _| {
                 let items = tasks.start_batch(StartBatchArgs {
                     inputs,
@@ -187,7 +188,15 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                     concurrency,
                     cancel,
                 })?;
-                Ok(batch_answer(items, concurrency, start_answer)?)
+                let items = items
+                    .into_iter()
+                    .map(|item| {
+                        let fields = fields.get(item.index).and_then(Option::as_deref);
+                        let answer = item.result.map(|s| start_answer(s, fields));
+                        Item::new(item.index, item.target, answer)
+                    })
+                    .collect();
+                Ok(batch_answer(items, concurrency, |answer| answer)?)
             })
             .await
         }
@@ -201,6 +210,7 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                 .into());
             }
             let input: StartInput = parse(args, EXAMPLE)?;
+            let fields = input.fields.clone();
             call.run(waiting, move |tasks, cancel, reporter| {
                 let started = tasks.start(StartArgs {
                     input,
@@ -209,7 +219,7 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                     cancel: cancel.clone(),
                 })?;
                 if !wait {
-                    return Ok(start_answer(started));
+                    return Ok(start_answer(started, fields.as_deref()));
                 }
                 let task = wait_started(
                     &tasks,
@@ -219,15 +229,15 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                     cancel,
                     &reporter,
                 )?;
-                Ok(StartAnswer::new(task, started.reused))
+                Ok(StartAnswer::new(task, started.reused, fields.as_deref()))
             })
             .await
         }
     }
 }
 
-fn start_answer(started: Started) -> StartAnswer {
-    StartAnswer::new(started.task, started.reused)
+fn start_answer(started: Started, fields: Option<&[String]>) -> StartAnswer {
+    StartAnswer::new(started.task, started.reused, fields)
 }
 
 /// `start --wait`'s wait, with progress; running out of `bound` is `TaskWaitTimedOut`
@@ -282,6 +292,8 @@ async fn list(call: &Call<'_>, args: JsonObject) -> Answer {
 
 async fn wait(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
     let input: WaitInput = parse(args, r#"{"id":"web","until":{"port":3000}}"#)?;
+    crate::payload::input::check_fields(input.fields.as_deref())?;
+    let fields = input.fields.clone();
     let bound = extra.bound;
     call.run(Some(bound), move |tasks, cancel, reporter| {
         let waited = tasks
@@ -292,13 +304,14 @@ async fn wait(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                 progress: Some(reporter.on_task()),
             })
             .map_err(|e| ran_out(&tasks, e))?;
+        let fields = fields.as_deref();
         Ok(match waited {
             Waited::One { task, matched } => WaitAnswer::One(Box::new(TaskAnswer {
                 matched,
-                ..TaskAnswer::new(*task)
+                ..TaskAnswer::shown(*task, fields)
             })),
             Waited::Several { mode, tasks, ended } => {
-                WaitAnswer::Several(SeveralAnswer { mode, tasks, ended })
+                WaitAnswer::several(mode, tasks, ended, fields)
             }
         })
     })
@@ -309,32 +322,48 @@ async fn stop(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
     const EXAMPLE: &str = r#"{"id":"web"}"#;
     let bound = extra.bound;
     let stop_one = move |tasks: &Tasks, input: StopInput, cancel: Cancel| {
+        let fields = input.fields.clone();
         let mut args = StopArgs::from_input(input, Some(bound))?;
         args.cancel = cancel;
         let stopped = tasks.stop(args)?;
-        Ok(StopAnswer {
-            task_id: stopped.task.id.clone(),
-            status: stopped.task.status,
-            already_terminal: stopped.already_terminal,
-            task: stopped.task,
-        })
+        Ok(StopAnswer::new(
+            stopped.task,
+            stopped.already_terminal,
+            fields.as_deref(),
+        ))
+    };
+    let stop_all = move |tasks: &Tasks, inputs: Vec<StopInput>, cancel: Cancel| {
+        let items = run_items(
+            inputs,
+            |i: &StopInput| i.id.as_ref(),
+            |input| stop_one(tasks, input, cancel.clone()),
+        );
+        batch_answer(items, None, |answer| answer)
     };
     match take_items::<StopInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
             call.run(Some(bound), move |tasks, cancel, _| {
-                let items = run_items(
-                    inputs,
-                    |i: &StopInput| &i.id,
-                    |input| stop_one(&tasks, input, cancel.clone()),
-                );
-                Ok(batch_answer(items, None, |answer| answer)?)
+                Ok(stop_all(&tasks, inputs, cancel)?)
             })
             .await
         }
         None => {
             let input: StopInput = parse(args, EXAMPLE)?;
+            if input.id.is_none()
+                && let Some(selector) = input.selector()
+            {
+                input.validate()?;
+                return call
+                    .run(Some(bound), move |tasks, cancel, _| {
+                        let ids = tasks.select(&selector, true)?;
+                        Ok(stop_all(&tasks, input.for_each(ids), cancel)?)
+                    })
+                    .await;
+            }
             call.run(Some(bound), move |tasks, cancel, reporter| {
-                reporter.say(format!("stopping {}", input.id));
+                if let Some(id) = &input.id {
+                    reporter.say(format!("stopping {id}"));
+                }
                 stop_one(&tasks, input, cancel).map_err(|e| ran_out(&tasks, e))
             })
             .await
@@ -348,7 +377,8 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
     let waiting = wait.then_some(bound);
     let restart_one = |tasks: &Tasks, input: RestartInput| {
         input.validate()?;
-        tasks.restart(RestartArgs { input })
+        let fields = input.fields.clone();
+        Ok((tasks.restart(RestartArgs { input })?, fields))
     };
     match take_items::<RestartInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
@@ -356,22 +386,23 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
                 // Restart them all first, then wait, with one deadline for the whole call.
                 let restarted = run_items(
                     inputs,
-                    |i: &RestartInput| &i.id,
+                    |i: &RestartInput| Some(&i.id),
                     |input| restart_one(&tasks, input),
                 );
                 let deadline = Instant::now() + bound;
                 let items = restarted
                     .into_iter()
                     .map(|item| {
-                        let result = item.result.and_then(|task| {
+                        let result = item.result.and_then(|(task, fields)| {
                             if !wait {
-                                return Ok(task);
+                                return Ok(TaskAnswer::shown(task, fields.as_deref()));
                             }
                             let left = deadline.saturating_duration_since(Instant::now());
                             wait_started(&tasks, &task.id, None, left, cancel.clone(), &reporter)
+                                .map(|task| TaskAnswer::shown(task, fields.as_deref()))
                                 .map_err(|failed| *failed.error)
                         });
-                        Item::new(item.index, item.target, result.map(TaskAnswer::new))
+                        Item::new(item.index, item.target, result)
                     })
                     .collect();
                 Ok(batch_answer(items, None, |answer| answer)?)
@@ -381,13 +412,13 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
         None => {
             let input: RestartInput = parse(args, EXAMPLE)?;
             call.run(waiting, move |tasks, cancel, reporter| {
-                let task = restart_one(&tasks, input)?;
+                let (task, fields) = restart_one(&tasks, input)?;
                 let task = if wait {
                     wait_started(&tasks, &task.id, None, bound, cancel, &reporter)?
                 } else {
                     task
                 };
-                Ok(TaskAnswer::new(task))
+                Ok(TaskAnswer::shown(task, fields.as_deref()))
             })
             .await
         }
@@ -522,7 +553,11 @@ async fn rm(call: &Call<'_>, mut args: JsonObject) -> Answer {
     match take_items::<RmInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
             call.run(None, move |tasks, _, _| {
-                let items = run_items(inputs, |i: &RmInput| &i.id, |input| rm_one(&tasks, input));
+                let items = run_items(
+                    inputs,
+                    |i: &RmInput| Some(&i.id),
+                    |input| rm_one(&tasks, input),
+                );
                 Ok(batch_answer(items, None, |answer| answer)?)
             })
             .await
@@ -642,11 +677,16 @@ fn at_item(index: usize, error: Error) -> Error {
 /// Runs a batch's items, a few at a time, in input order.
 fn run_items<T: Send, A: Send>(
     inputs: Vec<T>,
-    id: impl Fn(&T) -> &TaskId + Sync,
+    id: impl Fn(&T) -> Option<&TaskId> + Sync,
     work: impl Fn(T) -> Result<A> + Sync,
 ) -> Vec<Item<A>> {
     let items = inputs.into_iter().enumerate().collect();
-    batch::run_items(items, batch::WORKERS, |t| Some(id(t).to_string()), work)
+    batch::run_items(
+        items,
+        batch::WORKERS,
+        |t| id(t).map(ToString::to_string),
+        work,
+    )
 }
 
 /// The batch answer for `items`, each answered by `answer`.

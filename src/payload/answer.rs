@@ -18,7 +18,8 @@ use crate::payload::task::{LogInfo, Status, Task};
 pub struct TaskAnswer {
     pub task_id: String,
     pub status: Status,
-    pub task: Task,
+    /// The whole task, or only the `fields` asked for.
+    pub task: Shown,
     /// `wait {until: {log}}`: the line that met the log condition, and its cursor (pass it
     /// as `until.after` to wait for the next such line). Absent otherwise.
     #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
@@ -27,10 +28,15 @@ pub struct TaskAnswer {
 
 impl TaskAnswer {
     pub fn new(task: Task) -> TaskAnswer {
+        TaskAnswer::shown(task, None)
+    }
+
+    /// With only `fields` of the task, when given.
+    pub fn shown(task: Task, fields: Option<&[String]>) -> TaskAnswer {
         TaskAnswer {
             task_id: task.id.clone(),
             status: task.status,
-            task,
+            task: Shown::new(task, fields),
             matched: None,
         }
     }
@@ -47,9 +53,10 @@ pub struct LogMatch {
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StartAnswer {
-    pub task: Task,
-    /// `true` when `if_running: "reuse"` answered the task that was already running.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// The whole task, or only the `fields` asked for.
+    pub task: Shown,
+    /// `true` when `if_running: "reuse"` answered the task that was already running;
+    /// `false` otherwise (always present).
     pub reused: bool,
     /// The beginning of the answered run's output (`"<run>:0"`): pass it as `after` to
     /// `logs` (or `logs --stream`, `events`) to read everything the run printed, missing
@@ -58,13 +65,14 @@ pub struct StartAnswer {
 }
 
 impl StartAnswer {
-    pub fn new(task: Task, reused: bool) -> StartAnswer {
+    /// The task whole, or only `fields`; `reused` always said.
+    pub fn new(task: Task, reused: bool, fields: Option<&[String]>) -> StartAnswer {
         StartAnswer {
             next_cursor: Cursor {
                 run: task.run,
                 offset: 0,
             },
-            task,
+            task: Shown::new(task, fields),
             reused,
         }
     }
@@ -76,7 +84,20 @@ pub struct StopAnswer {
     pub status: Status,
     /// `true` when the task had already ended and nothing was signalled.
     pub already_terminal: bool,
-    pub task: Task,
+    /// The whole task, or only the `fields` asked for.
+    pub task: Shown,
+}
+
+impl StopAnswer {
+    /// A stopped task, whole or only `fields`.
+    pub fn new(task: Task, already_terminal: bool, fields: Option<&[String]>) -> StopAnswer {
+        StopAnswer {
+            task_id: task.id.clone(),
+            status: task.status,
+            already_terminal,
+            task: Shown::new(task, fields),
+        }
+    }
 }
 
 /// What `wait` answers: one task, or several.
@@ -89,12 +110,34 @@ pub enum WaitAnswer {
     Several(SeveralAnswer),
 }
 
-/// `wait {ids, mode}`'s answer.
+impl WaitAnswer {
+    /// `wait {id}`'s answer, the task whole or only `fields`.
+    pub fn one(task: Task, fields: Option<&[String]>) -> WaitAnswer {
+        WaitAnswer::One(Box::new(TaskAnswer::shown(task, fields)))
+    }
+
+    /// `wait {ids}`'s answer, each task whole or only `fields`.
+    pub fn several(
+        mode: WaitMode,
+        tasks: Vec<Task>,
+        ended: Vec<String>,
+        fields: Option<&[String]>,
+    ) -> WaitAnswer {
+        WaitAnswer::Several(SeveralAnswer {
+            mode,
+            tasks: tasks.into_iter().map(|t| Shown::new(t, fields)).collect(),
+            ended,
+        })
+    }
+}
+
+/// `wait {ids, mode}`'s answer (and a wait by selector's).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SeveralAnswer {
     pub mode: WaitMode,
-    /// Every task of `ids`, in that order, as it is now.
-    pub tasks: Vec<Task>,
+    /// Every task of `ids` (or that the selector chose), in that order, as it is now: whole,
+    /// or only the `fields` asked for.
+    pub tasks: Vec<Shown>,
     /// The ids of those that have ended: all of them with `all`, at least one with `any`.
     pub ended: Vec<String>,
 }

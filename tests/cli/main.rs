@@ -41,8 +41,10 @@ mod reliability;
 mod retention;
 mod schemas;
 mod security;
+mod selectors;
 #[cfg(feature = "serve")]
 mod serve;
+mod shapes;
 mod stop_with_pid;
 mod supervisor_faults;
 mod support;
