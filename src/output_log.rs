@@ -559,8 +559,14 @@ pub fn each_line(
 
 /// Number of lines in the first `size` bytes (a final unterminated line counts).
 pub fn count_lines(file: &mut File, size: u64) -> io::Result<u64> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = file.take(size);
+    count_lines_between(file, 0, size)
+}
+
+/// Number of lines in bytes `[from, to)`, `from` being a line's start (a final unterminated
+/// line counts). Counts newlines in blocks: no line is built.
+pub fn count_lines_between(file: &mut File, from: u64, to: u64) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader = file.take(to.saturating_sub(from));
     let mut buffer = vec![0; 16 * BLOCK];
     let (mut lines, mut last) = (0u64, b'\n');
     loop {

@@ -125,6 +125,7 @@ pub fn run() -> CapabilitiesAnswer {
         },
         defaults: Defaults {
             grace_s: DEFAULT_GRACE_S,
+            wait_timeout_s: crate::cli::DEFAULT_WAIT_S,
             log_lines: DEFAULT_LOG_LINES,
             output: "auto",
             stop_signal: "SIGTERM",

@@ -1,23 +1,22 @@
 //! `start`: launch one task, or a batch (an array), each under its own supervisor
 //! ([`crate::lifecycle::launch`]).
 
-use std::time::Duration;
-
 use super::{Reply, batch_answer, data, encode, exit_status, interrupt, required_bytes};
-use crate::cli::StartArgs as Flags;
+use crate::cli::{StartArgs as Flags, Timeout};
 use crate::error::Result;
 use crate::lifecycle::launch::{StartArgs, StartBatchArgs, Started};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::payload;
 use crate::payload::answer::StartAnswer;
 use crate::payload::batch::TaskOutcomes;
+use crate::payload::input::StartInput;
 
 const EXAMPLE: &str = r#"{"id":"web","command":"npm","args":["run","dev"]}"#;
 
 pub fn run(flags: Flags) -> Result<Reply> {
     let bytes = required_bytes(flags.payload.as_deref(), "start", EXAMPLE)?;
-    let timeout = flags.timeout.map(Duration::from_secs_f64);
-    let inputs = payload::one_or_many(&bytes, EXAMPLE)?;
+    let timeout = Timeout::of_wait(flags.timeout);
+    let inputs = payload::one_or_many::<StartInput>(&bytes, EXAMPLE)?;
     // Before anything is launched: from here on a signal ends the wait, not this call, and
     // the answer names what was launched.
     let cancel = if flags.wait {
@@ -28,6 +27,7 @@ pub fn run(flags: Flags) -> Result<Reply> {
     let tasks = Tasks::open()?.exiting_after_call();
     match inputs {
         Ok(input) => {
+            let fields = input.fields.clone();
             let result = tasks.start(StartArgs {
                 input,
                 wait: flags.wait,
@@ -40,7 +40,7 @@ pub fn run(flags: Flags) -> Result<Reply> {
                 None => result?,
             };
             let code = exit_status::code(flags.exit_status, interrupted, [&started.task]);
-            let mut answer = answer(started);
+            let mut answer = answer(started, fields.as_deref());
             answer.interrupted = interrupted;
             if !flags.wait {
                 return data(answer);
@@ -48,6 +48,9 @@ pub fn run(flags: Flags) -> Result<Reply> {
             Ok(Reply::DataWithCode(encode(answer)?, code))
         }
         Err(inputs) => {
+            // Each item's own fields, by its place in the batch.
+            let fields: Vec<Option<Vec<String>>> =
+                inputs.iter().map(|input| input.fields.clone()).collect();
             let concurrency = flags.concurrency.map(usize::from);
             let mut items = tasks.start_batch(StartBatchArgs {
                 inputs,
@@ -72,7 +75,9 @@ pub fn run(flags: Flags) -> Result<Reply> {
                 .wait
                 .then(|| TaskOutcomes::count(waited.iter().copied()));
             let code = exit_status::code(flags.exit_status, interrupted, waited);
-            let mut batch = batch_answer(items, concurrency, answer)?;
+            let mut batch = batch_answer(items, concurrency, |index, started| {
+                answer(started, fields.get(index).and_then(Option::as_deref))
+            })?;
             batch.task_outcomes = outcomes;
             batch.interrupted = interrupted;
             let code = match (batch.error_count, interrupted) {
@@ -108,10 +113,6 @@ fn placeholder() -> crate::error::Error {
     crate::error::Error::input("", "")
 }
 
-fn answer(started: Started) -> StartAnswer {
-    StartAnswer {
-        task: started.task,
-        reused: started.reused,
-        interrupted: None,
-    }
+fn answer(started: Started, fields: Option<&[String]>) -> StartAnswer {
+    StartAnswer::new(started.task, started.reused, fields)
 }

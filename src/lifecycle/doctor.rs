@@ -219,10 +219,14 @@ fn notify(state: &StateDir) -> Check {
     };
     let watch = DirWatch::new(scratch.folder.path(), false);
     if !watch.is_watching() {
+        let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+            .map_or_else(|_| "?".to_owned(), |text| text.trim().to_owned());
         return Check::warn(
             "notify",
-            "file notifications cannot be set up (inotify limits?)",
-            "Followers fall back to polling every 250 ms; raise fs.inotify.max_user_instances if you need faster.",
+            format!(
+                "file notifications cannot be set up: every inotify instance of this user may be in use (fs.inotify.max_user_instances is {limit}; each running task's supervisor holds one)"
+            ),
+            "Nothing is missed: followers poll every 250 ms and supervisors look at their task's output every 50-250 ms. Raise fs.inotify.max_user_instances for prompt wake-ups with many tasks.",
         );
     }
     let touched = scratch.folder.create_new("touched").and_then(|mut file| {

@@ -80,16 +80,16 @@ impl Tasks {
             if_running: IfRunning::Error,
             turn: None,
         });
-        let (record, _) = match launched {
-            Err(error) if stopped => return Err(started_meanwhile(error)),
-            launched => launched?,
-        };
+        // A run in the way began after this call looked (it stopped the one it found, or
+        // found none running): another caller started it.
+        let (record, _) = launched.map_err(started_meanwhile)?;
         Ok(Task::from_record(&record, &paths))
     }
 }
 
 /// A run found running when the restart's own run was to start was started by another
-/// caller (a racing `start` or `restart`) after this restart stopped the run it found.
+/// caller (a racing `start` or `restart`) after this restart looked: after it stopped the
+/// run it found, or found none running.
 pub(crate) fn started_meanwhile(error: Error) -> Error {
     match error {
         Error::TaskAlreadyRunning {
@@ -108,4 +108,4 @@ pub(crate) fn started_meanwhile(error: Error) -> Error {
 }
 
 /// The hint of [`started_meanwhile`].
-pub(crate) const STARTED_MEANWHILE: &str = "Another start or restart began a newer run while this call stopped the one it found; that run is not stopped. Use status to see it, or restart again to replace it.";
+pub(crate) const STARTED_MEANWHILE: &str = "Another start or restart began a newer run while this call was restarting the task; that run is left running. Use status to see it, or restart again to replace it.";

@@ -124,6 +124,12 @@ pub struct Limits {
 pub struct Defaults {
     /// Seconds between SIGTERM and SIGKILL.
     pub grace_s: f64,
+    /// Seconds a waiting call (`wait`, `start --wait`, `restart --wait`, `stop`) blocks when
+    /// `--timeout` is absent, whatever `grace_s` is: under the two minutes agent harnesses
+    /// give a tool call. Running out is `TaskWaitTimedOut` (retryable) with the task's
+    /// `status` and a log `cursor`; `--timeout none` waits for good. `--stream` follows have
+    /// no default bound.
+    pub wait_timeout_s: f64,
     /// Lines `logs` answers without `lines`.
     pub log_lines: u64,
     /// `logs --output`.

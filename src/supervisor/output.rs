@@ -16,7 +16,14 @@
 //! polls beside its signals ([`OutputWatch::fds`]), so a server that accepts and never
 //! answers never holds up a stop or the task's end.
 //!
-//! The same inotify descriptor watches the task folder for a ready request (`ready.json`,
+//! Without an inotify instance (the per-user limit, `fs.inotify.max_user_instances`, is
+//! often 128, and every supervisor holds one) the watch polls instead: the log is looked at
+//! every [`POLL_FOR_LINES`] while a log condition is pending and every [`THROTTLE`]
+//! otherwise, and the folder for requests as often. Readiness and progress then come a
+//! little later, never not at all.
+//!
+//! The same inotify descriptor watches the task folder for owner requests
+//! (`owner.<pid>.json`, [`crate::state::owners`]) and for a ready request (`ready.json`,
 //! renamed into place by a `start` that reuses the run with another `ready`): the watch
 //! says so ([`Changes::request`]), and a new condition it is given ([`OutputWatch::adopt`])
 //! is checked against the run's output from its start, read again in slices so that a
@@ -35,6 +42,7 @@ use crate::paths::names;
 use crate::progress::{self, Progress};
 use crate::ready::Probe;
 use crate::state::folder::Folder;
+use crate::state::owners::OwnerRequest;
 
 /// Progress as it is recorded: its message cut to the line budget (saying how much was left
 /// out). The record is rewritten and the journal appended with every update, and `status`
@@ -48,6 +56,8 @@ fn bounded(mut progress: Progress) -> Progress {
 pub const THROTTLE: Duration = Duration::from_millis(250);
 /// How much of a burst is read for progress when no log condition is pending.
 const TAIL: u64 = 64 * 1024;
+/// How often the log is looked at without inotify while a log condition is pending.
+pub const POLL_FOR_LINES: Duration = Duration::from_millis(50);
 /// The most of the log one wake reads (but the last): a long catch-up goes in slices, with
 /// signals and stops seen between them.
 const SLICE: u64 = 4 << 20;
@@ -61,6 +71,8 @@ pub struct Changes {
     pub progress: Option<Progress>,
     /// A ready request may be waiting in the task folder (it appeared, or the watch began).
     pub request: bool,
+    /// Owner requests may be waiting in the task folder (one appeared, or the watch began).
+    pub owners: bool,
 }
 
 /// What one drain of the inotify queue saw.
@@ -68,6 +80,7 @@ pub struct Changes {
 struct Woken {
     log: bool,
     request: bool,
+    owners: bool,
 }
 
 /// The descriptors to poll for the output watch.
@@ -83,12 +96,17 @@ pub struct Interest<'a> {
 /// The supervisor's view of its task's output.
 #[derive(Debug)]
 pub struct OutputWatch {
-    inotify: OwnedFd,
+    /// `None` when no inotify instance could be had: the watch then polls (`poll_at`).
+    inotify: Option<OwnedFd>,
     /// The log's watch and the task folder's (`-1` when the folder could not be watched).
     log_wd: i32,
     dir_wd: i32,
+    /// Without inotify: the next look at the log and the folder.
+    poll_at: Option<Instant>,
     /// A ready request may be waiting: say so at the next wake.
     request_due: bool,
+    /// Owner requests may be waiting: say so at the next wake.
+    owners_due: bool,
     /// Lines that end at or before this offset were read for progress already (before a new
     /// condition made the reader start over).
     progress_from: u64,
@@ -107,41 +125,27 @@ pub struct OutputWatch {
 }
 
 impl OutputWatch {
-    /// Watches the log of `paths`; `None` if the log or inotify cannot be opened (the task
-    /// then simply has no progress, and readiness is left to the waiters).
+    /// Watches the log of `paths`; `None` if the log cannot be opened (the task then simply
+    /// has no progress, and readiness is left to the waiters). Without an inotify instance
+    /// it polls.
     pub fn open(
         folder: &Folder,
         probe: Option<Probe>,
         give_up_at: Option<Instant>,
     ) -> Option<OutputWatch> {
         let log = folder.read_file(names::LOG).ok()??;
-        // SAFETY: inotify_init1 returns a new descriptor, owned by nobody else, or -1.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: `fd` was just created above.
-        let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
-        // The very file opened above, not whatever a path names.
-        let path = CString::new(format!("/proc/self/fd/{}", log.as_raw_fd())).ok()?;
-        // SAFETY: `path` is a valid C string that outlives the call.
-        let log_wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MODIFY) };
-        if log_wd < 0 {
-            return None;
-        }
-        // The task folder, for a ready request renamed into place. Without it the run keeps
-        // the condition it started with.
-        let dir_path = format!("/proc/self/fd/{}", folder.as_fd().as_raw_fd());
-        let dir_wd = CString::new(dir_path).map_or(-1, |dir| {
-            // SAFETY: `dir` is a valid C string that outlives the call.
-            unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MOVED_TO) }
-        });
+        let (inotify, log_wd, dir_wd) = match watch_inotify(folder, &log) {
+            Some((inotify, log_wd, dir_wd)) => (Some(inotify), log_wd, dir_wd),
+            None => (None, -1, -1),
+        };
         Some(OutputWatch {
+            poll_at: inotify.is_none().then(Instant::now),
             inotify,
             log_wd,
             dir_wd,
             // A request written before the watch began is looked for once.
             request_due: true,
+            owners_due: true,
             progress_from: 0,
             log,
             lines: LineReader::new(0),
@@ -160,7 +164,11 @@ impl OutputWatch {
     /// What to poll for: the log's watch and the sockets of tries in flight.
     pub fn fds(&self) -> Interest<'_> {
         Interest {
-            log: self.read_at.is_none().then(|| self.inotify.as_fd()),
+            log: self
+                .inotify
+                .as_ref()
+                .filter(|_| self.read_at.is_none())
+                .map(AsFd::as_fd),
             network: self
                 .probe
                 .as_ref()
@@ -179,7 +187,7 @@ impl OutputWatch {
                 let next = p.network_deadline()?;
                 Some(self.give_up_at.map_or(next, |at| next.min(at)))
             });
-        [self.read_at, self.publish_at, network]
+        [self.read_at, self.publish_at, self.poll_at, network]
             .into_iter()
             .flatten()
             .min()
@@ -188,13 +196,24 @@ impl OutputWatch {
     /// After any wake: reads the log if it was `written` (or a throttled read is due), moves
     /// port and URL tries on, and says what changed.
     pub fn on_wake(&mut self, written: bool, now: Instant) -> Changes {
-        let woken = if written {
+        let mut woken = if written {
             // Drain the queue: one read of the log covers every event in it.
             self.drain()
         } else {
             Woken::default()
         };
+        // Without inotify, a due look stands for both events.
+        if self.poll_at.is_some_and(|at| now >= at) {
+            woken = Woken {
+                log: true,
+                request: true,
+                owners: true,
+            };
+            let urgent = self.probe.as_ref().is_some_and(Probe::wants_lines);
+            self.poll_at = Some(now + if urgent { POLL_FOR_LINES } else { THROTTLE });
+        }
         self.request_due |= woken.request;
+        self.owners_due |= woken.owners;
         if woken.log {
             let urgent = self.probe.as_ref().is_some_and(Probe::wants_lines);
             if urgent {
@@ -223,6 +242,7 @@ impl OutputWatch {
         }
         let mut changes = self.changes(now);
         changes.request = std::mem::take(&mut self.request_due);
+        changes.owners = std::mem::take(&mut self.owners_due);
         changes
     }
 
@@ -265,10 +285,13 @@ impl OutputWatch {
                 if mask & libc::IN_Q_OVERFLOW != 0 {
                     woken.log = true;
                     woken.request = true;
+                    woken.owners = true;
                 } else if wd == self.log_wd {
                     woken.log = true;
                 } else if wd == self.dir_wd && name == names::READY_REQUEST.as_bytes() {
                     woken.request = true;
+                } else if wd == self.dir_wd && OwnerRequest::is_name(name) {
+                    woken.owners = true;
                 }
                 at += 16 + len;
                 if at >= n {
@@ -280,10 +303,13 @@ impl OutputWatch {
     }
 
     fn inotify_read(&self, buffer: &mut [u8]) -> isize {
+        let Some(inotify) = &self.inotify else {
+            return 0;
+        };
         // SAFETY: reads into a buffer we own, of its length, from our own descriptor.
         unsafe {
             libc::read(
-                self.inotify.as_raw_fd(),
+                inotify.as_raw_fd(),
                 buffer.as_mut_ptr().cast(),
                 buffer.len(),
             )
@@ -359,4 +385,35 @@ impl OutputWatch {
         }
         changes
     }
+}
+
+/// An inotify instance watching `log` (for writes) and `folder` (for a ready request renamed
+/// into place), with the two watch descriptors (the folder's `-1` when it could not be
+/// watched: the run then keeps the condition it started with). `None` when there is no
+/// instance to be had (the per-user limit) or the log cannot be watched.
+fn watch_inotify(folder: &Folder, log: &File) -> Option<(OwnedFd, i32, i32)> {
+    // The tests cannot use up the user's instances without starving every other test.
+    if crate::fault::injected("supervisor_no_inotify") {
+        return None;
+    }
+    // SAFETY: inotify_init1 returns a new descriptor, owned by nobody else, or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just created above.
+    let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The very file opened, not whatever a path names.
+    let path = CString::new(format!("/proc/self/fd/{}", log.as_raw_fd())).ok()?;
+    // SAFETY: `path` is a valid C string that outlives the call.
+    let log_wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MODIFY) };
+    if log_wd < 0 {
+        return None;
+    }
+    let dir_path = format!("/proc/self/fd/{}", folder.as_fd().as_raw_fd());
+    let dir_wd = CString::new(dir_path).map_or(-1, |dir| {
+        // SAFETY: `dir` is a valid C string that outlives the call.
+        unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MOVED_TO) }
+    });
+    Some((inotify, log_wd, dir_wd))
 }

@@ -597,9 +597,10 @@ fn capabilities_lists_every_command_status_and_error_type_and_its_defaults_are_r
     // auto: lines were left out, so the pointer form, with the default number of lines.
     let auto = sandbox.ok(&["logs"], &json!({"id": "counter"}));
     assert_eq!(auto["kind"], "summary+artifact", "{auto}");
-    assert_eq!(auto["inline"]["total_lines"], 150, "{auto}");
-    assert_eq!(auto["inline"]["shown_lines"], log_lines, "{auto}");
-    assert_eq!(auto["inline"]["lines"], json!(expected_tail), "{auto}");
+    assert_eq!(auto["total_lines"], 150, "{auto}");
+    assert_eq!(auto["shown_lines"], log_lines, "{auto}");
+    assert_eq!(auto["lines"], json!(expected_tail), "{auto}");
+    assert_eq!(auto["omitted"]["before"], 150 - log_lines, "{auto}");
     // inline: nothing is cut by the byte budget, but `lines` still defaults the same.
     let inline = sandbox.ok(&["logs", "--output", "inline"], &json!({"id": "counter"}));
     assert_eq!(inline["kind"], "inline", "{inline}");

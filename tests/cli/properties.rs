@@ -857,7 +857,7 @@ proptest! {
     #[test]
     fn every_field_of_wait_is_a_wait_or_an_error_at_its_path(text in payload(WAIT, false)) {
         check_payload::<WaitInput>(&text, WAIT, |wait| match &wait.until {
-            Until::Ready(spec) => checked_conditions(spec, "until"),
+            Until::Ready(conditions) => checked_conditions(&conditions.clone().split().0, "until"),
             Until::Exit | Until::Word(_) => Ok(()),
         })?;
     }

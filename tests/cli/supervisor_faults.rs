@@ -601,3 +601,44 @@ fn stop_with_pid_refuses_a_thread_and_another_users_process() {
         "{error}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Without an inotify instance (the per-user limit, often 128, and every supervisor holds
+// one), the supervisor polls its task's output: a 129th task still becomes ready, shows
+// its progress and takes a new ready condition. It used to answer TaskNotReady "the time
+// ran out" with the ready line in its own log_tail, and never show progress.
+
+#[test]
+fn a_supervisor_without_inotify_still_sees_ready_progress_and_new_conditions() {
+    let sandbox = Sandbox::new();
+    let mut command = sandbox.command_with(
+        &["start", "--wait", "--timeout", "60"],
+        &json!({
+            "id": "web",
+            "shell": "sleep 0.2; echo ready now; echo 'Progress: 40%'; exec sleep 1000",
+            "ready": {"log": "ready now"},
+        }),
+    );
+    command.env("BACKGROUND_TASKS_FAULT", "supervisor_no_inotify");
+    let task = spawn(command).finish().data()["task"].clone();
+    sandbox.track(sandbox.leader("web"));
+    sandbox.track(sandbox.supervisor("web"));
+    assert_eq!(task["ready"], true, "{task}");
+    wait_until("the progress is recorded", DEADLINE, || {
+        sandbox.status("web")["progress"]["percent"].as_f64() == Some(40.0)
+    });
+    // A reuse with another condition reaches the supervisor without a folder watch.
+    let data = sandbox.ok(
+        &["start", "--wait", "--timeout", "60"],
+        &json!({
+            "id": "web",
+            "shell": "sleep 0.2; echo ready now; echo 'Progress: 40%'; exec sleep 1000",
+            "ready": {"log": "Progress"},
+            "if_running": "reuse",
+        }),
+    );
+    assert_eq!(data["reused"], true, "{data}");
+    assert_eq!(data["task"]["ready"], true, "{data}");
+    let status = sandbox.status("web");
+    assert_eq!(status["ready"], true, "{status}");
+}

@@ -121,7 +121,21 @@ enum Class {
     /// run or (removed before the start) the first run of a fresh folder, and always the
     /// run the start answered.
     Retention,
+    /// Prints a 20 MB line, then `done`, and exits 0: `wait {until: {log}}` and `events`
+    /// about it answer under [`ANSWER_BOUND`] (RELIABILITY 29).
+    HugeLine,
+    /// `sleep 1000`, restarted by [`RESTART_RACERS`] callers at once, then stopped: every
+    /// restart answers its run running, exactly one task process is left after them, and
+    /// the last run ends killed by SIGTERM (RELIABILITY 32).
+    RestartRace,
 }
+
+/// The most bytes an answer about a huge line may take (its line is cut to 8 KiB).
+const ANSWER_BOUND: usize = 1 << 20;
+/// The size of the `huge_line` class's line.
+const HUGE_LINE: usize = 20_000_000;
+/// How many `restart`s of one task race each other in the `restart_race` class.
+const RESTART_RACERS: usize = 5;
 
 /// One allowed end of a task.
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +167,7 @@ const fn ended(
 
 impl Class {
     /// Each class and its share of every 100 tasks.
-    const MIX: [(Class, usize); 13] = [
+    const MIX: [(Class, usize); 15] = [
         (Class::Exit, 16),
         (Class::SleepExit, 10),
         (Class::SpawnFail, 3),
@@ -167,6 +181,8 @@ impl Class {
         (Class::Batch, 10),
         (Class::BatchStop, 6),
         (Class::Retention, 6),
+        (Class::HugeLine, 2),
+        (Class::RestartRace, 4),
     ];
 
     fn name(self) -> &'static str {
@@ -184,6 +200,8 @@ impl Class {
             Class::Batch => "batch",
             Class::BatchStop => "batch_stop",
             Class::Retention => "retention",
+            Class::HugeLine => "huge_line",
+            Class::RestartRace => "restart_race",
         }
     }
 
@@ -237,6 +255,15 @@ impl Class {
                 },
                 ended("killed", "stop", None, Some("SIGTERM")),
             ],
+            Class::HugeLine => vec![ended("exited", "exit", Some(0), None)],
+            // Each restart that acted makes a run: two to all of them (some may find the
+            // run another one just started, and answer it).
+            Class::RestartRace => (2..=1 + RESTART_RACERS as u64)
+                .map(|run| Outcome {
+                    run,
+                    ..ended("killed", "stop", None, Some("SIGTERM"))
+                })
+                .collect(),
         }
     }
 }
@@ -390,6 +417,8 @@ struct Answer {
     ok: bool,
     body: Value,
     ms: f64,
+    /// Bytes printed (stdout and stderr).
+    bytes: usize,
 }
 
 impl Answer {
@@ -444,6 +473,12 @@ struct Soak {
     retention_runs: Mutex<BTreeMap<String, (Value, Value)>>,
     /// What the `retention` class's racing `rm`, `prune` and `start` did.
     retention: RetentionTally,
+    /// The largest answer about a `huge_line` task, in bytes.
+    huge_answer_bytes: AtomicUsize,
+    /// Milliseconds of each racing `restart` of the `restart_race` class.
+    restart_race_ms: Mutex<Vec<f64>>,
+    /// Racing restarts that answered that another racer's newer run began first.
+    restarts_outrun: AtomicUsize,
 }
 
 /// What the racing callers of the `retention` class did.
@@ -490,6 +525,9 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
         ends: Mutex::new(BTreeMap::new()),
         retention_runs: Mutex::new(BTreeMap::new()),
         retention: RetentionTally::default(),
+        huge_answer_bytes: AtomicUsize::new(0),
+        restart_race_ms: Mutex::new(Vec::new()),
+        restarts_outrun: AtomicUsize::new(0),
     };
     eprintln!(
         "soak: {} tasks, {} callers, waves of {}, state dir {}",
@@ -713,9 +751,11 @@ impl Soak {
                     ok: false,
                     body: json!({"type": "Spawn", "message": e.to_string()}),
                     ms: elapsed,
+                    bytes: 0,
                 };
             }
         };
+        let bytes = output.stdout.len() + output.stderr.len();
         // A batch with a failed item answers on stdout with exit code 1.
         for stream in [&output.stdout, &output.stderr] {
             if let Ok(envelope) = serde_json::from_slice::<Value>(stream) {
@@ -725,6 +765,7 @@ impl Soak {
                     ok: ok && (output.status.success() || body["outcome"].is_string()),
                     body,
                     ms: elapsed,
+                    bytes,
                 };
             }
         }
@@ -737,6 +778,7 @@ impl Soak {
                 String::from_utf8_lossy(&output.stderr),
             )}),
             ms: elapsed,
+            bytes,
         }
     }
 
@@ -775,6 +817,10 @@ impl Soak {
                 "shell": "setsid sh -c 'echo escaped $$; exec sleep 1000' & sleep 1000",
             }),
             Class::Batch => json!({"shell": format!("sleep 0.1; exit {}", task.code)}),
+            Class::HugeLine => json!({
+                "shell": format!("head -c {HUGE_LINE} /dev/zero | tr '\\0' x; echo; echo done"),
+            }),
+            Class::RestartRace => json!({"command": "sleep", "args": ["1000"], "grace_s": 2}),
         };
         payload["id"] = json!(task.id);
         payload["env"] = self.env(task);
@@ -877,6 +923,8 @@ impl Soak {
                 }
             }
             Class::Escapee => self.stop_with_escapee(&tasks[0]),
+            Class::HugeLine => self.read_huge_line(&tasks[0]),
+            Class::RestartRace => self.race_restarts(&tasks[0]),
             Class::BatchStop => {
                 let payload: Vec<Value> = tasks.iter().map(|t| json!({"id": t.id})).collect();
                 let answer = self.call(&["stop"], &Value::Array(payload));
@@ -969,6 +1017,83 @@ impl Soak {
         counter.fetch_add(1, Ordering::Relaxed);
         lock(&self.retention_runs)
             .insert(task.id.clone(), (run, start.body["task"]["pid"].clone()));
+    }
+
+    /// A `huge_line` task: the answers that carry its line stay small.
+    fn read_huge_line(&self, task: &Planned) {
+        let waited = self.call(
+            &["wait", "--timeout", "60"],
+            &json!({"id": task.id, "until": {"log": "^done$"}}),
+        );
+        let events = self.call(&["events"], &json!({"id": task.id}));
+        for (what, answer) in [("wait until done", waited), ("events", events)] {
+            self.huge_answer_bytes
+                .fetch_max(answer.bytes, Ordering::Relaxed);
+            if !answer.ok {
+                let text = answer.error_text();
+                self.problem(Kind::Error, &task.id, format!("{what}: {text}"));
+            } else if answer.bytes > ANSWER_BOUND {
+                self.problem(
+                    Kind::Error,
+                    &task.id,
+                    format!("{what} answered {} bytes about a 20 MB line", answer.bytes),
+                );
+            }
+        }
+    }
+
+    /// A `restart_race` task: [`RESTART_RACERS`] restarts at once each answer a run
+    /// running, one task process is left, and it is stopped.
+    fn race_restarts(&self, task: &Planned) {
+        let payload = json!({"id": task.id, "env": self.env(task)});
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..RESTART_RACERS)
+                .map(|_| scope.spawn(|| self.call(&["restart"], &payload)))
+                .collect();
+            racers.into_iter().filter_map(|r| r.join().ok()).collect()
+        });
+        for answer in &answers {
+            lock(&self.restart_race_ms).push(answer.ms);
+            let hint = answer.body["details"]["hint"].as_str().unwrap_or_default();
+            if !answer.ok
+                && answer.body["type"] == "TaskAlreadyRunning"
+                && hint.starts_with("Another start or restart began a newer run")
+            {
+                // It stopped the run it found, and another racer's run began before its
+                // own could: that run is answered as it is, and left running.
+                self.restarts_outrun.fetch_add(1, Ordering::Relaxed);
+            } else if !answer.ok {
+                let text = answer.error_text();
+                self.problem(Kind::Error, &task.id, format!("racing restart: {text}"));
+            } else if answer.body["task"]["status"] != "running" {
+                self.problem(
+                    Kind::Mismatch,
+                    &task.id,
+                    format!("racing restart answered {}", answer.body["task"]["status"]),
+                );
+            }
+        }
+        // Whatever the order, one run is left, and with it one task process (the stopped
+        // runs' processes are gone once their restarts answered).
+        let entry = format!("BG_SOAK_TASK={}", task.id);
+        let left: Vec<i32> = processes()
+            .filter(|&pid| {
+                environ_has(pid, entry.as_bytes())
+                    && !self.is_our_supervisor(pid)
+                    && proc_stat(pid).is_some_and(|s| s.state != b'Z')
+            })
+            .collect();
+        if left.len() != 1 {
+            self.problem(
+                Kind::Leak,
+                &task.id,
+                format!(
+                    "{} task processes after racing restarts: {left:?}",
+                    left.len()
+                ),
+            );
+        }
+        self.stop(task);
     }
 
     fn stop(&self, task: &Planned) {
@@ -1406,6 +1531,23 @@ impl Soak {
             trap.pct(1.0)
         );
         let _ = writeln!(table, "peak supervisors   {peak_supervisors}");
+        let racing = Stats::new(lock(&self.restart_race_ms).clone());
+        let _ = writeln!(
+            table,
+            "racing restarts    {} answers ({} at once per task), {} of them outrun by a newer run: p50 {:.0} ms, max {:.0} ms",
+            racing.samples.len(),
+            RESTART_RACERS,
+            self.restarts_outrun.load(Ordering::Relaxed),
+            racing.median(),
+            racing.pct(1.0)
+        );
+        let _ = writeln!(
+            table,
+            "huge lines         largest answer about a {} MB line: {} bytes (bound {})",
+            HUGE_LINE / 1_000_000,
+            self.huge_answer_bytes.load(Ordering::Relaxed),
+            ANSWER_BOUND
+        );
         let tally = &self.retention;
         let n = |count: &AtomicUsize| count.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -1485,6 +1627,9 @@ impl Soak {
                                   "p99": start.pct(0.99), "max": start.pct(1.0)},
             "trap_stop_ms": {"runs": trap.samples.len(), "p50": trap.median(), "max": trap.pct(1.0)},
             "peak_supervisors": peak_supervisors,
+            "restart_race_ms": {"runs": lock(&self.restart_race_ms).len(),
+                                "max": Stats::new(lock(&self.restart_race_ms).clone()).pct(1.0)},
+            "huge_line_largest_answer_bytes": self.huge_answer_bytes.load(Ordering::Relaxed),
             "retention": {
                 "rm_removed": self.retention.rm_removed.load(Ordering::Relaxed),
                 "rm_refused": self.retention.rm_refused.load(Ordering::Relaxed),

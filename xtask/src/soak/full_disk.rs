@@ -122,6 +122,9 @@ pub(super) fn run(outer: &Soak, tasks: usize, scratch: &Path) -> DiskReport {
         ends: Mutex::new(BTreeMap::new()),
         retention_runs: Mutex::new(BTreeMap::new()),
         retention: Default::default(),
+        huge_answer_bytes: AtomicUsize::new(0),
+        restart_race_ms: Mutex::new(Vec::new()),
+        restarts_outrun: AtomicUsize::new(0),
     };
     let tasks: Vec<DiskTask> = DiskKind::ALL
         .iter()
