@@ -10,8 +10,8 @@
 use schemars::Schema;
 
 use crate::payload::answer::{
-    AllEventsAnswer, ArtifactAnswer, EventsAnswer, ListAnswer, LogsAnswer, PruneAnswer, RmAnswer,
-    ServeAnswer, StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
+    AllEventsAnswer, EventsAnswer, ListAnswer, LogsAnswer, PruneAnswer, RmAnswer, ServeAnswer,
+    StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
 };
 use crate::payload::batch::BatchAnswer;
 use crate::payload::discovery::{CapabilitiesAnswer, DoctorAnswer, SchemaAnswer};
@@ -131,7 +131,7 @@ pub const COMMANDS: [CommandEntry; 19] = [
         false,
         true,
         Some(input::<LogsInput>),
-        Some(output::<AnyOf<LogsAnswer, ArtifactAnswer>>),
+        Some(output::<LogsAnswer>),
     ),
     entry(
         "events",
@@ -275,19 +275,19 @@ pub const TOOLS: [ToolEntry; 10] = [
     ),
     tool(
         "list",
-        "Every task, oldest first, optionally filtered (status, tags, name, workdir) and projected to some `fields`.",
+        "Every task, oldest first, optionally filtered (one status or several, success, exit_code, tags, name, workdir) and projected to some `fields` (asking for `ports` looks them up now).",
         READS,
         None,
     ),
     tool(
         "wait",
-        "Block until a task has ended, or until conditions hold (`until`: log line, port, HTTP URL), or until all or any of several tasks (`ids`) have ended; at most `timeout_s` seconds. Running out answers TaskWaitTimedOut with the status and a log cursor: call again to keep waiting.",
+        "Block until a task has ended, or until conditions hold (`until`: log line, port, HTTP URL), or until all or any of several tasks (`ids`, or every task a selector `tag`/`tags`/`status` chooses) have ended, answering only `fields` if given; at most `timeout_s` seconds. Running out answers TaskWaitTimedOut with the status and a log cursor: call again to keep waiting.",
         READS,
         Some("timeout_s"),
     ),
     tool(
         "stop",
-        "Stop a task's whole process tree (SIGTERM, then SIGKILL after its grace period) and answer once it has ended. Stopping an ended task changes nothing.",
+        "Stop a task's whole process tree (SIGTERM, then SIGKILL after its grace period) and answer once it has ended; with a selector (`tag`, `tags`, `status`) instead of `id`, every queued or running task it chooses, answered as a batch. Stopping an ended task changes nothing.",
         ENDS,
         Some("timeout_s"),
     ),

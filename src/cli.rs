@@ -1,6 +1,8 @@
 //! Every clap type. Flags control execution only; the domain data is the PAYLOAD, one JSON
 //! value given as literal text, `@path` or `-` (stdin).
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 
 const PAYLOAD_HELP: &str = "The payload: JSON text, @FILE to read a file, or - to read stdin";
@@ -41,14 +43,20 @@ pub enum Command {
     /// Start a task under its own supervisor; answers once it is running (or failed to start).
     #[command(
         after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?,\n\
-        timeout_s?, if_running?, stop_with_pid?, ready?}, or an array of them (a batch).\n\
+        timeout_s?, if_running?, stop_with_pid?, ready?, fields?}, or an array of them (a batch).\n\
         Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\
         timeout_s: stop it after that long (status timed_out).\n\
-        if_running: error (default) | reuse (answer the running task if it runs the same\n\
-        command) | restart.\n\
-        stop_with_pid: stop it when that process exits (reason owner_exited).\n\
+        if_running: error (default) | reuse (answer the running task if nothing that defines it\n\
+        differs: command, args, shell, workdir, env names, tags, timeout_s) | restart.\n\
+        stop_with_pid: stop it when that process exits (reason owner_exited); given again with\n\
+        reuse, that process is added: it stops when the last of them has exited.\n\
+        fields: answer only these fields of the task, e.g. [\"id\",\"status\"].\n\
         ready: {log?, port?, http?, timeout_s?}: when it counts as ready; with --wait, answer\n\
-        once ready (TaskNotReady, with the log's tail, if it ends first or the time runs out).\n\n\
+        once ready (TaskNotReady, with the log's tail, if it ends first or ready.timeout_s runs out).\n\
+        The answer's next_cursor is the run's beginning: logs {after: next_cursor} misses nothing.\n\
+        --exit-status (with --wait): the exit code follows the task (see capabilities.exit_codes).\n\
+        SIGINT (Ctrl-C), SIGTERM or SIGHUP during --wait: the answer is printed with the task as\n\
+        it is (it runs on; data.interrupted names the signal) and the exit code is 130.\n\n\
         Examples:\n  \
         background-tasks start '{\"id\":\"build\",\"command\":\"cargo\",\"args\":[\"build\"]}'\n  \
         background-tasks start '{\"id\":\"web\",\"shell\":\"npm run dev\",\"if_running\":\"reuse\"}'\n  \
@@ -64,47 +72,76 @@ pub enum Command {
     Status(TableArgs),
     /// List tasks, oldest first, optionally filtered.
     #[command(
-        after_help = "Payload (optional, all filters must match): {ids?, status?, tag?, tags?, name?, workdir?, fields?}\n\
+        after_help = "Payload (optional, all filters must match): {ids?, status?, success?, exit_code?, tag?,\n\
+        tags?, name?, workdir?, fields?}\n\
+        status: one status or an array of them. success: true (exited 0) or false (every other\n\
+        ended task, killed and timed out included).\n\
         fields: answer only these fields of each task, e.g. [\"id\",\"status\"].\n\n\
-        Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'"
+        Examples:\n  background-tasks list\n  background-tasks list '{\"status\":\"running\",\"tag\":\"dev\"}'\n  \
+        background-tasks list '{\"success\":false,\"fields\":[\"id\",\"status\",\"exit_code\"]}'"
     )]
     List(TableArgs),
     /// Block until a task has ended, or until conditions hold (until); --timeout bounds the wait.
-    #[command(after_help = "Payload: {id, until?} or {ids, mode?}\n\
-        until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?}.\n\
-        If the task ends before the conditions hold: TaskNotReady, with the log's tail.\n\
+    #[command(
+        after_help = "Payload: {id, until?} or {ids, mode?} or a selector {tag?, tags?, status?, mode?};\n\
+        each with fields? (answer only these fields of each task).\n\
+        until: \"exit\" (the default), or conditions that must all hold: {log?, port?, http?,\n\
+        after?}. With log, the answer's match {line, cursor} is the line that met it; after (a\n\
+        cursor) counts only newer lines. If the task ends first: TaskNotReady, with the log's tail.\n\
+        Running out of --timeout (default 100): TaskWaitTimedOut with status and cursor.\n\
         ids: several tasks; mode: all (the default: until every one has ended) or any (until\n\
-        the first has ended). Answers {mode, tasks, ended}.\n\n\
+        the first has ended). Answers {mode, tasks, ended}. A selector chooses the tasks with\n\
+        that tag, all those tags, that status (or one of an array), as they are when it begins.\n\
+        --exit-status: the exit code follows the tasks (see capabilities.exit_codes).\n\
+        SIGINT (Ctrl-C), SIGTERM or SIGHUP: the answer is printed with the tasks as they are\n\
+        (data.interrupted names the signal) and the exit code is 130.\n\n\
         Examples:\n  background-tasks wait --timeout 30 '{\"id\":\"build\"}'\n  \
         background-tasks wait --timeout 600 '{\"ids\":[\"lint\",\"unit\"],\"mode\":\"any\"}'\n  \
-        background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'")]
+        background-tasks wait --timeout 30 '{\"id\":\"web\",\"until\":{\"http\":\"http://127.0.0.1:3000/health\"}}'\n  \
+        background-tasks wait '{\"id\":\"web\",\"until\":{\"log\":\"hmr update\",\"after\":\"1:2048\"}}'\n  \
+        background-tasks wait --timeout 600 '{\"tag\":\"session-7\",\"fields\":[\"id\",\"status\"]}'"
+    )]
     Wait(WaitArgs),
     /// Stop a task's whole process tree: a signal (default SIGTERM), then SIGKILL after grace_s.
-    #[command(after_help = "Payload: {id, signal?, grace_s?}\n\
+    #[command(
+        after_help = "Payload: {id, signal?, grace_s?, fields?}, an array of them, or a selector\n\
+        {tag?, tags?, status?, signal?, grace_s?, fields?}: every queued or running task with that\n\
+        tag, all those tags (with status: that status), answered as a batch.\n\
         Answers once the task has ended. Stopping a task that already ended changes nothing.\n\n\
-        Example:\n  background-tasks stop '{\"id\":\"web\",\"grace_s\":2}'")]
+        Examples:\n  background-tasks stop '{\"id\":\"web\",\"grace_s\":2}'\n  \
+        background-tasks stop '{\"tag\":\"session-7\"}'"
+    )]
     Stop(StopArgs),
-    /// Stop a task if it runs, then start its next run with the same command.
-    #[command(after_help = "Payload: {id, env?}\n\
-        Environment values are never stored: a task started with env needs them again.\n\n\
-        Example:\n  background-tasks restart '{\"id\":\"web\"}'")]
-    Restart(PayloadArgs),
+    /// Stop a task if it runs, then start its next run with the same command; --wait answers
+    /// once it is ready.
+    #[command(after_help = "Payload: {id, env?}, or an array of them (a batch).\n\
+        Environment values are never stored: a task started with env needs them again.\n\
+        With --wait: answer once the new run is ready (its ready conditions) or has ended.\n\n\
+        Examples:\n  background-tasks restart '{\"id\":\"web\"}'\n  \
+        background-tasks restart --wait '{\"id\":\"web\"}'")]
+    Restart(RestartArgs),
     /// Show a task's output (stdout and stderr, in the order written); --stream follows it.
-    #[command(after_help = "Payload: {id, lines?, after?, grep?}\n\
+    #[command(after_help = "Payload: {id, lines?, after?, grep?, ansi?}\n\
         lines: how many of the last lines (default 100); with after, at most this many new ones.\n\
+        The answer has lines and next_cursor at the top; omitted {before, after} counts lines\n\
+        left out; when cut, kind is summary+artifact with summary and artifact beside them.\n\
         after: a cursor (next_cursor of an earlier answer, or a frame's cursor): only what came after it.\n\
-        grep: only lines matching this regular expression.\n\n\
+        grep: only lines matching this regular expression (matched without ANSI escapes).\n\
+        ansi: true keeps ANSI escape sequences (colours) in the lines; by default they are\n\
+        removed (the log file keeps every byte).\n\n\
         Examples:\n  \
         background-tasks logs '{\"id\":\"web\",\"lines\":20}'\n  \
         background-tasks logs '{\"id\":\"build\",\"after\":\"1:5120\"}'\n  \
         background-tasks logs --stream '{\"id\":\"build\"}'")]
     Logs(LogsArgs),
     /// Show a task's lifecycle frames and log lines in one order; --stream follows them.
-    #[command(after_help = "Payload (optional): {id?, after?, lines?}\n\
+    #[command(after_help = "Payload (optional): {id?, after?, lines?, ansi?}\n\
         after: a frame's sequence number, or a log line's cursor: only later frames.\n\
         lines: how many past log lines to include first (default 100).\n\
+        ansi: true keeps ANSI escape sequences in log lines (removed by default).\n\
         Without an id: every task's status (--stream follows changes until --timeout).\n\n\
-        Frames: task.status, task.log.line {line, cursor}, task.ended {status, exit_code, signal}.\n\n\
+        Frames: task.status, task.log.line {line, cursor}, task.ended {status, exit_code, signal};\n\
+        with --stream --timeout, one task's follow ends with stream.end {reason, cursor, next_sequence}.\n\n\
         Examples:\n  \
         background-tasks events '{\"id\":\"build\"}'\n  \
         background-tasks events --stream '{\"id\":\"build\",\"lines\":0}'\n  \
@@ -197,8 +234,8 @@ pub enum SchemaCommand {
         background-tasks schema show frame\n  \
         background-tasks schema show start | jq '.data.schemas[] | select(.kind==\"input\") | .schema'")]
     Show {
-        /// A command (start, status, ...), `frame` or `error`.
-        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::schema::names()))]
+        /// A command (start, status, ..., schema.list), `frame` or `error`.
+        #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::schema::show_values()))]
         name: String,
     },
 }
@@ -263,12 +300,19 @@ pub struct TableArgs {
 pub struct StartArgs {
     #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
     pub payload: Option<String>,
-    /// Answer when the task has ended instead of when it is running.
+    /// Answer once the task is ready (when it has ready conditions) or has ended, instead of
+    /// when it is running; at most --timeout.
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up waiting after this many seconds (fractions allowed); the task runs on.
-    #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = seconds)]
-    pub timeout: Option<f64>,
+    /// With --wait: give up after this many seconds (fractions allowed) with TaskWaitTimedOut;
+    /// the task runs on. Default 100; `none` waits for good.
+    #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = timeout)]
+    pub timeout: Option<Timeout>,
+    /// With --wait: the exit code follows the task(s): a task's own exit code, 124 timed
+    /// out, 125 lost, 127 failed to start, 128 + signal killed (capabilities.exit_codes);
+    /// the answer is printed as usual.
+    #[arg(long, requires = "wait")]
+    pub exit_status: bool,
     /// With a batch: run at most N of its tasks at once; the rest are queued and start in
     /// order as slots free up.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -279,18 +323,40 @@ pub struct StartArgs {
 pub struct WaitArgs {
     #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
     pub payload: Option<String>,
-    /// Give up after this many seconds (fractions allowed) with TaskWaitTimedOut; the task runs on.
-    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
-    pub timeout: Option<f64>,
+    /// Give up after this many seconds (fractions allowed) with TaskWaitTimedOut; the task
+    /// runs on. Default 100; `none` waits for good.
+    #[arg(long, value_name = "SECONDS", value_parser = timeout)]
+    pub timeout: Option<Timeout>,
+    /// The exit code follows the task(s) waited for: a task's own exit code, 124 timed out,
+    /// 125 lost, 127 failed to start, 128 + signal killed (capabilities.exit_codes); the
+    /// answer is printed as usual.
+    #[arg(long)]
+    pub exit_status: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
     #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
     pub payload: Option<String>,
-    /// Give up waiting for the end after this many seconds (default: grace_s + 10).
-    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
-    pub timeout: Option<f64>,
+    /// Give up waiting for the end after this many seconds with TaskWaitTimedOut (the
+    /// supervisor still sends SIGKILL after grace_s). Default 100, whatever grace_s is;
+    /// `none` waits for good.
+    #[arg(long, value_name = "SECONDS", value_parser = timeout)]
+    pub timeout: Option<Timeout>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[arg(value_name = "PAYLOAD", help = PAYLOAD_HELP)]
+    pub payload: Option<String>,
+    /// Answer once the new run is ready (when it has ready conditions) or has ended, as
+    /// start --wait does; at most --timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (fractions allowed) with
+    /// TaskWaitTimedOut; the task runs on. Default 100; `none` waits for good.
+    #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = timeout)]
+    pub timeout: Option<Timeout>,
 }
 
 #[derive(Debug, Args)]
@@ -304,9 +370,10 @@ pub struct LogsArgs {
     /// Follow the log: print NDJSON task.log.line frames until the task has ended.
     #[arg(long)]
     pub stream: bool,
-    /// With --stream: stop following after this many seconds (fractions allowed).
-    #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
-    pub timeout: Option<f64>,
+    /// With --stream: stop following after this many seconds (fractions allowed); the last
+    /// frame is then stream.end {reason, cursor}. Default: no bound.
+    #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = timeout)]
+    pub timeout: Option<Timeout>,
     /// Print the log's bytes as the task wrote them, not JSON (ANSI colours and invalid
     /// UTF-8 kept); with --stream, like tail -f, ending when the task ends.
     #[arg(long, conflicts_with = "output")]
@@ -333,9 +400,10 @@ pub struct EventsArgs {
     /// Follow: print NDJSON frames as they happen (for one task, until task.ended).
     #[arg(long)]
     pub stream: bool,
-    /// With --stream: stop following after this many seconds (fractions allowed).
-    #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = seconds)]
-    pub timeout: Option<f64>,
+    /// With --stream: stop following after this many seconds (fractions allowed); the last
+    /// frame is then stream.end {reason, cursor}. Default: no bound.
+    #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = timeout)]
+    pub timeout: Option<Timeout>,
     /// With --stream, for people: every task's output lines as they come (of the payload's
     /// id only, if it names one), each prefixed `id | ` (coloured on a terminal unless
     /// NO_COLOR is set), and a line when a run begins or ends; not JSON.
@@ -353,6 +421,55 @@ pub enum OutputMode {
     Inline,
     /// Always summary+artifact.
     Artifact,
+}
+
+/// How long a waiting call (`wait`, `start --wait`, `restart --wait`, `stop`) blocks when
+/// `--timeout` is absent. Agent harnesses kill a tool call after two minutes (Claude Code's
+/// Bash tool, among others, by default): 100 s answers with a retryable `TaskWaitTimedOut`
+/// and a cursor 20 s before that, which leaves room for the process to start and the answer
+/// to be read, and is long enough that most builds and test runs end within one call.
+pub const DEFAULT_WAIT_S: f64 = 100.0;
+
+/// `--timeout`: a number of seconds, or `none` (no bound).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timeout {
+    Seconds(f64),
+    None,
+}
+
+impl Timeout {
+    /// The bound of a waiting call: as given, [`DEFAULT_WAIT_S`] when absent, `None` (no
+    /// bound) for `none`.
+    pub fn of_wait(given: Option<Timeout>) -> Option<Duration> {
+        // The tests see the default bound apply without waiting 100 s for it.
+        let default = if crate::fault::injected("short_default_wait") {
+            2.0
+        } else {
+            DEFAULT_WAIT_S
+        };
+        match given {
+            Some(Timeout::Seconds(s)) => Some(Duration::from_secs_f64(s)),
+            Some(Timeout::None) => None,
+            None => Some(Duration::from_secs_f64(default)),
+        }
+    }
+
+    /// The bound of a `--stream` follow: as given; `None` (no bound) when absent or `none`.
+    pub fn of_follow(given: Option<Timeout>) -> Option<Duration> {
+        match given {
+            Some(Timeout::Seconds(s)) => Some(Duration::from_secs_f64(s)),
+            _ => None,
+        }
+    }
+}
+
+fn timeout(text: &str) -> Result<Timeout, String> {
+    if text == "none" {
+        return Ok(Timeout::None);
+    }
+    seconds(text)
+        .map(Timeout::Seconds)
+        .map_err(|_| format!("{text:?} is not a number of seconds (0 or more) or none"))
 }
 
 fn seconds(text: &str) -> Result<f64, String> {

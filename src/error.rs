@@ -50,6 +50,9 @@ pub enum Error {
         id: String,
         status: String,
         timeout_s: f64,
+        /// Where the task's log stood when the wait ran out (after its last whole line):
+        /// `logs {after}` reads what it printed since. `None` until the lifecycle looked.
+        cursor: Option<crate::output_log::Cursor>,
     },
 
     #[error("task {id} was not ready: {why}")]
@@ -262,13 +265,14 @@ impl Error {
             Error::TaskAlreadyRunning {
                 id, differences, ..
             } if !differences.is_empty() => format!(
-                "A task {id} with another command runs; stop it, pick another id, or pass if_running: \"restart\"."
+                "Task {id} runs with a different {}; start with the same values to reuse it, or stop it, pick another id, or pass if_running: \"restart\".",
+                differences.join(", ")
             ),
             Error::TaskAlreadyRunning { id, .. } => format!(
                 "Use status {{\"id\":\"{id}\"}} to inspect it; pass if_running: \"reuse\" to get it back, or stop or restart it."
             ),
             Error::TaskWaitTimedOut { .. } => {
-                "The task is still running; wait again or raise --timeout.".into()
+                "The task runs on: wait again (or raise --timeout; --timeout none waits for good), or read what it printed meanwhile with logs {\"after\": cursor}.".into()
             }
             // Out of disk or descriptors, whatever failed: the hint for the command or
             // workdir would send the caller the wrong way.
@@ -391,10 +395,12 @@ impl Error {
                 id,
                 status,
                 timeout_s,
+                cursor,
             } => {
                 put("id", json!(id));
                 put("status", json!(status));
                 put("timeout_s", json!(timeout_s));
+                put("cursor", json!(cursor.map(|c| c.to_string())));
             }
             Error::TaskNotReady {
                 id,

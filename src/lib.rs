@@ -17,6 +17,7 @@
 //! name. Everything printed goes through [`envelope`], except what `mcp` serves: JSON-RPC,
 //! written by the MCP SDK.
 
+pub mod ansi;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
@@ -93,6 +94,10 @@ where
         Ok(commands::Reply::DataWithFailures(data)) => {
             let _ = output.success(name, &data);
             ExitCode::from(EXIT_FAILURE)
+        }
+        Ok(commands::Reply::DataWithCode(data, code)) => {
+            let _ = output.success(name, &data);
+            ExitCode::from(code)
         }
         Ok(commands::Reply::Streamed) => ExitCode::SUCCESS,
         Ok(commands::Reply::Text(text)) => {

@@ -179,6 +179,13 @@ impl ShownLine {
         self
     }
 
+    /// The line without ANSI escape sequences, unless `keep_ansi` ([`crate::ansi`]); `cut`
+    /// still counts the bytes left out of the line as written.
+    pub fn clean(mut self, keep_ansi: bool) -> ShownLine {
+        self.text = crate::ansi::shown(self.text, keep_ansi);
+        self
+    }
+
     /// The text, with a marker saying how much was left out when the line was cut.
     pub fn into_text(self) -> String {
         mark_cut(self.text, self.cut)
@@ -346,6 +353,8 @@ pub struct LineReader {
     line: LineBuilder,
     /// When the last read found only more of the unfinished line.
     only_unfinished_at: Option<Instant>,
+    /// Hand out lines with their ANSI escape sequences (else without: [`crate::ansi`]).
+    keep_ansi: bool,
 }
 
 /// How long a follower lets a line that is only being redrawn grow before it reads again.
@@ -369,7 +378,16 @@ impl LineReader {
             read_to: offset,
             line: LineBuilder::new(budget),
             only_unfinished_at: None,
+            keep_ansi: false,
         }
+    }
+
+    /// Lines are handed out without their ANSI escape sequences (colours, cursor moves),
+    /// as JSON answers give them; `keep` hands them out as written (a payload's
+    /// `"ansi": true`, the browser view that renders the colours).
+    pub fn keeping_ansi(mut self, keep: bool) -> LineReader {
+        self.keep_ansi = keep;
+        self
     }
 
     /// A reader starting at `offset`, which may be in the middle of a line: the rest of that
@@ -448,7 +466,7 @@ impl LineReader {
                     self.line.push(&rest[..i]);
                     let end = at + i as u64 + 1;
                     if let Some(shown) = self.line.finish()
-                        && visit(shown, end).is_break()
+                        && visit(shown.clean(self.keep_ansi), end).is_break()
                     {
                         // Not consumed: read it again, from its start, next time.
                         self.read_to = self.line_start;
@@ -467,7 +485,7 @@ impl LineReader {
             let refused = self
                 .line
                 .finish()
-                .is_some_and(|shown| visit(shown, end).is_break());
+                .is_some_and(|shown| visit(shown.clean(self.keep_ansi), end).is_break());
             if refused {
                 self.read_to = self.line_start;
             } else {
@@ -480,7 +498,8 @@ impl LineReader {
     /// The newest whole redraw of the line being written (a `\r` progress bar's last full
     /// drawing), once per new one.
     pub fn take_redraw(&mut self) -> Option<ShownLine> {
-        self.line.take_redraw()
+        let keep = self.keep_ansi;
+        self.line.take_redraw().map(|shown| shown.clean(keep))
     }
 }
 
@@ -540,8 +559,14 @@ pub fn each_line(
 
 /// Number of lines in the first `size` bytes (a final unterminated line counts).
 pub fn count_lines(file: &mut File, size: u64) -> io::Result<u64> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = file.take(size);
+    count_lines_between(file, 0, size)
+}
+
+/// Number of lines in bytes `[from, to)`, `from` being a line's start (a final unterminated
+/// line counts). Counts newlines in blocks: no line is built.
+pub fn count_lines_between(file: &mut File, from: u64, to: u64) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader = file.take(to.saturating_sub(from));
     let mut buffer = vec![0; 16 * BLOCK];
     let (mut lines, mut last) = (0u64, b'\n');
     loop {

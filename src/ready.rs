@@ -143,13 +143,16 @@ impl Probe {
         self.checks().any(|check| !check.ok && !check.abandoned)
     }
 
-    /// Feeds one line of the current run's output.
-    pub fn line(&mut self, line: &str) {
+    /// Feeds one line of the current run's output; `true` when it is the line that met the
+    /// log condition.
+    pub fn line(&mut self, line: &str) -> bool {
         if let Some(regex) = &self.log
             && !self.log_seen
         {
             self.log_seen = regex.is_match(line);
+            return self.log_seen;
         }
+        false
     }
 
     /// Moves the tries of ports and URLs on, without blocking: starts one that is due,

@@ -135,7 +135,33 @@ pub fn all() -> Vec<Entry> {
     entries
 }
 
-/// The names `schema show` accepts: every command with a schema, `frame` and `error`.
+/// The names `schema show` offers: every command with a schema (a command of two words
+/// joined by a dot, `schema.list`, so that no name needs quoting), `frame` and `error`;
+/// the two words with their space (`"schema list"`, as `schema list` answers it) are
+/// accepted too, unlisted.
+pub fn show_values() -> Vec<clap::builder::PossibleValue> {
+    let mut values = Vec::new();
+    for name in names() {
+        if name.contains(' ') {
+            // A few bytes, once per process: clap (without its `string` feature) keeps
+            // `&'static str`s.
+            let dotted: &'static str = name.replace(' ', ".").leak();
+            values.push(clap::builder::PossibleValue::new(dotted));
+            values.push(clap::builder::PossibleValue::new(name).hide(true));
+        } else {
+            values.push(clap::builder::PossibleValue::new(name));
+        }
+    }
+    values
+}
+
+/// The schema name `schema show` was given, as the schemas name it (`schema.list` is
+/// `schema list`).
+pub fn shown_name(given: &str) -> String {
+    given.replace('.', " ")
+}
+
+/// Every schema name: every command with a schema, `frame` and `error`.
 pub fn names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
     for entry in all() {

@@ -62,6 +62,9 @@ pub struct Selection {
     /// the oldest frames give way in a tail (without `after`), and a page after `after`
     /// stops before the first frame that does not fit. The first frame always fits.
     pub budget: Option<usize>,
+    /// Log lines with their ANSI escape sequences (the payload's `"ansi": true`, the
+    /// browser view, which renders the colours); else without them.
+    pub ansi: bool,
 }
 
 /// The fewest bytes a log line's frame takes (its keys, a sequence, a timestamp and a
@@ -173,7 +176,7 @@ impl Timeline {
             // Entries of other runs are not ours: earlier runs' output is gone, and a newer
             // run began after the record was read.
             pending: entries.into_iter().filter(|e| e.run == run).collect(),
-            lines: LineReader::new(0),
+            lines: LineReader::new(0).keeping_ansi(selection.ansi),
             next_sequence: first_sequence(run),
             selection,
             skip: selection.after,
@@ -271,6 +274,7 @@ impl Timeline {
         {
             let mut ring = ring.into_iter();
             LineReader::new(first)
+                .keeping_ansi(self.selection.ansi)
                 .read(file, last, true, |line, end| {
                     if let Some((sequence, _, _)) = ring.next() {
                         items.push((
@@ -328,7 +332,7 @@ impl Timeline {
         }
         // Truncated under us (`: > output.log`): start over from its beginning.
         if self.log_size()? < self.lines.read_to() {
-            self.lines = LineReader::new(0);
+            self.lines = LineReader::new(0).keeping_ansi(self.selection.ansi);
         }
         self.advance(superseded, sink)
     }

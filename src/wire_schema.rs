@@ -45,12 +45,30 @@ pub fn some_condition(schema: &mut Schema) {
 
 /// `wait`: `id` or `ids`, not both; `mode` only with `ids`; `until` conditions only with `id`.
 pub fn one_or_several_ids(schema: &mut Schema) {
+    let none = json!({"type": "null"});
+    let exit = json!({"anyOf": [{"const": "exit"}, {"type": "null"}]});
     schema.insert(
         "oneOf".into(),
         json!([
-            {"required": ["id"], "properties": {"id": {"type": "string"}, "ids": {"type": "null"}, "mode": {"type": "null"}}},
-            {"required": ["ids"], "properties": {"ids": {"type": "array"}, "id": {"type": "null"},
-                "until": {"anyOf": [{"const": "exit"}, {"type": "null"}]}}}
+            {"required": ["id"], "properties": {"id": {"type": "string"}, "ids": none, "mode": none,
+                "tag": none, "tags": none, "status": none}},
+            {"required": ["ids"], "properties": {"ids": {"type": "array"}, "id": none, "until": exit,
+                "tag": none, "tags": none, "status": none}},
+            {"anyOf": [{"required": ["tag"]}, {"required": ["tags"]}, {"required": ["status"]}],
+                "properties": {"id": none, "ids": none, "until": exit}}
+        ]),
+    );
+}
+
+/// `stop`: an `id`, or a selector (`tag`, `tags`, `status`), not both.
+pub fn id_or_selector(schema: &mut Schema) {
+    let none = json!({"type": "null"});
+    schema.insert(
+        "oneOf".into(),
+        json!([
+            {"required": ["id"], "properties": {"id": {"type": "string"}, "tag": none, "tags": none, "status": none}},
+            {"anyOf": [{"required": ["tag"]}, {"required": ["tags"]}, {"required": ["status"]}],
+                "properties": {"id": none}}
         ]),
     );
 }
@@ -71,10 +89,10 @@ pub fn env_name() -> Value {
     json!({"minLength": 1, "pattern": "^[^=]+$"})
 }
 
-/// A log cursor, `<run>:<offset>`.
+/// A log cursor, `<run>:<byte offset>`.
 pub fn cursor(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
-        "description": "A log position, `<run>:<offset>` (an earlier answer's `next_cursor` or a line's `cursor`).",
+        "description": "A log position, `<run>:<byte offset>`: the run's number and a byte offset into that run's log, just past a whole line (`\"2:0\"` is the beginning of run 2). Pass an earlier answer's `next_cursor` (or a line's `cursor`) as `after` to read only what came after it; a cursor of an earlier run reads the current run from its beginning.",
         "type": "string",
         "pattern": CURSOR_PATTERN
     })

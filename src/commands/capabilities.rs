@@ -3,6 +3,7 @@
 //! types, exit codes, limits, defaults and the optional features this machine supports.
 
 use crate::catalog;
+use crate::commands::exit_status;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::lifecycle::logs::{MAX_INLINE_BYTES, MAX_LINE_BYTES};
 use crate::lifecycle::wait::LOG_TAIL_LINES;
@@ -94,13 +95,24 @@ pub fn run() -> CapabilitiesAnswer {
         exit_codes: vec![
             ExitCodeInfo {
                 code: 0,
-                meaning: "Success: the envelope on stdout says ok: true (also --help, --version, and a closed stdout).",
+                meaning: "Success: the envelope on stdout says ok: true (also --help, --version, and a closed stdout). With --exit-status (wait, start --wait, restart --wait) the answer is on stdout as usual and the code follows the tasks: 0 when every one succeeded or runs on (ready, or not the one mode any waited for); else that of the first that did not, in answer order: its own exit code (1 to 255) when it exited by itself, or 124, 125, 127 or 128 + signal below. An error of the call itself is still 1, with stdout empty.",
             },
             ExitCodeInfo {
                 code: EXIT_FAILURE,
                 meaning: "Failure: the error envelope on stderr; or a batch with a failed item, or doctor with a failed check (their answer is on stdout).",
             },
-        ],
+        ]
+        .into_iter()
+        .chain(
+            exit_status::CODES
+                .iter()
+                .map(|&(code, meaning)| ExitCodeInfo { code, meaning }),
+        )
+        .collect(),
+        progress_forms: crate::progress::FORMS
+            .iter()
+            .map(|&(name, description)| mode(name, description))
+            .collect(),
         limits: Limits {
             max_payload_bytes: MAX_PAYLOAD_BYTES,
             max_line_bytes: MAX_LINE_BYTES,
@@ -113,6 +125,7 @@ pub fn run() -> CapabilitiesAnswer {
         },
         defaults: Defaults {
             grace_s: DEFAULT_GRACE_S,
+            wait_timeout_s: crate::cli::DEFAULT_WAIT_S,
             log_lines: DEFAULT_LOG_LINES,
             output: "auto",
             stop_signal: "SIGTERM",

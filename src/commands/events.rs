@@ -1,14 +1,16 @@
 //! `events {id?, after?, lines?}`: a task's lifecycle frames and log lines in one order;
 //! without an id, every task's status. `--stream` prints the frames as NDJSON as they
 //! happen: for one task until its `task.ended` frame, for every task until `--timeout`
-//! ([`crate::lifecycle::follow`]).
+//! ([`crate::lifecycle::follow`]). A follow of one task given `--timeout` ends with a
+//! `stream.end` frame (why it ended, where to resume); one of every task has no cursor to
+//! resume from and ends without one.
 
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use super::{Reply, data, print_frames};
-use crate::cli::EventsArgs as Flags;
+use super::{Reply, data, end_stream, print_frames};
+use crate::cli::{EventsArgs as Flags, Timeout};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
@@ -24,7 +26,7 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
         r#"{"id":"web","after":12}"#,
     )?;
     let tasks = Tasks::open()?;
-    let timeout = flags.timeout.map(Duration::from_secs_f64);
+    let timeout = Timeout::of_follow(flags.timeout);
     if flags.raw {
         return raw(&tasks, input, timeout, output);
     }
@@ -35,7 +37,9 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
     ) {
         (Some(args), false) => data(tasks.events(args)?),
         (Some(args), true) => {
-            tasks.follow(args, &mut sink)?;
+            let id = args.id.to_string();
+            let end = tasks.follow(args, &mut sink)?;
+            end_stream(timeout, &id, end, &mut sink);
             Ok(Reply::Streamed)
         }
         (None, false) => data(tasks.all_events()?),

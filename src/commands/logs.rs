@@ -1,12 +1,12 @@
 //! `logs {id, lines?, after?, grep?}`: lines of the current run's output, inline or with a
 //! pointer to the whole log ([`crate::lifecycle::logs`]); `--stream` follows the log as
-//! NDJSON `task.log.line` frames until the task has ended ([`crate::lifecycle::follow`]).
+//! NDJSON `task.log.line` frames until the task has ended ([`crate::lifecycle::follow`]);
+//! with `--timeout`, a last `stream.end` frame says why it ended and where to resume.
 
 use std::ops::ControlFlow;
-use std::time::Duration;
 
-use super::{Reply, data, print_frames};
-use crate::cli::{LogsArgs as Flags, OutputMode};
+use super::{Reply, data, end_stream, print_frames};
+use crate::cli::{LogsArgs as Flags, OutputMode, Timeout};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
@@ -28,8 +28,10 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
     }
     if flags.stream {
         let (mut sink, cancel) = print_frames(output);
-        let timeout = flags.timeout.map(Duration::from_secs_f64);
-        tasks.follow(FollowArgs::for_logs(&input, timeout, cancel)?, &mut sink)?;
+        let timeout = Timeout::of_follow(flags.timeout);
+        let id = input.id.to_string();
+        let end = tasks.follow(FollowArgs::for_logs(&input, timeout, cancel)?, &mut sink)?;
+        end_stream(timeout, &id, end, &mut sink);
         return Ok(Reply::Streamed);
     }
     let shape = match flags.output {
@@ -55,7 +57,7 @@ fn raw(tasks: &Tasks, input: LogsInput, flags: &Flags, output: &Output) -> Resul
         lines: input.lines,
         after: input.after,
         follow: flags.stream,
-        timeout: flags.timeout.map(Duration::from_secs_f64),
+        timeout: Timeout::of_follow(flags.timeout),
     };
     let output = *output;
     tasks.raw_log(args, &mut |bytes| match output.raw(bytes) {

@@ -10,6 +10,8 @@ pub mod capabilities;
 pub mod doctor;
 pub mod events;
 pub mod examples;
+pub mod exit_status;
+pub mod interrupt;
 pub mod list;
 pub mod logs;
 pub mod restart;
@@ -43,6 +45,9 @@ pub enum Reply {
     Data(Box<RawValue>),
     /// A batch answer in which some items failed: printed like `Data`, exit code 1.
     DataWithFailures(Box<RawValue>),
+    /// One answer, printed like `Data`, with this exit code: `--exit-status` (the tasks'
+    /// ends, [`exit_status`]) or an interrupted wait (130).
+    DataWithCode(Box<RawValue>, u8),
     /// Frames were already printed (`--stream`); nothing more to say.
     Streamed,
     /// Plain text for a shell, not an envelope (`completions`).
@@ -55,7 +60,7 @@ pub fn execute(command: Command, output: &Output) -> Result<Reply> {
         Command::Start(args) => start::run(args),
         Command::Status(args) => status::run(args),
         Command::List(args) => list::run(args),
-        Command::Wait(args) => data(wait::run(args)?),
+        Command::Wait(args) => wait::run(args),
         Command::Stop(args) => stop::run(args),
         Command::Restart(args) => restart::run(args),
         Command::Rm(args) => rm::run(args),
@@ -114,35 +119,40 @@ fn one_or_batch<T: DeserializeOwned + Send, A: Serialize + Send>(
     argument: Option<&str>,
     command: &str,
     example: &str,
-    id: impl Fn(&T) -> &TaskId + Sync,
+    id: impl Fn(&T) -> Option<&TaskId> + Sync,
     work: impl Fn(T) -> Result<A> + Sync,
 ) -> Result<Reply> {
     let bytes = required_bytes(argument, command, example)?;
     match payload::one_or_many(&bytes, example)? {
         Ok(one) => data(work(one)?),
-        Err(many) => {
-            let items = many.into_iter().enumerate().collect();
-            let results =
-                batch::run_items(items, batch::WORKERS, |t| Some(id(t).to_string()), work);
-            batch_reply(results, None, |answer| answer)
-        }
+        Err(many) => run_batch(many, id, work),
     }
 }
 
-/// The batch answer for `items`, each answered by `answer`; exit code 1 if any failed.
+/// Runs `items` as a batch, a few at a time, answered in input order.
+fn run_batch<T: Send, A: Serialize + Send>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> Option<&TaskId> + Sync,
+    work: impl Fn(T) -> Result<A> + Sync,
+) -> Result<Reply> {
+    let items = items.into_iter().enumerate().collect();
+    let results = batch::run_items(
+        items,
+        batch::WORKERS,
+        |t| id(t).map(ToString::to_string),
+        work,
+    );
+    batch_reply(results, None, |_, answer| answer)
+}
+
+/// The batch answer for `items`, each answered by `answer` (given the item's index);
+/// exit code 1 if any failed.
 fn batch_reply<T, A: Serialize>(
     items: Vec<Item<T>>,
     concurrency: Option<usize>,
-    answer: impl Fn(T) -> A,
+    answer: impl Fn(usize, T) -> A,
 ) -> Result<Reply> {
-    let results = items
-        .into_iter()
-        .map(|item| {
-            let result = item.result.and_then(|t| encode(answer(t)));
-            ItemResult::new(item.index, item.target, result)
-        })
-        .collect();
-    let answer = BatchAnswer::new(results, concurrency);
+    let answer = batch_answer(items, concurrency, answer)?;
     let failed = answer.error_count > 0;
     let data = encode(answer)?;
     Ok(if failed {
@@ -150,6 +160,23 @@ fn batch_reply<T, A: Serialize>(
     } else {
         Reply::Data(data)
     })
+}
+
+/// The batch answer for `items`, each answered by `answer`.
+fn batch_answer<T, A: Serialize>(
+    items: Vec<Item<T>>,
+    concurrency: Option<usize>,
+    answer: impl Fn(usize, T) -> A,
+) -> Result<BatchAnswer> {
+    let results = items
+        .into_iter()
+        .map(|item| {
+            let index = item.index;
+            let result = item.result.and_then(|t| encode(answer(index, t)));
+            ItemResult::new(item.index, item.target, result)
+        })
+        .collect();
+    Ok(BatchAnswer::new(results, concurrency))
 }
 
 /// `--stream`: prints each frame as it comes; a closed stdout ends the follow, as does a
@@ -161,6 +188,22 @@ fn print_frames(output: &Output) -> (impl FnMut(Frame) -> ControlFlow<()>, Cance
         Err(_) => ControlFlow::Break(()),
     };
     (sink, Cancel::when(move || output.reader_gone()))
+}
+
+/// A `--stream` given a `--timeout` ends with a `stream.end` frame, after the run's end or
+/// when the time ran out; one stopped from outside (the reader went away) prints nothing.
+fn end_stream(
+    timeout: Option<std::time::Duration>,
+    id: &str,
+    end: crate::lifecycle::follow::FollowEnd,
+    sink: &mut impl FnMut(Frame) -> ControlFlow<()>,
+) {
+    if timeout.is_none() {
+        return;
+    }
+    if let Some(frame) = end.frame(id) {
+        let _ = sink(frame);
+    }
 }
 
 /// A completion script for `shell`, generated from the clap definitions.

@@ -1,26 +1,87 @@
 //! `restart {id, env?}` or an array: stop the task if it runs, then start its next run with
-//! the same command ([`crate::lifecycle::restart`]).
+//! the same command ([`crate::lifecycle::restart`]). With `--wait`, answer once the new run
+//! is ready (or has ended), as `start --wait` does ([`Tasks::wait_started`]).
 
-use super::{Reply, one_or_batch};
-use crate::cli::PayloadArgs;
+use std::time::{Duration, Instant};
+
+use super::{Reply, batch_reply, data, required_bytes};
+use crate::cli::{RestartArgs as Flags, Timeout};
 use crate::error::Result;
-use crate::lifecycle::Tasks;
+use crate::lifecycle::batch::{self, Item};
+use crate::lifecycle::launch::WaitStartedArgs;
 use crate::lifecycle::restart::RestartArgs;
+use crate::lifecycle::{Cancel, Tasks};
+use crate::payload;
 use crate::payload::answer::TaskAnswer;
 use crate::payload::input::RestartInput;
+use crate::payload::task::Task;
 
-pub fn run(args: PayloadArgs) -> Result<Reply> {
-    one_or_batch(
-        args.payload.as_deref(),
-        "restart",
-        r#"{"id":"web"}"#,
-        |input: &RestartInput| &input.id,
-        |input| {
-            input.validate()?;
-            let task = Tasks::open()?
-                .exiting_after_call()
-                .restart(RestartArgs { input })?;
-            Ok(TaskAnswer::new(task))
-        },
-    )
+const EXAMPLE: &str = r#"{"id":"web"}"#;
+
+pub fn run(flags: Flags) -> Result<Reply> {
+    let bytes = required_bytes(flags.payload.as_deref(), "restart", EXAMPLE)?;
+    let tasks = Tasks::open()?.exiting_after_call();
+    let wait = flags.wait.then(|| Timeout::of_wait(flags.timeout));
+    match payload::one_or_many::<RestartInput>(&bytes, EXAMPLE)? {
+        Ok(input) => {
+            let fields = input.fields.clone();
+            let task = restart_one(&tasks, input)?;
+            let deadline = wait.map(deadline);
+            data(TaskAnswer::shown(
+                settle(&tasks, task, deadline)?,
+                fields.as_deref(),
+            ))
+        }
+        Err(inputs) => {
+            // Each item's own fields, by its place in the batch.
+            let fields: Vec<Option<Vec<String>>> =
+                inputs.iter().map(|input| input.fields.clone()).collect();
+            // Restart them all first, then wait, with one deadline for the whole call.
+            let items = inputs.into_iter().enumerate().collect();
+            let restarted = batch::run_items(
+                items,
+                batch::WORKERS,
+                |input: &RestartInput| Some(input.id.to_string()),
+                |input| restart_one(&tasks, input),
+            );
+            let deadline = wait.map(deadline);
+            let items = restarted
+                .into_iter()
+                .map(|item| {
+                    let result = item.result.and_then(|task| settle(&tasks, task, deadline));
+                    Item::new(item.index, item.target, result)
+                })
+                .collect();
+            batch_reply(items, None, |index, task| {
+                TaskAnswer::shown(task, fields.get(index).and_then(Option::as_deref))
+            })
+        }
+    }
+}
+
+fn restart_one(tasks: &Tasks, input: RestartInput) -> Result<Task> {
+    input.validate()?;
+    tasks.restart(RestartArgs { input })
+}
+
+/// When a wait of `bound` from now ends (`None`: never).
+fn deadline(bound: Option<Duration>) -> Option<Instant> {
+    bound.and_then(crate::time::deadline_after)
+}
+
+/// With `--wait` (a deadline, or `Some(None)` for none), until the new run is ready or has
+/// ended; without, the run as restarted.
+fn settle(tasks: &Tasks, task: Task, deadline: Option<Option<Instant>>) -> Result<Task> {
+    let Some(deadline) = deadline else {
+        return Ok(task);
+    };
+    let id = crate::paths::TaskId::parse(&task.id)
+        .map_err(|e| crate::error::Error::input_at("id", e, "Give a task id."))?;
+    tasks.wait_started(WaitStartedArgs {
+        id,
+        timeout: deadline.map(|d| d.saturating_duration_since(Instant::now())),
+        cancel: Cancel::never(),
+        progress: None,
+        condition: None,
+    })
 }

@@ -15,7 +15,7 @@ pub fn run(args: PayloadArgs) -> Result<Reply> {
         args.payload.as_deref(),
         "rm",
         r#"{"id":"web"}"#,
-        |input: &RmInput| &input.id,
+        |input: &RmInput| Some(&input.id),
         |input| {
             let removed = Tasks::open()?.exiting_after_call().rm(RmArgs { input })?;
             Ok(RmAnswer {

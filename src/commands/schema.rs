@@ -28,6 +28,7 @@ pub fn list() -> SchemaAnswer {
 }
 
 pub fn show(name: &str) -> Result<SchemaAnswer> {
+    let name = &schema::shown_name(name);
     let schemas: Vec<SchemaItem> = schema::all()
         .iter()
         .filter(|e| e.name == name)

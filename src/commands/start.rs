@@ -1,49 +1,118 @@
 //! `start`: launch one task, or a batch (an array), each under its own supervisor
 //! ([`crate::lifecycle::launch`]).
 
-use std::time::Duration;
-
-use super::{Reply, batch_reply, data, required_bytes};
-use crate::cli::StartArgs as Flags;
+use super::{Reply, batch_answer, data, encode, exit_status, interrupt, required_bytes};
+use crate::cli::{StartArgs as Flags, Timeout};
 use crate::error::Result;
 use crate::lifecycle::launch::{StartArgs, StartBatchArgs, Started};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::payload;
 use crate::payload::answer::StartAnswer;
+use crate::payload::batch::TaskOutcomes;
+use crate::payload::input::StartInput;
 
 const EXAMPLE: &str = r#"{"id":"web","command":"npm","args":["run","dev"]}"#;
 
 pub fn run(flags: Flags) -> Result<Reply> {
     let bytes = required_bytes(flags.payload.as_deref(), "start", EXAMPLE)?;
-    let timeout = flags.timeout.map(Duration::from_secs_f64);
-    match payload::one_or_many(&bytes, EXAMPLE)? {
-        Ok(input) => data(answer(Tasks::open()?.exiting_after_call().start(
-            StartArgs {
+    let timeout = Timeout::of_wait(flags.timeout);
+    let inputs = payload::one_or_many::<StartInput>(&bytes, EXAMPLE)?;
+    // Before anything is launched: from here on a signal ends the wait, not this call, and
+    // the answer names what was launched.
+    let cancel = if flags.wait {
+        interrupt::install()?
+    } else {
+        Cancel::never()
+    };
+    let tasks = Tasks::open()?.exiting_after_call();
+    match inputs {
+        Ok(input) => {
+            let fields = input.fields.clone();
+            let result = tasks.start(StartArgs {
                 input,
                 wait: flags.wait,
                 timeout,
-                cancel: Cancel::never(),
-            },
-        )?)),
+                cancel,
+            });
+            let interrupted = interrupt::received();
+            let started = match interrupted {
+                Some(_) => as_is(&tasks, result)?,
+                None => result?,
+            };
+            let code = exit_status::code(flags.exit_status, interrupted, [&started.task]);
+            let mut answer = answer(started, fields.as_deref());
+            answer.interrupted = interrupted;
+            if !flags.wait {
+                return data(answer);
+            }
+            Ok(Reply::DataWithCode(encode(answer)?, code))
+        }
         Err(inputs) => {
+            // Each item's own fields, by its place in the batch.
+            let fields: Vec<Option<Vec<String>>> =
+                inputs.iter().map(|input| input.fields.clone()).collect();
             let concurrency = flags.concurrency.map(usize::from);
-            let items = Tasks::open()?
-                .exiting_after_call()
-                .start_batch(StartBatchArgs {
-                    inputs,
-                    wait: flags.wait,
-                    timeout,
-                    concurrency,
-                    cancel: Cancel::never(),
-                })?;
-            batch_reply(items, concurrency, answer)
+            let mut items = tasks.start_batch(StartBatchArgs {
+                inputs,
+                wait: flags.wait,
+                timeout,
+                concurrency,
+                cancel,
+            })?;
+            let interrupted = interrupt::received();
+            if interrupted.is_some() {
+                for item in &mut items {
+                    let result = std::mem::replace(&mut item.result, Err(placeholder()));
+                    item.result = as_is(&tasks, result);
+                }
+            }
+            let waited: Vec<_> = items
+                .iter()
+                .filter_map(|item| item.result.as_ref().ok())
+                .map(|started| &started.task)
+                .collect();
+            let outcomes = flags
+                .wait
+                .then(|| TaskOutcomes::count(waited.iter().copied()));
+            let code = exit_status::code(flags.exit_status, interrupted, waited);
+            let mut batch = batch_answer(items, concurrency, |index, started| {
+                answer(started, fields.get(index).and_then(Option::as_deref))
+            })?;
+            batch.task_outcomes = outcomes;
+            batch.interrupted = interrupted;
+            let code = match (batch.error_count, interrupted) {
+                (_, Some(_)) => code,
+                (1.., None) => crate::error::EXIT_FAILURE,
+                (0, None) => code,
+            };
+            Ok(Reply::DataWithCode(encode(batch)?, code))
         }
     }
 }
 
-fn answer(started: Started) -> StartAnswer {
-    StartAnswer {
-        task: started.task,
-        reused: started.reused,
+/// What an interrupted wait answers for a task it launched: the task as it is now (it runs
+/// on), where the wait ended early (`TaskWaitTimedOut`, `TaskNotReady`); any other error as
+/// it is.
+fn as_is(tasks: &Tasks, result: Result<Started>) -> Result<Started> {
+    let error = match result {
+        Ok(started) => return Ok(started),
+        Err(error) => error,
+    };
+    match interrupt::task_of(tasks, &error) {
+        Some(task) => Ok(Started {
+            task,
+            reused: false,
+            condition: None,
+        }),
+        None => Err(error),
     }
+}
+
+/// Stands in for an item's result while it is taken out to be looked at again.
+fn placeholder() -> crate::error::Error {
+    crate::error::Error::input("", "")
+}
+
+fn answer(started: Started, fields: Option<&[String]>) -> StartAnswer {
+    StartAnswer::new(started.task, started.reused, fields)
 }

@@ -29,7 +29,7 @@ use crate::lifecycle::{Cancel, Tasks};
 use crate::output_log::{Cursor, MAX_INLINE_BYTES};
 use crate::paths::TaskId;
 use crate::payload::answer::{AllEventsAnswer, EventsAnswer};
-use crate::payload::frame::{Event, Frame};
+use crate::payload::frame::{Event, Frame, StreamEndData, StreamEndReason};
 use crate::payload::input::{AfterInput, EventsInput, LogsInput};
 use crate::payload::task::Task;
 use crate::state::{Status, TaskRecord, observe};
@@ -65,6 +65,7 @@ impl FollowArgs {
                 lines: if after.is_some() { None } else { input.lines },
                 only_lines: true,
                 budget: None,
+                ansi: input.ansi,
             },
             grep,
             timeout,
@@ -97,11 +98,40 @@ impl FollowArgs {
                 lines: input.lines,
                 only_lines: false,
                 budget: None,
+                ansi: input.ansi,
             },
             grep: None,
             timeout,
             cancel,
         }))
+    }
+}
+
+/// How a follow of one task ended ([`Tasks::follow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowEnd {
+    /// `Some`: the run ended, or the bound ran out; `None`: it was stopped from outside
+    /// (cancelled, or the sink broke), and no `stream.end` is due.
+    pub reason: Option<StreamEndReason>,
+    /// Where it stood in the log.
+    pub cursor: Cursor,
+    /// The next frame's sequence.
+    pub next_sequence: u64,
+}
+
+impl FollowEnd {
+    /// The `stream.end` frame of this follow of `task_id`; `None` when it was stopped from
+    /// outside.
+    pub fn frame(&self, task_id: &str) -> Option<Frame> {
+        let reason = self.reason?;
+        Some(Frame::stream_end(
+            task_id,
+            StreamEndData {
+                reason,
+                cursor: self.cursor,
+                next_sequence: self.next_sequence,
+            },
+        ))
     }
 }
 
@@ -152,8 +182,8 @@ impl Tasks {
 
     /// Follows one task: hands `sink` each frame as it happens, until the run has ended
     /// (after its `task.ended` frame), the bound runs out, the follow is cancelled or the
-    /// sink breaks.
-    pub fn follow(&self, args: FollowArgs, sink: &mut Sink<'_>) -> Result<()> {
+    /// sink breaks. Answers why it ended and where it stood (for a `stream.end` frame).
+    pub fn follow(&self, args: FollowArgs, sink: &mut Sink<'_>) -> Result<FollowEnd> {
         let paths = self.paths(&args.id);
         let deadline = args.timeout.map(|t| Instant::now() + t);
         // Watch before the first read, so nothing that happens in between is missed.
@@ -162,7 +192,7 @@ impl Tasks {
         let grep = args.grep;
         let mut sink = |frame: Frame| {
             let shown = grep.as_ref().is_none_or(|re| match &frame.event {
-                Event::LogLine(data) => re.is_match(&data.line),
+                Event::LogLine(data) => re.is_match(&crate::ansi::strip(&data.line)),
                 _ => false,
             });
             if shown {
@@ -172,10 +202,27 @@ impl Tasks {
             }
         };
         let (mut timeline, mut flow) = Timeline::open(&paths, &record, args.selection, &mut sink)?;
-        while flow == Flow::Open && watch.wait(deadline) && !args.cancel.is_cancelled() {
+        let mut timed_out = false;
+        while flow == Flow::Open && !args.cancel.is_cancelled() {
+            if !watch.wait(deadline) {
+                timed_out = !args.cancel.is_cancelled();
+                break;
+            }
+            if args.cancel.is_cancelled() {
+                break;
+            }
             flow = timeline.poll(&mut sink)?;
         }
-        Ok(())
+        let reason = match flow {
+            Flow::Ended => Some(StreamEndReason::Ended),
+            Flow::Open if timed_out => Some(StreamEndReason::Timeout),
+            _ => None,
+        };
+        Ok(FollowEnd {
+            reason,
+            cursor: timeline.next_cursor(),
+            next_sequence: timeline.next_sequence(),
+        })
     }
 
     /// Every task's status now (`events` without an id): a `task.status` frame each, and a
@@ -242,7 +289,7 @@ impl Tasks {
     pub fn frames(&self, args: FollowArgs) -> Frames {
         let tasks = self.clone();
         let cancel = args.cancel.clone();
-        Frames::spawn(cancel, move |sink| tasks.follow(args, sink))
+        Frames::spawn(cancel, move |sink| tasks.follow(args, sink).map(|_| ()))
     }
 
     /// Follows every task's status on a thread of its own; the frames are this iterator's
@@ -513,7 +560,7 @@ struct Batcher<'s, 'a> {
 impl Batcher<'_, '_> {
     fn push(&mut self, frame: Frame) -> ControlFlow<()> {
         let shown = self.grep.as_ref().is_none_or(|re| match &frame.event {
-            Event::LogLine(data) => re.is_match(&data.line),
+            Event::LogLine(data) => re.is_match(&crate::ansi::strip(&data.line)),
             _ => false,
         });
         if !shown {

@@ -29,6 +29,7 @@ use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::folder::Folder;
 use crate::state::lock::{self, TaskLock};
+use crate::state::owners::OwnerRequest;
 use crate::state::ready::ReadyRequest;
 use crate::state::reconcile::reconcile_in;
 use crate::state::record::{BatchSlot, ReadySpecRecord};
@@ -202,7 +203,7 @@ impl Tasks {
             ),
             None => Ok(launched.record),
         };
-        let record = settled(&paths, waited)?;
+        let record = settled(&paths, waited).map_err(|e| self.with_cursor(e))?;
         Ok(Started {
             task: Task::from_record(&record, &paths),
             reused: launched.reused,
@@ -224,7 +225,7 @@ impl Tasks {
             args.condition.as_ref(),
             &mut bound,
         );
-        let record = settled(&paths, waited)?;
+        let record = settled(&paths, waited).map_err(|e| self.with_cursor(e))?;
         Ok(Task::from_record(&record, &paths))
     }
 
@@ -244,6 +245,7 @@ impl Tasks {
         let env = input.env.clone();
         let template = template(&id, input, slot)?;
         let ready = template.ready_spec.clone();
+        let owner = template.all_owners().pop();
         let (record, reused) = self.launch_run(Run {
             id: &id,
             template,
@@ -258,12 +260,64 @@ impl Tasks {
             }
             _ => None,
         };
+        let record = match owner {
+            Some(owner) if reused => self.add_owner(&id, record, owner)?,
+            _ => record,
+        };
         Ok(Launched {
             id,
             record,
             reused,
             condition,
         })
+    }
+}
+
+/// How long a reusing `start` waits for the run's supervisor to take a new owner, so that
+/// its answer names it.
+const OWNER_PATIENCE: Duration = Duration::from_secs(2);
+
+impl Tasks {
+    /// Adds `owner` to the owners of the reused run of `record` (a `start` that reused it
+    /// with `stop_with_pid`): the task is then stopped once the last of them has exited.
+    /// Only the supervisor writes the record, so the request goes to it (as a new ready
+    /// condition does, [`ask_for_condition`]); this waits a moment for the supervisor to
+    /// record it, and answers the record as it is then. A task started without
+    /// `stop_with_pid` outlives its callers by design, and gains no owner.
+    fn add_owner(
+        &self,
+        id: &TaskId,
+        record: TaskRecord,
+        owner: crate::state::record::OwnerRecord,
+    ) -> Result<TaskRecord> {
+        let owners = record.all_owners();
+        if owners.is_empty() || owners.iter().any(|o| o.pid == owner.pid) {
+            return Ok(record);
+        }
+        let paths = self.paths(id);
+        let Some(folder) = paths.open()? else {
+            return Err(Error::TaskNotFound { id: id.to_string() });
+        };
+        let watch = crate::follow::DirWatch::new_for(&paths.dir, false, &[names::RECORD]);
+        OwnerRequest {
+            run: record.run,
+            pid: owner.pid,
+            start_ticks: owner.start_ticks,
+        }
+        .write(&folder)?;
+        let deadline = Instant::now() + OWNER_PATIENCE;
+        loop {
+            let now = crate::state::observe(&paths, id)?;
+            let taken = now.all_owners().iter().any(|o| o.pid == owner.pid);
+            if taken || now.run != record.run || now.status.is_terminal() {
+                return Ok(now);
+            }
+            if !watch.wait_at_most(Some(deadline), crate::follow::FALLBACK_POLL)
+                && Instant::now() >= deadline
+            {
+                return Ok(now);
+            }
+        }
     }
 }
 
@@ -630,22 +684,40 @@ fn acquire_for_start(
     }
 }
 
-/// What a request names differently from the running task (for `reuse`).
+/// What a request names differently from the running task (for `reuse`), by the payload's
+/// field names: everything that defines the task (command, args, shell, workdir, the
+/// names of `env`, tags as a set, timeout). A different `ready` is not a difference: the new
+/// condition is what the call waits for. `stop_with_pid` is not one either: a new owner
+/// is added to the run's owners.
 fn differences(running: &TaskRecord, wanted: &TaskRecord) -> Vec<String> {
-    let mut differ = Vec::new();
-    if running.command != wanted.command {
-        differ.push("command".to_owned());
-    }
-    if running.args != wanted.args {
-        differ.push("args".to_owned());
-    }
-    if running.shell != wanted.shell {
-        differ.push("shell".to_owned());
-    }
-    if running.workdir.trim_end_matches('/') != wanted.workdir.trim_end_matches('/') {
-        differ.push("workdir".to_owned());
-    }
-    differ
+    let tags = |r: &TaskRecord| {
+        r.tags
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let env = |r: &TaskRecord| {
+        r.env_keys
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    [
+        ("command", running.command != wanted.command),
+        ("args", running.args != wanted.args),
+        ("shell", running.shell != wanted.shell),
+        (
+            "workdir",
+            running.workdir.trim_end_matches('/') != wanted.workdir.trim_end_matches('/'),
+        ),
+        ("env", env(running) != env(wanted)),
+        ("tags", tags(running) != tags(wanted)),
+        ("timeout_s", running.timeout_ms != wanted.timeout_ms),
+    ]
+    .into_iter()
+    .filter(|(_, differs)| *differs)
+    .map(|(field, _)| field.to_owned())
+    .collect()
 }
 
 /// `ready.port` must be free before the task starts: otherwise the task could be "ready"

@@ -6,13 +6,16 @@
 
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
+use crate::lifecycle::observe::listening_ports_of;
+use crate::paths::TaskId;
 use crate::payload::answer::Unreadable;
-use crate::payload::input::ListInput;
+use crate::payload::input::{ListInput, Selector};
 use crate::payload::task::{Status, Task};
 use crate::state::{TaskRecord, observe};
 
 /// `list`: the filters, all optional; a task must match every one given. (`fields` is how
-/// a front end shows the tasks, not which: it is not looked at here.)
+/// a front end shows the tasks, not which; when it asks for `ports`, the running tasks'
+/// ports are looked up now, in one pass over /proc for all of them.)
 #[derive(Debug, Default)]
 pub struct ListArgs {
     pub filter: ListInput,
@@ -49,6 +52,17 @@ impl Tasks {
             }
         }
         found.sort_by(|(a, _), (b, _)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        let wants_ports = filter
+            .fields
+            .as_ref()
+            .is_some_and(|fields| fields.iter().any(|f| f == "ports"));
+        if wants_ports {
+            let records: Vec<&TaskRecord> = found.iter().map(|(record, _)| record).collect();
+            let ports = listening_ports_of(&records);
+            for ((_, task), ports) in found.iter_mut().zip(ports) {
+                task.ports = Some(ports);
+            }
+        }
         Ok(Listed {
             tasks: found.into_iter().map(|(_, task)| task).collect(),
             unreadable,
@@ -56,11 +70,37 @@ impl Tasks {
     }
 }
 
+impl Tasks {
+    /// The ids of the tasks `selector` chooses, oldest first. With `live_only` and no
+    /// `status` in the selector, only queued and running tasks (what `stop` acts on).
+    pub fn select(&self, selector: &Selector, live_only: bool) -> Result<Vec<TaskId>> {
+        let live = live_only && selector.status.is_none();
+        let listed = self.list(ListArgs {
+            filter: ListInput::selecting(selector.clone()),
+        })?;
+        listed
+            .tasks
+            .into_iter()
+            .filter(|task| !live || !task.status.is_terminal())
+            .map(|task| {
+                TaskId::parse(&task.id)
+                    .map_err(|e| Error::input(e, "This is a bug; please report it."))
+            })
+            .collect()
+    }
+}
+
 fn matches(filter: &ListInput, record: &TaskRecord) -> bool {
     let has_tag = |tag: &String| record.tags.contains(tag);
-    filter
-        .status
-        .is_none_or(|s| s == Status::from(record.status))
+    let status = Status::from(record.status);
+    let success = status == Status::Exited && record.exit_code == Some(0);
+    filter.status.as_ref().is_none_or(|s| s.allows(status))
+        && filter
+            .success
+            .is_none_or(|want| status.is_terminal() && want == success)
+        && filter
+            .exit_code
+            .is_none_or(|code| status == Status::Exited && record.exit_code == Some(code))
         && filter.tag.as_ref().is_none_or(has_tag)
         && filter
             .tags

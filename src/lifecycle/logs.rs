@@ -6,7 +6,9 @@
 //!
 //! [`LogsShape::Auto`] (the default) answers inline when nothing asked for was left out and
 //! the lines fit the byte budget; otherwise it answers the lines it can show together with
-//! a pointer to the whole log (`summary+artifact`). Each line shown is cut to
+//! a pointer to the whole log: one shape either way, `lines` and `next_cursor` at the top,
+//! with `kind: "summary+artifact"`, `summary` and `artifact` added beside them, and what was
+//! left out counted by where it is (`omitted: {before, after}`). Each line shown is cut to
 //! [`MAX_LINE_BYTES`] and all of them to [`MAX_INLINE_BYTES`], so one 10 MB line cannot
 //! flood an agent, and reading holds no more than those budgets (and one line's first
 //! [`LINE_BUDGET`] bytes) in memory. [`LogsShape::Inline`] never cuts (the caller asked for
@@ -20,13 +22,13 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use regex::Regex;
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
 use crate::output_log::{self, Cursor, CursorReset, LINE_BUDGET, LineReader, ShownLine};
+use crate::paths::TaskId;
 use crate::paths::names;
-use crate::payload::answer::{Artifact, ArtifactAnswer, LogsAnswer};
+use crate::payload::answer::{Artifact, LogsAnswer, Omitted};
 use crate::payload::input::{DEFAULT_LOG_LINES, LogsInput};
 use crate::payload::task::LogInfo;
 use crate::state::observe;
@@ -54,14 +56,6 @@ pub struct LogsArgs {
     pub shape: LogsShape,
 }
 
-/// The lines, inline or with a pointer to the whole log.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum LogsPage {
-    Inline(LogsAnswer),
-    Artifact(ArtifactAnswer),
-}
-
 /// `grep` as a regular expression.
 pub fn grep(pattern: Option<&str>) -> Result<Option<Regex>> {
     pattern
@@ -79,7 +73,7 @@ pub fn grep(pattern: Option<&str>) -> Result<Option<Regex>> {
 
 impl Tasks {
     /// Lines of the current run's output.
-    pub fn logs(&self, args: LogsArgs) -> Result<LogsPage> {
+    pub fn logs(&self, args: LogsArgs) -> Result<LogsAnswer> {
         let LogsArgs { input, shape } = args;
         let paths = self.paths(&input.id);
         let grep = grep(input.grep.as_deref())?;
@@ -109,6 +103,7 @@ impl Tasks {
                 after.is_some(),
                 grep.as_ref(),
                 shape != LogsShape::Inline,
+                input.ansi,
             )?;
             selected.cursor_reset = reset;
             selected.size = size;
@@ -121,13 +116,14 @@ impl Tasks {
             }
         };
         let mut answer = LogsAnswer {
-            kind: Some("inline"),
+            kind: "inline",
+            summary: None,
             task_id: record.id.clone(),
             run: record.run,
             status: record.status.into(),
             total_lines: selected.total,
             shown_lines: selected.lines.len() as u64,
-            has_more: selected.left_out,
+            omitted: selected.omitted,
             lines: selected.lines,
             next_cursor: Cursor {
                 run: record.run,
@@ -140,31 +136,44 @@ impl Tasks {
                 path: path.clone(),
                 size_bytes: selected.size,
             },
+            artifact: None,
         };
-        let whole = !answer.has_more && answer.truncated_lines == 0;
+        let whole = answer.omitted == Omitted::default() && answer.truncated_lines == 0;
         if shape == LogsShape::Inline || (shape == LogsShape::Auto && whole) {
-            return Ok(LogsPage::Inline(answer));
+            return Ok(answer);
         }
         let relative_path = path
             .strip_prefix(self.state.root())
             .map(PathBuf::from)
             .unwrap_or_else(|_| path.clone());
-        let artifact = Artifact {
+        answer.kind = "summary+artifact";
+        answer.summary = Some(summary(&answer, after.is_some()));
+        answer.artifact = Some(Artifact {
             key: format!("task.{}.logs", record.id),
             kind: "text",
             absolute_path: path,
             relative_path,
             size_bytes: answer.log.size_bytes,
-        };
-        let summary = summary(&answer, after.is_some());
-        // Inside the pointer form the lines carry no `kind` of their own.
-        answer.kind = None;
-        Ok(LogsPage::Artifact(ArtifactAnswer {
-            kind: "summary+artifact",
-            summary,
-            inline: answer,
-            artifact,
-        }))
+        });
+        Ok(answer)
+    }
+
+    /// Where a task's log stands now (after its last whole line): what `logs {after}`
+    /// continues from. `None` when the task or its log cannot be read.
+    pub fn log_position(&self, id: &TaskId) -> Option<Cursor> {
+        let answer = self
+            .logs(LogsArgs {
+                input: LogsInput {
+                    id: id.clone(),
+                    lines: Some(0),
+                    after: None,
+                    grep: None,
+                    ansi: false,
+                },
+                shape: LogsShape::Inline,
+            })
+            .ok()?;
+        Some(answer.next_cursor)
     }
 }
 
@@ -173,9 +182,9 @@ impl Tasks {
 struct Selected {
     lines: Vec<String>,
     total: u64,
-    /// Lines asked for were left out: earlier ones (a tail), ones past `lines` or the
-    /// answer budget (after a cursor).
-    left_out: bool,
+    /// Lines asked for that were left out: earlier ones (a tail), ones past `lines` or
+    /// the answer budget (after a cursor).
+    omitted: Omitted,
     /// Lines shown cut to the line budget.
     truncated: u64,
     next: u64,
@@ -188,7 +197,7 @@ impl Selected {
         Selected {
             lines: Vec::new(),
             total: 0,
-            left_out: false,
+            omitted: Omitted::default(),
             truncated: 0,
             next,
             size: 0,
@@ -253,10 +262,13 @@ fn select(
     forward: bool,
     grep: Option<&Regex>,
     cut: bool,
+    ansi: bool,
 ) -> io::Result<Selected> {
     let Range { from, end } = range;
     let reader_budget = if cut { LINE_BUDGET } else { usize::MAX };
+    // `grep` matches the text without ANSI escape sequences, whatever the answer shows.
     let matches = |text: &str| {
+        let text = &*crate::ansi::strip(text);
         grep.is_none_or(|re| {
             let mut seen = LINE_BUDGET.min(text.len());
             while !text.is_char_boundary(seen) {
@@ -274,33 +286,48 @@ fn select(
         (line.into_text(), was_cut)
     };
     let mut kept = Kept::default();
-    let (mut total, mut matched, mut left_out) = (0u64, 0u64, false);
+    let (mut total, mut matched) = (0u64, 0u64);
     if forward {
-        let mut reader = LineReader::with_budget(from, reader_budget);
+        let mut full = false;
+        let mut reader = LineReader::with_budget(from, reader_budget).keeping_ansi(ansi);
         reader.read(file, end, true, |line, _| {
             if !matches(&line.text) {
                 total += 1;
                 return ControlFlow::Continue(());
             }
             let (text, was_cut) = show(line);
-            let full = kept.len() == wanted
+            full = kept.len() == wanted
                 || (cut && kept.len() > 0 && kept.bytes + text.len() > MAX_INLINE_BYTES);
             if full {
                 // A line past the limit: the answer stops before it.
-                left_out = true;
                 return ControlFlow::Break(());
             }
             total += 1;
             kept.push(text, was_cut);
             ControlFlow::Continue(())
         })?;
+        let next = reader.position();
+        // What the page left out after it is counted, not kept: the rest of the log is
+        // read once more, its newlines counted (with grep, a line's first `LINE_BUDGET`
+        // bytes matched at a time).
+        let mut after = 0;
+        if full && grep.is_none() {
+            after = output_log::count_lines_between(file, next, end)?;
+            total += after;
+        } else if full {
+            LineReader::new(next).read(file, end, true, |line, _| {
+                total += 1;
+                after += u64::from(matches(&line.text));
+                ControlFlow::Continue(())
+            })?;
+        }
         let (lines, truncated) = kept.into_lines();
         return Ok(Selected {
             lines,
             total,
-            left_out,
+            omitted: Omitted { before: 0, after },
             truncated,
-            next: reader.position(),
+            next,
             size: end,
             cursor_reset: None,
         });
@@ -310,36 +337,37 @@ fn select(
         None => output_log::tail_start(file, end, wanted)?.max(from),
         Some(_) => from,
     };
-    LineReader::with_budget(start, reader_budget).read(file, end, true, |line, _| {
-        total += 1;
-        if !matches(&line.text) {
-            return ControlFlow::Continue(());
-        }
-        matched += 1;
-        if wanted == 0 {
-            return ControlFlow::Continue(());
-        }
-        if kept.len() == wanted {
-            kept.pop_front();
-        }
-        let (text, was_cut) = show(line);
-        kept.push(text, was_cut);
-        while cut && kept.bytes > MAX_INLINE_BYTES && kept.len() > 1 {
-            kept.pop_front();
-            left_out = true;
-        }
-        ControlFlow::Continue(())
-    })?;
+    LineReader::with_budget(start, reader_budget)
+        .keeping_ansi(ansi)
+        .read(file, end, true, |line, _| {
+            total += 1;
+            if !matches(&line.text) {
+                return ControlFlow::Continue(());
+            }
+            matched += 1;
+            if wanted == 0 {
+                return ControlFlow::Continue(());
+            }
+            if kept.len() == wanted {
+                kept.pop_front();
+            }
+            let (text, was_cut) = show(line);
+            kept.push(text, was_cut);
+            while cut && kept.bytes > MAX_INLINE_BYTES && kept.len() > 1 {
+                kept.pop_front();
+            }
+            ControlFlow::Continue(())
+        })?;
     if grep.is_none() {
         total = count_lines(file, from, end)?;
         matched = total;
     }
-    left_out |= matched > kept.len();
+    let before = matched.saturating_sub(kept.len());
     let (lines, truncated) = kept.into_lines();
     Ok(Selected {
         lines,
         total,
-        left_out,
+        omitted: Omitted { before, after: 0 },
         truncated,
         next: end,
         size: end,
@@ -366,10 +394,10 @@ fn summary(answer: &LogsAnswer, forward: bool) -> String {
             "Showing {} new log lines for {}{}.",
             answer.shown_lines,
             answer.task_id,
-            if answer.has_more {
-                "; more follow after next_cursor"
+            if answer.omitted.after > 0 {
+                format!("; {} more follow after next_cursor", answer.omitted.after)
             } else {
-                ""
+                String::new()
             }
         )
     } else {

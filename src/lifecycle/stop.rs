@@ -60,11 +60,12 @@ impl StopArgs {
     /// The args of a `stop` payload (checked first), waiting at most `timeout` for the end.
     pub fn from_input(input: StopInput, timeout: Option<Duration>) -> Result<StopArgs> {
         input.validate()?;
+        let id = input.id()?.clone();
         Ok(StopArgs {
             grace: input.grace_s.map(Duration::from_secs_f64),
             signal: input.signal,
             timeout,
-            ..StopArgs::new(input.id)
+            ..StopArgs::new(id)
         })
     }
 }
@@ -82,7 +83,8 @@ impl Tasks {
     /// Stops the task and waits for the end of the run it stopped.
     pub fn stop(&self, args: StopArgs) -> Result<Stopped> {
         let paths = self.paths(&args.id);
-        let (record, already_terminal) = stop_record(&paths, &args, self.lock_threads)?;
+        let (record, already_terminal) =
+            stop_record(&paths, &args, self.lock_threads).map_err(|e| self.with_cursor(e))?;
         Ok(Stopped {
             task: Task::from_record(&record, &paths),
             already_terminal,

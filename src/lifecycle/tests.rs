@@ -64,6 +64,10 @@ fn wait_for(id: &TaskId, cancel: Cancel) -> WaitArgs {
             ids: None,
             mode: None,
             until: Until::Exit,
+            tag: None,
+            tags: None,
+            status: None,
+            fields: None,
         },
         timeout: Some(HANG),
         cancel,
@@ -115,7 +119,7 @@ fn end_run(tasks: &Tasks, id: &TaskId, mut record: TaskRecord, lock: TaskLock) {
 
 fn assert_exited_3(waited: crate::lifecycle::wait::Waited) {
     match waited {
-        crate::lifecycle::wait::Waited::One(task) => {
+        crate::lifecycle::wait::Waited::One { task, .. } => {
             assert_eq!(task.exit_code, Some(3));
             assert_eq!(task.status, crate::payload::task::Status::Exited);
         }
@@ -167,6 +171,7 @@ fn a_cancellable_wait_wakes_when_the_supervisor_exits() {
 
 #[test]
 fn a_wait_in_a_process_exiting_after_its_call_wakes_when_the_lock_is_let_go() {
+    let _helpers = LOCK_HELPERS.lock().unwrap_or_else(|e| e.into_inner());
     // The supervisor (this process) lets go of the lock and never exits: only the helper
     // blocked on the lock can see the end.
     let Planted {
@@ -189,18 +194,40 @@ fn a_wait_in_a_process_exiting_after_its_call_wakes_when_the_lock_is_let_go() {
     assert_exited_3(waited);
 }
 
-/// Threads of this process: each test runs in a process of its own (nextest).
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+/// Threads of this process named `name` (a thread's name is its creator's unless it sets
+/// one). Counted by name, not in all, because `cargo test` runs the tests of this module
+/// side by side in one process, where other tests' threads come and go.
+fn threads_named(name: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
 }
+
+/// Held by the tests that count lock helpers: their number is one for the whole process.
+static LOCK_HELPERS: Mutex<()> = Mutex::new(());
 
 /// RELIABILITY 31, for a long-lived process (the MCP server, the web view): waits given up
 /// on, by their timeout or by a cancel, leave no thread behind, whether on one task or on
 /// several.
 #[test]
 fn two_hundred_abandoned_waits_leave_no_thread_behind() {
+    let _helpers = LOCK_HELPERS.lock().unwrap_or_else(|e| e.into_inner());
+    // The waits run on a thread of their own name, which every thread they start takes.
+    std::thread::Builder::new()
+        .name("abandoned-waits".into())
+        .spawn(abandon_two_hundred_waits)
+        .expect("a thread")
+        .join()
+        .expect("the waits");
+}
+
+fn abandon_two_hundred_waits() {
     let planted = running();
-    let before = threads();
+    let before = threads_named("abandoned-waits");
     for i in 0..200 {
         let cancel = Cancel::new();
         let mut args = wait_for(&planted.id, cancel.clone());
@@ -222,7 +249,11 @@ fn two_hundred_abandoned_waits_leave_no_thread_behind() {
         );
     }
     assert_eq!(crate::state::lock::lock_threads(), 0, "lock helpers left");
-    assert_eq!(threads(), before, "threads left behind by 200 waits");
+    assert_eq!(
+        threads_named("abandoned-waits"),
+        before,
+        "threads left behind by 200 waits"
+    );
     let record = planted.tasks.record(&planted.id).expect("the record");
     assert_eq!(record.status, Status::Running, "the task runs on");
     drop(planted.lock);
@@ -233,9 +264,10 @@ fn two_hundred_abandoned_waits_leave_no_thread_behind() {
 /// go.
 #[test]
 fn lock_helpers_are_bounded_and_end_with_the_lock() {
+    let _helpers = LOCK_HELPERS.lock().unwrap_or_else(|e| e.into_inner());
     let planted = running();
     let tasks = planted.tasks.clone().exiting_after_call();
-    let before = threads();
+    let before = threads_named("lock-wait");
     for _ in 0..50 {
         let mut args = wait_for(&planted.id, Cancel::never());
         args.timeout = Some(Duration::from_millis(2));
@@ -251,10 +283,14 @@ fn lock_helpers_are_bounded_and_end_with_the_lock() {
     );
     drop(planted.lock);
     let deadline = Instant::now() + HANG;
-    while threads() > before && Instant::now() < deadline {
+    while threads_named("lock-wait") > before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(threads(), before, "helpers outlived the lock");
+    assert_eq!(
+        threads_named("lock-wait"),
+        before,
+        "helpers outlived the lock"
+    );
     assert_eq!(crate::state::lock::lock_threads(), 0);
 }
 
@@ -282,6 +318,7 @@ fn a_follow_read_as_an_iterator_ends_with_the_run_or_when_cancelled() {
             lines: None,
             only_lines: false,
             budget: None,
+            ansi: false,
         },
         grep: None,
         timeout: Some(HANG),
@@ -349,6 +386,7 @@ fn a_follow_in_batches_says_at_once_whether_anything_will_come() {
             lines: None,
             only_lines: false,
             budget: None,
+            ansi: false,
         },
         grep: None,
         timeout: Some(HANG),

@@ -6,9 +6,11 @@
 //! tasks are one `poll` over their pidfds. Waiting for conditions (`until: {log?, port?,
 //! http?}`) reads the current run's output as it is written (notify) and tries ports and
 //! URLs on a short timer; if the task ends first, the answer is `TaskNotReady` with the
-//! last lines of its log. Every wait is bounded by a timeout (`TaskWaitTimedOut`,
-//! retryable; the task runs on) and can be cancelled from outside, which ends it the same
-//! way. A progress callback, when given, hears of each change to the task while it waits.
+//! last lines of its log. A log condition may count only lines after a cursor
+//! (`until.after`) and answers the line that met it, with its cursor. Every wait is bounded
+//! by a timeout (`TaskWaitTimedOut`, retryable, with the cursor the log reached; the task
+//! runs on) and can be cancelled from outside, which ends it the same way. A progress
+//! callback, when given, hears of each change to the task while it waits.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -20,8 +22,9 @@ use crate::error::{Error, Result};
 use crate::follow::DirWatch;
 use crate::lifecycle::exits::{Exits, Wake};
 use crate::lifecycle::{Cancel, Tasks};
-use crate::output_log::{self, LineReader, MAX_INLINE_BYTES, MAX_LINE_BYTES};
+use crate::output_log::{self, Cursor, LineReader, MAX_INLINE_BYTES, MAX_LINE_BYTES};
 use crate::paths::{TaskId, TaskPaths, names};
+use crate::payload::answer::LogMatch;
 use crate::payload::input::{Until, WaitInput, WaitMode};
 use crate::payload::task::{Status, Task};
 use crate::procfs::Identity;
@@ -51,8 +54,12 @@ pub struct WaitArgs {
 /// What a wait ends with.
 #[derive(Debug)]
 pub enum Waited {
-    /// `wait {id}`: the task, ended (or ready, with conditions).
-    One(Box<Task>),
+    /// `wait {id}`: the task, ended (or ready, with conditions), and with a log condition
+    /// the line that met it.
+    One {
+        task: Box<Task>,
+        matched: Option<LogMatch>,
+    },
     /// `wait {ids, mode}`: every task of `ids`, in that order, as it is now, and the ids of
     /// those that have ended: all of them with `all`, at least one with `any`.
     Several {
@@ -83,10 +90,38 @@ impl Tasks {
             progress,
         } = args;
         let mut bound = self.bound(timeout, &cancel, progress);
-        match (input.id, input.ids) {
+        if let Some(selector) = input.selector() {
+            if input.id.is_some() || input.ids.is_some() {
+                let at = if input.id.is_some() { "id" } else { "ids" };
+                return Err(Error::input_at(
+                    at,
+                    format!(
+                        "{at}: give id, ids or a selector (tag, tags, status), only one of them"
+                    ),
+                    "Use {\"ids\":[\"a\",\"b\"]} for those tasks or {\"tag\":\"session-7\"} for every task tagged so.",
+                ));
+            }
+            // The tasks chosen as they are now; none chosen is nothing to wait for.
+            let ids = self.select(&selector, false)?;
+            let mode = input.mode.unwrap_or_default();
+            if ids.is_empty() {
+                return Ok(Waited::Several {
+                    mode,
+                    tasks: Vec::new(),
+                    ended: Vec::new(),
+                });
+            }
+            return self
+                .wait_several(ids, mode, input.until, &mut bound)
+                .map_err(|e| self.with_cursor(e));
+        }
+        let waited = match (input.id, input.ids) {
             (Some(id), None) if input.mode.is_none() => self
                 .wait_one(&id, input.until, &mut bound)
-                .map(|task| Waited::One(Box::new(task))),
+                .map(|(task, matched)| Waited::One {
+                    task: Box::new(task),
+                    matched,
+                }),
             (Some(_), None) => Err(Error::input_at(
                 "mode",
                 "mode: only with ids",
@@ -105,11 +140,17 @@ impl Tasks {
                 "id: missing; give id or ids",
                 "Use {\"id\":\"web\"} for one task or {\"ids\":[\"a\",\"b\"]} for several.",
             )),
-        }
+        };
+        waited.map_err(|e| self.with_cursor(e))
     }
 
-    /// `wait {id}`.
-    fn wait_one(&self, id: &TaskId, until: Until, bound: &mut Bound<'_>) -> Result<Task> {
+    /// `wait {id}`: the task, and the line that met a log condition.
+    fn wait_one(
+        &self,
+        id: &TaskId,
+        until: Until,
+        bound: &mut Bound<'_>,
+    ) -> Result<(Task, Option<LogMatch>)> {
         let paths = self.paths(id);
         // The payload is checked before the task is looked for.
         let probe = match until {
@@ -122,20 +163,38 @@ impl Tasks {
                     "Use \"exit\", or conditions like {\"log\":\"ready\"} or {\"port\":3000}.",
                 ));
             }
-            Until::Ready(spec) => {
+            Until::Ready(conditions) => {
+                let (spec, after) = conditions.split();
                 let probe = spec.probe("until")?;
                 bound.limit(spec.timeout("until")?);
-                Some(probe)
+                let after = after
+                    .as_deref()
+                    .map(|text| {
+                        Cursor::parse(text).map_err(|_| {
+                            Error::input_at(
+                                "until.after",
+                                format!("until.after: {text:?} is not a cursor"),
+                                "Pass a next_cursor, match.cursor or a line's cursor unchanged, or leave after out.",
+                            )
+                        })
+                    })
+                    .transpose()?;
+                Some((probe, after))
             }
         };
         // Found now, so a task gone later was removed while this call waited.
         self.record(id)?;
-        let record = match probe {
-            None => until_terminal(&paths, id, bound),
-            Some(probe) => until_conditions(&paths, id, probe, bound),
+        let (record, matched) = match probe {
+            None => until_terminal(&paths, id, bound).map(|record| (record, None)),
+            Some((probe, after)) => until_conditions(&paths, id, probe, after, bound),
         }
         .map_err(Error::removed_meanwhile)?;
-        Ok(Task::from_record(&record, &paths))
+        let mut task = Task::from_record(&record, &paths);
+        // A task waited for until conditions held runs on: its ports as they are now.
+        if !record.status.is_terminal() {
+            task.ports = Some(crate::lifecycle::observe::listening_ports(&record));
+        }
+        Ok((task, matched))
     }
 
     /// Until all (or any) of `ids` have ended.
@@ -240,9 +299,35 @@ impl Tasks {
                         id: ids[0].to_string(),
                         status: status.as_str().to_owned(),
                         timeout_s: bound.timeout_s(),
+                        cursor: None,
                     });
                 }
             }
+        }
+    }
+
+    /// A wait's error as it is answered: a `TaskWaitTimedOut` gets the log position the
+    /// task reached ([`Tasks::log_position`]), from which `logs {after}` reads what it
+    /// printed meanwhile. Other errors are left as they are.
+    pub fn with_cursor(&self, error: Error) -> Error {
+        match error {
+            Error::TaskWaitTimedOut {
+                id,
+                status,
+                timeout_s,
+                cursor: None,
+            } => {
+                let cursor = TaskId::parse(&id)
+                    .ok()
+                    .and_then(|task| self.log_position(&task));
+                Error::TaskWaitTimedOut {
+                    id,
+                    status,
+                    timeout_s,
+                    cursor,
+                }
+            }
+            other => other,
         }
     }
 
@@ -264,6 +349,9 @@ pub(crate) struct Bound<'a> {
     /// As asked, for the error that says it ran out.
     timeout: Option<Duration>,
     deadline: Option<Instant>,
+    /// Whether a condition's own `timeout_s` narrowed the caller's bound (see
+    /// [`Bound::limit`]): its running out is then the condition's, not the call's.
+    narrowed: bool,
     pub(crate) cancel: &'a Cancel,
     progress: Option<OnProgress>,
     /// The record last reported to `progress`.
@@ -282,6 +370,7 @@ impl<'a> Bound<'a> {
         Bound {
             timeout,
             deadline: timeout.and_then(deadline_after),
+            narrowed: false,
             cancel,
             progress,
             reported: None,
@@ -298,6 +387,7 @@ impl<'a> Bound<'a> {
         if self.deadline.is_none_or(|d| until < d) {
             self.timeout = Some(self.timeout.map_or(limit, |t| t.min(limit)));
             self.deadline = Some(until);
+            self.narrowed = true;
         }
     }
 
@@ -312,6 +402,12 @@ impl<'a> Bound<'a> {
         self.cancel.is_cancelled() || self.left() == Some(Duration::ZERO)
     }
 
+    /// Whether the caller's own bound ran out (not a condition's `timeout_s`, not a
+    /// cancel).
+    fn call_ran_out(&self) -> bool {
+        !self.narrowed && !self.cancel.is_cancelled() && self.left() == Some(Duration::ZERO)
+    }
+
     fn timeout_s(&self) -> f64 {
         self.timeout.unwrap_or_default().as_secs_f64()
     }
@@ -322,6 +418,7 @@ impl<'a> Bound<'a> {
             id: id.to_string(),
             status: Status::from(record.status).as_str().to_owned(),
             timeout_s: self.timeout_s(),
+            cursor: None,
         }
     }
 
@@ -401,7 +498,8 @@ pub(crate) fn until_terminal(
 
 /// Blocks until the supervisor has recorded the task ready (with `condition`, ready for
 /// that condition: the record's `ready` counts once its `ready_spec` is this one).
-/// `TaskNotReady` if it ends first or the bound runs out.
+/// `TaskNotReady` if it ends first or the condition's own `timeout_s` runs out;
+/// `TaskWaitTimedOut` (retryable) when the caller's bound runs out first.
 pub(crate) fn until_ready(
     paths: &TaskPaths,
     id: &TaskId,
@@ -422,23 +520,30 @@ pub(crate) fn until_ready(
             return Err(not_ready(paths, &record, "it ended first"));
         }
         if !bound.wait_watch(&watch, crate::follow::FALLBACK_POLL) {
+            if bound.call_ran_out() {
+                return Err(bound.timed_out(id, &record));
+            }
             return Err(not_ready(paths, &record, "the time ran out"));
         }
     }
 }
 
-/// Blocks until `probe`'s conditions hold for the current run.
+/// Blocks until `probe`'s conditions hold for the current run (with `after`, a log
+/// condition counts only lines after that cursor); answers the record and the line that met
+/// the log condition.
 fn until_conditions(
     paths: &TaskPaths,
     id: &TaskId,
     mut probe: Probe,
+    after: Option<Cursor>,
     bound: &mut Bound<'_>,
-) -> Result<TaskRecord> {
+) -> Result<(TaskRecord, Option<LogMatch>)> {
     let watch = DirWatch::new(&paths.dir, false);
     let first = observe(paths, id)?;
     let mut log = paths.read_file(names::LOG).ok().flatten();
     // Reads each byte once: a line still being written (a `\r` bar) is not read again.
-    let mut lines = LineReader::new(0);
+    let mut lines: Option<LineReader> = None;
+    let mut matched = None;
     loop {
         let record = observe(paths, id)?;
         bound.report(paths, &record);
@@ -450,10 +555,22 @@ fn until_conditions(
         if record.run == first.run
             && let Some(file) = log.as_mut()
         {
-            lines.pace();
             let size = file.metadata().map_or(0, |m| m.len());
-            let _ = lines.read(file, size, record.status.is_terminal(), |line, _| {
-                probe.line(&line.text);
+            // Where to start is known once the log is there: a cursor of this run starts
+            // at its line (one past the log's end or cut away: at the end, or the start).
+            let lines = lines.get_or_insert_with(|| {
+                let from = after.map_or(0, |cursor| output_log::resolve(cursor, first.run, size).0);
+                LineReader::new(from)
+            });
+            lines.pace();
+            let run = first.run;
+            let _ = lines.read(file, size, record.status.is_terminal(), |line, end| {
+                if probe.line(&line.text) && matched.is_none() {
+                    matched = Some(LogMatch {
+                        line: line.cut_to(MAX_LINE_BYTES).into_text(),
+                        cursor: Cursor { run, offset: end },
+                    });
+                }
                 ControlFlow::Continue(())
             });
         }
@@ -461,7 +578,7 @@ fn until_conditions(
             probe.try_network();
         }
         if probe.ready() {
-            return Ok(record);
+            return Ok((record, matched));
         }
         if record.status.is_terminal() || record.run != first.run {
             return Err(not_ready(paths, &record, "it ended first"));

@@ -26,7 +26,7 @@ use crate::lifecycle::batch::{self, Item};
 use crate::lifecycle::follow::FollowArgs;
 use crate::lifecycle::launch::{StartArgs, StartBatchArgs, Started, WaitStartedArgs};
 use crate::lifecycle::list::ListArgs;
-use crate::lifecycle::logs::{LogsArgs, LogsPage, LogsShape};
+use crate::lifecycle::logs::{LogsArgs, LogsShape};
 use crate::lifecycle::observe::StatusArgs;
 use crate::lifecycle::restart::RestartArgs;
 use crate::lifecycle::retention::{PruneArgs, RmArgs};
@@ -37,8 +37,7 @@ use crate::output_log::Cursor;
 use crate::paths::TaskId;
 use crate::payload;
 use crate::payload::answer::{
-    ListAnswer, PruneAnswer, RmAnswer, SeveralAnswer, Shown, StartAnswer, StopAnswer, TaskAnswer,
-    WaitAnswer,
+    ListAnswer, PruneAnswer, RmAnswer, Shown, StartAnswer, StopAnswer, TaskAnswer, WaitAnswer,
 };
 use crate::payload::batch::{BatchAnswer, ItemResult};
 use crate::payload::input::{
@@ -59,8 +58,8 @@ pub struct Failed {
 /// What the next call needs after a wait ran out (`TaskWaitTimedOut`).
 #[derive(Debug, Clone, Copy)]
 enum Resume {
-    /// `wait`, `start`/`restart` with `wait`, `stop`: the log position now, if known.
-    Wait(Option<Cursor>),
+    /// `wait`, `start`/`restart` with `wait`, `stop`: the error carries the log position.
+    Wait,
     /// `logs` with `follow`: the position reached.
     Logs(Cursor),
     /// `events` with `follow`: the position reached, and the next frame's number.
@@ -71,7 +70,7 @@ impl From<Error> for Failed {
     fn from(error: Error) -> Failed {
         Failed {
             error: Box::new(error),
-            resume: Resume::Wait(None),
+            resume: Resume::Wait,
         }
     }
 }
@@ -90,8 +89,8 @@ impl Failed {
         let retryable = details.remove("retryable");
         details.remove("hint");
         let (cursor, hint) = match self.resume {
-            Resume::Wait(cursor) => (
-                cursor,
+            Resume::Wait => (
+                None,
                 "The task runs on: call wait again to keep waiting (timeout_s at most 50), or logs with after: cursor to read what it printed meanwhile.",
             ),
             Resume::Logs(cursor) => (
@@ -179,6 +178,8 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
     let waiting = wait.then_some(bound);
     match take_items::<StartInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
+            let fields: Vec<Option<Vec<String>>> =
+                inputs.iter().map(|i| i.fields.clone()).collect();
             call.run(waiting, move |tasks, cancel, _| {
                 let items = tasks.start_batch(StartBatchArgs {
                     inputs,
@@ -187,7 +188,15 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                     concurrency,
                     cancel,
                 })?;
-                Ok(batch_answer(items, concurrency, start_answer)?)
+                let items = items
+                    .into_iter()
+                    .map(|item| {
+                        let fields = fields.get(item.index).and_then(Option::as_deref);
+                        let answer = item.result.map(|s| start_answer(s, fields));
+                        Item::new(item.index, item.target, answer)
+                    })
+                    .collect();
+                Ok(batch_answer(items, concurrency, |answer| answer)?)
             })
             .await
         }
@@ -201,6 +210,7 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                 .into());
             }
             let input: StartInput = parse(args, EXAMPLE)?;
+            let fields = input.fields.clone();
             call.run(waiting, move |tasks, cancel, reporter| {
                 let started = tasks.start(StartArgs {
                     input,
@@ -209,7 +219,7 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                     cancel: cancel.clone(),
                 })?;
                 if !wait {
-                    return Ok(start_answer(started));
+                    return Ok(start_answer(started, fields.as_deref()));
                 }
                 let task = wait_started(
                     &tasks,
@@ -219,26 +229,19 @@ async fn start(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
                     cancel,
                     &reporter,
                 )?;
-                Ok(StartAnswer {
-                    task,
-                    reused: started.reused,
-                })
+                Ok(StartAnswer::new(task, started.reused, fields.as_deref()))
             })
             .await
         }
     }
 }
 
-fn start_answer(started: Started) -> StartAnswer {
-    StartAnswer {
-        task: started.task,
-        reused: started.reused,
-    }
+fn start_answer(started: Started, fields: Option<&[String]>) -> StartAnswer {
+    StartAnswer::new(started.task, started.reused, fields)
 }
 
-/// `start --wait`'s wait, with progress; running out of `bound` is `TaskWaitTimedOut` (a
-/// readiness wait says `TaskNotReady` when the time ran out: here that is so only when the
-/// task's own `ready.timeout_s` ran out first).
+/// `start --wait`'s wait, with progress; running out of `bound` is `TaskWaitTimedOut`
+/// (`TaskNotReady` when the task's own `ready.timeout_s` ran out first).
 fn wait_started(
     tasks: &Tasks,
     id: &str,
@@ -248,29 +251,15 @@ fn wait_started(
     reporter: &Reporter,
 ) -> std::result::Result<Task, Failed> {
     let id = task_id(id)?;
-    let began = Instant::now();
-    let waited = tasks.wait_started(WaitStartedArgs {
-        id: id.clone(),
-        timeout: Some(bound),
-        cancel,
-        progress: Some(reporter.on_task()),
-        condition,
-    });
-    match waited {
-        Err(Error::TaskNotReady { status, why, .. })
-            if why == "the time ran out" && began.elapsed() >= bound =>
-        {
-            Err(ran_out(
-                tasks,
-                Error::TaskWaitTimedOut {
-                    id: id.to_string(),
-                    status,
-                    timeout_s: bound.as_secs_f64(),
-                },
-            ))
-        }
-        other => other.map_err(|e| ran_out(tasks, e)),
-    }
+    tasks
+        .wait_started(WaitStartedArgs {
+            id,
+            timeout: Some(bound),
+            cancel,
+            progress: Some(reporter.on_task()),
+            condition,
+        })
+        .map_err(|e| ran_out(tasks, e))
 }
 
 async fn status(call: &Call<'_>, args: JsonObject) -> Answer {
@@ -303,6 +292,8 @@ async fn list(call: &Call<'_>, args: JsonObject) -> Answer {
 
 async fn wait(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
     let input: WaitInput = parse(args, r#"{"id":"web","until":{"port":3000}}"#)?;
+    crate::payload::input::check_fields(input.fields.as_deref())?;
+    let fields = input.fields.clone();
     let bound = extra.bound;
     call.run(Some(bound), move |tasks, cancel, reporter| {
         let waited = tasks
@@ -313,10 +304,14 @@ async fn wait(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                 progress: Some(reporter.on_task()),
             })
             .map_err(|e| ran_out(&tasks, e))?;
+        let fields = fields.as_deref();
         Ok(match waited {
-            Waited::One(task) => WaitAnswer::One(Box::new(TaskAnswer::new(*task))),
+            Waited::One { task, matched } => WaitAnswer::One(Box::new(TaskAnswer {
+                matched,
+                ..TaskAnswer::shown(*task, fields)
+            })),
             Waited::Several { mode, tasks, ended } => {
-                WaitAnswer::Several(SeveralAnswer { mode, tasks, ended })
+                WaitAnswer::several(mode, tasks, ended, fields)
             }
         })
     })
@@ -327,32 +322,48 @@ async fn stop(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
     const EXAMPLE: &str = r#"{"id":"web"}"#;
     let bound = extra.bound;
     let stop_one = move |tasks: &Tasks, input: StopInput, cancel: Cancel| {
+        let fields = input.fields.clone();
         let mut args = StopArgs::from_input(input, Some(bound))?;
         args.cancel = cancel;
         let stopped = tasks.stop(args)?;
-        Ok(StopAnswer {
-            task_id: stopped.task.id.clone(),
-            status: stopped.task.status,
-            already_terminal: stopped.already_terminal,
-            task: stopped.task,
-        })
+        Ok(StopAnswer::new(
+            stopped.task,
+            stopped.already_terminal,
+            fields.as_deref(),
+        ))
+    };
+    let stop_all = move |tasks: &Tasks, inputs: Vec<StopInput>, cancel: Cancel| {
+        let items = run_items(
+            inputs,
+            |i: &StopInput| i.id.as_ref(),
+            |input| stop_one(tasks, input, cancel.clone()),
+        );
+        batch_answer(items, None, |answer| answer)
     };
     match take_items::<StopInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
             call.run(Some(bound), move |tasks, cancel, _| {
-                let items = run_items(
-                    inputs,
-                    |i: &StopInput| &i.id,
-                    |input| stop_one(&tasks, input, cancel.clone()),
-                );
-                Ok(batch_answer(items, None, |answer| answer)?)
+                Ok(stop_all(&tasks, inputs, cancel)?)
             })
             .await
         }
         None => {
             let input: StopInput = parse(args, EXAMPLE)?;
+            if input.id.is_none()
+                && let Some(selector) = input.selector()
+            {
+                input.validate()?;
+                return call
+                    .run(Some(bound), move |tasks, cancel, _| {
+                        let ids = tasks.select(&selector, true)?;
+                        Ok(stop_all(&tasks, input.for_each(ids), cancel)?)
+                    })
+                    .await;
+            }
             call.run(Some(bound), move |tasks, cancel, reporter| {
-                reporter.say(format!("stopping {}", input.id));
+                if let Some(id) = &input.id {
+                    reporter.say(format!("stopping {id}"));
+                }
                 stop_one(&tasks, input, cancel).map_err(|e| ran_out(&tasks, e))
             })
             .await
@@ -366,7 +377,8 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
     let waiting = wait.then_some(bound);
     let restart_one = |tasks: &Tasks, input: RestartInput| {
         input.validate()?;
-        tasks.restart(RestartArgs { input })
+        let fields = input.fields.clone();
+        Ok((tasks.restart(RestartArgs { input })?, fields))
     };
     match take_items::<RestartInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
@@ -374,22 +386,23 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
                 // Restart them all first, then wait, with one deadline for the whole call.
                 let restarted = run_items(
                     inputs,
-                    |i: &RestartInput| &i.id,
+                    |i: &RestartInput| Some(&i.id),
                     |input| restart_one(&tasks, input),
                 );
                 let deadline = Instant::now() + bound;
                 let items = restarted
                     .into_iter()
                     .map(|item| {
-                        let result = item.result.and_then(|task| {
+                        let result = item.result.and_then(|(task, fields)| {
                             if !wait {
-                                return Ok(task);
+                                return Ok(TaskAnswer::shown(task, fields.as_deref()));
                             }
                             let left = deadline.saturating_duration_since(Instant::now());
                             wait_started(&tasks, &task.id, None, left, cancel.clone(), &reporter)
+                                .map(|task| TaskAnswer::shown(task, fields.as_deref()))
                                 .map_err(|failed| *failed.error)
                         });
-                        Item::new(item.index, item.target, result.map(TaskAnswer::new))
+                        Item::new(item.index, item.target, result)
                     })
                     .collect();
                 Ok(batch_answer(items, None, |answer| answer)?)
@@ -399,13 +412,13 @@ async fn restart(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer 
         None => {
             let input: RestartInput = parse(args, EXAMPLE)?;
             call.run(waiting, move |tasks, cancel, reporter| {
-                let task = restart_one(&tasks, input)?;
+                let (task, fields) = restart_one(&tasks, input)?;
                 let task = if wait {
                     wait_started(&tasks, &task.id, None, bound, cancel, &reporter)?
                 } else {
                     task
                 };
-                Ok(TaskAnswer::new(task))
+                Ok(TaskAnswer::shown(task, fields.as_deref()))
             })
             .await
         }
@@ -426,6 +439,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
             lines,
             after,
             grep,
+            ansi,
         } = input;
         let page = |after: Option<String>| {
             tasks.logs(LogsArgs {
@@ -434,6 +448,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                     lines,
                     after,
                     grep: grep.clone(),
+                    ansi,
                 },
                 shape,
             })
@@ -445,12 +460,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
         reporter.say(format!("{id}: waiting for new output"));
         let deadline = Instant::now() + bound;
         loop {
-            let (shown, status, cursor) = match &answer {
-                LogsPage::Inline(a) => (a.shown_lines, a.status, a.next_cursor),
-                LogsPage::Artifact(a) => {
-                    (a.inline.shown_lines, a.inline.status, a.inline.next_cursor)
-                }
-            };
+            let (shown, status, cursor) = (answer.shown_lines, answer.status, answer.next_cursor);
             if shown > 0 || status.is_terminal() {
                 return Ok(answer);
             }
@@ -469,6 +479,7 @@ async fn logs(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                     lines: None,
                     after: after.clone(),
                     grep: grep.clone(),
+                    ansi,
                 },
                 Some(left),
                 cancel.clone(),
@@ -521,6 +532,7 @@ async fn events(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                 id: Some(args.id.clone()),
                 after: Some(AfterInput::Sequence(after)),
                 lines: input.lines,
+                ansi: input.ansi,
             };
             let Some(follow) = FollowArgs::for_events(&resume, Some(left), cancel.clone())? else {
                 unreachable!("an id was given")
@@ -545,7 +557,11 @@ async fn rm(call: &Call<'_>, mut args: JsonObject) -> Answer {
     match take_items::<RmInput>(&mut args, EXAMPLE)? {
         Some(inputs) => {
             call.run(None, move |tasks, _, _| {
-                let items = run_items(inputs, |i: &RmInput| &i.id, |input| rm_one(&tasks, input));
+                let items = run_items(
+                    inputs,
+                    |i: &RmInput| Some(&i.id),
+                    |input| rm_one(&tasks, input),
+                );
                 Ok(batch_answer(items, None, |answer| answer)?)
             })
             .await
@@ -578,38 +594,17 @@ fn timed_out(id: &TaskId, status: Status, bound: Duration) -> Error {
         id: id.to_string(),
         status: status.as_str().to_owned(),
         timeout_s: bound.as_secs_f64(),
+        cursor: None,
     }
 }
 
-/// A wait's error, with the log position reached when it ran out.
+/// A wait's error; a running-out carries the log position reached (the lifecycle put it
+/// in the error's `cursor`).
 fn ran_out(tasks: &Tasks, error: Error) -> Failed {
-    let cursor = match &error {
-        Error::TaskWaitTimedOut { id, .. } => log_position(tasks, id),
-        _ => None,
-    };
     Failed {
-        error: Box::new(error),
-        resume: Resume::Wait(cursor),
+        error: Box::new(tasks.with_cursor(error)),
+        resume: Resume::Wait,
     }
-}
-
-/// Where a task's log stands now (after its last whole line): what `after` continues from.
-fn log_position(tasks: &Tasks, id: &str) -> Option<Cursor> {
-    let page = tasks
-        .logs(LogsArgs {
-            input: LogsInput {
-                id: TaskId::parse(id).ok()?,
-                lines: Some(0),
-                after: None,
-                grep: None,
-            },
-            shape: LogsShape::Inline,
-        })
-        .ok()?;
-    Some(match page {
-        LogsPage::Inline(answer) => answer.next_cursor,
-        LogsPage::Artifact(answer) => answer.inline.next_cursor,
-    })
 }
 
 fn task_id(id: &str) -> Result<TaskId> {
@@ -686,11 +681,16 @@ fn at_item(index: usize, error: Error) -> Error {
 /// Runs a batch's items, a few at a time, in input order.
 fn run_items<T: Send, A: Send>(
     inputs: Vec<T>,
-    id: impl Fn(&T) -> &TaskId + Sync,
+    id: impl Fn(&T) -> Option<&TaskId> + Sync,
     work: impl Fn(T) -> Result<A> + Sync,
 ) -> Vec<Item<A>> {
     let items = inputs.into_iter().enumerate().collect();
-    batch::run_items(items, batch::WORKERS, |t| Some(id(t).to_string()), work)
+    batch::run_items(
+        items,
+        batch::WORKERS,
+        |t| id(t).map(ToString::to_string),
+        work,
+    )
 }
 
 /// The batch answer for `items`, each answered by `answer`.

@@ -18,25 +18,74 @@ use crate::payload::task::{LogInfo, Status, Task};
 pub struct TaskAnswer {
     pub task_id: String,
     pub status: Status,
-    pub task: Task,
+    /// The whole task, or only the `fields` asked for.
+    pub task: Shown,
+    /// `wait {until: {log}}`: the line that met the log condition, and its cursor (pass it
+    /// as `until.after` to wait for the next such line). Absent otherwise.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matched: Option<LogMatch>,
+    /// Present only when a signal (SIGINT, SIGTERM, SIGHUP) interrupted the wait: its name.
+    /// The tasks are as they were then (they run on); the exit code is 130.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
 }
 
 impl TaskAnswer {
     pub fn new(task: Task) -> TaskAnswer {
+        TaskAnswer::shown(task, None)
+    }
+
+    /// With only `fields` of the task, when given.
+    pub fn shown(task: Task, fields: Option<&[String]>) -> TaskAnswer {
         TaskAnswer {
             task_id: task.id.clone(),
             status: task.status,
-            task,
+            task: Shown::new(task, fields),
+            matched: None,
+            interrupted: None,
         }
     }
 }
 
+/// A log line that met a condition.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct LogMatch {
+    /// The line, cut to the line budget (8 KiB).
+    pub line: String,
+    /// Just past the line: `after` for `logs`, `events` and `wait {until: {after}}`.
+    pub cursor: Cursor,
+}
+
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StartAnswer {
-    pub task: Task,
-    /// `true` when `if_running: "reuse"` answered the task that was already running.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// The whole task, or only the `fields` asked for.
+    pub task: Shown,
+    /// `true` when `if_running: "reuse"` answered the task that was already running;
+    /// `false` otherwise (always present).
     pub reused: bool,
+    /// Present only when a signal (SIGINT, SIGTERM, SIGHUP) interrupted the wait: its name.
+    /// The tasks are as they were then (they run on); the exit code is 130.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
+    /// The beginning of the answered run's output (`"<run>:0"`): pass it as `after` to
+    /// `logs` (or `logs --stream`, `events`) to read everything the run printed, missing
+    /// nothing, however soon after `start` it printed it.
+    pub next_cursor: Cursor,
+}
+
+impl StartAnswer {
+    /// The task whole, or only `fields`; `reused` always said.
+    pub fn new(task: Task, reused: bool, fields: Option<&[String]>) -> StartAnswer {
+        StartAnswer {
+            next_cursor: Cursor {
+                run: task.run,
+                offset: 0,
+            },
+            task: Shown::new(task, fields),
+            reused,
+            interrupted: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -45,7 +94,20 @@ pub struct StopAnswer {
     pub status: Status,
     /// `true` when the task had already ended and nothing was signalled.
     pub already_terminal: bool,
-    pub task: Task,
+    /// The whole task, or only the `fields` asked for.
+    pub task: Shown,
+}
+
+impl StopAnswer {
+    /// A stopped task, whole or only `fields`.
+    pub fn new(task: Task, already_terminal: bool, fields: Option<&[String]>) -> StopAnswer {
+        StopAnswer {
+            task_id: task.id.clone(),
+            status: task.status,
+            already_terminal,
+            task: Shown::new(task, fields),
+        }
+    }
 }
 
 /// What `wait` answers: one task, or several.
@@ -58,14 +120,41 @@ pub enum WaitAnswer {
     Several(SeveralAnswer),
 }
 
-/// `wait {ids, mode}`'s answer.
+impl WaitAnswer {
+    /// `wait {id}`'s answer, the task whole or only `fields`.
+    pub fn one(task: Task, fields: Option<&[String]>) -> WaitAnswer {
+        WaitAnswer::One(Box::new(TaskAnswer::shown(task, fields)))
+    }
+
+    /// `wait {ids}`'s answer, each task whole or only `fields`.
+    pub fn several(
+        mode: WaitMode,
+        tasks: Vec<Task>,
+        ended: Vec<String>,
+        fields: Option<&[String]>,
+    ) -> WaitAnswer {
+        WaitAnswer::Several(SeveralAnswer {
+            mode,
+            tasks: tasks.into_iter().map(|t| Shown::new(t, fields)).collect(),
+            ended,
+            interrupted: None,
+        })
+    }
+}
+
+/// `wait {ids, mode}`'s answer (and a wait by selector's).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SeveralAnswer {
     pub mode: WaitMode,
-    /// Every task of `ids`, in that order, as it is now.
-    pub tasks: Vec<Task>,
+    /// Every task of `ids` (or that the selector chose), in that order, as it is now: whole,
+    /// or only the `fields` asked for.
+    pub tasks: Vec<Shown>,
     /// The ids of those that have ended: all of them with `all`, at least one with `any`.
     pub ended: Vec<String>,
+    /// Present only when a signal (SIGINT, SIGTERM, SIGHUP) interrupted the wait: its name.
+    /// The tasks are as they were then (they run on); the exit code is 130.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -167,23 +256,31 @@ impl SkipReason {
     }
 }
 
+/// `logs`: one shape whatever the log's size. `lines` and `next_cursor` are always at the
+/// top; when the answer is cut (lines left out, or lines cut to the line budget), `kind` is
+/// `"summary+artifact"` and `summary` and `artifact` (the whole log, as a file) are added
+/// beside them, never moving them.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LogsAnswer {
-    /// `"inline"`; absent inside a `summary+artifact` answer.
+    /// `"inline"`: every line asked for, whole; `"summary+artifact"`: cut (see `omitted`,
+    /// `truncated_lines`), with `summary` and `artifact`.
+    #[schemars(extend("enum" = ["inline", "summary+artifact"]))]
+    pub kind: &'static str,
+    /// With `summary+artifact`: one sentence for people ("Showing 50 of 412 log lines for
+    /// web.").
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("const" = "inline"))]
-    pub kind: Option<&'static str>,
+    pub summary: Option<String>,
     pub task_id: String,
     pub run: u32,
     pub status: Status,
     /// Lines in the part of the log considered (the whole run, or after the cursor).
     pub total_lines: u64,
     pub shown_lines: u64,
-    /// Whether lines that were asked for were left out (earlier ones, or ones past the
-    /// line or byte budget: continue from `next_cursor`).
-    pub has_more: bool,
+    /// Lines asked for but left out, by where they are.
+    pub omitted: Omitted,
     pub lines: Vec<String>,
-    /// Pass as `after` to get only what comes next.
+    /// Pass as `after` to get only what comes next: after the last line shown, so `after`
+    /// with `lines` pages forward through `omitted.after`.
     pub next_cursor: Cursor,
     /// Set when `after` could not be used as given (`new_run`, `truncated`).
     pub cursor_reset: Option<CursorReset>,
@@ -191,18 +288,20 @@ pub struct LogsAnswer {
     pub truncated_lines: u64,
     pub grep: Option<String>,
     pub log: LogInfo,
+    /// With `summary+artifact`: the whole log, as a file to read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
 }
 
-/// `kind: "summary+artifact"`: the lines that could be shown, and where the whole log is.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ArtifactAnswer {
-    /// `"summary+artifact"`.
-    #[schemars(extend("const" = "summary+artifact"))]
-    pub kind: &'static str,
-    /// One sentence for people: "Showing 50 of 412 log lines for web."
-    pub summary: String,
-    pub inline: LogsAnswer,
-    pub artifact: Artifact,
+/// Lines of the part considered (matching `grep`, if given) that the answer left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Omitted {
+    /// Before the first line shown: the earlier lines of a tail (`lines`, or the answer
+    /// budget). Read them from the artifact, or page from an earlier cursor.
+    pub before: u64,
+    /// After the last line shown: past `lines` or the answer budget, after a cursor.
+    /// Continue with `after: next_cursor`.
+    pub after: u64,
 }
 
 /// The whole log, as a file to read.

@@ -8,6 +8,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::Result;
+use crate::payload::task::{Status, Task};
 
 /// The answer to a batch (a payload that is an array): one result per item, in input order.
 /// `D` is an item's answer; it is kept as encoded JSON at run time.
@@ -22,7 +23,69 @@ pub struct BatchAnswer<D = Box<RawValue>> {
     pub error_count: usize,
     /// `--concurrency`, when it was given.
     pub concurrency: Option<usize>,
+    /// With `--wait` (`start`, `restart`): how the tasks of the items that succeeded ended,
+    /// apart from how many items succeeded (an item whose task exited 2 succeeded as an item).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_outcomes: Option<TaskOutcomes>,
+    /// Present only when a signal (SIGINT, SIGTERM, SIGHUP) interrupted the wait: its name.
+    /// The tasks are as they were then (they run on); the exit code is 130.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'static str>,
     pub results: Vec<ItemResult<D>>,
+}
+
+/// How the tasks a batch waited for ended, counted by how they ended.
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
+pub struct TaskOutcomes {
+    /// `succeeded` (every task exited 0 or runs on, ready), `partial_failure`, or `failed`
+    /// (none did); `succeeded` when there was no task.
+    #[schemars(extend("enum" = ["succeeded", "partial_failure", "failed"]))]
+    pub outcome: &'static str,
+    /// Exited with code 0.
+    pub succeeded: usize,
+    /// Still running (ready, or not waited for to the end) or queued.
+    pub running: usize,
+    /// Exited by itself with a code other than 0.
+    pub exited_nonzero: usize,
+    /// Ended by a signal or `stop`.
+    pub killed: usize,
+    /// Killed by its `timeout_s`.
+    pub timed_out: usize,
+    /// Never started.
+    pub failed: usize,
+    /// Its supervisor vanished.
+    pub lost: usize,
+}
+
+impl TaskOutcomes {
+    /// Counts `tasks`.
+    pub fn count<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> TaskOutcomes {
+        let mut outcomes = TaskOutcomes::default();
+        for task in tasks {
+            let count = match task.status {
+                Status::Queued | Status::Running => &mut outcomes.running,
+                Status::Exited if task.success => &mut outcomes.succeeded,
+                Status::Exited => &mut outcomes.exited_nonzero,
+                Status::Killed => &mut outcomes.killed,
+                Status::TimedOut => &mut outcomes.timed_out,
+                Status::Failed => &mut outcomes.failed,
+                Status::Lost => &mut outcomes.lost,
+            };
+            *count += 1;
+        }
+        let good = outcomes.succeeded + outcomes.running;
+        let bad = outcomes.exited_nonzero
+            + outcomes.killed
+            + outcomes.timed_out
+            + outcomes.failed
+            + outcomes.lost;
+        outcomes.outcome = match (good, bad) {
+            (_, 0) => "succeeded",
+            (0, _) => "failed",
+            _ => "partial_failure",
+        };
+        outcomes
+    }
 }
 
 /// One item's result: `data` (the answer for that one item) or `error`.
@@ -82,6 +145,8 @@ impl BatchAnswer {
             success_count,
             error_count,
             concurrency,
+            task_outcomes: None,
+            interrupted: None,
             results,
         }
     }

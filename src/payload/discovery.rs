@@ -29,6 +29,9 @@ pub struct CapabilitiesAnswer {
     /// Every error `type`, and whether it may be retryable.
     pub error_types: Vec<ErrorInfo>,
     pub exit_codes: Vec<ExitCodeInfo>,
+    /// The forms of output lines read as a task's `progress`, in the order they are tried,
+    /// each with an example line.
+    pub progress_forms: Vec<ModeInfo>,
     pub limits: Limits,
     pub defaults: Defaults,
     /// Optional features, and whether this build on this machine has them.
@@ -121,6 +124,12 @@ pub struct Limits {
 pub struct Defaults {
     /// Seconds between SIGTERM and SIGKILL.
     pub grace_s: f64,
+    /// Seconds a waiting call (`wait`, `start --wait`, `restart --wait`, `stop`) blocks when
+    /// `--timeout` is absent, whatever `grace_s` is: under the two minutes agent harnesses
+    /// give a tool call. Running out is `TaskWaitTimedOut` (retryable) with the task's
+    /// `status` and a log `cursor`; `--timeout none` waits for good. `--stream` follows have
+    /// no default bound.
+    pub wait_timeout_s: f64,
     /// Lines `logs` answers without `lines`.
     pub log_lines: u64,
     /// `logs --output`.

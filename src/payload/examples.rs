@@ -81,6 +81,12 @@ pub const EXAMPLES: &[ExampleFile] = &[
     ),
     example!("list", "by-id", &[], "Only these tasks."),
     example!(
+        "list",
+        "failed-tasks",
+        &[],
+        "Every task that ended other than with exit code 0 (killed and timed out included), with epoch-millisecond end times for jq."
+    ),
+    example!(
         "wait",
         "until-it-ends",
         &["--timeout", "600"],
@@ -105,6 +111,12 @@ pub const EXAMPLES: &[ExampleFile] = &[
         "Block until the first of several tasks has ended (mode all: until every one has)."
     ),
     example!(
+        "wait",
+        "every-task-tagged",
+        &["--timeout", "600"],
+        "Block until every task tagged session-7 has ended, answering only the fields a script needs."
+    ),
+    example!(
         "stop",
         "one-task",
         &[],
@@ -117,6 +129,12 @@ pub const EXAMPLES: &[ExampleFile] = &[
         "SIGINT first (like Ctrl-C), SIGKILL 10 s later if it still runs."
     ),
     example!("stop", "batch", &[], "Stop two tasks in one call."),
+    example!(
+        "stop",
+        "every-task-tagged",
+        &[],
+        "Stop every queued or running task tagged session-7, answered as a batch with only each task's id and status."
+    ),
     example!(
         "restart",
         "one-task",

@@ -8,7 +8,10 @@
 //! - `task.progress` [`Progress`] `{current, total, percent, message}`;
 //! - `task.ready` [`ReadyData`] `{ready, run}`: the run's ready conditions all held;
 //! - `task.ended` [`EndedData`] `{status, run, exit_code, signal, reason}`; a follow ends
-//!   after it.
+//!   after it;
+//! - `stream.end` [`StreamEndData`] `{reason, cursor, next_sequence}`: the last frame of a
+//!   `--stream` given a `--timeout` (after `task.ended`, when the run ended): not a
+//!   lifecycle entry or a log line, but why the follow ended and where to resume.
 //!
 //! `sequence` numbers a run's frames in one order, its lifecycle entries and log lines as
 //! they happened, from `(run - 1) * 2^32 + 1`: a frame's number never changes and never
@@ -35,6 +38,9 @@ use crate::time::{now_ms, rfc3339};
 /// The frame type of a log line (log lines are not journaled: they are the log).
 pub const LOG_LINE: &str = "task.log.line";
 
+/// The frame type that ends a bounded follow (never journaled: it is the follow's own).
+pub const STREAM_END: &str = "stream.end";
+
 /// One frame: `{type, task_id, sequence, timestamp, data}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
@@ -56,6 +62,30 @@ pub enum Event {
     Progress(Progress),
     Ready(ReadyData),
     Ended(EndedData),
+    StreamEnd(StreamEndData),
+}
+
+/// `stream.end`: why a follow given a `--timeout` ended, and where to resume.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct StreamEndData {
+    /// `timeout`: the time ran out, the task runs on; `ended`: the run has ended and
+    /// everything it said was sent.
+    pub reason: StreamEndReason,
+    /// Where the follow stood in the log (past the last line it read): `after` for `logs`,
+    /// `logs --stream` or `events`, to go on without a gap or a repeat.
+    pub cursor: Cursor,
+    /// The next frame's sequence: `after: next_sequence - 1` resumes `events` there.
+    pub next_sequence: u64,
+}
+
+/// Why a follow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEndReason {
+    /// `--timeout` ran out.
+    Timeout,
+    /// The run ended.
+    Ended,
 }
 
 /// `task.status`: the task's status as it now stands.
@@ -109,6 +139,7 @@ impl Event {
             Event::Progress(_) => kind::PROGRESS,
             Event::Ready(_) => kind::READY,
             Event::Ended(_) => kind::ENDED,
+            Event::StreamEnd(_) => STREAM_END,
         }
     }
 }
@@ -201,6 +232,17 @@ impl Frame {
         }
     }
 
+    /// The last frame of a bounded follow of task `task_id`: why it ended, and where it
+    /// stood (`cursor` in the log, `next_sequence` in the timeline).
+    pub fn stream_end(task_id: &str, data: StreamEndData) -> Frame {
+        Frame {
+            task_id: task_id.to_owned(),
+            sequence: data.next_sequence.saturating_sub(1),
+            timestamp: rfc3339(now_ms()),
+            event: Event::StreamEnd(data),
+        }
+    }
+
     /// How the run of `record` ended, for a follower that found no `task.ended` in the
     /// journal (what the journal's entry says, built the same way: [`EndedEntry::of`]).
     pub fn ended(record: &TaskRecord, sequence: u64) -> Frame {
@@ -244,6 +286,7 @@ impl Serialize for Frame {
             Event::Progress(data) => map.serialize_entry("data", data)?,
             Event::Ready(data) => map.serialize_entry("data", data)?,
             Event::Ended(data) => map.serialize_entry("data", data)?,
+            Event::StreamEnd(data) => map.serialize_entry("data", data)?,
         }
         map.end()
     }
@@ -306,6 +349,11 @@ impl JsonSchema for Frame {
                 kind::ENDED,
                 "`task.ended`: how the run ended; a follow ends after it.",
                 generator.subschema_for::<EndedData>(),
+            ),
+            one(
+                STREAM_END,
+                "`stream.end`: the last frame of a `--stream` given a `--timeout`; not a log line or a lifecycle entry: why the follow ended (`timeout`, `ended`) and the cursor to resume from. Its `sequence` is the last one the follow reached (the next frame's, less one).",
+                generator.subschema_for::<StreamEndData>(),
             ),
         ];
         json_schema!({

@@ -70,6 +70,11 @@ pub struct StartInput {
     /// When the task counts as ready: `{log?, port?, http?, timeout_s?}`; `start --wait`
     /// then answers once it is ready.
     pub ready: Option<ReadySpec>,
+    /// Answer only these fields of the task (e.g. ["id","status"]), as `list` does; in a
+    /// batch, each item's own.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::payload::task::task_fields")]
+    pub fields: Option<Vec<String>>,
 }
 
 /// `if_running`: what `start` does when the id is already running or queued.
@@ -146,6 +151,7 @@ impl StartInput {
         if let Some(ready) = &self.ready {
             ready.probe("ready")?;
         }
+        check_fields(self.fields.as_deref())?;
         if let Some(pid) = self.stop_with_pid {
             use crate::procfs::{NotAnOwner, check_owner};
             let refused = |message: String, hint: String| {
@@ -236,12 +242,122 @@ pub struct WaitInput {
     /// Several tasks, instead of `id`: wait until all (or any) of them have ended.
     #[schemars(length(min = 1))]
     pub ids: Option<Vec<TaskId>>,
-    /// With `ids`: `"all"` (the default) or `"any"`.
+    /// With `ids` or a selector: `"all"` (the default) or `"any"`.
     pub mode: Option<WaitMode>,
     /// `"exit"` (the default): until the task has ended. Or conditions, as in `start`'s
     /// `ready`: `{log?, port?, http?}`, until they all hold.
     #[serde(default)]
     pub until: Until,
+    /// A selector, instead of `id` or `ids`: every task carrying this tag (as they are when
+    /// the wait begins), answered as with `ids`.
+    #[schemars(length(min = 1))]
+    pub tag: Option<String>,
+    /// A selector: every task carrying all of these tags.
+    pub tags: Option<Vec<String>>,
+    /// A selector: every task with this status, or one of these.
+    pub status: Option<StatusFilter>,
+    /// Answer only these fields of each task (e.g. ["id","status","exit_code"]), as `list`
+    /// does.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::payload::task::task_fields")]
+    pub fields: Option<Vec<String>>,
+}
+
+impl WaitInput {
+    /// The selector given (`tag`, `tags`, `status`), if any.
+    pub fn selector(&self) -> Option<Selector> {
+        Selector::of(&self.tag, &self.tags, &self.status)
+    }
+}
+
+/// Which tasks a command acts on, chosen by what they carry rather than by id: every task
+/// with the `tag`, all of the `tags`, and one of the statuses of `status`. `wait` and `stop`
+/// take it; `list` filters by the same fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector {
+    pub tag: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub status: Option<StatusFilter>,
+}
+
+impl Selector {
+    /// The selector of these payload fields; `None` when none is given.
+    pub fn of(
+        tag: &Option<String>,
+        tags: &Option<Vec<String>>,
+        status: &Option<StatusFilter>,
+    ) -> Option<Selector> {
+        (tag.is_some() || tags.is_some() || status.is_some()).then(|| Selector {
+            tag: tag.clone(),
+            tags: tags.clone(),
+            status: status.clone(),
+        })
+    }
+}
+
+/// `status` in a filter or selector: one status (`"running"`) or several
+/// (`["killed","timed_out"]`).
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum StatusFilter {
+    One(Status),
+    Several(Vec<Status>),
+}
+
+impl StatusFilter {
+    /// Whether `status` is one of these.
+    pub fn allows(&self, status: Status) -> bool {
+        match self {
+            StatusFilter::One(one) => *one == status,
+            StatusFilter::Several(several) => several.contains(&status),
+        }
+    }
+}
+
+// Read by hand, as `Until` is, so that a wrong status is named by its path (`status[1]`)
+// instead of "data did not match any variant".
+impl<'de> Deserialize<'de> for StatusFilter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StatusFilter, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StatusFilter;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a status (one of `queued`, `running`, `exited`, `killed`, `timed_out`, `failed`, `lost`) or an array of them",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<StatusFilter, E> {
+                Status::deserialize(serde::de::value::StrDeserializer::<E>::new(word))
+                    .map(StatusFilter::One)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<StatusFilter, A::Error> {
+                Vec::<Status>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(StatusFilter::Several)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Checks `fields`: every name is a task field.
+pub fn check_fields(fields: Option<&[String]>) -> Result<()> {
+    use crate::payload::task::FIELDS;
+    for (i, field) in fields.into_iter().flatten().enumerate() {
+        if !FIELDS.contains(&field.as_str()) {
+            return Err(Error::input_at(
+                format!("fields[{i}]"),
+                format!("fields[{i}]: {field:?} is not a task field"),
+                format!("Task fields: {}.", FIELDS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `wait {ids, mode}`: whether every task or the first one must end.
@@ -266,7 +382,58 @@ pub enum Until {
     #[schemars(schema_with = "crate::wire_schema::exit_word")]
     Word(String),
     /// Conditions, as in `start`'s `ready`: until they all hold.
-    Ready(ReadySpec),
+    Ready(UntilConditions),
+}
+
+/// `wait`'s conditions: those of `start`'s `ready`, and `after`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = crate::wire_schema::some_condition)]
+pub struct UntilConditions {
+    /// A regular expression a line of the current run's output must match. A line longer
+    /// than 64 KiB is matched on its first 64 KiB.
+    #[serde(default)]
+    pub log: Option<String>,
+    /// A TCP port on this machine that must accept connections.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u32>,
+    /// An `http://` URL that must answer with a 2xx or 3xx status.
+    #[serde(default)]
+    #[schemars(regex(pattern = "^http://"))]
+    pub http: Option<String>,
+    /// How long the conditions may take, in seconds (at most a day).
+    #[serde(default)]
+    #[schemars(range(max = MAX_SECONDS), extend("exclusiveMinimum" = 0))]
+    pub timeout_s: Option<f64>,
+    /// With `log`: a cursor (an earlier answer's `next_cursor`, `match.cursor` or a line's
+    /// `cursor`): only lines after it count, so a second wait for the same message waits
+    /// for a new one. A cursor of an earlier run counts the whole current run.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::wire_schema::optional_cursor")]
+    pub after: Option<String>,
+}
+
+impl UntilConditions {
+    /// The conditions as `start`'s `ready` has them, and `after`.
+    pub fn split(self) -> (ReadySpec, Option<String>) {
+        let UntilConditions {
+            log,
+            port,
+            http,
+            timeout_s,
+            after,
+        } = self;
+        (
+            ReadySpec {
+                log,
+                port,
+                http,
+                timeout_s,
+            },
+            after,
+        )
+    }
 }
 
 // Read by hand rather than as an untagged enum: serde's untagged enums buffer the value and
@@ -279,7 +446,7 @@ impl<'de> Deserialize<'de> for Until {
             type Value = Until;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("\"exit\" or conditions {log?, port?, http?, timeout_s?}")
+                f.write_str("\"exit\" or conditions {log?, port?, http?, timeout_s?, after?}")
             }
 
             fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Until, E> {
@@ -288,7 +455,7 @@ impl<'de> Deserialize<'de> for Until {
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Until, A::Error> {
                 // Through the map itself, so a bad field is named by its path.
-                ReadySpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                UntilConditions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(Until::Ready)
             }
         }
@@ -310,8 +477,14 @@ pub struct IdInput {
 pub struct ListInput {
     /// Only these ids.
     pub ids: Option<Vec<TaskId>>,
-    /// Only tasks with this status.
-    pub status: Option<Status>,
+    /// Only tasks with this status, or with one of these.
+    pub status: Option<StatusFilter>,
+    /// Only tasks that succeeded (`true`: exited with code 0) or did not (`false`: every
+    /// other ended task, killed and timed out included). Queued and running tasks match
+    /// neither.
+    pub success: Option<bool>,
+    /// Only tasks that exited with this code.
+    pub exit_code: Option<i32>,
     /// Only tasks carrying this tag.
     pub tag: Option<String>,
     /// Only tasks carrying all of these tags.
@@ -329,26 +502,40 @@ pub struct ListInput {
 impl ListInput {
     /// Checks what serde cannot: every name in `fields` is a task field.
     pub fn validate(&self) -> Result<()> {
-        use crate::payload::task::FIELDS;
-        for (i, field) in self.fields.iter().flatten().enumerate() {
-            if !FIELDS.contains(&field.as_str()) {
-                return Err(Error::input_at(
-                    format!("fields[{i}]"),
-                    format!("fields[{i}]: {field:?} is not a task field"),
-                    format!("Task fields: {}.", FIELDS.join(", ")),
-                ));
-            }
+        check_fields(self.fields.as_deref())
+    }
+
+    /// The filters a selector shares with `list`.
+    pub fn selecting(selector: Selector) -> ListInput {
+        ListInput {
+            tag: selector.tag,
+            tags: selector.tags,
+            status: selector.status,
+            ..ListInput::default()
         }
-        Ok(())
     }
 }
 
-/// `stop`: one task, how to signal it and how long to wait before SIGKILL.
+/// `stop`: one task (`id`) or every task a selector chooses (`tag`, `tags`, `status`), how
+/// to signal it and how long to wait before SIGKILL.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::wire_schema::id_or_selector)]
 pub struct StopInput {
     /// The task id.
-    pub id: TaskId,
+    pub id: Option<TaskId>,
+    /// A selector, instead of `id`: every task carrying this tag; answered as a batch.
+    /// Without `status`, only queued and running tasks are chosen.
+    #[schemars(length(min = 1))]
+    pub tag: Option<String>,
+    /// A selector: every task carrying all of these tags.
+    pub tags: Option<Vec<String>>,
+    /// A selector: every task with this status, or one of these.
+    pub status: Option<StatusFilter>,
+    /// Answer only these fields of the task (e.g. ["id","status"]), as `list` does.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::payload::task::task_fields")]
+    pub fields: Option<Vec<String>>,
     /// The first signal: a name (`"SIGINT"`, `"INT"`, any case) or number; default SIGTERM.
     #[serde(default, deserialize_with = "signal")]
     #[schemars(schema_with = "crate::wire_schema::signal")]
@@ -360,10 +547,54 @@ pub struct StopInput {
 
 impl StopInput {
     pub fn validate(&self) -> Result<()> {
+        check_fields(self.fields.as_deref())?;
         match self.grace_s {
             Some(grace) => seconds("grace_s", grace),
             None => Ok(()),
         }
+    }
+
+    /// The selector given (`tag`, `tags`, `status`), if any.
+    pub fn selector(&self) -> Option<Selector> {
+        Selector::of(&self.tag, &self.tags, &self.status)
+    }
+
+    /// The task this payload names: its `id`. A payload with a selector instead names none
+    /// (its front end turns it into one payload per chosen task first).
+    pub fn id(&self) -> Result<&TaskId> {
+        match (&self.id, self.selector()) {
+            (Some(id), None) => Ok(id),
+            (Some(_), Some(_)) => Err(Error::input_at(
+                "id",
+                "id: give id or a selector (tag, tags, status), not both",
+                "Use {\"id\":\"web\"} for one task or {\"tag\":\"session-7\"} for every task tagged so.",
+            )),
+            (None, Some(_)) => Err(Error::input_at(
+                "id",
+                "id: missing; a selector (tag, tags, status) is taken as the whole payload, not in an item of an array",
+                "Send the selector alone, {\"tag\":\"session-7\"}, or give each item an id.",
+            )),
+            (None, None) => Err(Error::input_at(
+                "id",
+                "id: missing; give id or a selector (tag, tags, status)",
+                "Use {\"id\":\"web\"} for one task or {\"tag\":\"session-7\"} for every task tagged so.",
+            )),
+        }
+    }
+
+    /// A payload for each of `ids`, with this one's signal, grace period and fields.
+    pub fn for_each(&self, ids: Vec<TaskId>) -> Vec<StopInput> {
+        ids.into_iter()
+            .map(|id| StopInput {
+                id: Some(id),
+                tag: None,
+                tags: None,
+                status: None,
+                fields: self.fields.clone(),
+                signal: self.signal,
+                grace_s: self.grace_s,
+            })
+            .collect()
     }
 }
 
@@ -378,6 +609,10 @@ pub struct RestartInput {
     #[serde(default, deserialize_with = "env_map")]
     #[schemars(extend("propertyNames" = crate::wire_schema::env_name()))]
     pub env: BTreeMap<String, String>,
+    /// Answer only these fields of the task (e.g. ["id","status"]), as `list` does.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::payload::task::task_fields")]
+    pub fields: Option<Vec<String>>,
 }
 
 /// `logs`: lines of the current run's output.
@@ -396,6 +631,11 @@ pub struct LogsInput {
     pub after: Option<String>,
     /// Only lines matching this regular expression.
     pub grep: Option<String>,
+    /// `true`: lines as written, with their ANSI escape sequences (colours, cursor moves).
+    /// By default (`false`) they are removed, and `grep` matches the text without them; the
+    /// log file and the artifact keep every byte.
+    #[serde(default)]
+    pub ansi: bool,
 }
 
 /// `events`: a task's lifecycle frames and log lines, or every task's status.
@@ -409,6 +649,11 @@ pub struct EventsInput {
     pub after: Option<AfterInput>,
     /// How many past log lines to include first (default 100).
     pub lines: Option<u64>,
+    /// `true`: lines as written, with their ANSI escape sequences (colours, cursor moves).
+    /// By default (`false`) they are removed; the
+    /// log file and the artifact keep every byte.
+    #[serde(default)]
+    pub ansi: bool,
 }
 
 /// Where to resume: a frame's sequence number or a log cursor.
@@ -453,6 +698,7 @@ impl<'de> Deserialize<'de> for AfterInput {
 
 impl RestartInput {
     pub fn validate(&self) -> Result<()> {
+        check_fields(self.fields.as_deref())?;
         environment(&self.env)
     }
 }

@@ -415,13 +415,16 @@ mod tests {
             }
         }
         // A missing field is named at its path.
-        for (json, at) in [(r#"{}"#, "id"), (r#"[{"id":"a"},{"signal":9}]"#, "[1].id")] {
-            match parse::<crate::payload::input::StopInput>(json.as_bytes(), "{}") {
+        for (json, at) in [
+            (r#"{}"#, "id"),
+            (r#"[{"id":"a"},{"force":true}]"#, "[1].id"),
+        ] {
+            match parse::<crate::payload::input::RmInput>(json.as_bytes(), "{}") {
                 Err(Error::CommandInput { path, message, .. }) if !json.starts_with('[') => {
                     assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
                     assert_eq!(message, "id: missing; it is required");
                 }
-                _ => match parse::<Vec<crate::payload::input::StopInput>>(json.as_bytes(), "{}") {
+                _ => match parse::<Vec<crate::payload::input::RmInput>>(json.as_bytes(), "{}") {
                     Err(Error::CommandInput { path, message, .. }) => {
                         assert_eq!(path.as_deref(), Some(at), "{json}: {message}");
                         assert_eq!(message, "[1].id: missing; it is required");

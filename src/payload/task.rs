@@ -145,7 +145,7 @@ impl From<&ProgressRecord> for Progress {
 }
 
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
-pub const FIELDS: [&str; 30] = [
+pub const FIELDS: [&str; 34] = [
     "id",
     "name",
     "command",
@@ -169,11 +169,15 @@ pub const FIELDS: [&str; 30] = [
     "started_at",
     "ended_at",
     "duration_ms",
+    "created_at_ms",
+    "started_at_ms",
+    "ended_at_ms",
     "log",
     "progress",
     "ready",
     "timeout_s",
     "stop_with_pid",
+    "stop_with_pids",
     "ports",
     "stopped",
 ];
@@ -183,7 +187,7 @@ pub fn task_fields(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "description": "Answer only these fields of each task, in the task's order.",
         "type": ["array", "null"],
-        "items": {"enum": FIELDS}
+        "items": {"enum": FIELDS.as_slice()}
     })
 }
 
@@ -235,6 +239,13 @@ pub struct Task {
     pub ended_at: Option<String>,
     /// Run time so far, or until the end.
     pub duration_ms: Option<i64>,
+    /// `created_at` as milliseconds since the Unix epoch (for tools that cannot parse
+    /// fractional RFC 3339 seconds, such as jq 1.6).
+    pub created_at_ms: i64,
+    /// `started_at` in milliseconds since the Unix epoch.
+    pub started_at_ms: Option<i64>,
+    /// `ended_at` in milliseconds since the Unix epoch.
+    pub ended_at_ms: Option<i64>,
     /// The current run's output.
     pub log: LogInfo,
     /// The newest progress the task printed, if any.
@@ -243,9 +254,16 @@ pub struct Task {
     pub ready: Option<bool>,
     /// Stopped after this many seconds (`timeout_s`), if set.
     pub timeout_s: Option<f64>,
-    /// Stopped when this process exits (`stop_with_pid`), if set.
+    /// Stopped when this process exits (`stop_with_pid`, as first given), if set.
     pub stop_with_pid: Option<i32>,
-    /// TCP ports the task's processes listen on (`status` only; `null` elsewhere).
+    /// Every process the task is stopped with: `stop_with_pid`, and those added by a
+    /// `start` that reused the task with its own `stop_with_pid`. The task is stopped once
+    /// the last of them has exited. `null` when it has none.
+    pub stop_with_pids: Option<Vec<i32>>,
+    /// TCP ports the task's processes listen on, as port numbers: looked up now by `status`
+    /// (and by `list` when `fields` asks for `ports`, and by `wait` for a running task);
+    /// elsewhere as its supervisor recorded them when the task became ready. `[]` once it
+    /// has ended; `null` when not known.
     pub ports: Option<Vec<u16>>,
     /// Whether the task's process is stopped (state `T`: by SIGSTOP, SIGTSTP or a debugger)
     /// while its status is `running`; `stop` continues it so that it ends at once (`status`
@@ -298,6 +316,9 @@ impl Task {
             started_at: record.started_at_ms.map(rfc3339),
             ended_at: record.ended_at_ms.map(rfc3339),
             duration_ms,
+            created_at_ms: record.created_at_ms,
+            started_at_ms: record.started_at_ms,
+            ended_at_ms: record.ended_at_ms,
             log: LogInfo {
                 path: log,
                 size_bytes,
@@ -306,7 +327,15 @@ impl Task {
             ready: record.ready,
             timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
             stop_with_pid: record.owner_pid,
-            ports: None,
+            stop_with_pids: {
+                let owners = record.all_owners();
+                (!owners.is_empty()).then(|| owners.iter().map(|o| o.pid).collect())
+            },
+            ports: if record.status.is_terminal() {
+                Some(Vec::new())
+            } else {
+                record.ports.clone()
+            },
             stopped: None,
         }
     }

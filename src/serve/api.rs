@@ -186,12 +186,11 @@ pub async fn stop(State(app): State<AppState>, Path(id): Path<String>) -> Respon
     answer(
         blocking(move || {
             let stopped = tasks.stop(StopArgs::new(id))?;
-            Ok(StopAnswer {
-                task_id: stopped.task.id.clone(),
-                status: stopped.task.status,
-                already_terminal: stopped.already_terminal,
-                task: stopped.task,
-            })
+            Ok(StopAnswer::new(
+                stopped.task,
+                stopped.already_terminal,
+                None,
+            ))
         })
         .await,
     )
@@ -209,6 +208,7 @@ pub async fn restart(State(app): State<AppState>, Path(id): Path<String>) -> Res
             let input = RestartInput {
                 id,
                 env: Default::default(),
+                fields: None,
             };
             Ok(TaskAnswer::new(tasks.restart(RestartArgs { input })?))
         })
@@ -344,6 +344,8 @@ pub async fn task_events(
         only_lines: false,
         // A stream, not a page: every frame comes, each line cut to the line budget.
         budget: None,
+        // The page renders the colours itself (and escapes the text).
+        ansi: true,
     };
     let batched = query.batch == Some(1);
     let tasks = app.tasks.clone();

@@ -16,6 +16,7 @@ pub mod atomic;
 pub mod folder;
 pub mod journal;
 pub mod lock;
+pub mod owners;
 pub mod ready;
 pub mod reconcile;
 pub mod record;

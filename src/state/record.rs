@@ -148,6 +148,15 @@ pub struct TaskRecord {
     pub owner_pid: Option<i32>,
     #[serde(default)]
     pub owner_start_ticks: Option<u64>,
+    /// Every process the task is stopped with, once a second one was added (`stop_with_pid`
+    /// given again by a `start` that reused the run): the task is stopped when the last of
+    /// them exits. Empty while `owner_pid` is the only one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerRecord>,
+    /// The TCP ports the run's processes listened on when its supervisor looked (when the
+    /// run became ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<u16>>,
     /// The batch this run was queued in, when `start --concurrency` limited it.
     #[serde(default)]
     pub batch: Option<BatchSlot>,
@@ -165,6 +174,34 @@ pub struct TaskRecord {
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// A process a task is stopped with (`stop_with_pid`), as recognised by its start time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub pid: i32,
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl TaskRecord {
+    /// Every process the task is stopped with: `owners`, or `owner_pid` alone.
+    pub fn all_owners(&self) -> Vec<OwnerRecord> {
+        if !self.owners.is_empty() {
+            return self.owners.clone();
+        }
+        self.owner_pid
+            .map(|pid| OwnerRecord {
+                pid,
+                start_ticks: self.owner_start_ticks,
+                extra: Extra::new(),
+            })
+            .into_iter()
+            .collect()
+    }
 }
 
 /// A place in a batch started with `--concurrency`.
@@ -350,6 +387,8 @@ impl TaskRecord {
             timeout_ms: None,
             owner_pid: None,
             owner_start_ticks: None,
+            owners: Vec::new(),
+            ports: None,
             batch: None,
             ready_spec: None,
             ready: None,
@@ -384,6 +423,7 @@ impl TaskRecord {
         self.ready = self.ready_spec.as_ref().map(|_| false);
         self.ready_at_ms = None;
         self.progress = None;
+        self.ports = None;
     }
 
     /// The supervisor the record names, as recognised by its start time; `None` before the

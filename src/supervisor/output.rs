@@ -19,10 +19,11 @@
 //! Without an inotify instance (the per-user limit, `fs.inotify.max_user_instances`, is
 //! often 128, and every supervisor holds one) the watch polls instead: the log is looked at
 //! every [`POLL_FOR_LINES`] while a log condition is pending and every [`THROTTLE`]
-//! otherwise, and the folder for a ready request as often. Readiness and progress then come
-//! a little later, never not at all.
+//! otherwise, and the folder for requests as often. Readiness and progress then come a
+//! little later, never not at all.
 //!
-//! The same inotify descriptor watches the task folder for a ready request (`ready.json`,
+//! The same inotify descriptor watches the task folder for owner requests
+//! (`owner.<pid>.json`, [`crate::state::owners`]) and for a ready request (`ready.json`,
 //! renamed into place by a `start` that reuses the run with another `ready`): the watch
 //! says so ([`Changes::request`]), and a new condition it is given ([`OutputWatch::adopt`])
 //! is checked against the run's output from its start, read again in slices so that a
@@ -41,6 +42,7 @@ use crate::paths::names;
 use crate::progress::{self, Progress};
 use crate::ready::Probe;
 use crate::state::folder::Folder;
+use crate::state::owners::OwnerRequest;
 
 /// Progress as it is recorded: its message cut to the line budget (saying how much was left
 /// out). The record is rewritten and the journal appended with every update, and `status`
@@ -69,6 +71,8 @@ pub struct Changes {
     pub progress: Option<Progress>,
     /// A ready request may be waiting in the task folder (it appeared, or the watch began).
     pub request: bool,
+    /// Owner requests may be waiting in the task folder (one appeared, or the watch began).
+    pub owners: bool,
 }
 
 /// What one drain of the inotify queue saw.
@@ -76,6 +80,7 @@ pub struct Changes {
 struct Woken {
     log: bool,
     request: bool,
+    owners: bool,
 }
 
 /// The descriptors to poll for the output watch.
@@ -100,6 +105,8 @@ pub struct OutputWatch {
     poll_at: Option<Instant>,
     /// A ready request may be waiting: say so at the next wake.
     request_due: bool,
+    /// Owner requests may be waiting: say so at the next wake.
+    owners_due: bool,
     /// Lines that end at or before this offset were read for progress already (before a new
     /// condition made the reader start over).
     progress_from: u64,
@@ -138,6 +145,7 @@ impl OutputWatch {
             dir_wd,
             // A request written before the watch began is looked for once.
             request_due: true,
+            owners_due: true,
             progress_from: 0,
             log,
             lines: LineReader::new(0),
@@ -199,11 +207,13 @@ impl OutputWatch {
             woken = Woken {
                 log: true,
                 request: true,
+                owners: true,
             };
             let urgent = self.probe.as_ref().is_some_and(Probe::wants_lines);
             self.poll_at = Some(now + if urgent { POLL_FOR_LINES } else { THROTTLE });
         }
         self.request_due |= woken.request;
+        self.owners_due |= woken.owners;
         if woken.log {
             let urgent = self.probe.as_ref().is_some_and(Probe::wants_lines);
             if urgent {
@@ -232,6 +242,7 @@ impl OutputWatch {
         }
         let mut changes = self.changes(now);
         changes.request = std::mem::take(&mut self.request_due);
+        changes.owners = std::mem::take(&mut self.owners_due);
         changes
     }
 
@@ -274,10 +285,13 @@ impl OutputWatch {
                 if mask & libc::IN_Q_OVERFLOW != 0 {
                     woken.log = true;
                     woken.request = true;
+                    woken.owners = true;
                 } else if wd == self.log_wd {
                     woken.log = true;
                 } else if wd == self.dir_wd && name == names::READY_REQUEST.as_bytes() {
                     woken.request = true;
+                } else if wd == self.dir_wd && OwnerRequest::is_name(name) {
+                    woken.owners = true;
                 }
                 at += 16 + len;
                 if at >= n {

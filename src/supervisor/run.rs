@@ -178,15 +178,19 @@ impl Supervisor {
                 e,
             ));
         }
-        let owner = match self.record.owner_pid {
-            Some(pid) => match queue::open_owner(pid, self.record.owner_start_ticks) {
-                Some(fd) => Some(fd),
-                None => return self.end_unstarted(Reason::OwnerExited),
-            },
-            None => None,
-        };
+        // The processes it is stopped with: those still running. With none left of those
+        // named, the task does not start.
+        let named = self.record.all_owners();
+        let owners: Vec<_> = named
+            .iter()
+            .filter_map(|o| queue::open_owner(o.pid, o.start_ticks).map(|fd| (o.clone(), fd)))
+            .collect();
+        if !named.is_empty() && owners.is_empty() {
+            return self.end_unstarted(Reason::OwnerExited);
+        }
+        let owner = owners.first().map(|(_, fd)| fd);
         // Held while the task runs: a slot of its batch.
-        let (_slot, turn) = match self.wait_for_slot(owner.as_ref())? {
+        let (_slot, turn) = match self.wait_for_slot(owner)? {
             Queued::Ready { slot, turn } => (slot, turn),
             Queued::Ended(reason) => return self.end_unstarted(reason),
         };
@@ -201,9 +205,7 @@ impl Supervisor {
             ..
         } = self;
         let mut supervision = Supervision::new(record, Pid::from_raw(pid), me, recorder);
-        if let Some(owner) = owner {
-            supervision.stop_with(owner);
-        }
+        supervision.stop_with(owners);
         supervision.watch(&signal_fd)?;
         // The end is recorded: let waiters go now, before the rest is torn down (closing an
         // inotify descriptor waits for a kernel grace period, several milliseconds).

@@ -3,7 +3,7 @@
 //! One thread, one `poll`, and nothing in the loop ever blocks: the signalfd (SIGCHLD: the
 //! task or an escapee ended; SIGUSR1: a stop request, carried in the signal's value (see
 //! [`StopRequest`]); SIGTERM/SIGINT/SIGHUP/SIGQUIT: we are told to end, so stop the task
-//! first), the `stop_with_pid` process's pidfd, the log's and the task folder's inotify
+//! first), the pidfds of the processes it is stopped with (`stop_with_pid`), the log's and the task folder's inotify
 //! watch (a new ready condition in `ready.json`) and the sockets of port and URL tries
 //! ([`OutputWatch`]). Timers (the SIGKILL deadline of a stop, `timeout_s`, throttled
 //! reads, tries) set the poll's timeout. The task's end is observed with
@@ -22,11 +22,13 @@ use nix::unistd::Pid;
 
 use crate::paths::names;
 use crate::procfs;
+use crate::state::owners::OwnerRequest;
 use crate::state::ready::ReadyRequest;
-use crate::state::record::ProgressRecord;
+use crate::state::record::{OwnerRecord, ProgressRecord};
 use crate::state::{Reason, Status, TaskRecord};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::output::{self, OutputWatch};
+use crate::supervisor::queue::open_owner;
 use crate::supervisor::recorder::Recorder;
 use crate::supervisor::run::sweep;
 use crate::supervisor::{StopRequest, signals};
@@ -62,8 +64,10 @@ pub struct Supervision {
     kill_at: Option<Instant>,
     /// When `timeout_s` runs out.
     timeout_at: Option<Instant>,
-    /// The `stop_with_pid` process, as a pidfd: readable once it has exited.
-    owner: Option<OwnedFd>,
+    /// The processes the task is stopped with (`stop_with_pid`, and owners a reusing
+    /// `start` added), each as a pidfd (readable once it has exited): the task is stopped
+    /// when the last one has exited.
+    owners: Vec<(OwnerRecord, OwnedFd)>,
     /// Readiness and progress, read from the task's output.
     output: Option<OutputWatch>,
 }
@@ -89,14 +93,14 @@ impl Supervision {
             stop: None,
             kill_at: None,
             timeout_at,
-            owner: None,
+            owners: Vec::new(),
             output,
         }
     }
 
-    /// Stops the task when the process behind `owner` (a pidfd) exits.
-    pub fn stop_with(&mut self, owner: OwnedFd) {
-        self.owner = Some(owner);
+    /// Stops the task when the processes behind `owners` (pidfds) have all exited.
+    pub fn stop_with(&mut self, owners: Vec<(OwnerRecord, OwnedFd)>) {
+        self.owners = owners;
     }
 
     /// Until the task has ended; then records the end.
@@ -137,13 +141,8 @@ impl Supervision {
             for info in pending {
                 self.on_signal(&info);
             }
-            if owner_gone {
-                self.owner = None;
-                self.begin_stop(
-                    StopCause::OwnerExited,
-                    Signal::SIGTERM,
-                    self.record.grace_ms,
-                );
+            if !owner_gone.is_empty() {
+                self.owners_exited(&owner_gone);
             }
             let now = Instant::now();
             if self.timeout_at.is_some_and(|at| now >= at) {
@@ -158,18 +157,18 @@ impl Supervision {
         self.finish(ending, signal_fd)
     }
 
-    /// One wait for anything to happen. Returns whether the owner exited and whether the
-    /// log was written.
+    /// One wait for anything to happen. Returns which owners (by place) exited and whether
+    /// the log was written.
     fn poll(
         &self,
         signal_fd: &SignalFd,
         timeout: PollTimeout,
-    ) -> Result<(bool, bool), SupervisorError> {
+    ) -> Result<(Vec<usize>, bool), SupervisorError> {
         let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
-        let owner_at = self.owner.as_ref().map(|owner| {
+        let owners_from = fds.len();
+        for (_, owner) in &self.owners {
             fds.push(PollFd::new(owner.as_fd(), PollFlags::POLLIN));
-            fds.len() - 1
-        });
+        }
         let interest = self.output.as_ref().map(OutputWatch::fds);
         let log_at = interest.as_ref().and_then(|i| i.log).map(|fd| {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -193,7 +192,64 @@ impl Supervision {
                 .and_then(PollFd::revents)
                 .is_some_and(|r| !r.is_empty())
         };
-        Ok((ready(owner_at), ready(log_at)))
+        let gone = (0..self.owners.len())
+            .filter(|i| ready(Some(owners_from + i)))
+            .collect();
+        Ok((gone, ready(log_at)))
+    }
+
+    /// Owners (by place) exited: they are let go, owners added meanwhile are taken first
+    /// (a request written before an owner exited must count), and the task is stopped once
+    /// none is left.
+    fn owners_exited(&mut self, gone: &[usize]) {
+        let mut place = 0;
+        self.owners.retain(|_| {
+            let keep = !gone.contains(&place);
+            place += 1;
+            keep
+        });
+        self.take_owner_requests();
+        if self.owners.is_empty() {
+            self.begin_stop(
+                StopCause::OwnerExited,
+                Signal::SIGTERM,
+                self.record.grace_ms,
+            );
+        } else {
+            self.record_owners();
+        }
+    }
+
+    /// Takes the owners `start` added to this run (`if_running: "reuse"` with
+    /// `stop_with_pid`): each is watched from now on, and recorded. A request for another
+    /// run, for an owner already watched, or for a process that is gone, changes nothing.
+    fn take_owner_requests(&mut self) {
+        let mut added = false;
+        for request in OwnerRequest::take_all(self.recorder.folder()) {
+            if request.run != self.record.run
+                || self.owners.iter().any(|(o, _)| o.pid == request.pid)
+            {
+                continue;
+            }
+            if let Some(fd) = open_owner(request.pid, request.start_ticks) {
+                let owner = OwnerRecord {
+                    pid: request.pid,
+                    start_ticks: request.start_ticks,
+                    extra: Default::default(),
+                };
+                self.owners.push((owner, fd));
+                added = true;
+            }
+        }
+        if added {
+            self.record_owners();
+        }
+    }
+
+    /// Records the owners watched now.
+    fn record_owners(&mut self) {
+        self.record.owners = self.owners.iter().map(|(o, _)| o.clone()).collect();
+        let _ = self.recorder.write(&self.record);
     }
 
     /// Records readiness and progress, and announces them in the journal.
@@ -201,12 +257,18 @@ impl Supervision {
         if changes.request {
             self.take_ready_request();
         }
+        if changes.owners && !self.owners.is_empty() {
+            self.take_owner_requests();
+        }
         if !changes.ready && changes.progress.is_none() {
             return;
         }
         if changes.ready {
             self.record.ready = Some(true);
             self.record.ready_at_ms = Some(now_ms());
+            // The ports it listens on now that it is ready: looked for this once, so that
+            // every answer carries them, not only `status` (which looks again).
+            self.record.ports = Some(self.listening_ports());
             self.recorder.journal_ready(self.record.run);
         }
         if let Some(progress) = changes.progress {
@@ -298,6 +360,18 @@ impl Supervision {
         }
     }
 
+    /// The TCP ports the task's processes listen on: its process group, and the processes
+    /// reparented to us. One pass over /proc and the socket tables.
+    fn listening_ports(&self) -> Vec<u16> {
+        let group = self.main.as_raw();
+        let pids: Vec<i32> = procfs::all()
+            .into_iter()
+            .filter(|p| p.pgrp == group || p.ppid == self.me)
+            .map(|p| p.pid)
+            .collect();
+        crate::ready::ports_of(&pids)
+    }
+
     /// Reaps ended escapees; reports the main process's end without reaping it.
     fn main_ended(&self) -> Option<Ending> {
         loop {
@@ -351,8 +425,9 @@ impl Supervision {
         // Sweep before recording, so that a terminal record means nothing of the task is
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
-        // A ready request is for this run only.
+        // A ready request is for this run only, and so are owner requests.
         let _ = self.recorder.folder().remove(names::READY_REQUEST);
+        let _ = OwnerRequest::take_all(self.recorder.folder());
         // Into the room set aside for it, whatever the disk's state (see `Recorder::end`).
         self.recorder
             .end(&self.record, Some(signal_fd))

@@ -556,7 +556,15 @@ fn capabilities_lists_every_command_status_and_error_type_and_its_defaults_are_r
         .iter()
         .map(|c| &c["code"])
         .collect();
-    assert_eq!(codes, [&json!(0), &json!(1)], "{caps}");
+    // 0 and 1, then what --exit-status and an interrupted wait add (issue 20).
+    assert_eq!(
+        codes,
+        [0, 1, 124, 125, 127, 130, 137]
+            .map(|c| json!(c))
+            .iter()
+            .collect::<Vec<_>>(),
+        "{caps}"
+    );
     assert_eq!(
         caps["limits"]["task_id_pattern"], "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         "{caps}"
@@ -589,9 +597,10 @@ fn capabilities_lists_every_command_status_and_error_type_and_its_defaults_are_r
     // auto: lines were left out, so the pointer form, with the default number of lines.
     let auto = sandbox.ok(&["logs"], &json!({"id": "counter"}));
     assert_eq!(auto["kind"], "summary+artifact", "{auto}");
-    assert_eq!(auto["inline"]["total_lines"], 150, "{auto}");
-    assert_eq!(auto["inline"]["shown_lines"], log_lines, "{auto}");
-    assert_eq!(auto["inline"]["lines"], json!(expected_tail), "{auto}");
+    assert_eq!(auto["total_lines"], 150, "{auto}");
+    assert_eq!(auto["shown_lines"], log_lines, "{auto}");
+    assert_eq!(auto["lines"], json!(expected_tail), "{auto}");
+    assert_eq!(auto["omitted"]["before"], 150 - log_lines, "{auto}");
     // inline: nothing is cut by the byte budget, but `lines` still defaults the same.
     let inline = sandbox.ok(&["logs", "--output", "inline"], &json!({"id": "counter"}));
     assert_eq!(inline["kind"], "inline", "{inline}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, Outcome, Sandbox, spawn, wait_until};
+use crate::support::{DEADLINE, Outcome, Sandbox, note, spawn, wait_until};
 
 /// The largest answer any command may print for any task, whatever it printed. The
 /// contract's answer budget is 64 KiB of lines; this leaves room for the envelope, frames
@@ -373,6 +373,16 @@ fn readers_of_a_50_mb_line_hold_a_bounded_share_of_it() {
     ];
     let mut heavy = Vec::new();
     for (args, payload) in readers {
+        // A child's peak starts at this process's own (Linux carries it across fork and
+        // exec): with each test in a process of its own (nextest) that is small; under
+        // `cargo test`, all tests share one process, and only a peak above its own can be
+        // told from it.
+        let floor = own_peak_kib();
+        if floor > PEAK_KIB {
+            note(&format!(
+                "this test process peaked at {floor} KiB already: readers are checked against that, not {PEAK_KIB} KiB (run it under nextest for the real bound)"
+            ));
+        }
         let (outcome, peak) = run_measured(sandbox.command_with(&args, &payload));
         if args[0] == "wait" {
             assert_eq!(
@@ -385,11 +395,22 @@ fn readers_of_a_50_mb_line_hold_a_bounded_share_of_it() {
             assert_eq!(outcome.code, Some(0), "{args:?}: {}", outcome.stderr);
         }
         // contract: "Reading must stay bounded in memory too" (issue 12.5, RELIABILITY 29)
-        if peak > PEAK_KIB {
+        if peak > PEAK_KIB.max(floor) {
             heavy.push(format!("{args:?} peaked at {peak} KiB"));
         }
     }
     assert!(heavy.is_empty(), "after a {LONG_LINE}-byte line: {heavy:?}");
+}
+
+/// This process's peak resident set so far, in KiB (`VmHWM`).
+fn own_peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Clock ticks a second (`sysconf(_SC_CLK_TCK)`).

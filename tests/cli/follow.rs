@@ -272,7 +272,8 @@ fn a_100_mb_burst_of_output_does_not_stall_the_task_and_logs_answers_its_tail() 
 
     let logs = sandbox.ok(&["logs"], &json!({"id": "flood", "lines": 3}));
     assert_eq!(logs["kind"], "summary+artifact", "{logs}");
-    let inline = &logs["inline"];
+    // One shape: the lines stay at the top of data, beside the summary and artifact.
+    let inline = &logs;
     let full = "x".repeat(99);
     assert_eq!(
         texts(&inline["lines"]),
@@ -442,8 +443,12 @@ fn logs_stream_exits_zero_quietly_when_its_reader_goes_away() {
         Stream::spawn(sandbox.command_with(&["logs", "--stream", "--timeout", "0.5"], &quiet));
     let (frames, ended) = stream.rest();
     assert_clean_exit(&ended, "logs --stream --timeout 0.5");
-    assert_eq!(frames.len(), 1, "{frames:#?}");
+    assert_eq!(frames.len(), 2, "{frames:#?}");
     assert_eq!(frames[0]["data"]["line"], "hello");
+    // Its last frame says why it ended and where to resume (issue 14 item 2).
+    assert_eq!(frames[1]["type"], "stream.end", "{frames:#?}");
+    assert_eq!(frames[1]["data"]["reason"], "timeout", "{frames:#?}");
+    assert_eq!(frames[1]["data"]["cursor"], "1:6", "{frames:#?}");
 }
 
 /// DESIGN §4: `next_cursor` resumes exactly after what was answered; with nothing new the
@@ -586,7 +591,8 @@ fn paging_with_next_cursor_visits_every_line_once_even_past_the_byte_budget() {
                 &["logs", "--output", mode],
                 &json!({"id": "pages", "after": cursor}),
             );
-            let page = answer.get("inline").unwrap_or(&answer);
+            // One shape whatever the mode: the lines are at the top of data.
+            let page = &answer;
             let lines = texts(&page["lines"]);
             let next = page["next_cursor"]
                 .as_str()
@@ -594,9 +600,21 @@ fn paging_with_next_cursor_visits_every_line_once_even_past_the_byte_budget() {
                 .to_owned();
             if lines.is_empty() {
                 assert_eq!(next, cursor, "{mode}: an empty page keeps the cursor");
-                assert_eq!(page["has_more"], false, "{mode}: {page}");
+                assert_eq!(
+                    page["omitted"],
+                    json!({"before": 0, "after": 0}),
+                    "{mode}: {page}"
+                );
                 break;
             }
+            // What is left is said by direction: all of it after this page.
+            let omitted_after = page["omitted"]["after"].as_u64().expect("omitted.after");
+            assert_eq!(page["omitted"]["before"], 0, "{mode}: {page}");
+            assert_eq!(
+                omitted_after as usize,
+                250 - seen.len() - lines.len(),
+                "{mode}: omitted.after counts the lines still to come"
+            );
             if mode == "auto" {
                 let bytes: usize = lines.iter().map(String::len).sum();
                 assert!(bytes <= MAX_INLINE_BYTES, "{mode}: a page of {bytes} bytes");
@@ -672,21 +690,27 @@ fn a_partial_tail_answers_summary_plus_artifact_pointing_at_the_whole_log() {
             "{answer}"
         );
         assert!(answer["summary"].is_string(), "{answer}");
-        assert!(answer["inline"]["lines"].is_array(), "{answer}");
-        assert!(answer["inline"].get("kind").is_none(), "{answer}");
+        // One shape: lines and next_cursor stay at the top, never under `inline`.
+        assert!(answer["lines"].is_array(), "{answer}");
+        assert!(answer["next_cursor"].is_string(), "{answer}");
+        assert!(answer.get("inline").is_none(), "{answer}");
     };
 
     let tail = sandbox.ok(&["logs"], &json!({"id": "art", "lines": 1}));
     check_artifact(&tail);
     let summary = tail["summary"].as_str().expect("summary");
     assert!(summary.contains("1 of 3"), "{summary}");
-    assert_eq!(texts(&tail["inline"]["lines"]), ["three"], "{tail}");
-    assert_eq!(tail["inline"]["has_more"], true, "{tail}");
+    assert_eq!(texts(&tail["lines"]), ["three"], "{tail}");
+    assert_eq!(tail["omitted"], json!({"before": 2, "after": 0}), "{tail}");
 
     let forced = sandbox.ok(&["logs", "--output", "artifact"], &json!({"id": "art"}));
     check_artifact(&forced);
-    assert_eq!(texts(&forced["inline"]["lines"]), ["one", "two", "three"]);
-    assert_eq!(forced["inline"]["has_more"], false, "{forced}");
+    assert_eq!(texts(&forced["lines"]), ["one", "two", "three"]);
+    assert_eq!(
+        forced["omitted"],
+        json!({"before": 0, "after": 0}),
+        "{forced}"
+    );
 
     let inline = sandbox.ok(
         &["logs", "--output", "inline"],
@@ -695,13 +719,21 @@ fn a_partial_tail_answers_summary_plus_artifact_pointing_at_the_whole_log() {
     assert_eq!(inline["kind"], "inline", "{inline}");
     assert!(inline.get("artifact").is_none(), "{inline}");
     assert_eq!(texts(&inline["lines"]), ["three"], "{inline}");
-    assert_eq!(inline["has_more"], true, "{inline}");
+    assert_eq!(
+        inline["omitted"],
+        json!({"before": 2, "after": 0}),
+        "{inline}"
+    );
 
     let whole = sandbox.ok(&["logs"], &json!({"id": "art"}));
     assert_eq!(whole["kind"], "inline", "{whole}");
     assert!(whole.get("artifact").is_none(), "{whole}");
     assert_eq!(texts(&whole["lines"]), ["one", "two", "three"], "{whole}");
-    assert_eq!(whole["has_more"], false, "{whole}");
+    assert_eq!(
+        whole["omitted"],
+        json!({"before": 0, "after": 0}),
+        "{whole}"
+    );
     assert_eq!(whole["log"]["size_bytes"], size, "{whole}");
 }
 
@@ -725,7 +757,7 @@ fn a_10_mb_line_is_cut_in_auto_mode_and_whole_inline() {
         auto["kind"], "summary+artifact",
         "a cut line is not the whole answer"
     );
-    let inline = &auto["inline"];
+    let inline = &auto;
     assert_eq!(inline["truncated_lines"], 1);
     assert_eq!(inline["total_lines"], 1);
     let shown = texts(&inline["lines"]);
@@ -763,11 +795,11 @@ fn lines_past_the_64_kib_budget_give_way_oldest_first() {
 
     let auto = sandbox.ok(&["logs"], &json!({"id": "many", "lines": 2000}));
     assert_eq!(auto["kind"], "summary+artifact", "{}", auto["summary"]);
-    let inline = &auto["inline"];
-    assert_eq!(inline["has_more"], true);
+    let inline = &auto;
     assert_eq!(inline["total_lines"], 2000);
     let shown = texts(&inline["lines"]);
     assert_eq!(inline["shown_lines"], shown.len());
+    assert_eq!(inline["omitted"]["before"], 2000 - shown.len(), "{inline}");
     let bytes: usize = shown.iter().map(String::len).sum();
     assert!(bytes <= MAX_INLINE_BYTES, "{bytes} bytes of lines shown");
     assert!(
@@ -784,7 +816,7 @@ fn lines_past_the_64_kib_budget_give_way_oldest_first() {
         &json!({"id": "many", "lines": 2000}),
     );
     assert_eq!(all["kind"], "inline");
-    assert_eq!(all["has_more"], false);
+    assert_eq!(all["omitted"], json!({"before": 0, "after": 0}));
     assert_eq!(
         texts(&all["lines"]),
         (1..=2000).map(line).collect::<Vec<_>>()

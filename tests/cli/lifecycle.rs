@@ -171,19 +171,24 @@ fn stdout_and_stderr_keep_their_order_in_one_log() {
     let logs = sandbox.ok(&["logs"], &json!({"id": "mix"}));
     assert_eq!(logs["lines"], json!(["a", "b", "c"]), "{logs}");
     assert_eq!(logs["total_lines"], 3);
-    assert_eq!(logs["has_more"], false);
-    // Lines left out: by default the answer points at the whole log as well.
+    assert_eq!(logs["omitted"], json!({"before": 0, "after": 0}));
+    // Lines left out: by default the answer points at the whole log as well, beside the
+    // lines, which stay where they were.
     let tail = sandbox.ok(&["logs"], &json!({"id": "mix", "lines": 2}));
     assert_eq!(tail["kind"], "summary+artifact", "{tail}");
-    assert_eq!(tail["inline"]["lines"], json!(["b", "c"]), "{tail}");
-    assert_eq!(tail["inline"]["has_more"], true);
+    assert_eq!(tail["lines"], json!(["b", "c"]), "{tail}");
+    assert_eq!(tail["omitted"], json!({"before": 1, "after": 0}), "{tail}");
     let inline = sandbox.ok(
         &["logs", "--output", "inline"],
         &json!({"id": "mix", "lines": 2}),
     );
     assert_eq!(inline["kind"], "inline", "{inline}");
     assert_eq!(inline["lines"], json!(["b", "c"]), "{inline}");
-    assert_eq!(inline["has_more"], true);
+    assert_eq!(
+        inline["omitted"],
+        json!({"before": 1, "after": 0}),
+        "{inline}"
+    );
 }
 
 /// Stopping a task that already ended signals nothing and says so.

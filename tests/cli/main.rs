@@ -12,6 +12,7 @@
     reason = "tests plant records and logs by hand and run helper programs"
 )]
 
+mod agent_waits;
 mod batch;
 mod concurrency;
 mod discovery;
@@ -40,9 +41,12 @@ mod ready;
 mod reliability;
 mod retention;
 mod schemas;
+mod scripts;
 mod security;
+mod selectors;
 #[cfg(feature = "serve")]
 mod serve;
+mod shapes;
 mod stop_with_pid;
 mod supervisor_faults;
 mod support;

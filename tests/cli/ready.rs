@@ -295,7 +295,8 @@ fn a_task_that_exits_before_ready_is_task_not_ready_with_the_log_tail() {
     assert_eq!(task["ready"], false, "{task}");
 }
 
-/// `ready.timeout_s` passing first is `TaskNotReady` too; the task runs on.
+/// `ready.timeout_s` passing first is `TaskNotReady` too; the task runs on. The call's
+/// `--timeout` passing first is `TaskWaitTimedOut`.
 #[test]
 fn the_ready_timeout_is_task_not_ready_and_the_task_runs_on() {
     let sandbox = Sandbox::new();
@@ -320,7 +321,9 @@ fn the_ready_timeout_is_task_not_ready_and_the_task_runs_on() {
     assert!(sandbox.leader("slow").is_alive());
     sandbox.stop("slow");
 
-    // `--timeout` bounds readiness the same way when the payload sets no timeout_s.
+    // `--timeout` bounds readiness too when the payload sets no timeout_s; the call's own
+    // bound running out is the retryable TaskWaitTimedOut (DESIGN §1), with the task's
+    // status and the cursor its log reached.
     let error = sandbox.fail(
         &["start", "--wait", "--timeout", "0.5"],
         &json!({
@@ -329,7 +332,12 @@ fn the_ready_timeout_is_task_not_ready_and_the_task_runs_on() {
             "ready": {"log": "READY"},
         }),
     );
-    check_not_ready(&error, "running", &Value::Null, "still waiting");
+    assert_eq!(error["type"], "TaskWaitTimedOut", "{error}");
+    assert_eq!(error["details"]["status"], "running", "{error}");
+    assert_eq!(error["details"]["retryable"], true, "{error}");
+    let cursor = error["details"]["cursor"].as_str().expect("a cursor");
+    let since = sandbox.ok(&["logs"], &json!({"id": "slower", "after": "1:0"}));
+    assert_eq!(since["next_cursor"], cursor, "{error} {since}");
     assert_eq!(sandbox.status("slower")["status"], "running");
     assert!(sandbox.leader("slower").is_alive());
     sandbox.stop("slower");
@@ -862,15 +870,17 @@ fn readiness_waits_block_instead_of_spinning() {
             json!({"id": "idle", "until": {"http": url}}),
             "TaskWaitTimedOut",
         ),
+        // The call's own bound ran out (not the condition's timeout_s): TaskWaitTimedOut,
+        // as for wait (DESIGN §1).
         (
             &["start", "--wait", "--timeout", "1"],
             json!({"id": "ready-log", "shell": "sleep 100", "ready": {"log": "never printed"}}),
-            "TaskNotReady",
+            "TaskWaitTimedOut",
         ),
         (
             &["start", "--wait", "--timeout", "1"],
             json!({"id": "ready-port", "shell": "sleep 100", "ready": {"port": port}}),
-            "TaskNotReady",
+            "TaskWaitTimedOut",
         ),
     ];
     for (args, payload, kind) in cases {

@@ -626,7 +626,8 @@ fn the_task_holds_only_fds_0_1_2() {
 }
 
 /// RELIABILITY 18: the task survives SIGINT and SIGHUP sent to its caller's process group
-/// (a Ctrl-C or a closed terminal while `start --wait` blocks).
+/// (a Ctrl-C or a closed terminal while `start --wait` blocks), and the caller answers the
+/// task as it is, with its id, before exiting 130 (issue 20.3).
 #[test]
 fn the_task_survives_sigint_and_sighup_to_the_callers_process_group() {
     let sandbox = Sandbox::new();
@@ -650,9 +651,14 @@ fn the_task_survives_sigint_and_sighup_to_the_callers_process_group() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(-group), signal).expect("signal");
         let outcome = caller.finish();
         assert_eq!(
-            outcome.code, None,
-            "the caller should die of {signal}: {outcome:?}"
+            outcome.code,
+            Some(130),
+            "the caller should answer and exit 130 on {signal}: {outcome:?}"
         );
+        let data = outcome.stdout_envelope()["data"].clone();
+        assert_eq!(data["task"]["id"], id, "{data}");
+        assert_eq!(data["task"]["status"], "running", "{data}");
+        assert_eq!(data["interrupted"], signal.as_str(), "{data}");
 
         assert_eq!(sandbox.status(id)["status"], "running");
         assert!(sandbox.leader(id).is_alive());
