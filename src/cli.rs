@@ -357,6 +357,11 @@ pub struct RestartArgs {
     /// TaskWaitTimedOut; the task runs on. Default 100; `none` waits for good.
     #[arg(long, value_name = "SECONDS", requires = "wait", value_parser = timeout)]
     pub timeout: Option<Timeout>,
+    /// With --wait: the exit code follows the task(s): a task's own exit code, 124 timed
+    /// out, 125 lost, 127 failed to start, 128 + signal killed (capabilities.exit_codes);
+    /// the answer is printed as usual.
+    #[arg(long, requires = "wait")]
+    pub exit_status: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Reply, batch_reply, data, required_bytes};
+use super::{Reply, batch_answer, data, encode, exit_status, interrupt, required_bytes};
 use crate::cli::{RestartArgs as Flags, Timeout};
 use crate::error::Result;
 use crate::lifecycle::batch::{self, Item};
@@ -13,6 +13,7 @@ use crate::lifecycle::restart::RestartArgs;
 use crate::lifecycle::{Cancel, Tasks};
 use crate::payload;
 use crate::payload::answer::TaskAnswer;
+use crate::payload::batch::TaskOutcomes;
 use crate::payload::input::RestartInput;
 use crate::payload::task::Task;
 
@@ -20,17 +21,37 @@ const EXAMPLE: &str = r#"{"id":"web"}"#;
 
 pub fn run(flags: Flags) -> Result<Reply> {
     let bytes = required_bytes(flags.payload.as_deref(), "restart", EXAMPLE)?;
+    let inputs = payload::one_or_many::<RestartInput>(&bytes, EXAMPLE)?;
+    // As for start --wait: from here on a signal ends the wait, not this call, and the
+    // answer names the runs restarted.
+    let cancel = if flags.wait {
+        interrupt::install()?
+    } else {
+        Cancel::never()
+    };
     let tasks = Tasks::open()?.exiting_after_call();
     let wait = flags.wait.then(|| Timeout::of_wait(flags.timeout));
-    match payload::one_or_many::<RestartInput>(&bytes, EXAMPLE)? {
+    match inputs {
         Ok(input) => {
             let fields = input.fields.clone();
             let task = restart_one(&tasks, input)?;
             let deadline = wait.map(deadline);
-            data(TaskAnswer::shown(
-                settle(&tasks, task, deadline)?,
-                fields.as_deref(),
-            ))
+            let result = settle(&tasks, task, deadline, &cancel);
+            let interrupted = interrupt::received();
+            let task = match (result, interrupted) {
+                (Ok(task), _) => task,
+                (Err(error), Some(_)) => interrupt::task_of(&tasks, &error).ok_or(error)?,
+                (Err(error), None) => return Err(error),
+            };
+            let code = exit_status::code(flags.exit_status, interrupted, [&task]);
+            let answer = TaskAnswer {
+                interrupted,
+                ..TaskAnswer::shown(task, fields.as_deref())
+            };
+            if !flags.wait {
+                return data(answer);
+            }
+            Ok(Reply::DataWithCode(encode(answer)?, code))
         }
         Err(inputs) => {
             // Each item's own fields, by its place in the batch.
@@ -45,16 +66,39 @@ pub fn run(flags: Flags) -> Result<Reply> {
                 |input| restart_one(&tasks, input),
             );
             let deadline = wait.map(deadline);
-            let items = restarted
+            let items: Vec<Item<Task>> = restarted
                 .into_iter()
                 .map(|item| {
-                    let result = item.result.and_then(|task| settle(&tasks, task, deadline));
+                    let result = item
+                        .result
+                        .and_then(|task| settle(&tasks, task, deadline, &cancel));
+                    let result = match (result, interrupt::received()) {
+                        (Err(error), Some(_)) => interrupt::task_of(&tasks, &error).ok_or(error),
+                        (result, _) => result,
+                    };
                     Item::new(item.index, item.target, result)
                 })
                 .collect();
-            batch_reply(items, None, |index, task| {
+            let interrupted = interrupt::received();
+            let waited: Vec<&Task> = items
+                .iter()
+                .filter_map(|item| item.result.as_ref().ok())
+                .collect();
+            let outcomes = flags
+                .wait
+                .then(|| TaskOutcomes::count(waited.iter().copied()));
+            let code = exit_status::code(flags.exit_status, interrupted, waited);
+            let mut batch = batch_answer(items, None, |index, task| {
                 TaskAnswer::shown(task, fields.get(index).and_then(Option::as_deref))
-            })
+            })?;
+            batch.task_outcomes = outcomes;
+            batch.interrupted = interrupted;
+            let code = match (batch.error_count, interrupted) {
+                (_, Some(_)) => code,
+                (1.., None) => crate::error::EXIT_FAILURE,
+                (0, None) => code,
+            };
+            Ok(Reply::DataWithCode(encode(batch)?, code))
         }
     }
 }
@@ -71,7 +115,12 @@ fn deadline(bound: Option<Duration>) -> Option<Instant> {
 
 /// With `--wait` (a deadline, or `Some(None)` for none), until the new run is ready or has
 /// ended; without, the run as restarted.
-fn settle(tasks: &Tasks, task: Task, deadline: Option<Option<Instant>>) -> Result<Task> {
+fn settle(
+    tasks: &Tasks,
+    task: Task,
+    deadline: Option<Option<Instant>>,
+    cancel: &Cancel,
+) -> Result<Task> {
     let Some(deadline) = deadline else {
         return Ok(task);
     };
@@ -80,7 +129,7 @@ fn settle(tasks: &Tasks, task: Task, deadline: Option<Option<Instant>>) -> Resul
     tasks.wait_started(WaitStartedArgs {
         id,
         timeout: deadline.map(|d| d.saturating_duration_since(Instant::now())),
-        cancel: Cancel::never(),
+        cancel: cancel.clone(),
         progress: None,
         condition: None,
     })

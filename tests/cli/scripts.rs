@@ -365,3 +365,36 @@ fn answers_give_log_lines_without_ansi_escapes_unless_asked() {
     assert_eq!(error["type"], "TaskNotReady", "{error}");
     assert_eq!(error["details"]["log_tail"], clean, "{error}");
 }
+
+/// `restart --wait --exit-status`, one task and a batch, like `start --wait`.
+#[test]
+fn exit_status_follows_the_runs_a_restart_waited_for() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "three", "shell": "exit 3"}));
+    sandbox.start(&json!({"id": "zero", "shell": "exit 0"}));
+    sandbox.wait("three");
+    sandbox.wait("zero");
+    let outcome = sandbox.call(
+        &["restart", "--wait", "--exit-status"],
+        &json!({"id": "three"}),
+    );
+    assert_eq!(outcome.code, Some(3), "{outcome:#?}");
+    let answer = answered(&outcome);
+    assert_eq!(
+        (&answer["task"]["run"], &answer["task"]["exit_code"]),
+        (&json!(2), &json!(3))
+    );
+    let outcome = sandbox.call(&["restart", "--wait"], &json!({"id": "three"}));
+    assert_eq!(outcome.code, Some(0), "without the flag: {outcome:#?}");
+    let outcome = sandbox.call(
+        &["restart", "--wait", "--exit-status"],
+        &json!([{"id": "zero"}, {"id": "three"}]),
+    );
+    assert_eq!(outcome.code, Some(3), "{outcome:#?}");
+    let batch = answered(&outcome);
+    assert_eq!(batch["task_outcomes"]["succeeded"], 1, "{batch}");
+    assert_eq!(batch["task_outcomes"]["exited_nonzero"], 1, "{batch}");
+    // Without --wait the flag is refused (it needs an end to follow).
+    let refused = sandbox.call(&["restart", "--exit-status"], &json!({"id": "zero"}));
+    assert_eq!(refused.error()["type"], "CommandInputError", "{refused:#?}");
+}
