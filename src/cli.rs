@@ -409,9 +409,10 @@ pub struct EventsArgs {
     /// frame is then stream.end {reason, cursor}. Default: no bound.
     #[arg(long, value_name = "SECONDS", requires = "stream", value_parser = timeout)]
     pub timeout: Option<Timeout>,
-    /// With --stream, for people: every task's output lines as they come (of the payload's
-    /// id only, if it names one), each prefixed `id | ` (coloured on a terminal unless
-    /// NO_COLOR is set), and a line when a run begins or ends; not JSON.
+    /// With --stream, for people: every task's output lines as they come (or only the
+    /// payload's id, or the tasks its {tag, tags, status} selector chooses, until they have
+    /// ended), each prefixed `id | ` (coloured on a terminal unless NO_COLOR is set), and a
+    /// line when a run begins or ends; not JSON.
     #[arg(long, requires = "stream")]
     pub raw: bool,
 }

@@ -17,19 +17,18 @@ use crate::lifecycle::Tasks;
 use crate::lifecycle::follow::{FollowAllArgs, FollowArgs};
 use crate::lifecycle::raw::{RawAllArgs, RawEvent};
 use crate::payload;
-use crate::payload::input::EventsInput;
+use crate::payload::input::{EventsInput, RawEventsInput};
 use crate::payload::task::{Status, Task};
 
 pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
-    let input: EventsInput = payload::optional(
-        payload::read(flags.payload.as_deref())?,
-        r#"{"id":"web","after":12}"#,
-    )?;
-    let tasks = Tasks::open()?;
+    let bytes = payload::read(flags.payload.as_deref())?;
     let timeout = Timeout::of_follow(flags.timeout);
     if flags.raw {
-        return raw(&tasks, input, timeout, output);
+        let input: RawEventsInput = payload::optional(bytes, r#"{"tag":"session-7"}"#)?;
+        return raw(&Tasks::open()?, input, timeout, output);
     }
+    let input: EventsInput = payload::optional(bytes, r#"{"id":"web","after":12}"#)?;
+    let tasks = Tasks::open()?;
     let (mut sink, cancel) = print_frames(output);
     match (
         FollowArgs::for_events(&input, timeout, cancel.clone())?,
@@ -54,27 +53,28 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
 /// ends, as `docker compose logs -f` prints its services.
 fn raw(
     tasks: &Tasks,
-    input: EventsInput,
+    input: RawEventsInput,
     timeout: Option<Duration>,
     output: &Output,
 ) -> Result<Reply> {
-    if input.after.is_some() || input.lines.is_some() {
-        return Err(Error::input_at(
-            if input.after.is_some() {
-                "after"
-            } else {
-                "lines"
-            },
-            "after and lines: not with --raw (it follows what comes from now on)",
-            "Leave them out, or use logs --stream --raw {\"id\",\"after\"} for one task.",
-        ));
-    }
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    let args = RawAllArgs {
-        ids: input.id.map(|id| vec![id]),
-        timeout,
+    let ids = match (input.selector(), input.id) {
+        (Some(_), Some(_)) => {
+            return Err(Error::input_at(
+                "id",
+                "id: give id or a selector (tag, tags, status), not both",
+                "Use {\"id\":\"web\"} for one task or {\"tag\":\"session-7\"} for every task tagged so.",
+            ));
+        }
+        // The tasks chosen as they are now; none chosen is nothing to follow.
+        (Some(selector), None) => match tasks.select(&selector, false)? {
+            ids if ids.is_empty() => return Ok(Reply::Streamed),
+            ids => Some(ids),
+        },
+        (None, id) => id.map(|id| vec![id]),
     };
+    let args = RawAllArgs { ids, timeout };
     let output = *output;
     tasks.raw_all(args, &mut |event| {
         let text = match event {

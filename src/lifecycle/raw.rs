@@ -248,9 +248,36 @@ impl Tasks {
         let deadline = args.timeout.map(|t| Instant::now() + t);
         let tasks_dir = self.state.tasks_dir();
         let _ = self.state.create_tasks_dir();
-        let watch = DirWatch::new_for(&tasks_dir, true, &[names::LOG, names::RECORD]);
+        // Where the follow begins, taken before the watch: what a task running now prints
+        // from here on is shown (even before the watch exists), what it printed before is
+        // not news, and a task that has ended stays quiet.
         let mut followed: BTreeMap<TaskId, Followed> = BTreeMap::new();
-        let mut first = true;
+        let ids = match &args.ids {
+            Some(ids) => ids.clone(),
+            None => self.state.task_ids()?,
+        };
+        for id in ids {
+            let paths = self.paths(&id);
+            let Ok(record) = observe(&paths, &id) else {
+                continue;
+            };
+            let log = paths.read_file(names::LOG).ok().flatten();
+            let offset = log
+                .as_ref()
+                .and_then(|log| log.metadata().ok())
+                .map_or(0, |m| m.len());
+            followed.insert(
+                id,
+                Followed {
+                    run: record.run,
+                    offset,
+                    log,
+                    partial: Vec::new(),
+                    ended: record.status.is_terminal(),
+                },
+            );
+        }
+        let watch = DirWatch::new_for(&tasks_dir, true, &[names::LOG, names::RECORD]);
         loop {
             let ids = match &args.ids {
                 Some(ids) => ids.clone(),
@@ -264,24 +291,18 @@ impl Tasks {
                 let task = Task::from_record(&record, &paths);
                 let known = followed.get(id).is_some_and(|f| f.run == record.run);
                 if !known {
-                    let log = paths.read_file(names::LOG).ok().flatten();
-                    // What ran before the follow began is not news: start at its end.
-                    let offset = match &log {
-                        Some(log) if first => log.metadata().map_or(0, |m| m.len()),
-                        _ => 0,
-                    };
-                    let ended = first && record.status.is_terminal();
+                    // A run that began after the follow did: from its first byte.
                     followed.insert(
                         id.clone(),
                         Followed {
                             run: record.run,
-                            offset,
-                            log,
+                            offset: 0,
+                            log: paths.read_file(names::LOG).ok().flatten(),
                             partial: Vec::new(),
-                            ended,
+                            ended: false,
                         },
                     );
-                    if !first && sink(RawEvent::Started(&task)).is_break() {
+                    if sink(RawEvent::Started(&task)).is_break() {
                         return Ok(());
                     }
                 }
@@ -314,7 +335,6 @@ impl Tasks {
                     }
                 }
             }
-            first = false;
             let all_ended = args.ids.as_ref().is_some_and(|ids| {
                 ids.iter()
                     .all(|id| followed.get(id).is_none_or(|f| f.ended))

@@ -656,6 +656,25 @@ pub struct EventsInput {
     pub ansi: bool,
 }
 
+/// `events --stream --raw` (for people): one task (`id`), every task (nothing), or every
+/// task a selector chooses as the follow begins (`tag`, `tags`, `status`). It follows what
+/// comes from now on, so it takes no `after` or `lines`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventsInput {
+    pub id: Option<TaskId>,
+    pub tag: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub status: Option<StatusFilter>,
+}
+
+impl RawEventsInput {
+    /// The selector given (`tag`, `tags`, `status`), if any.
+    pub fn selector(&self) -> Option<Selector> {
+        Selector::of(&self.tag, &self.tags, &self.status)
+    }
+}
+
 /// Where to resume: a frame's sequence number or a log cursor.
 #[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]

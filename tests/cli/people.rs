@@ -285,3 +285,54 @@ fn raw_and_table_are_never_chosen_on_their_own() {
     let help = spawn(plain).finish();
     assert!(help.stdout.contains("list"), "{help:#?}");
 }
+
+#[test]
+fn events_raw_by_selector_follows_only_the_chosen_tasks_until_they_end() {
+    let sandbox = Sandbox::new();
+    let gate = sandbox.work().join("gate");
+    let waits = format!("while [ ! -e {} ]; do sleep 0.02; done", gate.display());
+    for id in ["g1", "g2"] {
+        sandbox.start(
+            &json!({"id": id, "shell": format!("{waits}; echo {id} says hi"), "tags": ["grp"]}),
+        );
+    }
+    sandbox.start(
+        &json!({"id": "other", "shell": format!("{waits}; echo other says hi; exec sleep 1000")}),
+    );
+    let follower = spawn(sandbox.command(&["events", "--stream", "--raw", r#"{"tag":"grp"}"#]));
+    wait_until("the follower watches", DEADLINE, || {
+        fs::read_dir(format!("/proc/{}/fd", follower.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("inotify"))
+            })
+    });
+    fs::write(&gate, b"").expect("open the gate");
+    // It ends by itself once both chosen tasks have ended; "other" runs on.
+    let out = follower.finish();
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    let text = String::from_utf8_lossy(&out.stdout_bytes).into_owned();
+    for line in ["g1 | g1 says hi", "g2 | g2 says hi"] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("g1 | — exited 0 after")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("g2 | — exited 0 after")),
+        "{text}"
+    );
+    assert!(!text.contains("other"), "{text}");
+    sandbox.stop("other");
+    // A selector with an id, or the JSON-only fields, are refused with their path.
+    let both = sandbox.call(
+        &["events", "--stream", "--raw"],
+        &json!({"id": "g1", "tag": "grp"}),
+    );
+    assert_eq!(both.error()["details"]["path"], "id", "{both:#?}");
+    let after = sandbox.call(&["events", "--stream", "--raw"], &json!({"after": 3}));
+    assert_eq!(after.error()["type"], "CommandInputError", "{after:#?}");
+}
