@@ -162,6 +162,45 @@ fn batch_reply<T, A: Serialize>(
     })
 }
 
+/// How a batch after `--wait` is answered (`start`, `restart`): `task_outcomes` counts how
+/// the waited tasks ended, `interrupted` names a signal that ended the wait, and the exit
+/// code follows `--exit-status` ([`exit_status::code`]), or is 1 when an item failed (an
+/// interrupt's 130 wins over both).
+struct WaitedBatch {
+    wait: bool,
+    exit_status: bool,
+    interrupted: Option<&'static str>,
+    concurrency: Option<usize>,
+}
+
+impl WaitedBatch {
+    fn reply<T, A: Serialize>(
+        self,
+        items: Vec<Item<T>>,
+        task: impl Fn(&T) -> &crate::payload::task::Task,
+        answer: impl Fn(usize, T) -> A,
+    ) -> Result<Reply> {
+        let waited: Vec<_> = items
+            .iter()
+            .filter_map(|item| item.result.as_ref().ok())
+            .map(&task)
+            .collect();
+        let outcomes = self
+            .wait
+            .then(|| crate::payload::batch::TaskOutcomes::count(waited.iter().copied()));
+        let code = exit_status::code(self.exit_status, self.interrupted, waited);
+        let mut batch = batch_answer(items, self.concurrency, answer)?;
+        batch.task_outcomes = outcomes;
+        batch.interrupted = self.interrupted;
+        let code = match (batch.error_count, self.interrupted) {
+            (_, Some(_)) => code,
+            (1.., None) => crate::error::EXIT_FAILURE,
+            (0, None) => code,
+        };
+        Ok(Reply::DataWithCode(encode(batch)?, code))
+    }
+}
+
 /// The batch answer for `items`, each answered by `answer`.
 fn batch_answer<T, A: Serialize>(
     items: Vec<Item<T>>,

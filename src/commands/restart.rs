@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Reply, batch_answer, data, encode, exit_status, interrupt, required_bytes};
+use super::{Reply, WaitedBatch, data, encode, exit_status, interrupt, required_bytes};
 use crate::cli::{RestartArgs as Flags, Timeout};
 use crate::error::Result;
 use crate::lifecycle::batch::{self, Item};
@@ -13,7 +13,6 @@ use crate::lifecycle::restart::RestartArgs;
 use crate::lifecycle::{Cancel, Tasks};
 use crate::payload;
 use crate::payload::answer::TaskAnswer;
-use crate::payload::batch::TaskOutcomes;
 use crate::payload::input::RestartInput;
 use crate::payload::task::Task;
 
@@ -79,26 +78,17 @@ pub fn run(flags: Flags) -> Result<Reply> {
                     Item::new(item.index, item.target, result)
                 })
                 .collect();
-            let interrupted = interrupt::received();
-            let waited: Vec<&Task> = items
-                .iter()
-                .filter_map(|item| item.result.as_ref().ok())
-                .collect();
-            let outcomes = flags
-                .wait
-                .then(|| TaskOutcomes::count(waited.iter().copied()));
-            let code = exit_status::code(flags.exit_status, interrupted, waited);
-            let mut batch = batch_answer(items, None, |index, task| {
-                TaskAnswer::shown(task, fields.get(index).and_then(Option::as_deref))
-            })?;
-            batch.task_outcomes = outcomes;
-            batch.interrupted = interrupted;
-            let code = match (batch.error_count, interrupted) {
-                (_, Some(_)) => code,
-                (1.., None) => crate::error::EXIT_FAILURE,
-                (0, None) => code,
+            let batch = WaitedBatch {
+                wait: flags.wait,
+                exit_status: flags.exit_status,
+                interrupted: interrupt::received(),
+                concurrency: None,
             };
-            Ok(Reply::DataWithCode(encode(batch)?, code))
+            batch.reply(
+                items,
+                |task| task,
+                |index, task| TaskAnswer::shown(task, fields.get(index).and_then(Option::as_deref)),
+            )
         }
     }
 }

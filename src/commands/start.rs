@@ -1,14 +1,13 @@
 //! `start`: launch one task, or a batch (an array), each under its own supervisor
 //! ([`crate::lifecycle::launch`]).
 
-use super::{Reply, batch_answer, data, encode, exit_status, interrupt, required_bytes};
+use super::{Reply, WaitedBatch, data, encode, exit_status, interrupt, required_bytes};
 use crate::cli::{StartArgs as Flags, Timeout};
 use crate::error::Result;
 use crate::lifecycle::launch::{StartArgs, StartBatchArgs, Started};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::payload;
 use crate::payload::answer::StartAnswer;
-use crate::payload::batch::TaskOutcomes;
 use crate::payload::input::StartInput;
 
 const EXAMPLE: &str = r#"{"id":"web","command":"npm","args":["run","dev"]}"#;
@@ -66,26 +65,17 @@ pub fn run(flags: Flags) -> Result<Reply> {
                     item.result = as_is(&tasks, result);
                 }
             }
-            let waited: Vec<_> = items
-                .iter()
-                .filter_map(|item| item.result.as_ref().ok())
-                .map(|started| &started.task)
-                .collect();
-            let outcomes = flags
-                .wait
-                .then(|| TaskOutcomes::count(waited.iter().copied()));
-            let code = exit_status::code(flags.exit_status, interrupted, waited);
-            let mut batch = batch_answer(items, concurrency, |index, started| {
-                answer(started, fields.get(index).and_then(Option::as_deref))
-            })?;
-            batch.task_outcomes = outcomes;
-            batch.interrupted = interrupted;
-            let code = match (batch.error_count, interrupted) {
-                (_, Some(_)) => code,
-                (1.., None) => crate::error::EXIT_FAILURE,
-                (0, None) => code,
+            let batch = WaitedBatch {
+                wait: flags.wait,
+                exit_status: flags.exit_status,
+                interrupted,
+                concurrency,
             };
-            Ok(Reply::DataWithCode(encode(batch)?, code))
+            batch.reply(
+                items,
+                |started| &started.task,
+                |index, started| answer(started, fields.get(index).and_then(Option::as_deref)),
+            )
         }
     }
 }
