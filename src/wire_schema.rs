@@ -73,13 +73,25 @@ pub fn id_or_selector(schema: &mut Schema) {
     );
 }
 
-/// `events`: `after` and `lines` only with an `id`.
-pub fn after_needs_an_id(schema: &mut Schema) {
+/// `events`: one way of choosing tasks (`id`, `ids`, a selector, or none: every task);
+/// `after` only with an `id`; `lines` with an `id`, `ids` or a selector.
+pub fn events_choice(schema: &mut Schema) {
+    let no_selector = json!({"ids": {"type": "null"}, "tag": {"type": "null"},
+        "tags": {"type": "null"}, "status": {"type": "null"}});
+    let mut one = no_selector.clone();
+    one["id"] = json!({"type": "string"});
+    let mut every = no_selector;
+    every["after"] = json!({"type": "null"});
+    every["lines"] = json!({"type": "null"});
     schema.insert(
         "anyOf".into(),
         json!([
-            {"required": ["id"], "properties": {"id": {"type": "string"}}},
-            {"properties": {"after": {"type": "null"}, "lines": {"type": "null"}}}
+            {"required": ["id"], "properties": one},
+            {"required": ["ids"], "properties": {"id": {"type": "null"}, "after": {"type": "null"},
+                "tag": {"type": "null"}, "tags": {"type": "null"}, "status": {"type": "null"}}},
+            {"anyOf": [{"required": ["tag"]}, {"required": ["tags"]}, {"required": ["status"]}],
+                "properties": {"id": {"type": "null"}, "ids": {"type": "null"}, "after": {"type": "null"}}},
+            {"properties": every}
         ]),
     );
 }

@@ -1,9 +1,11 @@
 //! `events {id?, after?, lines?}`: a task's lifecycle frames and log lines in one order;
-//! without an id, every task's status. `--stream` prints the frames as NDJSON as they
-//! happen: for one task until its `task.ended` frame, for every task until `--timeout`
-//! ([`crate::lifecycle::follow`]). A follow of one task given `--timeout` ends with a
-//! `stream.end` frame (why it ended, where to resume); one of every task has no cursor to
-//! resume from and ends without one.
+//! `{ids}` or a selector (`tag`, `tags`, `status`): several tasks'; without any, every
+//! task's status. `--stream` prints the frames as NDJSON as they happen: for one task until
+//! its `task.ended` frame, for several until each has ended (log lines only when `lines`
+//! is given), for every task until `--timeout` ([`crate::lifecycle::follow`]). A follow of
+//! one or several tasks given `--timeout` ends with a `stream.end` frame per task (why it
+//! ended, where to resume it); one of every task has no cursor to resume from and ends
+//! without one.
 
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
@@ -14,7 +16,7 @@ use crate::cli::{EventsArgs as Flags, Timeout};
 use crate::envelope::Output;
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
-use crate::lifecycle::follow::{FollowAllArgs, FollowArgs};
+use crate::lifecycle::follow::{EventsOf, FollowAllArgs};
 use crate::lifecycle::raw::{RawAllArgs, RawEvent};
 use crate::payload;
 use crate::payload::input::{EventsInput, RawEventsInput};
@@ -31,22 +33,39 @@ pub fn run(flags: Flags, output: &Output) -> Result<Reply> {
     let tasks = Tasks::open()?;
     let (mut sink, cancel) = print_frames(output);
     match (
-        FollowArgs::for_events(&input, timeout, cancel.clone())?,
+        tasks.events_of(&input, timeout, cancel.clone())?,
         flags.stream,
     ) {
-        (Some(args), false) => data(tasks.events(args)?),
-        (Some(args), true) => {
+        (EventsOf::One(args), false) => data(tasks.events(args)?),
+        (EventsOf::One(args), true) => {
             let id = args.id.to_string();
             let end = tasks.follow(args, &mut sink)?;
             end_stream(timeout, &id, end, &mut sink);
             Ok(Reply::Streamed)
         }
-        (None, false) => data(tasks.all_events()?),
-        (None, true) => {
+        (EventsOf::Several(_), false) => Err(several_need_a_stream()),
+        (EventsOf::Several(args), true) => {
+            // How each ended, when the bound was given (as for one task).
+            for (id, end) in tasks.follow_many(args, &mut sink)? {
+                end_stream(timeout, id.as_str(), end, &mut sink);
+            }
+            Ok(Reply::Streamed)
+        }
+        (EventsOf::Every, false) => data(tasks.all_events()?),
+        (EventsOf::Every, true) => {
             tasks.follow_all(FollowAllArgs { timeout, cancel }, &mut sink)?;
             Ok(Reply::Streamed)
         }
     }
+}
+
+/// `events {ids}` or a selector without `--stream`.
+fn several_need_a_stream() -> Error {
+    Error::input_at(
+        "ids",
+        "ids, tag, tags, status: several tasks are followed with --stream",
+        "Add --stream to follow them until each has ended; for their status now use list with the same ids or selector.",
+    )
 }
 
 /// `--stream --raw`: lines prefixed with their task's id, and a line per run that begins or

@@ -27,7 +27,7 @@ use crate::lifecycle::logs::grep;
 use crate::lifecycle::observe::listening_ports_of;
 use crate::lifecycle::{Cancel, Tasks};
 use crate::output_log::{Cursor, MAX_INLINE_BYTES};
-use crate::paths::TaskId;
+use crate::paths::{TaskId, names};
 use crate::payload::answer::{AllEventsAnswer, EventsAnswer};
 use crate::payload::frame::{Event, Frame, StreamEndData, StreamEndReason};
 use crate::payload::input::{AfterInput, EventsInput, LogsInput};
@@ -74,24 +74,15 @@ impl FollowArgs {
     }
 
     /// `events {id, after?, lines?}`: every frame, from the last `lines` log lines or after
-    /// a frame's sequence number or a line's cursor. `None` without an id.
+    /// a frame's sequence number or a line's cursor.
     pub fn for_events(
+        id: TaskId,
         input: &EventsInput,
         timeout: Option<Duration>,
         cancel: Cancel,
-    ) -> Result<Option<Self>> {
-        let Some(id) = input.id.clone() else {
-            if input.after.is_some() || input.lines.is_some() {
-                return Err(Error::input_at(
-                    "id",
-                    "id: missing; after and lines need an id",
-                    "Give {\"id\":..} to resume one task's frames; without an id, events shows every task's status.",
-                ));
-            }
-            return Ok(None);
-        };
+    ) -> Result<Self> {
         let after = input.after.clone().map(resume_point).transpose()?;
-        Ok(Some(FollowArgs {
+        Ok(FollowArgs {
             id,
             selection: Selection {
                 after,
@@ -103,8 +94,19 @@ impl FollowArgs {
             grep: None,
             timeout,
             cancel,
-        }))
+        })
     }
+}
+
+/// What an `events` payload asks for ([`Tasks::events_of`]).
+#[derive(Debug, Clone)]
+pub enum EventsOf {
+    /// One task's frames (`id`).
+    One(FollowArgs),
+    /// Several tasks' frames (`ids`, or the tasks a selector chooses now).
+    Several(FollowManyArgs),
+    /// Every task's status (nothing chosen).
+    Every,
 }
 
 /// How a follow of one task ended ([`Tasks::follow`]).
@@ -143,6 +145,22 @@ pub struct FollowAllArgs {
     pub cancel: Cancel,
 }
 
+/// A follow of several tasks at once (`events --stream {ids}` or a selector): each task's
+/// own frames, numbered as its own follow numbers them, until each has ended.
+#[derive(Debug, Clone)]
+pub struct FollowManyArgs {
+    /// The tasks, as chosen when the follow begins.
+    pub ids: Vec<TaskId>,
+    /// `Some(n)`: log lines too, the last `n` of each task's run first; `None`: lifecycle
+    /// frames only (status, progress, ready, ended).
+    pub lines: Option<u64>,
+    /// Log lines with their ANSI escape sequences.
+    pub ansi: bool,
+    /// Stop following after this long (`None`: until every task has ended).
+    pub timeout: Option<Duration>,
+    pub cancel: Cancel,
+}
+
 /// Where `after` resumes: a frame's sequence number as given, or a log cursor parsed.
 pub fn resume_point(after: AfterInput) -> Result<After> {
     Ok(match after {
@@ -152,6 +170,47 @@ pub fn resume_point(after: AfterInput) -> Result<After> {
 }
 
 impl Tasks {
+    /// What an `events` payload asks for: one task, several (each id checked now, a
+    /// selector's tasks chosen now, oldest first), or every task's status. Several tasks are
+    /// only followed (`--stream`): their status now is `list`'s answer.
+    pub fn events_of(
+        &self,
+        input: &EventsInput,
+        timeout: Option<Duration>,
+        cancel: Cancel,
+    ) -> Result<EventsOf> {
+        input.validate()?;
+        let ids = match (&input.id, &input.ids, input.selector()) {
+            (Some(id), _, _) => {
+                return Ok(EventsOf::One(FollowArgs::for_events(
+                    id.clone(),
+                    input,
+                    timeout,
+                    cancel,
+                )?));
+            }
+            (None, Some(ids), _) => {
+                let mut chosen: Vec<TaskId> = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if !chosen.contains(id) {
+                        self.record(id)?;
+                        chosen.push(id.clone());
+                    }
+                }
+                chosen
+            }
+            (None, None, Some(selector)) => self.select(&selector, false)?,
+            (None, None, None) => return Ok(EventsOf::Every),
+        };
+        Ok(EventsOf::Several(FollowManyArgs {
+            ids,
+            lines: input.lines,
+            ansi: input.ansi,
+            timeout,
+            cancel,
+        }))
+    }
+
     /// One task's frames so far (`events` without `--stream`): a page, with where to resume.
     /// A page holds at most [`MAX_INLINE_BYTES`] of frames, each line cut to the line budget:
     /// without `after`, the newest frames that fit; after a sequence or cursor, the frames
@@ -223,6 +282,113 @@ impl Tasks {
             cursor: timeline.next_cursor(),
             next_sequence: timeline.next_sequence(),
         })
+    }
+
+    /// Follows several tasks in one stream: each task's frames as [`Tasks::follow`] gives
+    /// them (its own sequences, and each log line's cursor), interleaved as they happen,
+    /// until every task's run has ended, the bound runs out, the follow is cancelled or the
+    /// sink breaks. A task removed meanwhile is said at once (a `stream.end` frame with
+    /// reason `removed`) and the others go on. Answers how each other task's follow ended,
+    /// in the order of `ids`, with where to resume it.
+    /// All tasks are watched through one watch of the tasks' folder, taken before the first
+    /// read, so no task costs an inotify instance of its own.
+    pub fn follow_many(
+        &self,
+        args: FollowManyArgs,
+        sink: &mut Sink<'_>,
+    ) -> Result<Vec<(TaskId, FollowEnd)>> {
+        let deadline = args.timeout.map(|t| Instant::now() + t);
+        let _ = self.state.create_tasks_dir();
+        let watch = DirWatch::new_for(
+            &self.state.tasks_dir(),
+            true,
+            &[names::RECORD, names::LOG, names::JOURNAL],
+        );
+        let with_lines = args.lines.is_some();
+        let mut sink = |frame: Frame| {
+            if !with_lines && matches!(frame.event, Event::LogLine(_)) {
+                return ControlFlow::Continue(());
+            }
+            sink(frame)
+        };
+        let selection = Selection {
+            after: None,
+            lines: Some(args.lines.unwrap_or(0)),
+            only_lines: false,
+            budget: None,
+            ansi: args.ansi,
+        };
+        let mut followed = Vec::with_capacity(args.ids.len());
+        for id in &args.ids {
+            let paths = self.paths(id);
+            let opened = observe(&paths, id)
+                .and_then(|record| Timeline::open(&paths, &record, selection, &mut sink));
+            let (timeline, flow) = match opened {
+                Ok(opened) => opened,
+                // Removed between the choice and the first read: nothing to follow.
+                Err(Error::TaskNotFound { .. } | Error::TaskRemoved { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if flow == Flow::Stopped {
+                return Ok(Vec::new());
+            }
+            followed.push(Followed {
+                id: id.clone(),
+                timeline,
+                flow,
+                removed: false,
+            });
+        }
+        let open = |followed: &[Followed]| followed.iter().any(|f| f.flow == Flow::Open);
+        let mut timed_out = false;
+        while open(&followed) && !args.cancel.is_cancelled() {
+            if !watch.wait(deadline) {
+                timed_out = !args.cancel.is_cancelled();
+                break;
+            }
+            for entry in followed.iter_mut().filter(|f| f.flow == Flow::Open) {
+                entry.flow = match entry.timeline.poll(&mut sink) {
+                    Ok(Flow::Stopped) => return Ok(Vec::new()),
+                    Ok(flow) => flow,
+                    // Said at once; the others go on.
+                    Err(Error::TaskNotFound { .. } | Error::TaskRemoved { .. }) => {
+                        entry.removed = true;
+                        let end = FollowEnd {
+                            reason: Some(StreamEndReason::Removed),
+                            cursor: entry.timeline.next_cursor(),
+                            next_sequence: entry.timeline.next_sequence(),
+                        };
+                        if let Some(frame) = end.frame(entry.id.as_str())
+                            && sink(frame).is_break()
+                        {
+                            return Ok(Vec::new());
+                        }
+                        Flow::Ended
+                    }
+                    Err(e) => return Err(e),
+                };
+            }
+        }
+        if args.cancel.is_cancelled() {
+            return Ok(Vec::new());
+        }
+        Ok(followed
+            .into_iter()
+            .filter(|f| !f.removed)
+            .map(|f| {
+                let reason = match f.flow {
+                    Flow::Ended => StreamEndReason::Ended,
+                    _ if timed_out => StreamEndReason::Timeout,
+                    _ => StreamEndReason::Ended,
+                };
+                let end = FollowEnd {
+                    reason: Some(reason),
+                    cursor: f.timeline.next_cursor(),
+                    next_sequence: f.timeline.next_sequence(),
+                };
+                (f.id, end)
+            })
+            .collect())
     }
 
     /// Every task's status now (`events` without an id): a `task.status` frame each, and a
@@ -299,6 +465,14 @@ impl Tasks {
         let cancel = args.cancel.clone();
         Frames::spawn(cancel, move |sink| tasks.follow_all(args, sink))
     }
+}
+
+/// One task of [`Tasks::follow_many`].
+struct Followed {
+    id: TaskId,
+    timeline: Timeline,
+    flow: Flow,
+    removed: bool,
 }
 
 /// The frames of a follow, read as they happen. The follow runs on its own thread, at most

@@ -23,7 +23,7 @@ use super::tools::{self, Extra};
 use crate::catalog;
 use crate::error::{Error, Result};
 use crate::lifecycle::batch::{self, Item};
-use crate::lifecycle::follow::FollowArgs;
+use crate::lifecycle::follow::{EventsOf, FollowArgs};
 use crate::lifecycle::launch::{StartArgs, StartBatchArgs, Started, WaitStartedArgs};
 use crate::lifecycle::list::ListArgs;
 use crate::lifecycle::logs::{LogsArgs, LogsShape};
@@ -503,8 +503,19 @@ async fn events(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
         .into());
     }
     call.run(follow.then_some(bound), move |tasks, cancel, reporter| {
-        let Some(args) = FollowArgs::for_events(&input, None, cancel.clone())? else {
-            return Ok(serde_json::to_value(tasks.all_events()?).map_err(encoding)?);
+        let args = match tasks.events_of(&input, None, cancel.clone())? {
+            EventsOf::One(args) => args,
+            EventsOf::Every => {
+                return Ok(serde_json::to_value(tasks.all_events()?).map_err(encoding)?);
+            }
+            EventsOf::Several(_) => {
+                return Err(Error::input_at(
+                    "ids",
+                    "ids, tag, tags, status: several tasks are followed only in the CLI's events --stream",
+                    "Call list with the same ids or selector for their status now, events {\"id\":..} for one task's frames, or wait {\"ids\":[..],\"mode\":\"any\"} for the first to end.",
+                )
+                .into());
+            }
         };
         let mut answer = tasks.events(args.clone())?;
         if !follow {
@@ -533,8 +544,10 @@ async fn events(call: &Call<'_>, args: JsonObject, extra: Extra) -> Answer {
                 after: Some(AfterInput::Sequence(after)),
                 lines: input.lines,
                 ansi: input.ansi,
+                ..EventsInput::default()
             };
-            let Some(follow) = FollowArgs::for_events(&resume, Some(left), cancel.clone())? else {
+            let EventsOf::One(follow) = tasks.events_of(&resume, Some(left), cancel.clone())?
+            else {
                 unreachable!("an id was given")
             };
             tasks.follow(follow.clone(), &mut |_| ControlFlow::Break(()))?;

@@ -168,6 +168,12 @@ pub const EXAMPLES: &[ExampleFile] = &[
     ),
     example!(
         "events",
+        "several-tasks-with-their-output",
+        &["--stream"],
+        "Follow every task tagged session-7 (as tagged now), their new output lines included, until each has ended; each frame's task_id and sequence resume that task."
+    ),
+    example!(
+        "events",
         "resume-after-a-cursor",
         &[],
         "Frames after a log cursor (a line's cursor, or next_cursor)."

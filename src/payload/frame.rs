@@ -86,6 +86,9 @@ pub enum StreamEndReason {
     Timeout,
     /// The run ended.
     Ended,
+    /// The task was removed (`rm`, `prune`) while it was followed (a follow of several
+    /// tasks goes on with the others).
+    Removed,
 }
 
 /// `task.status`: the task's status as it now stands.

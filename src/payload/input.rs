@@ -641,19 +641,71 @@ pub struct LogsInput {
 /// `events`: a task's lifecycle frames and log lines, or every task's status.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = crate::wire_schema::after_needs_an_id)]
+#[schemars(transform = crate::wire_schema::events_choice)]
 pub struct EventsInput {
-    /// The task id; without it, every task's status.
+    /// The task id; without it (and without `ids` or a selector), every task's status.
     pub id: Option<TaskId>,
+    /// Several tasks in one stream (`--stream` only), instead of `id`: each task's own
+    /// frames (its own `sequence` numbers, each log line with its `cursor`, so
+    /// `{"id": <task_id>, "after": <sequence>}` resumes that task) until every one has
+    /// ended.
+    #[schemars(length(min = 1))]
+    pub ids: Option<Vec<TaskId>>,
+    /// A selector, instead of `id` or `ids`: every task carrying this tag (as they are when
+    /// the call begins), followed as with `ids`.
+    #[schemars(length(min = 1))]
+    pub tag: Option<String>,
+    /// A selector: every task carrying all of these tags.
+    pub tags: Option<Vec<String>>,
+    /// A selector: every task with this status, or one of these.
+    pub status: Option<StatusFilter>,
     /// Resume after a frame: its `sequence` (a number) or a log line's `cursor` (a string).
+    /// Only with `id`.
     pub after: Option<AfterInput>,
-    /// How many past log lines to include first (default 100).
+    /// How many past log lines to include first (default 100). With `ids` or a selector
+    /// (and `--stream`): log lines are included only when `lines` is given, the last
+    /// `lines` of each task first (`0`: only new ones).
     pub lines: Option<u64>,
     /// `true`: lines as written, with their ANSI escape sequences (colours, cursor moves).
     /// By default (`false`) they are removed; the
     /// log file and the artifact keep every byte.
     #[serde(default)]
     pub ansi: bool,
+}
+
+impl EventsInput {
+    /// The selector given (`tag`, `tags`, `status`), if any.
+    pub fn selector(&self) -> Option<Selector> {
+        Selector::of(&self.tag, &self.tags, &self.status)
+    }
+
+    /// One way of choosing tasks at most; `after` only with an `id`; `lines` with an `id`,
+    /// `ids` or a selector.
+    pub fn validate(&self) -> Result<()> {
+        let several = self.ids.is_some() || self.selector().is_some();
+        if (self.id.is_some() && several) || (self.ids.is_some() && self.selector().is_some()) {
+            return Err(Error::input_at(
+                if self.id.is_some() { "id" } else { "ids" },
+                "give one of id, ids or a selector (tag, tags, status), not several",
+                "Use {\"id\":\"web\"} for one task, {\"ids\":[\"web\",\"api\"]} or {\"tag\":\"session-7\"} for several.",
+            ));
+        }
+        if self.id.is_none() && several && self.after.is_some() {
+            return Err(Error::input_at(
+                "after",
+                "after: only with an id; a stream over several tasks resumes one task at a time",
+                "Each frame carries its task's sequence (and a log line its cursor): resume that task with events {\"id\": <task_id>, \"after\": <sequence>}.",
+            ));
+        }
+        if self.id.is_none() && !several && (self.after.is_some() || self.lines.is_some()) {
+            return Err(Error::input_at(
+                "id",
+                "id: missing; after and lines need an id, ids or a selector",
+                "Give {\"id\":..} to resume one task's frames, or {\"ids\":[..],\"lines\":0} with --stream to follow several tasks' output; without them, events shows every task's status.",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `events --stream --raw` (for people): one task (`id`), every task (nothing), or every

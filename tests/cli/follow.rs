@@ -1192,3 +1192,234 @@ fn invalid_utf8_and_carriage_returns_render_as_a_terminal_would_while_the_bytes_
         .collect();
     assert_eq!(lines, expected);
 }
+
+/// Issue 20 item 6: `events --stream {ids}` or a selector follows several tasks in one NDJSON
+/// stream. Each frame is numbered as the task's own follow numbers it (so
+/// `events {id, after: sequence}` resumes that task exactly there), log lines come only
+/// when `lines` is asked for, each with its cursor, and the stream ends by itself once every
+/// task has ended.
+#[test]
+fn events_stream_over_several_tasks_ends_when_each_has_ended_and_each_frame_resumes_its_task() {
+    let sandbox = Sandbox::new();
+    let mut gates = Vec::new();
+    for (id, then) in [("web", "exit 3"), ("api", "")] {
+        let fifo = format!("{id}.fifo");
+        let path = Gate::create(&sandbox, &fifo);
+        sandbox.start(&json!({"id": id, "tags": ["dev"], "shell": format!("cat {fifo}; {then}")}));
+        gates.push(Gate::open(&path));
+    }
+    // An ended task with the tag is part of the choice: its frames up to its end, at once.
+    sandbox.start(&json!({"id": "old", "tags": ["dev"], "shell": "echo gone"}));
+    sandbox.wait("old");
+    sandbox.start(&json!({"id": "other", "command": "sleep", "args": ["1000"]}));
+    gates[0].write(b"web 1\n");
+    wait_for_log(&sandbox, "web", "web 1\n");
+
+    let mut stream = Stream::spawn(
+        sandbox.command_with(&["events", "--stream"], &json!({"tag": "dev", "lines": 5})),
+    );
+    let mut frames = Vec::new();
+    // Both running tasks are followed once `api`'s opening status frame was printed.
+    while !frames
+        .iter()
+        .any(|f: &Value| f["task_id"] == "api" && f["type"] == "task.status")
+    {
+        frames.push(stream.next());
+    }
+    gates[1].write(b"api 1\n");
+    gates[0].write(b"web 2\n");
+    drop(gates);
+    let (rest, ended) = stream.rest();
+    assert_clean_exit(&ended, "events --stream {tag}");
+    frames.extend(rest);
+
+    assert!(
+        frames.iter().all(|f| f["task_id"] != "other"),
+        "only the chosen tasks: {frames:#?}"
+    );
+    let of = |id: &str| -> Vec<&Value> { frames.iter().filter(|f| f["task_id"] == id).collect() };
+    for id in ["web", "api", "old"] {
+        let own = of(id);
+        let numbers: Vec<u64> = own.iter().map(|f| sequence(f)).collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "{id}'s frames are numbered in its own order: {own:#?}"
+        );
+        let last = own
+            .last()
+            .unwrap_or_else(|| panic!("no frame of {id}: {frames:#?}"));
+        assert_eq!(
+            last["type"], "task.ended",
+            "{id} ends with its end: {own:#?}"
+        );
+        // Every frame of the stream is the frame the task's own events answer with that
+        // sequence, so the stream resumes per task from any of them.
+        let own_events =
+            sandbox.ok(&["events"], &json!({"id": id, "lines": 100}))["frames"].clone();
+        for frame in &own {
+            let same = own_events
+                .as_array()
+                .expect("frames")
+                .iter()
+                .find(|f| f["sequence"] == frame["sequence"])
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{id}: no frame {} in events: {own_events}",
+                        frame["sequence"]
+                    )
+                });
+            assert_eq!(same["type"], frame["type"], "{id}: {frame} vs {same}");
+            assert_eq!(
+                same["data"]["line"], frame["data"]["line"],
+                "{id}: {frame} vs {same}"
+            );
+            assert_eq!(
+                same["data"]["cursor"], frame["data"]["cursor"],
+                "{id}: {frame} vs {same}"
+            );
+        }
+    }
+    let lines = |id: &str| -> Vec<String> {
+        of(id)
+            .iter()
+            .filter(|f| f["type"] == "task.log.line")
+            .map(|f| {
+                assert!(
+                    f["data"]["cursor"].is_string(),
+                    "a line carries its cursor: {f}"
+                );
+                f["data"]["line"].as_str().expect("line").to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(lines("web"), ["web 1", "web 2"], "{frames:#?}");
+    assert_eq!(lines("api"), ["api 1"], "{frames:#?}");
+    assert_eq!(lines("old"), ["gone"], "{frames:#?}");
+    assert_eq!(of("web").last().expect("end")["data"]["exit_code"], 3);
+
+    // Resuming one task after a frame seen in the stream gives what followed it.
+    let first_web_line = of("web")
+        .into_iter()
+        .find(|f| f["type"] == "task.log.line")
+        .expect("a web line");
+    let resumed = sandbox.ok(
+        &["events"],
+        &json!({"id": "web", "after": sequence(first_web_line)}),
+    );
+    let resumed_lines: Vec<&Value> = resumed["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter(|f| f["type"] == "task.log.line")
+        .collect();
+    assert_eq!(resumed_lines.len(), 1, "{resumed}");
+    assert_eq!(resumed_lines[0]["data"]["line"], "web 2", "{resumed}");
+
+    // Without `lines`, lifecycle frames only.
+    let outcome = sandbox.call(&["events", "--stream"], &json!({"ids": ["web", "old"]}));
+    let quiet: Vec<Value> = outcome
+        .stdout
+        .lines()
+        .map(|l| parse_frame(l, "events --stream {ids}"))
+        .collect();
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        quiet.iter().all(|f| f["type"] != "task.log.line"),
+        "no log lines unless asked: {quiet:#?}"
+    );
+    for id in ["web", "old"] {
+        assert!(
+            quiet
+                .iter()
+                .any(|f| f["task_id"] == id && f["type"] == "task.ended"),
+            "{id}: {quiet:#?}"
+        );
+    }
+    sandbox.stop("other");
+}
+
+/// Issue 20 item 6: a stream over several tasks given `--timeout` ends with a `stream.end`
+/// per task (where to resume it); a task removed while it is followed is said at once
+/// (`reason: "removed"`) and the others go on; what it cannot do is refused with a path.
+#[test]
+fn events_stream_over_several_tasks_says_how_each_ended_and_refuses_what_it_cannot_do() {
+    let sandbox = Sandbox::new();
+    sandbox.start(&json!({"id": "long", "command": "sleep", "args": ["1000"]}));
+    sandbox.start(&json!({"id": "short", "command": "true"}));
+    sandbox.wait("short");
+    let outcome = sandbox.call(
+        &["events", "--stream", "--timeout", "0.5"],
+        &json!({"ids": ["long", "short"], "lines": 0}),
+    );
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    let frames: Vec<Value> = outcome
+        .stdout
+        .lines()
+        .map(|l| parse_frame(l, "events --stream --timeout"))
+        .collect();
+    let ends: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "stream.end")
+        .collect();
+    assert_eq!(ends.len(), 2, "{frames:#?}");
+    assert_eq!(ends[0]["task_id"], "long", "{frames:#?}");
+    assert_eq!(ends[0]["data"]["reason"], "timeout", "{frames:#?}");
+    assert_eq!(ends[1]["task_id"], "short", "{frames:#?}");
+    assert_eq!(ends[1]["data"]["reason"], "ended", "{frames:#?}");
+    for end in &ends {
+        assert!(end["data"]["cursor"].is_string(), "{end}");
+        assert!(end["data"]["next_sequence"].is_u64(), "{end}");
+    }
+
+    // A task whose folder disappears under the follow.
+    let gate_path = Gate::create(&sandbox, "stays.fifo");
+    sandbox.start(&json!({"id": "stays", "shell": "cat stays.fifo"}));
+    let gate = Gate::open(&gate_path);
+    let mut stream = Stream::spawn(
+        sandbox.command_with(&["events", "--stream"], &json!({"ids": ["long", "stays"]})),
+    );
+    let mut seen = Vec::new();
+    while !seen.iter().any(|f: &Value| f["task_id"] == "stays") {
+        seen.push(stream.next());
+    }
+    let supervisor = sandbox.supervisor("long");
+    sandbox.track(sandbox.leader("long"));
+    sandbox.track(supervisor);
+    fs::rename(sandbox.task_dir("long"), sandbox.root().join("long-away")).expect("move away");
+    let removed = stream.next();
+    assert_eq!(removed["type"], "stream.end", "{removed}");
+    assert_eq!(removed["task_id"], "long", "{removed}");
+    assert_eq!(removed["data"]["reason"], "removed", "{removed}");
+    drop(gate);
+    let (rest, ended) = stream.rest();
+    assert_clean_exit(&ended, "events --stream after a removal");
+    assert!(
+        rest.iter()
+            .any(|f| f["task_id"] == "stays" && f["type"] == "task.ended"),
+        "the other task is followed to its end: {rest:#?}"
+    );
+    supervisor.signal(Signal::SIGTERM);
+
+    for (payload, path) in [
+        (json!({"ids": ["stays"], "after": 3}), "after"),
+        (json!({"id": "stays", "ids": ["stays"]}), "id"),
+        (json!({"ids": ["stays"], "tag": "x"}), "ids"),
+    ] {
+        let error = sandbox.fail(&["events", "--stream"], &payload);
+        assert_eq!(error["type"], "CommandInputError", "{payload}: {error}");
+        assert_eq!(error["details"]["path"], path, "{payload}: {error}");
+    }
+    let error = sandbox.fail(
+        &["events", "--stream"],
+        &json!({"ids": ["stays", "nobody"]}),
+    );
+    assert_eq!(error["type"], "TaskNotFound", "{error}");
+    let error = sandbox.fail(&["events"], &json!({"ids": ["stays"]}));
+    assert_eq!(error["type"], "CommandInputError", "{error}");
+    assert!(
+        error["details"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("--stream")),
+        "{error}"
+    );
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use background_tasks::error::Error;
 use background_tasks::lifecycle::Cancel;
-use background_tasks::lifecycle::follow::FollowArgs;
+use background_tasks::lifecycle::follow::{FollowArgs, resume_point};
 use background_tasks::lifecycle::stop::StopArgs;
 use background_tasks::output_log::{self, Cursor, Line};
 use background_tasks::paths::TaskId;
@@ -697,9 +697,14 @@ const LOGS: Fields = &[
     ("grep", Kind::Text, 0.4),
 ];
 const EVENTS: Fields = &[
-    ("id", Kind::Id, 0.8),
+    ("id", Kind::Id, 0.6),
+    ("ids", Kind::Ids, 0.2),
+    ("tag", Kind::Text, 0.2),
+    ("tags", Kind::Texts, 0.1),
+    ("status", Kind::Word(STATUSES), 0.1),
     ("after", Kind::After, 0.5),
     ("lines", Kind::Count, 0.5),
+    ("ansi", Kind::Bool, 0.2),
 ];
 
 /// An object holding each of `fields` or not (and now and then one field too many), in a
@@ -882,7 +887,8 @@ proptest! {
             FollowArgs::for_logs(&logs, None, Cancel::never()).map(drop)
         })?;
         check_payload::<EventsInput>(&events, EVENTS, |events| {
-            FollowArgs::for_events(&events, None, Cancel::never()).map(drop)
+            events.validate()?;
+            events.after.clone().map(resume_point).transpose().map(drop)
         })?;
         check_payload::<RestartInput>(&restart, RESTART, |restart| restart.validate())?;
         check_payload::<RmInput>(&rm, RM, |_| Ok(()))?;
