@@ -24,6 +24,9 @@ pub mod env {
     /// starts: `<task id>:<run>:<supervisor pid>:<its start time>`. Whoever finds the task
     /// `lost` finds and kills the processes that left its group by it.
     pub const RUN: &str = "BACKGROUND_TASKS_RUN";
+    /// Set by the supervisor in its task's environment: the task's id. A `start` run from
+    /// inside the task records it as the new task's `parent`.
+    pub const TASK_ID: &str = "BACKGROUND_TASKS_TASK_ID";
     /// Debug builds only: a fault for the tests to inject (see `fault`).
     pub const FAULT: &str = "BACKGROUND_TASKS_FAULT";
 }
@@ -325,6 +328,9 @@ pub mod names {
     /// A new ready condition for the supervisor's run (`if_running: "reuse"` with another
     /// `ready`), which the supervisor watches for.
     pub const READY_REQUEST: &str = "ready.json";
+    /// The ids of the tasks started from inside this one, a line each, appended by their
+    /// `start` (a hint: a child is one whose own record names this task its `parent`).
+    pub const CHILDREN: &str = "children";
 
     /// The log of an earlier run.
     pub fn old_log(run: u32) -> String {

@@ -80,6 +80,25 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Whether `pid` is a supervisor: it runs our own binary (the same file, even if it was
+/// replaced since) entered through the hidden subcommand. A task's own processes cannot
+/// pass for one without being one: a supervisor started without its lock and socket ends
+/// at once.
+pub fn is_supervisor(pid: i32) -> bool {
+    let exe = |pid: &str| {
+        fs::read_link(format!("/proc/{pid}/exe")).ok().map(|path| {
+            let path = path.to_string_lossy().into_owned();
+            path.strip_suffix(" (deleted)")
+                .map(str::to_owned)
+                .unwrap_or(path)
+        })
+    };
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let entry = cmdline.split(|&b| b == 0).nth(1);
+    entry == Some(crate::supervisor::ENTRY.as_bytes())
+        && exe(&pid.to_string()).is_some_and(|theirs| exe("self") == Some(theirs))
+}
+
 /// The live processes of user `uid` that started at or after `since` (clock ticks after
 /// boot) and whose environment holds `name=value`. One pass over /proc: the owner and start
 /// time are checked first, so only candidates have their environment read.

@@ -135,10 +135,16 @@ pub fn run() -> CapabilitiesAnswer {
         },
         features: features(),
         mcp_tools: mcp_tools(),
-        environment: vec![mode(
-            crate::paths::env::HOME,
-            "The state directory (default ~/.local/state/background-tasks).",
-        )],
+        environment: vec![
+            mode(
+                crate::paths::env::HOME,
+                "The state directory (default ~/.local/state/background-tasks). Set in every task's environment to the state directory it runs from.",
+            ),
+            mode(
+                crate::paths::env::TASK_ID,
+                "Set in every task's environment to its id: a start run from inside a task records it as the new task's parent.",
+            ),
+        ],
     }
 }
 

@@ -29,6 +29,7 @@ pub fn run(flags: Flags) -> Result<Reply> {
         Ok(StopAnswer::new(
             stopped.task,
             stopped.already_terminal,
+            stopped.children,
             fields.as_deref(),
         ))
     };

@@ -243,7 +243,12 @@ impl Tasks {
         }
         let (slot, turn) = queue.unzip();
         let env = input.env.clone();
-        let template = template(&id, input, slot)?;
+        let mut template = template(&id, input, slot)?;
+        let parent = self.caller_parent(&id);
+        template.parent = parent.as_ref().map(ToString::to_string);
+        if let Some(parent) = &parent {
+            self.note_child(parent, &id);
+        }
         let ready = template.ready_spec.clone();
         let owner = template.all_owners().pop();
         let (record, reused) = self.launch_run(Run {

@@ -114,4 +114,8 @@ fn matches(filter: &ListInput, record: &TaskRecord) -> bool {
             .workdir
             .as_ref()
             .is_none_or(|dir| record.workdir.trim_end_matches('/') == dir.trim_end_matches('/'))
+        && filter
+            .parent
+            .as_ref()
+            .is_none_or(|parent| record.parent.as_deref() == Some(parent.as_str()))
 }

@@ -21,6 +21,7 @@
 
 pub mod batch;
 pub mod cancel;
+pub mod children;
 pub mod doctor;
 pub(crate) mod exits;
 pub mod follow;

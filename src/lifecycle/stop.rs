@@ -19,7 +19,7 @@ use crate::lifecycle::wait::Bound;
 use crate::lifecycle::{Cancel, Tasks};
 use crate::paths::{TaskId, TaskPaths};
 use crate::payload::input::StopInput;
-use crate::payload::task::Task;
+use crate::payload::task::{ChildTask, Task};
 use crate::pidfd;
 use crate::procfs::Identity;
 use crate::state::journal::{self, EndedEntry, kind};
@@ -43,6 +43,8 @@ pub struct StopArgs {
     /// How long to wait for the end; the grace period and 10 s when `None`.
     pub timeout: Option<Duration>,
     pub cancel: Cancel,
+    /// Stop the tasks started from inside it too, first ([`crate::lifecycle::children`]).
+    pub with_children: bool,
 }
 
 impl StopArgs {
@@ -54,6 +56,7 @@ impl StopArgs {
             grace: None,
             timeout: None,
             cancel: Cancel::never(),
+            with_children: false,
         }
     }
 
@@ -65,6 +68,7 @@ impl StopArgs {
             grace: input.grace_s.map(Duration::from_secs_f64),
             signal: input.signal,
             timeout,
+            with_children: input.with_children,
             ..StopArgs::new(id)
         })
     }
@@ -77,17 +81,23 @@ pub struct Stopped {
     pub task: Task,
     /// `true` when it had already ended and nothing was signalled.
     pub already_terminal: bool,
+    /// With `with_children`: its descendants as they are after their stop.
+    pub children: Option<Vec<ChildTask>>,
 }
 
 impl Tasks {
     /// Stops the task and waits for the end of the run it stopped.
     pub fn stop(&self, args: StopArgs) -> Result<Stopped> {
+        if args.with_children {
+            return self.stop_with_children(args);
+        }
         let paths = self.paths(&args.id);
         let (record, already_terminal) =
             stop_record(&paths, &args, self.lock_threads).map_err(|e| self.with_cursor(e))?;
         Ok(Stopped {
             task: Task::from_record(&record, &paths),
             already_terminal,
+            children: None,
         })
     }
 }

@@ -329,6 +329,7 @@ async fn stop(call: &Call<'_>, mut args: JsonObject, extra: Extra) -> Answer {
         Ok(StopAnswer::new(
             stopped.task,
             stopped.already_terminal,
+            stopped.children,
             fields.as_deref(),
         ))
     };

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::output_log::{Cursor, CursorReset};
 use crate::payload::frame::Frame;
 use crate::payload::input::WaitMode;
-use crate::payload::task::{LogInfo, Status, Task};
+use crate::payload::task::{ChildTask, LogInfo, Status, Task};
 
 /// The answer of `status`, `wait` and `restart`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -96,16 +96,26 @@ pub struct StopAnswer {
     pub already_terminal: bool,
     /// The whole task, or only the `fields` asked for.
     pub task: Shown,
+    /// With `with_children`: the tasks started from inside it (and from inside those), as
+    /// they are after their stop; `null` otherwise.
+    pub children: Option<Vec<ChildTask>>,
 }
 
 impl StopAnswer {
-    /// A stopped task, whole or only `fields`.
-    pub fn new(task: Task, already_terminal: bool, fields: Option<&[String]>) -> StopAnswer {
+    /// A stopped task, whole or only `fields`, with its descendants when they were stopped
+    /// too.
+    pub fn new(
+        task: Task,
+        already_terminal: bool,
+        children: Option<Vec<ChildTask>>,
+        fields: Option<&[String]>,
+    ) -> StopAnswer {
         StopAnswer {
             task_id: task.id.clone(),
             status: task.status,
             already_terminal,
             task: Shown::new(task, fields),
+            children,
         }
     }
 }

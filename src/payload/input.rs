@@ -493,6 +493,8 @@ pub struct ListInput {
     pub name: Option<String>,
     /// Only tasks started in this directory.
     pub workdir: Option<String>,
+    /// Only the tasks started from inside this task (its children).
+    pub parent: Option<TaskId>,
     /// Answer only these fields of each task (e.g. ["id","status"]).
     #[serde(default)]
     #[schemars(schema_with = "crate::payload::task::task_fields")]
@@ -543,6 +545,11 @@ pub struct StopInput {
     /// Seconds before SIGKILL follows; default the task's `grace_s`.
     #[schemars(range(min = 0, max = MAX_SECONDS))]
     pub grace_s: Option<f64>,
+    /// `true`: stop the tasks started from inside it too (its `children` in `status`,
+    /// theirs, and so on), the deepest first, then the task itself. By default a child
+    /// task outlives its parent's stop.
+    #[serde(default)]
+    pub with_children: bool,
 }
 
 impl StopInput {
@@ -593,6 +600,7 @@ impl StopInput {
                 fields: self.fields.clone(),
                 signal: self.signal,
                 grace_s: self.grace_s,
+                with_children: self.with_children,
             })
             .collect()
     }

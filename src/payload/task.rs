@@ -145,7 +145,7 @@ impl From<&ProgressRecord> for Progress {
 }
 
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
-pub const FIELDS: [&str; 34] = [
+pub const FIELDS: [&str; 36] = [
     "id",
     "name",
     "command",
@@ -180,6 +180,8 @@ pub const FIELDS: [&str; 34] = [
     "stop_with_pids",
     "ports",
     "stopped",
+    "parent",
+    "children",
 ];
 
 /// `list {fields}`: names of a task's fields.
@@ -269,6 +271,21 @@ pub struct Task {
     /// while its status is `running`; `stop` continues it so that it ends at once (`status`
     /// only; `null` elsewhere and once it has ended).
     pub stopped: Option<bool>,
+    /// The task this one was started from (a `start` run inside that task's processes),
+    /// or `null`.
+    pub parent: Option<String>,
+    /// The tasks started from inside this one, oldest first (`status` only; `null`
+    /// elsewhere). `stop {"id", "with_children": true}` stops them with it.
+    pub children: Option<Vec<ChildTask>>,
+}
+
+/// A task started from inside another, as its parent's `status` lists it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ChildTask {
+    pub id: String,
+    pub status: Status,
+    /// How it ended, when it exited.
+    pub exit_code: Option<i32>,
 }
 
 /// Where the current run's output is.
@@ -337,6 +354,8 @@ impl Task {
                 record.ports.clone()
             },
             stopped: None,
+            parent: record.parent.clone(),
+            children: None,
         }
     }
 }

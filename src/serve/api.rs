@@ -189,6 +189,7 @@ pub async fn stop(State(app): State<AppState>, Path(id): Path<String>) -> Respon
             Ok(StopAnswer::new(
                 stopped.task,
                 stopped.already_terminal,
+                stopped.children,
                 None,
             ))
         })

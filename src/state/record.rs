@@ -160,6 +160,10 @@ pub struct TaskRecord {
     /// The batch this run was queued in, when `start --concurrency` limited it.
     #[serde(default)]
     pub batch: Option<BatchSlot>,
+    /// The task this one was started from (its id, from the environment its supervisor
+    /// gave it), when `start` ran inside a task of the same state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// The conditions under which the run counts as ready (`start`'s `ready`).
     #[serde(default)]
     pub ready_spec: Option<ReadySpecRecord>,
@@ -390,6 +394,7 @@ impl TaskRecord {
             owners: Vec::new(),
             ports: None,
             batch: None,
+            parent: None,
             ready_spec: None,
             ready: None,
             ready_at_ms: None,

@@ -34,6 +34,7 @@ pub struct SpawnFailure {
 pub fn spawn(
     record: &TaskRecord,
     env: &BTreeMap<String, String>,
+    home: &Path,
     log: &File,
     supervisor_pid: i32,
 ) -> Result<i32, SpawnFailure> {
@@ -47,7 +48,7 @@ pub fn spawn(
             source,
         });
     }
-    let spawned = spawn_here(record, env, log, supervisor_pid);
+    let spawned = spawn_here(record, env, home, log, supervisor_pid);
     let _ = std::env::set_current_dir("/");
     spawned
 }
@@ -57,6 +58,7 @@ pub fn spawn(
 fn spawn_here(
     record: &TaskRecord,
     env: &BTreeMap<String, String>,
+    home: &Path,
     log: &File,
     supervisor_pid: i32,
 ) -> Result<i32, SpawnFailure> {
@@ -87,8 +89,11 @@ fn spawn_here(
         .stdout(log.try_clone().map_err(io_failure)?)
         .stderr(log.try_clone().map_err(io_failure)?)
         .envs(env);
-    // Ours last: a payload cannot set it, and a task started from inside another task gets
-    // its own (`launch` does not hand the parent's to the supervisor).
+    // Ours last: a payload cannot set them. The task's id and state directory, so that a
+    // task it starts records it as its parent, in the same state directory.
+    command.env(env::HOME, home).env(env::TASK_ID, &record.id);
+    // A task started from inside another task gets its own cookie (`launch` does not hand
+    // the parent's to the supervisor).
     if let Some(cookie) = escapees::cookie(record) {
         command.env(env::RUN, cookie);
     }

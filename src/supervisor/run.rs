@@ -274,7 +274,9 @@ impl Supervisor {
                 cause: "log".into(),
                 source,
             })
-            .and_then(|log| child::spawn(&self.record, &self.env, &log, self.me));
+            .and_then(|log| {
+                child::spawn(&self.record, &self.env, self.state.root(), &log, self.me)
+            });
         let pid = match spawned {
             Ok(pid) => pid,
             Err(failure) => {
@@ -396,22 +398,35 @@ fn report(control: Option<UnixStream>, report: &Report) {
 
 /// Reaps the main process and kills and reaps every process still parented to us
 /// (escapees that left the group but were reparented to us as subreaper), until none is
-/// left.
+/// left but the supervisors of child tasks. A task started from inside this one (`start`
+/// run by the task) has a supervisor of its own, reparented to us as subreaper once that
+/// `start` exited; it is a task of its own, with its own life, and is left running (once we
+/// exit it is reparented on, as any orphan is).
 pub fn sweep(main: Pid, me: i32) {
     let _ = waitpid(main, None);
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                for child in procfs::children_of(me) {
-                    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
-                }
-                match waitpid(Pid::from_raw(-1), None) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(_) => return,
-                }
+        // Reap whatever has ended.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return, // ECHILD: nothing left.
             }
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => return, // ECHILD: nothing left.
+        }
+        let left: Vec<Pid> = procfs::children_of(me)
+            .into_iter()
+            .filter(|&child| !procfs::is_supervisor(child))
+            .map(Pid::from_raw)
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        for &child in &left {
+            let _ = kill(child, Signal::SIGKILL);
+        }
+        // Each one, so that a child task's supervisor (never killed) is never waited for.
+        for child in left {
+            while let Err(Errno::EINTR) = waitpid(child, None) {}
         }
     }
 }

@@ -340,7 +340,8 @@ impl Supervision {
         }
     }
 
-    /// Signals the task's group and every escapee that was reparented to us. A process
+    /// Signals the task's group and every escapee that was reparented to us (not the
+    /// supervisors of child tasks). A process
     /// stopped (`SIGSTOP`, `SIGTSTP`) holds a signal until it is continued, so each signal is
     /// followed by `SIGCONT`: a stopped task ends at once instead of after the grace period.
     fn signal_all(&self, signal: Signal) {
@@ -353,8 +354,10 @@ impl Supervision {
         };
         // The main process is not reaped yet, so its pid, the group id, is still ours.
         send(Pid::from_raw(-self.main.as_raw()));
+        // The supervisors of tasks this task started are tasks of their own: a stop of this
+        // one leaves them be (`stop {with_children}` stops them, each through its own).
         for child in procfs::children_of(self.me) {
-            if child != self.main.as_raw() {
+            if child != self.main.as_raw() && !procfs::is_supervisor(child) {
                 send(Pid::from_raw(child));
             }
         }

@@ -14,6 +14,7 @@
 
 mod agent_waits;
 mod batch;
+mod children;
 mod concurrency;
 mod discovery;
 mod disk_format;

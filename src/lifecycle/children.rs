@@ -1,0 +1,163 @@
+//! Child tasks: a task started from inside another (a `start` run by one of the task's
+//! processes) records that task as its `parent`. The supervisor gives its task its id
+//! ([`env::TASK_ID`]) and its state directory ([`env::HOME`]) in the environment; `start`
+//! reads them here.
+//!
+//! The child's record is the truth (`parent`); the parent's folder keeps a list of the ids
+//! started from inside it ([`names::CHILDREN`], a line each, appended by the child's
+//! `start`), so that its `status` finds its children without reading every record. An id
+//! on that list whose record does not name the parent (removed and started again from
+//! elsewhere) is not a child.
+//!
+//! Nothing else about a child's life depends on its parent: it runs under its own
+//! supervisor, outlives its parent, and is stopped with it only when asked
+//! (`stop {"with_children": true}`: the deepest first, each generation at once).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write as _};
+
+use crate::error::Result;
+use crate::lifecycle::Tasks;
+use crate::lifecycle::batch::{WORKERS, parallel};
+use crate::lifecycle::stop::{StopArgs, Stopped};
+use crate::paths::{TaskId, env, names};
+use crate::payload::task::ChildTask;
+use crate::state::folder::Write;
+use crate::state::{TaskRecord, observe};
+
+/// The most bytes of a children list read: about 15,000 ids.
+const MAX_LIST_BYTES: u64 = 1 << 20;
+
+impl Tasks {
+    /// The task a `start` of `id` runs inside, if any: the id its supervisor put in the
+    /// environment, when that task exists in this state directory and is not `id` itself.
+    pub(crate) fn caller_parent(&self, id: &TaskId) -> Option<TaskId> {
+        let value = std::env::var(env::TASK_ID).ok()?;
+        let parent = TaskId::parse(&value).ok()?;
+        // Its folder, not its record: the task may start a child before its supervisor
+        // has written the first record.
+        let known = self.paths(&parent).open().ok().flatten().is_some();
+        (parent != *id && known).then_some(parent)
+    }
+
+    /// Adds `child` to the list of tasks started from inside `parent` (once). A list that
+    /// cannot be written leaves the child without a place in its parent's `status`, never
+    /// without its start: its own record still names its parent (`list {"parent"}`).
+    pub(crate) fn note_child(&self, parent: &TaskId, child: &TaskId) {
+        let Ok(Some(folder)) = self.paths(parent).open() else {
+            return;
+        };
+        if self.listed_children(parent).contains(child) {
+            return;
+        }
+        if let Ok(mut list) = folder.write_file(names::CHILDREN, Write::Append) {
+            let _ = list.write_all(format!("{child}\n").as_bytes());
+        }
+    }
+
+    /// The ids on `parent`'s children list, as written (checked by the caller).
+    fn listed_children(&self, parent: &TaskId) -> Vec<TaskId> {
+        let mut text = String::new();
+        if let Ok(Some(list)) = self.paths(parent).read_file(names::CHILDREN) {
+            let _ = list.take(MAX_LIST_BYTES).read_to_string(&mut text);
+        }
+        let mut ids: Vec<TaskId> = Vec::new();
+        for id in text.lines().filter_map(|line| TaskId::parse(line).ok()) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// The tasks started from inside `parent` that still exist, oldest first, as they are
+    /// now (a child whose supervisor vanished is `lost`).
+    pub fn children(&self, parent: &TaskId) -> Vec<ChildTask> {
+        let mut records: Vec<TaskRecord> = self
+            .listed_children(parent)
+            .into_iter()
+            .filter_map(|id| observe(&self.paths(&id), &id).ok())
+            .filter(|record| record.parent.as_deref() == Some(parent.as_str()))
+            .collect();
+        records.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        records
+            .into_iter()
+            .map(|record| ChildTask {
+                status: record.status.into(),
+                exit_code: record.exit_code,
+                id: record.id,
+            })
+            .collect()
+    }
+
+    /// `root`'s descendants by generation: its children, their children, and so on. A task
+    /// is counted once, whatever cycle the records make (a parent started again from
+    /// inside its own child).
+    fn generations(&self, root: &TaskId) -> Vec<Vec<TaskId>> {
+        let mut seen = BTreeSet::from([root.clone()]);
+        let mut generations = Vec::new();
+        let mut current = vec![root.clone()];
+        while !current.is_empty() {
+            let mut next = Vec::new();
+            for parent in &current {
+                for child in self.children(parent) {
+                    let Ok(id) = TaskId::parse(&child.id) else {
+                        continue;
+                    };
+                    if seen.insert(id.clone()) {
+                        next.push(id);
+                    }
+                }
+            }
+            if !next.is_empty() {
+                generations.push(next.clone());
+            }
+            current = next;
+        }
+        generations
+    }
+
+    /// `stop {"id", "with_children": true}`: stops the task's descendants, the deepest
+    /// generation first and each generation's tasks at once (a few at a time), then the
+    /// task itself. Answers the task as it ended, and each descendant as it is after its
+    /// stop (one that could not be stopped says so by its status; one removed meanwhile is
+    /// left out).
+    pub(crate) fn stop_with_children(&self, args: StopArgs) -> Result<Stopped> {
+        // The task must exist before anything is stopped on its behalf.
+        self.record(&args.id)?;
+        let generations = self.generations(&args.id);
+        let mut stopped = Vec::new();
+        for generation in generations.into_iter().rev() {
+            let items: Vec<(usize, TaskId)> = generation.into_iter().enumerate().collect();
+            let ended = parallel(items, WORKERS, |id| {
+                let stop = StopArgs {
+                    id: id.clone(),
+                    with_children: false,
+                    ..args.clone()
+                };
+                // A stop that failed: the child as it is (one removed meanwhile is gone).
+                let task = match self.stop(stop) {
+                    Ok(done) => (done.task.status, done.task.exit_code),
+                    Err(_) => {
+                        let record = self.record(&id).ok()?;
+                        (record.status.into(), record.exit_code)
+                    }
+                };
+                Some(ChildTask {
+                    id: id.to_string(),
+                    status: task.0,
+                    exit_code: task.1,
+                })
+            });
+            stopped.extend(ended.into_iter().filter_map(|(_, child)| child));
+        }
+        let task = self.stop(StopArgs {
+            with_children: false,
+            ..args
+        })?;
+        Ok(Stopped {
+            children: Some(stopped),
+            ..task
+        })
+    }
+}
