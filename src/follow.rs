@@ -73,10 +73,20 @@ impl DirWatch {
         let source = if recursive {
             tree(dir, names)
         } else {
-            inotify(dir, names)
+            inotify(&[dir], names)
         };
         DirWatch {
             source: source.unwrap_or(Source::Polling),
+        }
+    }
+
+    /// Like [`DirWatch::new_for`] on each of `dirs` (not their subfolders), through one
+    /// inotify descriptor: a follower of several tasks watches just their folders, whatever
+    /// else the state directory holds.
+    pub fn new_for_each(dirs: &[&Path], names: &[&str]) -> DirWatch {
+        let names: Vec<OsString> = names.iter().map(OsString::from).collect();
+        DirWatch {
+            source: inotify(dirs, names).unwrap_or(Source::Polling),
         }
     }
 
@@ -191,8 +201,9 @@ fn events(mut buffer: &[u8]) -> impl Iterator<Item = (u32, &OsStr)> {
     })
 }
 
-/// A watch on `dir` alone, through an inotify descriptor of our own.
-fn inotify(dir: &Path, names: Vec<OsString>) -> Option<Source> {
+/// A watch on each of `dirs` (not their subfolders), through one inotify descriptor of our
+/// own.
+fn inotify(dirs: &[&Path], names: Vec<OsString>) -> Option<Source> {
     // SAFETY: inotify_init1 returns a new descriptor, owned by nobody else, or -1.
     let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
     if raw < 0 {
@@ -200,10 +211,12 @@ fn inotify(dir: &Path, names: Vec<OsString>) -> Option<Source> {
     }
     // SAFETY: `raw` was just created above.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `path` is a valid C string that outlives the call.
-    if unsafe { libc::inotify_add_watch(raw, path.as_ptr(), CHANGES) } < 0 {
-        return None;
+    for dir in dirs {
+        let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `path` is a valid C string that outlives the call.
+        if unsafe { libc::inotify_add_watch(raw, path.as_ptr(), CHANGES) } < 0 {
+            return None;
+        }
     }
     Some(Source::Inotify { fd, names })
 }

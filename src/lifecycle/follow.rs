@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -290,20 +291,18 @@ impl Tasks {
     /// sink breaks. A task removed meanwhile is said at once (a `stream.end` frame with
     /// reason `removed`) and the others go on. Answers how each other task's follow ended,
     /// in the order of `ids`, with where to resume it.
-    /// All tasks are watched through one watch of the tasks' folder, taken before the first
-    /// read, so no task costs an inotify instance of its own.
+    /// The tasks' folders are watched through one inotify descriptor, set up before the
+    /// first read, so no task costs an instance of its own and nothing else in the state
+    /// directory is watched.
     pub fn follow_many(
         &self,
         args: FollowManyArgs,
         sink: &mut Sink<'_>,
     ) -> Result<Vec<(TaskId, FollowEnd)>> {
         let deadline = args.timeout.map(|t| Instant::now() + t);
-        let _ = self.state.create_tasks_dir();
-        let watch = DirWatch::new_for(
-            &self.state.tasks_dir(),
-            true,
-            &[names::RECORD, names::LOG, names::JOURNAL],
-        );
+        let dirs: Vec<PathBuf> = args.ids.iter().map(|id| self.paths(id).dir).collect();
+        let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+        let watch = DirWatch::new_for_each(&dirs, &[names::RECORD, names::LOG, names::JOURNAL]);
         let with_lines = args.lines.is_some();
         let mut sink = |frame: Frame| {
             if !with_lines && matches!(frame.event, Event::LogLine(_)) {

@@ -277,7 +277,16 @@ impl Tasks {
                 },
             );
         }
-        let watch = DirWatch::new_for(&tasks_dir, true, &[names::LOG, names::RECORD]);
+        // Chosen tasks: just their folders; every task: the whole tree, new folders too.
+        let watch = match &args.ids {
+            Some(ids) => {
+                let dirs: Vec<std::path::PathBuf> =
+                    ids.iter().map(|id| self.paths(id).dir).collect();
+                let dirs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
+                DirWatch::new_for_each(&dirs, &[names::LOG, names::RECORD])
+            }
+            None => DirWatch::new_for(&tasks_dir, true, &[names::LOG, names::RECORD]),
+        };
         loop {
             let ids = match &args.ids {
                 Some(ids) => ids.clone(),
