@@ -260,6 +260,13 @@ impl Supervision {
         if changes.owners && !self.owners.is_empty() {
             self.take_owner_requests();
         }
+        if let Some(steps) = changes.steps {
+            self.record_steps(steps);
+            if !changes.ready && changes.progress.is_none() {
+                let _ = self.recorder.write(&self.record);
+                return;
+            }
+        }
         if !changes.ready && changes.progress.is_none() {
             return;
         }
@@ -309,6 +316,14 @@ impl Supervision {
     fn record_progress(&mut self, progress: ProgressRecord) {
         self.recorder.journal_progress(self.record.run, &progress);
         self.record.progress = Some(progress);
+    }
+
+    /// Takes the task's steps into the record (written by the caller) and announces those
+    /// that changed in the journal.
+    fn record_steps(&mut self, steps: output::StepsUpdate) {
+        self.recorder.journal_steps(self.record.run, &steps.changed);
+        self.record.steps = steps.all;
+        self.record.steps_dropped = steps.dropped;
     }
 
     fn on_signal(&mut self, info: &libc::signalfd_siginfo) {
@@ -422,6 +437,16 @@ impl Supervision {
             (None, Ending::Exited(_) | Ending::Unknown) => (Status::Exited, Reason::Exit),
         };
         record.finish(status, reason, ended_at);
+        // Steps still running end with the run: done after exit 0, failed otherwise. They
+        // are journaled before the run's end, after which a follow stops.
+        let succeeded = status == Status::Exited && record.exit_code == Some(0);
+        if let Some(steps) = self
+            .output
+            .as_mut()
+            .and_then(|output| output.final_steps(succeeded))
+        {
+            self.record_steps(steps);
+        }
         // Sweep before recording, so that a terminal record means nothing of the task is
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);
