@@ -167,14 +167,36 @@ pub struct Step {
     pub percent: Option<f64>,
     /// Its newest message, cut to the line budget.
     pub message: Option<String>,
-    /// When its first line was read (RFC 3339, UTC, milliseconds).
-    pub started_at: String,
+    /// When its first line was read (RFC 3339, UTC, milliseconds); `null` only in a record
+    /// another version wrote.
+    pub started_at: Option<String>,
     /// When it became done, failed or skipped; `null` while it runs.
     pub ended_at: Option<String>,
     /// `started_at` in milliseconds since the Unix epoch.
-    pub started_at_ms: i64,
+    pub started_at_ms: Option<i64>,
     /// `ended_at` in milliseconds since the Unix epoch.
     pub ended_at_ms: Option<i64>,
+}
+
+impl Step {
+    /// A step of `record`'s run: once the run has ended, a step its record still says is
+    /// running (its supervisor never closed it: the task was lost, or the record is an
+    /// older version's) answers the run's outcome, as the supervisor closes them: `done`
+    /// after exit 0, `failed` otherwise.
+    fn of_run(step: &record::StepRecord, record: &TaskRecord) -> Step {
+        let mut answered = Step::from(step);
+        if record.status.is_terminal() && answered.status == StepStatus::Running {
+            let succeeded = record.status == record::Status::Exited && record.exit_code == Some(0);
+            answered.status = if succeeded {
+                StepStatus::Done
+            } else {
+                StepStatus::Failed
+            };
+            answered.ended_at_ms = record.ended_at_ms;
+            answered.ended_at = record.ended_at_ms.map(rfc3339);
+        }
+        answered
+    }
 }
 
 /// A step's status.
@@ -193,7 +215,7 @@ impl From<&record::StepRecord> for Step {
             id: step.id.clone(),
             parent: step.parent.clone(),
             // Cut here too: the record may come from a supervisor of another version.
-            title: crate::output_log::shorten(&step.title),
+            title: crate::output_log::shorten(step.title.as_deref().unwrap_or(&step.id)),
             status: match step.status {
                 record::StepStatus::Done => StepStatus::Done,
                 record::StepStatus::Failed => StepStatus::Failed,
@@ -205,7 +227,7 @@ impl From<&record::StepRecord> for Step {
             total: step.total,
             percent: step.percent,
             message: step.message.as_deref().map(crate::output_log::shorten),
-            started_at: rfc3339(step.started_at_ms),
+            started_at: step.started_at_ms.map(rfc3339),
             ended_at: step.ended_at_ms.map(rfc3339),
             started_at_ms: step.started_at_ms,
             ended_at_ms: step.ended_at_ms,
@@ -402,8 +424,13 @@ impl Task {
                 size_bytes,
             },
             progress: record.progress.as_ref().map(Progress::from),
-            steps: (!record.steps.is_empty() || record.steps_dropped > 0)
-                .then(|| record.steps.iter().map(Step::from).collect()),
+            steps: (!record.steps.is_empty() || record.steps_dropped > 0).then(|| {
+                record
+                    .steps
+                    .iter()
+                    .map(|s| Step::of_run(s, record))
+                    .collect()
+            }),
             steps_dropped: (!record.steps.is_empty() || record.steps_dropped > 0)
                 .then_some(record.steps_dropped),
             ready: record.ready,

@@ -267,28 +267,34 @@ pub struct ProgressRecord {
     pub extra: Extra,
 }
 
-/// One step as stored (`crate::steps`): flat, with its parent's id.
+/// One step as stored (`crate::steps`): flat, with its parent's id. Only `id` is required
+/// and absent fields stay absent when rewritten, so that a record whose steps a newer
+/// version wrote in another shape still loads and keeps them as they were.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub id: String,
     /// The id of a step listed before it; `None` for a root.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
-    pub title: String,
+    /// `None` only in a record another version wrote (the wire then answers the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default = "StepStatus::unknown")]
     pub status: StepStatus,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<f64>,
     /// 0 to 100, from `current / total`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When its first line was read.
-    pub started_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
     /// When it last became done, failed or skipped; `None` while running.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<i64>,
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
@@ -308,6 +314,10 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    fn unknown() -> StepStatus {
+        StepStatus::Unknown
+    }
+
     /// Whether the step has ended (done, failed, skipped).
     pub fn is_terminal(self) -> bool {
         matches!(
