@@ -252,7 +252,7 @@ impl Supervision {
         let _ = self.recorder.write(&self.record);
     }
 
-    /// Records readiness and progress, and announces them in the journal.
+    /// Records readiness, progress and steps, and announces them in the journal.
     fn apply(&mut self, changes: output::Changes) {
         if changes.request {
             self.take_ready_request();
@@ -260,14 +260,7 @@ impl Supervision {
         if changes.owners && !self.owners.is_empty() {
             self.take_owner_requests();
         }
-        if let Some(steps) = changes.steps {
-            self.record_steps(steps);
-            if !changes.ready && changes.progress.is_none() {
-                let _ = self.recorder.write(&self.record);
-                return;
-            }
-        }
-        if !changes.ready && changes.progress.is_none() {
+        if !changes.ready && changes.progress.is_none() && changes.steps.is_none() {
             return;
         }
         if changes.ready {
@@ -280,6 +273,9 @@ impl Supervision {
         }
         if let Some(progress) = changes.progress {
             self.record_progress(progress.into());
+        }
+        if let Some(steps) = changes.steps {
+            self.record_steps(steps);
         }
         // On a full disk this fails and the task goes on; its end has its room set aside.
         let _ = self.recorder.write(&self.record);
