@@ -40,6 +40,7 @@ pub mod schema;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod state;
+pub mod steps;
 pub mod supervisor;
 pub mod table;
 pub mod time;

@@ -11,7 +11,7 @@ use crate::paths::TaskId;
 use crate::payload::MAX_PAYLOAD_BYTES;
 use crate::payload::discovery::{
     CapabilitiesAnswer, CommandInfo, Defaults, ErrorInfo, ExitCodeInfo, Feature, FlagInfo, Limits,
-    McpToolInfo, ModeInfo, StatusInfo,
+    McpToolInfo, ModeInfo, StatusInfo, StepsInfo,
 };
 use crate::payload::input::{DEFAULT_GRACE_S, DEFAULT_LOG_LINES, MAX_SECONDS, MAX_TIMEOUT_S};
 use crate::payload::task::{Reason, Status};
@@ -113,6 +113,16 @@ pub fn run() -> CapabilitiesAnswer {
             .iter()
             .map(|&(name, description)| mode(name, description))
             .collect(),
+        steps: StepsInfo {
+            line_type: crate::steps::LINE_TYPE,
+            example: crate::steps::EXAMPLE,
+            description: "A line of output that is a JSON object with this `type` and a string `id` reports a step; `parent` (the id of a step already reported), `title` (default: the id), `status` (default running), `current`, `total` and `message` are optional, other fields are ignored. A line for a known id merges into it: the fields it gives replace those the step had. A parent is taken when the step is first seen, and only if already known (else the step is a root), so there is never a cycle. Titles and messages are cut to the line budget. Status and every task answer show `steps` (flat, parents first); `events` has a `task.step` frame per change (changes between two updates, at most four a second, come as one). When the run ends, each step still running is closed with its outcome: done after exit 0, failed otherwise.",
+            statuses: vec!["running", "done", "failed", "skipped"],
+            max_steps: crate::steps::MAX_STEPS,
+            max_text_bytes: crate::steps::TEXT_BUDGET,
+            max_line_bytes: crate::steps::MAX_LINE,
+            max_id_bytes: crate::steps::MAX_ID_BYTES,
+        },
         limits: Limits {
             max_payload_bytes: MAX_PAYLOAD_BYTES,
             max_line_bytes: MAX_LINE_BYTES,

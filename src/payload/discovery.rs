@@ -32,6 +32,8 @@ pub struct CapabilitiesAnswer {
     /// The forms of output lines read as a task's `progress`, in the order they are tried,
     /// each with an example line.
     pub progress_forms: Vec<ModeInfo>,
+    /// How a task reports a tree of steps on its output (`steps` on its record).
+    pub steps: StepsInfo,
     pub limits: Limits,
     pub defaults: Defaults,
     /// Optional features, and whether this build on this machine has them.
@@ -68,6 +70,28 @@ pub struct FlagInfo {
     /// The values allowed, when they are a fixed set.
     pub values: Vec<String>,
     pub help: String,
+}
+
+/// The step line: its form, its statuses and the bounds of a run's steps.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StepsInfo {
+    /// The `type` that makes an output line a step line: the whole line must be a JSON
+    /// object with it (ordinary JSON logs, `{"type":"step"}` included, never are).
+    pub line_type: &'static str,
+    /// An example step line.
+    pub example: &'static str,
+    /// How lines fold into steps, and how the run's end closes them.
+    pub description: &'static str,
+    /// A step's statuses.
+    pub statuses: Vec<&'static str>,
+    /// The most steps a run keeps; more are counted in `steps_dropped`.
+    pub max_steps: usize,
+    /// The most bytes of titles and messages a run's steps keep in all.
+    pub max_text_bytes: usize,
+    /// The longest line read as a step line.
+    pub max_line_bytes: usize,
+    /// The longest step id.
+    pub max_id_bytes: usize,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]

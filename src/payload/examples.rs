@@ -51,6 +51,12 @@ pub const EXAMPLES: &[ExampleFile] = &[
     ),
     example!(
         "start",
+        "steps",
+        &["--wait", "--timeout", "60"],
+        "A task that reports a tree of steps (a parent, Build, with two children, Compile and Test) by printing step lines, `{\"type\":\"background-tasks.step\",\"id\",\"parent\",\"title\",\"status\"}`; the answer's `steps` holds them, and `events` has a `task.step` frame for each change."
+    ),
+    example!(
+        "start",
         "batch",
         &["--concurrency", "2", "--wait"],
         "A batch: three tasks, at most two at a time, answered in input order once all have ended."

@@ -6,6 +6,9 @@
 //! - `task.log.line` [`LogLineData`] `{line, cursor}`: one line of output; pass `cursor` as
 //!   `after` to resume after it;
 //! - `task.progress` [`Progress`] `{current, total, percent, message}`;
+//! - `task.step` [`Step`] `{id, parent, title, status, current, total, percent, message,
+//!   ...}`: a step as it stands after a change (changes between two of the supervisor's
+//!   updates, at most four a second, come as one frame);
 //! - `task.ready` [`ReadyData`] `{ready, run}`: the run's ready conditions all held;
 //! - `task.ended` [`EndedData`] `{status, run, exit_code, signal, reason}`; a follow ends
 //!   after it;
@@ -29,10 +32,10 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::output_log::{Cursor, MAX_LINE_BYTES, ShownLine};
-use crate::payload::task::{Progress, Reason, Status};
+use crate::payload::task::{Progress, Reason, Status, Step};
 use crate::state::TaskRecord;
 use crate::state::journal::{EndedEntry, JournalEntry, ReadyEntry, StatusEntry, kind};
-use crate::state::record::ProgressRecord;
+use crate::state::record::{ProgressRecord, StepRecord};
 use crate::time::{now_ms, rfc3339};
 
 /// The frame type of a log line (log lines are not journaled: they are the log).
@@ -60,6 +63,7 @@ pub enum Event {
     Status(StatusData),
     LogLine(LogLineData),
     Progress(Progress),
+    Step(Step),
     Ready(ReadyData),
     Ended(EndedData),
     StreamEnd(StreamEndData),
@@ -140,6 +144,7 @@ impl Event {
             Event::Status(_) => kind::STATUS,
             Event::LogLine(_) => LOG_LINE,
             Event::Progress(_) => kind::PROGRESS,
+            Event::Step(_) => kind::STEP,
             Event::Ready(_) => kind::READY,
             Event::Ended(_) => kind::ENDED,
             Event::StreamEnd(_) => STREAM_END,
@@ -188,6 +193,7 @@ impl Frame {
             kind::ENDED => Event::Ended(parse::<EndedEntry>(data)?.into()),
             kind::READY => Event::Ready(parse::<ReadyEntry>(data)?.into()),
             kind::PROGRESS => Event::Progress(Progress::from(&parse::<ProgressRecord>(data)?)),
+            kind::STEP => Event::Step(Step::from(&parse::<StepRecord>(data)?)),
             _ => return None,
         };
         Some(Frame {
@@ -287,6 +293,7 @@ impl Serialize for Frame {
             Event::Status(data) => map.serialize_entry("data", data)?,
             Event::LogLine(data) => map.serialize_entry("data", data)?,
             Event::Progress(data) => map.serialize_entry("data", data)?,
+            Event::Step(data) => map.serialize_entry("data", data)?,
             Event::Ready(data) => map.serialize_entry("data", data)?,
             Event::Ended(data) => map.serialize_entry("data", data)?,
             Event::StreamEnd(data) => map.serialize_entry("data", data)?,
@@ -342,6 +349,11 @@ impl JsonSchema for Frame {
                 kind::PROGRESS,
                 "`task.progress`: the newest progress the task's output reported.",
                 generator.subschema_for::<Progress>(),
+            ),
+            one(
+                kind::STEP,
+                "`task.step`: a step of the run as it stands after a change (its step lines read between two of the supervisor's updates, at most four a second, come as one frame); when the run ends, each step still running is closed with its outcome (`done` after exit 0, else `failed`) in a frame of its own.",
+                generator.subschema_for::<Step>(),
             ),
             one(
                 kind::READY,
@@ -452,7 +464,8 @@ mod tests {
             data,
         };
         assert!(
-            Frame::from_entry("t", 1, entry("task.step", serde_json::json!({"id": "a"}))).is_none()
+            Frame::from_entry("t", 1, entry("task.future", serde_json::json!({"id": "a"})))
+                .is_none()
         );
         assert!(
             Frame::from_entry("t", 1, entry(kind::STATUS, serde_json::json!("garbage"))).is_none()

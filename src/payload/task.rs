@@ -144,8 +144,99 @@ impl From<&ProgressRecord> for Progress {
     }
 }
 
+/// One step of a task, as its step lines reported it: a line of output that is a JSON object
+/// `{"type":"background-tasks.step","id":"build","parent":null,"title":"Build","status":"running","current":1,"total":3,"message":"..."}`
+/// (only `type` and `id` are required; `capabilities.steps` says the form). Lines for a known
+/// id merge into it. A step still running when the run ends is closed with the run's
+/// outcome: `done` when the task exited with 0, `failed` otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct Step {
+    /// The step's id, as the task gave it.
+    pub id: String,
+    /// The id of its parent step, listed before it; `null` for a root. Taken when the step
+    /// is first seen, and only when that parent is already known (else the step is a root),
+    /// so the steps never form a cycle.
+    pub parent: Option<String>,
+    /// Its title (its id when none was given), cut to the line budget (8 KiB; a cut text
+    /// ends with `…[<n> more bytes]`).
+    pub title: String,
+    pub status: StepStatus,
+    pub current: Option<f64>,
+    pub total: Option<f64>,
+    /// 0 to 100, from `current / total`.
+    pub percent: Option<f64>,
+    /// Its newest message, cut to the line budget.
+    pub message: Option<String>,
+    /// When its first line was read (RFC 3339, UTC, milliseconds); `null` only in a record
+    /// another version wrote.
+    pub started_at: Option<String>,
+    /// When it became done, failed or skipped; `null` while it runs.
+    pub ended_at: Option<String>,
+    /// `started_at` in milliseconds since the Unix epoch.
+    pub started_at_ms: Option<i64>,
+    /// `ended_at` in milliseconds since the Unix epoch.
+    pub ended_at_ms: Option<i64>,
+}
+
+impl Step {
+    /// A step of `record`'s run: once the run has ended, a step its record still says is
+    /// running (its supervisor never closed it: the task was lost, or the record is an
+    /// older version's) answers the run's outcome, as the supervisor closes them: `done`
+    /// after exit 0, `failed` otherwise.
+    fn of_run(step: &record::StepRecord, record: &TaskRecord) -> Step {
+        let mut answered = Step::from(step);
+        if record.status.is_terminal() && answered.status == StepStatus::Running {
+            let succeeded = record.status == record::Status::Exited && record.exit_code == Some(0);
+            answered.status = if succeeded {
+                StepStatus::Done
+            } else {
+                StepStatus::Failed
+            };
+            answered.ended_at_ms = record.ended_at_ms;
+            answered.ended_at = record.ended_at_ms.map(rfc3339);
+        }
+        answered
+    }
+}
+
+/// A step's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+impl From<&record::StepRecord> for Step {
+    fn from(step: &record::StepRecord) -> Step {
+        Step {
+            id: step.id.clone(),
+            parent: step.parent.clone(),
+            // Cut here too: the record may come from a supervisor of another version.
+            title: crate::output_log::shorten(step.title.as_deref().unwrap_or(&step.id)),
+            status: match step.status {
+                record::StepStatus::Done => StepStatus::Done,
+                record::StepStatus::Failed => StepStatus::Failed,
+                record::StepStatus::Skipped => StepStatus::Skipped,
+                // A status word a newer version wrote reads running, as task statuses do.
+                record::StepStatus::Running | record::StepStatus::Unknown => StepStatus::Running,
+            },
+            current: step.current,
+            total: step.total,
+            percent: step.percent,
+            message: step.message.as_deref().map(crate::output_log::shorten),
+            started_at: step.started_at_ms.map(rfc3339),
+            ended_at: step.ended_at_ms.map(rfc3339),
+            started_at_ms: step.started_at_ms,
+            ended_at_ms: step.ended_at_ms,
+        }
+    }
+}
+
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
-pub const FIELDS: [&str; 36] = [
+pub const FIELDS: [&str; 38] = [
     "id",
     "name",
     "command",
@@ -174,6 +265,8 @@ pub const FIELDS: [&str; 36] = [
     "ended_at_ms",
     "log",
     "progress",
+    "steps",
+    "steps_dropped",
     "ready",
     "timeout_s",
     "stop_with_pid",
@@ -252,6 +345,13 @@ pub struct Task {
     pub log: LogInfo,
     /// The newest progress the task printed, if any.
     pub progress: Option<Progress>,
+    /// The current run's steps, from its step lines (see [`Step`]), flat, in the order first
+    /// seen (a parent before its children); `null` when it printed none. At most 256 steps
+    /// and 256 KiB of titles and messages.
+    pub steps: Option<Vec<Step>>,
+    /// Steps (and step lines) left out past those bounds, or in a line longer than 1 MiB;
+    /// `null` when it printed no steps.
+    pub steps_dropped: Option<u64>,
     /// Whether its `ready` conditions held; `null` when none were given.
     pub ready: Option<bool>,
     /// Stopped after this many seconds (`timeout_s`), if set.
@@ -341,6 +441,15 @@ impl Task {
                 size_bytes,
             },
             progress: record.progress.as_ref().map(Progress::from),
+            steps: (!record.steps.is_empty() || record.steps_dropped > 0).then(|| {
+                record
+                    .steps
+                    .iter()
+                    .map(|s| Step::of_run(s, record))
+                    .collect()
+            }),
+            steps_dropped: (!record.steps.is_empty() || record.steps_dropped > 0)
+                .then_some(record.steps_dropped),
             ready: record.ready,
             timeout_s: record.timeout_ms.map(|ms| ms as f64 / 1000.0),
             stop_with_pid: record.owner_pid,

@@ -11,11 +11,11 @@
 //! not parse is skipped. A disk type: entries never deny unknown fields, and an entry of a
 //! type (or with data) a newer version wrote is read and passed over, not refused. Each
 //! type's data has its own struct ([`StatusEntry`], [`EndedEntry`], [`ReadyEntry`],
-//! `ProgressRecord`); the wire's frames are built from them (`payload::frame`).
+//! `ProgressRecord`, `StepRecord`); the wire's frames are built from them (`payload::frame`).
 //!
 //! A supervisor keeps room allocated past the journal's end ([`Journal::reserve`]), so the
 //! lines of its run's end can be appended on a disk that filled up meanwhile; lines that
-//! are not the end (progress, readiness) are left out rather than eat into that room. The
+//! are not the end (progress, steps, readiness) are left out rather than eat into that room. The
 //! journal may so miss a line, but never contradicts the record: the end is journaled only
 //! once the record that says it is sure to follow ([`record_end`]).
 
@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::paths::{TaskPaths, names};
 use crate::state::TaskRecord;
 use crate::state::folder::{self, Folder};
-use crate::state::record::{ProgressRecord, Reason, Status};
+use crate::state::record::{ProgressRecord, Reason, Status, StepRecord};
 use crate::time::now_ms;
 
 /// Frame types written to the journal.
@@ -39,6 +39,7 @@ pub mod kind {
     pub const ENDED: &str = "task.ended";
     pub const READY: &str = "task.ready";
     pub const PROGRESS: &str = "task.progress";
+    pub const STEP: &str = "task.step";
 }
 
 /// One journal line.
@@ -251,6 +252,11 @@ impl Journal {
     /// Records the newest progress the run reported.
     pub fn progress(&mut self, run: u32, log_offset: u64, progress: &ProgressRecord) -> Result<()> {
         self.append_entry(kind::PROGRESS, run, log_offset, progress, false)
+    }
+
+    /// Records a step of the run as it now stands (`crate::steps`).
+    pub fn step(&mut self, run: u32, log_offset: u64, step: &StepRecord) -> Result<()> {
+        self.append_entry(kind::STEP, run, log_offset, step, false)
     }
 
     fn append_entry(

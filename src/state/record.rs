@@ -175,9 +175,20 @@ pub struct TaskRecord {
     /// The newest progress the task's output reported.
     #[serde(default)]
     pub progress: Option<ProgressRecord>,
+    /// The run's steps, as its step lines reported them (`crate::steps`), in the order first
+    /// seen (a parent before its children).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
+    /// Steps (and step lines) left out past the bounds of `crate::steps`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub steps_dropped: u64,
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A process a task is stopped with (`stop_with_pid`), as recognised by its start time.
@@ -258,6 +269,66 @@ pub struct ProgressRecord {
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// One step as stored (`crate::steps`): flat, with its parent's id. Only `id` is required
+/// and absent fields stay absent when rewritten, so that a record whose steps a newer
+/// version wrote in another shape still loads and keeps them as they were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    /// The id of a step listed before it; `None` for a root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// `None` only in a record another version wrote (the wire then answers the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default = "StepStatus::unknown")]
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// 0 to 100, from `current / total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When its first line was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    /// When it last became done, failed or skipped; `None` while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<i64>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A step's status as stored; a word a newer version wrote reads `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Running,
+    Done,
+    Failed,
+    Skipped,
+    #[serde(other)]
+    Unknown,
+}
+
+impl StepStatus {
+    fn unknown() -> StepStatus {
+        StepStatus::Unknown
+    }
+
+    /// Whether the step has ended (done, failed, skipped).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Done | StepStatus::Failed | StepStatus::Skipped
+        )
+    }
 }
 
 impl From<crate::progress::Progress> for ProgressRecord {
@@ -399,6 +470,8 @@ impl TaskRecord {
             ready: None,
             ready_at_ms: None,
             progress: None,
+            steps: Vec::new(),
+            steps_dropped: 0,
             extra: Extra::new(),
         };
         record.begin_run();
@@ -406,7 +479,7 @@ impl TaskRecord {
     }
 
     /// Clears what belongs to one run, for the next: the process, its supervisor, how it
-    /// ended, its times, readiness (unready again when there are conditions) and progress.
+    /// ended, its times, readiness (unready again when there are conditions), progress and steps.
     /// What defines the task (command, workdir, env names, tags, limits, conditions, its
     /// batch slot) stays. Every launch of a run goes through this (`start`, `restart`);
     /// `run` and `created_at_ms` are set by the launch, which knows the previous run.
@@ -428,6 +501,8 @@ impl TaskRecord {
         self.ready = self.ready_spec.as_ref().map(|_| false);
         self.ready_at_ms = None;
         self.progress = None;
+        self.steps = Vec::new();
+        self.steps_dropped = 0;
         self.ports = None;
     }
 

@@ -22,6 +22,7 @@ pub mod queue;
 pub mod recorder;
 pub mod run;
 pub mod signals;
+pub mod steps;
 pub mod watch;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,11 @@
 //! [`THROTTLE`], and once more when the task ends; its message is cut to the line budget
 //! first, so the record and the journal never carry more of it.
 //!
+//! Step lines (`crate::steps`) are read apart from that, every byte once (every step line
+//! counts, not only the newest: [`StepScanner`]), whenever the log is read; the steps are
+//! published like progress, at most every [`THROTTLE`] with what changed meanwhile, and
+//! once more when the task ends (each step still running closed with the run's outcome).
+//!
 //! Ports and URLs are tried by the [`Probe`] with non-blocking sockets that the supervisor
 //! polls beside its signals ([`OutputWatch::fds`]), so a server that accepts and never
 //! answers never holds up a stop or the task's end.
@@ -43,6 +48,8 @@ use crate::progress::{self, Progress};
 use crate::ready::Probe;
 use crate::state::folder::Folder;
 use crate::state::owners::OwnerRequest;
+use crate::state::record::StepRecord;
+use crate::supervisor::steps::StepScanner;
 
 /// Progress as it is recorded: its message cut to the line budget (saying how much was left
 /// out). The record is rewritten and the journal appended with every update, and `status`
@@ -73,6 +80,19 @@ pub struct Changes {
     pub request: bool,
     /// Owner requests may be waiting in the task folder (one appeared, or the watch began).
     pub owners: bool,
+    /// Steps to record and announce.
+    pub steps: Option<StepsUpdate>,
+}
+
+/// The run's steps after a change.
+#[derive(Debug)]
+pub struct StepsUpdate {
+    /// Every step, for the record.
+    pub all: Vec<StepRecord>,
+    /// Those changed since the last update, for the journal.
+    pub changed: Vec<StepRecord>,
+    /// Steps and step lines left out so far.
+    pub dropped: u64,
 }
 
 /// What one drain of the inotify queue saw.
@@ -122,6 +142,10 @@ pub struct OutputWatch {
     published: Option<Progress>,
     publish_at: Option<Instant>,
     last_publish: Option<Instant>,
+    /// The run's step lines, read apart from the lines above.
+    steps: StepScanner,
+    steps_publish_at: Option<Instant>,
+    steps_last_publish: Option<Instant>,
 }
 
 impl OutputWatch {
@@ -158,6 +182,9 @@ impl OutputWatch {
             published: None,
             publish_at: None,
             last_publish: None,
+            steps: StepScanner::default(),
+            steps_publish_at: None,
+            steps_last_publish: None,
         })
     }
 
@@ -187,10 +214,16 @@ impl OutputWatch {
                 let next = p.network_deadline()?;
                 Some(self.give_up_at.map_or(next, |at| next.min(at)))
             });
-        [self.read_at, self.publish_at, self.poll_at, network]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.read_at,
+            self.publish_at,
+            self.steps_publish_at,
+            self.poll_at,
+            network,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// After any wake: reads the log if it was `written` (or a throttled read is due), moves
@@ -265,6 +298,30 @@ impl OutputWatch {
             .flatten()
     }
 
+    /// The task has ended (`succeeded`: it exited with 0): after [`OutputWatch::final_read`],
+    /// closes each step still running with that outcome, and publishes the steps changed
+    /// since the last update.
+    pub fn final_steps(&mut self, succeeded: bool) -> Option<StepsUpdate> {
+        self.steps
+            .tree_mut()
+            .close(succeeded, crate::time::now_ms());
+        self.steps_update()
+    }
+
+    /// The steps changed since the last update, if any.
+    fn steps_update(&mut self) -> Option<StepsUpdate> {
+        let tree = self.steps.tree_mut();
+        if !tree.has_changes() {
+            return None;
+        }
+        let changed = tree.take_changed();
+        Some(StepsUpdate {
+            all: tree.nodes().to_vec(),
+            changed,
+            dropped: tree.dropped(),
+        })
+    }
+
     /// Reads every queued inotify event: whether the log was written, and whether a ready
     /// request was renamed into the task folder. An overflowed queue may have lost either.
     fn drain(&self) -> Woken {
@@ -323,6 +380,11 @@ impl OutputWatch {
         let Ok(size) = self.log.metadata().map(|m| m.len()) else {
             return;
         };
+        // Every step line counts: the step scanner reads every byte, whatever is skipped
+        // below (in slices; the rest is due at once).
+        if self.steps.read(&self.log, size, end, crate::time::now_ms()) {
+            self.read_at = Some(Instant::now());
+        }
         if size < self.lines.read_to() {
             self.lines = LineReader::new(0); // Truncated.
         }
@@ -339,7 +401,7 @@ impl OutputWatch {
             size.min(self.lines.read_to().saturating_add(SLICE))
         };
         if to < size {
-            self.read_at = Some(Instant::now());
+            self.read_at.get_or_insert_with(Instant::now);
         }
         let (probe, newest, progress_from) =
             (&mut self.probe, &mut self.newest, self.progress_from);
@@ -382,6 +444,18 @@ impl OutputWatch {
             }
         } else {
             self.publish_at = None;
+        }
+        if self.steps.tree().has_changes() {
+            let due = self.steps_last_publish.map_or(now, |t| t + THROTTLE);
+            if now >= due {
+                self.steps_last_publish = Some(now);
+                self.steps_publish_at = None;
+                changes.steps = self.steps_update();
+            } else {
+                self.steps_publish_at = Some(due);
+            }
+        } else {
+            self.steps_publish_at = None;
         }
         changes
     }

@@ -30,7 +30,7 @@ use crate::state::TaskRecord;
 use crate::state::atomic::{self, Replaced, Reserve, Staged};
 use crate::state::folder::Folder;
 use crate::state::journal::{self, Journal};
-use crate::state::record::ProgressRecord;
+use crate::state::record::{ProgressRecord, StepRecord};
 use crate::time::poll_timeout;
 
 /// Room set aside for the end beyond the record's size when it was last written: what the
@@ -124,6 +124,16 @@ impl Recorder {
         let offset = self.log_size();
         if let Some(journal) = self.journal.as_mut() {
             let _ = journal.progress(run, offset, progress);
+        }
+    }
+
+    /// Journals steps of the run as they now stand, one entry each (failures are let go).
+    pub fn journal_steps(&mut self, run: u32, steps: &[StepRecord]) {
+        let offset = self.log_size();
+        if let Some(journal) = self.journal.as_mut() {
+            for step in steps {
+                let _ = journal.step(run, offset, step);
+            }
         }
     }
 

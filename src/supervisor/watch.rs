@@ -252,7 +252,7 @@ impl Supervision {
         let _ = self.recorder.write(&self.record);
     }
 
-    /// Records readiness and progress, and announces them in the journal.
+    /// Records readiness, progress and steps, and announces them in the journal.
     fn apply(&mut self, changes: output::Changes) {
         if changes.request {
             self.take_ready_request();
@@ -260,7 +260,7 @@ impl Supervision {
         if changes.owners && !self.owners.is_empty() {
             self.take_owner_requests();
         }
-        if !changes.ready && changes.progress.is_none() {
+        if !changes.ready && changes.progress.is_none() && changes.steps.is_none() {
             return;
         }
         if changes.ready {
@@ -273,6 +273,9 @@ impl Supervision {
         }
         if let Some(progress) = changes.progress {
             self.record_progress(progress.into());
+        }
+        if let Some(steps) = changes.steps {
+            self.record_steps(steps);
         }
         // On a full disk this fails and the task goes on; its end has its room set aside.
         let _ = self.recorder.write(&self.record);
@@ -309,6 +312,14 @@ impl Supervision {
     fn record_progress(&mut self, progress: ProgressRecord) {
         self.recorder.journal_progress(self.record.run, &progress);
         self.record.progress = Some(progress);
+    }
+
+    /// Takes the task's steps into the record (written by the caller) and announces those
+    /// that changed in the journal.
+    fn record_steps(&mut self, steps: output::StepsUpdate) {
+        self.recorder.journal_steps(self.record.run, &steps.changed);
+        self.record.steps = steps.all;
+        self.record.steps_dropped = steps.dropped;
     }
 
     fn on_signal(&mut self, info: &libc::signalfd_siginfo) {
@@ -425,6 +436,16 @@ impl Supervision {
             (None, Ending::Exited(_) | Ending::Unknown) => (Status::Exited, Reason::Exit),
         };
         record.finish(status, reason, ended_at);
+        // Steps still running end with the run: done after exit 0, failed otherwise. They
+        // are journaled before the run's end, after which a follow stops.
+        let succeeded = status == Status::Exited && record.exit_code == Some(0);
+        if let Some(steps) = self
+            .output
+            .as_mut()
+            .and_then(|output| output.final_steps(succeeded))
+        {
+            self.record_steps(steps);
+        }
         // Sweep before recording, so that a terminal record means nothing of the task is
         // left: whoever wakes on it (`wait`, `stop`) finds every process gone.
         sweep(self.main, self.me);

@@ -48,6 +48,7 @@ mod selectors;
 #[cfg(feature = "serve")]
 mod serve;
 mod shapes;
+mod steps;
 mod stop_with_pid;
 mod supervisor_faults;
 mod support;

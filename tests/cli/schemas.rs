@@ -473,6 +473,11 @@ fn start_examples_run_for_real() {
                 assert_eq!(data["task"]["status"], "exited", "{data}");
                 assert_eq!(data["task"]["progress"]["current"], 2.0, "{data}");
             }
+            "steps" => {
+                assert_eq!(data["task"]["status"], "exited", "{data}");
+                let steps = data["task"]["steps"].as_array().expect("steps");
+                assert!(steps.len() >= 3, "{data}");
+            }
             "command-and-args" | "timeout" => {
                 let id = data["task"]["id"].as_str().expect("id");
                 assert!(data["task"]["pid"].as_i64().is_some(), "{data}");
