@@ -325,6 +325,8 @@ pub mod names {
     /// A new ready condition for the supervisor's run (`if_running: "reuse"` with another
     /// `ready`), which the supervisor watches for.
     pub const READY_REQUEST: &str = "ready.json";
+    /// When `start` spawned the task's recent runs (`rate_limit`), written under the lock.
+    pub const SPAWNS: &str = "spawns.json";
 
     /// The log of an earlier run.
     pub fn old_log(run: u32) -> String {

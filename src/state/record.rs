@@ -83,6 +83,9 @@ pub enum Reason {
     /// The supervisor failed (an internal error, said in `error`); it stopped the task and
     /// recorded the end instead of leaving it `lost`.
     SupervisorError,
+    /// Its `restart_policy` gave up: too many short runs in a row (status `failed`; the
+    /// last run's exit code or signal is kept).
+    RestartLimit,
     /// A word a newer version wrote.
     #[serde(other)]
     Unknown,
@@ -171,6 +174,59 @@ pub struct TaskRecord {
     /// The newest progress the task's output reported.
     #[serde(default)]
     pub progress: Option<ProgressRecord>,
+    /// When and how the supervisor restarts the task's runs itself (`start`'s
+    /// `restart_policy`, every default filled in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicyRecord>,
+    /// Automatic restarts since a caller last started or restarted the task (this run
+    /// included, when it is one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// While an automatic restart is pending: when the run starts. The record then says
+    /// `running` with no `pid`; the previous run's end is in the journal and its output in
+    /// `output.<run>.log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_at_ms: Option<i64>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// `restart_policy` as stored, every default filled in (the wire's form, which refuses
+/// unknown fields, is `payload::policy::RestartPolicy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartPolicyRecord {
+    pub on: RestartOn,
+    pub max_restarts: u32,
+    pub min_uptime_s: f64,
+    pub backoff: BackoffRecord,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// When a run is restarted, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartOn {
+    Never,
+    Failure,
+    Always,
+    /// A word a newer version wrote: this version does not restart.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The delay before an automatic restart, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackoffRecord {
+    pub initial_s: f64,
+    pub factor: f64,
+    pub max_s: f64,
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
@@ -394,6 +450,9 @@ impl TaskRecord {
             ready: None,
             ready_at_ms: None,
             progress: None,
+            restart_policy: None,
+            restarts: 0,
+            next_restart_at_ms: None,
             extra: Extra::new(),
         };
         record.begin_run();
@@ -424,6 +483,7 @@ impl TaskRecord {
         self.ready_at_ms = None;
         self.progress = None;
         self.ports = None;
+        self.next_restart_at_ms = None;
     }
 
     /// The supervisor the record names, as recognised by its start time; `None` before the
@@ -541,7 +601,7 @@ mod tests {
 
     #[test]
     fn words_and_formats_of_a_newer_version_are_read_but_never_rewritten() {
-        for (key, word) in [("status", "paused"), ("reason", "restart_limit")] {
+        for (key, word) in [("status", "paused"), ("reason", "quota_exceeded")] {
             let mut value = newer_record();
             value[key] = serde_json::json!(word);
             let bytes = serde_json::to_vec(&value).expect("encode");
