@@ -156,26 +156,28 @@ impl RestartPolicy {
             ));
         }
         Ok(RestartPolicyRecord {
-            on: match self.on {
+            on: Some(match self.on {
                 RestartOn::Never => StoredOn::Never,
                 RestartOn::Failure => StoredOn::Failure,
                 RestartOn::Always => StoredOn::Always,
-            },
-            max_restarts: u32::try_from(max_restarts).unwrap_or(u32::MAX),
-            min_uptime_s,
-            backoff: BackoffRecord {
-                initial_s,
-                factor,
-                max_s,
+            }),
+            max_restarts: Some(u32::try_from(max_restarts).unwrap_or(u32::MAX)),
+            min_uptime_s: Some(min_uptime_s),
+            backoff: Some(BackoffRecord {
+                initial_s: Some(initial_s),
+                factor: Some(factor),
+                max_s: Some(max_s),
                 extra: Default::default(),
-            },
+            }),
             extra: Default::default(),
         })
     }
 
-    /// The stored policy as answered; `None` for a word of a newer version.
+    /// The stored policy as answered, every value given; `None` for a word of a newer
+    /// version.
     pub fn shown(record: &RestartPolicyRecord) -> Option<RestartPolicy> {
-        let on = match record.on {
+        let effective = record.effective();
+        let on = match effective.on {
             StoredOn::Never => RestartOn::Never,
             StoredOn::Failure => RestartOn::Failure,
             StoredOn::Always => RestartOn::Always,
@@ -183,14 +185,66 @@ impl RestartPolicy {
         };
         Some(RestartPolicy {
             on,
-            max_restarts: Some(record.max_restarts.into()),
-            min_uptime_s: Some(record.min_uptime_s),
+            max_restarts: Some(effective.max_restarts.into()),
+            min_uptime_s: Some(effective.min_uptime_s),
             backoff: Some(Backoff {
-                initial_s: Some(record.backoff.initial_s),
-                factor: Some(record.backoff.factor),
-                max_s: Some(record.backoff.max_s),
+                initial_s: Some(effective.initial_s),
+                factor: Some(effective.factor),
+                max_s: Some(effective.max_s),
             }),
         })
+    }
+}
+
+/// A stored policy's values, each value it lacks at its default and each one out of range
+/// brought into it (a record written other than by `start`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effective {
+    pub on: StoredOn,
+    pub max_restarts: u32,
+    pub min_uptime_s: f64,
+    pub initial_s: f64,
+    pub factor: f64,
+    pub max_s: f64,
+}
+
+impl RestartPolicyRecord {
+    /// The values the supervisor acts on.
+    pub fn effective(&self) -> Effective {
+        let within = |value: Option<f64>, default: f64, low: f64, high: f64| {
+            value
+                .filter(|v| v.is_finite())
+                .unwrap_or(default)
+                .clamp(low, high)
+        };
+        let backoff = self.backoff.as_ref();
+        let initial_s = within(
+            backoff.and_then(|b| b.initial_s),
+            DEFAULT_INITIAL_S,
+            0.0,
+            MAX_SECONDS,
+        );
+        Effective {
+            on: self.on.unwrap_or(StoredOn::Unknown),
+            max_restarts: self
+                .max_restarts
+                .unwrap_or(DEFAULT_MAX_RESTARTS)
+                .min(MAX_RESTARTS as u32),
+            min_uptime_s: within(self.min_uptime_s, DEFAULT_MIN_UPTIME_S, 0.0, MAX_SECONDS),
+            initial_s,
+            factor: within(
+                backoff.and_then(|b| b.factor),
+                DEFAULT_FACTOR,
+                1.0,
+                MAX_FACTOR,
+            ),
+            max_s: within(
+                backoff.and_then(|b| b.max_s),
+                DEFAULT_MAX_S.max(initial_s),
+                initial_s,
+                MAX_SECONDS,
+            ),
+        }
     }
 }
 
@@ -233,9 +287,11 @@ mod tests {
     #[test]
     fn defaults_fill_a_bare_policy_and_bad_numbers_name_their_path() {
         let resolved = policy(serde_json::json!({"on": "failure"})).expect("valid");
-        assert_eq!(resolved.max_restarts, DEFAULT_MAX_RESTARTS);
-        assert_eq!(resolved.backoff.initial_s, DEFAULT_INITIAL_S);
-        assert_eq!(resolved.backoff.max_s, DEFAULT_MAX_S);
+        let effective = resolved.effective();
+        assert_eq!(effective.max_restarts, DEFAULT_MAX_RESTARTS);
+        assert_eq!(effective.initial_s, DEFAULT_INITIAL_S);
+        assert_eq!(effective.max_s, DEFAULT_MAX_S);
+        assert_eq!(resolved.max_restarts, Some(DEFAULT_MAX_RESTARTS));
         for (value, path) in [
             (
                 serde_json::json!({"on": "always", "max_restarts": 1_000_000_000_000_u64}),
@@ -269,6 +325,17 @@ mod tests {
         assert!(policy(serde_json::json!({"on": "always", "backoff": {"initial_s": 0}})).is_ok());
         let shown = RestartPolicy::shown(&resolved).expect("known");
         assert_eq!(shown.resolve().expect("round trip"), resolved);
+        // A stored policy that lacks values (written otherwise) acts on the defaults.
+        let sparse: RestartPolicyRecord =
+            serde_json::from_value(serde_json::json!({"on": "failure", "max_restarts": 3}))
+                .expect("loads");
+        assert_eq!(sparse.effective().max_restarts, 3);
+        assert_eq!(sparse.effective().min_uptime_s, DEFAULT_MIN_UPTIME_S);
+        assert_eq!(
+            serde_json::to_value(&sparse).expect("encode"),
+            serde_json::json!({"on": "failure", "max_restarts": 3}),
+            "nothing is added on a rewrite"
+        );
     }
 
     #[test]

@@ -196,14 +196,20 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// `restart_policy` as stored, every default filled in (the wire's form, which refuses
-/// unknown fields, is `payload::policy::RestartPolicy`).
+/// `restart_policy` as stored (the wire's form, which refuses unknown fields, is
+/// `payload::policy::RestartPolicy`). `start` stores every value; a value missing here
+/// (a record written otherwise) takes its default when used
+/// (`RestartPolicyRecord::effective`), and is not added when the record is rewritten.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestartPolicyRecord {
-    pub on: RestartOn,
-    pub max_restarts: u32,
-    pub min_uptime_s: f64,
-    pub backoff: BackoffRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<RestartOn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_uptime_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffRecord>,
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
@@ -224,9 +230,12 @@ pub enum RestartOn {
 /// The delay before an automatic restart, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackoffRecord {
-    pub initial_s: f64,
-    pub factor: f64,
-    pub max_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_s: Option<f64>,
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: Extra,

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::payload::policy::MIN_DELAY_S;
+use crate::payload::policy::{Effective, MIN_DELAY_S};
 use crate::state::record::{RestartOn, RestartPolicyRecord};
 
 /// Why a run that ended by itself may be restarted (the `reason` of `task.restarting`).
@@ -56,14 +56,14 @@ pub enum Decision {
 /// The policy and the count of unstable runs in a row.
 #[derive(Debug)]
 pub struct Restarts {
-    policy: Option<RestartPolicyRecord>,
+    policy: Option<Effective>,
     unstable: u32,
 }
 
 impl Restarts {
     pub fn new(policy: Option<RestartPolicyRecord>) -> Restarts {
         Restarts {
-            policy,
+            policy: policy.as_ref().map(RestartPolicyRecord::effective),
             unstable: 0,
         }
     }
@@ -105,11 +105,10 @@ impl Restarts {
 
 /// The delay before a restart after `unstable` unstable runs in a row (0 after a stable
 /// run): `initial_s * factor^(unstable - 1)`, at most `max_s`, at least [`MIN_DELAY_S`].
-pub fn delay(policy: &RestartPolicyRecord, unstable: u32) -> Duration {
-    let backoff = &policy.backoff;
+pub fn delay(policy: &Effective, unstable: u32) -> Duration {
     let steps = unstable.saturating_sub(1).min(1_000) as i32;
-    let seconds = (backoff.initial_s * backoff.factor.powi(steps))
-        .min(backoff.max_s)
+    let seconds = (policy.initial_s * policy.factor.powi(steps))
+        .min(policy.max_s)
         .max(MIN_DELAY_S);
     // Bounded by the checks of `start` (max_s at most a day); a record written otherwise
     // still gives a finite delay.
@@ -123,15 +122,15 @@ mod tests {
 
     fn policy(on: RestartOn, max_restarts: u32, min_uptime_s: f64) -> RestartPolicyRecord {
         RestartPolicyRecord {
-            on,
-            max_restarts,
-            min_uptime_s,
-            backoff: BackoffRecord {
-                initial_s: 0.5,
-                factor: 2.0,
-                max_s: 3.0,
+            on: Some(on),
+            max_restarts: Some(max_restarts),
+            min_uptime_s: Some(min_uptime_s),
+            backoff: Some(BackoffRecord {
+                initial_s: Some(0.5),
+                factor: Some(2.0),
+                max_s: Some(3.0),
                 extra: Default::default(),
-            },
+            }),
             extra: Default::default(),
         }
     }
@@ -202,12 +201,12 @@ mod tests {
 
     #[test]
     fn the_delay_has_a_floor_and_a_ceiling() {
-        let mut zero = policy(RestartOn::Always, 5, 0.0);
-        zero.backoff.initial_s = 0.0;
+        let mut zero = policy(RestartOn::Always, 5, 0.0).effective();
+        zero.initial_s = 0.0;
         assert_eq!(delay(&zero, 0), Duration::from_secs_f64(MIN_DELAY_S));
-        let mut huge = policy(RestartOn::Always, 5, 0.0);
-        huge.backoff.factor = 100.0;
-        huge.backoff.max_s = 86_400.0;
+        let mut huge = policy(RestartOn::Always, 5, 0.0).effective();
+        huge.factor = 100.0;
+        huge.max_s = 86_400.0;
         assert_eq!(delay(&huge, u32::MAX), Duration::from_secs(86_400));
     }
 }
