@@ -43,7 +43,8 @@ pub enum Command {
     /// Start a task under its own supervisor; answers once it is running (or failed to start).
     #[command(
         after_help = "Payload: {id?, name?, command, args?, workdir?, env?, tags?, shell?, grace_s?,\n\
-        timeout_s?, if_running?, stop_with_pid?, ready?, fields?}, or an array of them (a batch).\n\
+        timeout_s?, if_running?, stop_with_pid?, ready?, restart_policy?, rate_limit?, fields?},\n\
+        or an array of them (a batch).\n\
         Give either command (+args, run directly, no shell) or shell (run by /bin/sh -c).\n\
         timeout_s: stop it after that long (status timed_out).\n\
         if_running: error (default) | reuse (answer the running task if nothing that defines it\n\
@@ -53,6 +54,13 @@ pub enum Command {
         fields: answer only these fields of the task, e.g. [\"id\",\"status\"].\n\
         ready: {log?, port?, http?, timeout_s?}: when it counts as ready; with --wait, answer\n\
         once ready (TaskNotReady, with the log's tail, if it ends first or ready.timeout_s runs out).\n\
+        restart_policy: {on: never|failure|always, max_restarts? (5), min_uptime_s? (10), backoff?:\n\
+        {initial_s? (0.5), factor? (2), max_s? (30)}}: its supervisor starts the next run itself\n\
+        after a growing delay (journal: task.restarting; status: restarts, next_restart_at);\n\
+        after max_restarts restarts of runs shorter than min_uptime_s in a row it ends failed\n\
+        (reason restart_limit). Never after a stop; stop cancels a pending restart.\n\
+        rate_limit: {max, per_s}: at most max fresh spawns of this id per per_s seconds\n\
+        (StartThrottled with retry_after_s, retryable; a reuse is not a spawn).\n\
         The answer's next_cursor is the run's beginning: logs {after: next_cursor} misses nothing.\n\
         --exit-status (with --wait): the exit code follows the task (see capabilities.exit_codes).\n\
         SIGINT (Ctrl-C), SIGTERM or SIGHUP during --wait: the answer is printed with the task as\n\

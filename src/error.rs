@@ -75,6 +75,18 @@ pub enum Error {
         task_id: Option<String>,
     },
 
+    /// `start`'s `rate_limit`: this id was spawned `max` times within the window already.
+    #[error(
+        "task {id} was started {max} times in the last {per_s}s (its rate_limit); the next start is allowed in {retry_after_s}s"
+    )]
+    StartThrottled {
+        id: String,
+        max: u64,
+        per_s: f64,
+        /// Seconds until the oldest spawn of the window leaves it.
+        retry_after_s: f64,
+    },
+
     #[error("could not start task {id}: {cause}")]
     SpawnFailed {
         id: String,
@@ -178,13 +190,14 @@ impl Error {
     }
 
     /// Every envelope `type`, for `capabilities` and the schemas.
-    pub const TYPES: [&'static str; 10] = [
+    pub const TYPES: [&'static str; 11] = [
         "CommandInputError",
         "TaskNotFound",
         "TaskAlreadyRunning",
         "TaskWaitTimedOut",
         "TaskNotReady",
         "PortInUse",
+        "StartThrottled",
         "SpawnFailed",
         "StoreError",
         "SignalRefused",
@@ -200,6 +213,7 @@ impl Error {
             Error::TaskWaitTimedOut { .. } => "TaskWaitTimedOut",
             Error::TaskNotReady { .. } => "TaskNotReady",
             Error::PortInUse { .. } => "PortInUse",
+            Error::StartThrottled { .. } => "StartThrottled",
             Error::SpawnFailed { .. } => "SpawnFailed",
             Error::Store { .. }
             | Error::Symlink { .. }
@@ -214,7 +228,7 @@ impl Error {
     /// Whether the same call may succeed later without any change.
     pub fn retryable(&self) -> bool {
         match self {
-            Error::TaskWaitTimedOut { .. } => true,
+            Error::TaskWaitTimedOut { .. } | Error::StartThrottled { .. } => true,
             // A start that kept meeting `rm`/`prune`: trying again starts in a fresh folder.
             Error::Store { action, .. } if *action == crate::state::lock::REMOVED_MEANWHILE => true,
             // Still running: waiting again may see it ready.
@@ -313,6 +327,9 @@ impl Error {
             Error::PortInUse { .. } => {
                 "Stop the process that holds the port, or start the task on another port.".into()
             }
+            Error::StartThrottled { retry_after_s, .. } => format!(
+                "Too many fresh starts of this id: try again after retry_after_s ({retry_after_s}s), or use if_running: \"reuse\" while it runs; if it keeps crashing, read its logs first."
+            ),
             Error::Store { action, .. } if *action == crate::state::lock::REMOVED_MEANWHILE => {
                 "rm or prune removed the task while this call used it; try again.".into()
             }
@@ -424,6 +441,17 @@ impl Error {
                 put("pid", json!(pid));
                 put("process", json!(process));
                 put("task_id", json!(task_id));
+            }
+            Error::StartThrottled {
+                id,
+                max,
+                per_s,
+                retry_after_s,
+            } => {
+                put("id", json!(id));
+                put("max", json!(max));
+                put("per_s", json!(per_s));
+                put("retry_after_s", json!(retry_after_s));
             }
             Error::SpawnFailed { id, cause, source } => {
                 put("id", json!(id));

@@ -626,6 +626,20 @@ pub fn complete_end(file: &mut File, from: u64, end: u64) -> io::Result<u64> {
     Ok(from)
 }
 
+/// Keeps the previous run's output as `output.<run>.log`, and only that one: under the
+/// task's lock, before the next run opens a new log (`start` and `restart` before they
+/// launch its supervisor; a supervisor before it restarts the task itself). Renamed and
+/// removed in the task's folder: a link planted there is moved or removed itself, never
+/// followed.
+pub fn keep_previous(folder: &crate::state::folder::Folder, prior_run: u32) -> Result<()> {
+    use crate::paths::names;
+    if prior_run > 1 {
+        let _ = folder.remove(&names::old_log(prior_run - 1));
+    }
+    folder.rename(names::LOG, &names::old_log(prior_run))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

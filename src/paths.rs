@@ -331,6 +331,8 @@ pub mod names {
     /// The ids of the tasks started from inside this one, a line each, appended by their
     /// `start` (a hint: a child is one whose own record names this task its `parent`).
     pub const CHILDREN: &str = "children";
+    /// When `start` spawned the task's recent runs (`rate_limit`), written under the lock.
+    pub const SPAWNS: &str = "spawns.json";
 
     /// The log of an earlier run.
     pub fn old_log(run: u32) -> String {

@@ -25,6 +25,7 @@ use crate::lifecycle::wait::{Bound, OnProgress, until_ready, until_terminal};
 use crate::lifecycle::{Cancel, Tasks};
 use crate::paths::{BatchPaths, StateDir, TaskId, TaskPaths, names};
 use crate::payload::input::{DEFAULT_GRACE_S, IfRunning, StartInput};
+use crate::payload::policy::{RateLimit, RestartPolicy};
 use crate::payload::task::Task;
 use crate::procfs::Identity;
 use crate::state::folder::Folder;
@@ -243,6 +244,7 @@ impl Tasks {
         }
         let (slot, turn) = queue.unzip();
         let env = input.env.clone();
+        let rate_limit = input.rate_limit;
         let mut template = template(&id, input, slot)?;
         let parent = self.caller_parent(&id);
         template.parent = parent.as_ref().map(ToString::to_string);
@@ -257,6 +259,7 @@ impl Tasks {
             env,
             if_running,
             turn,
+            rate_limit,
         })?;
         let condition = match ready {
             Some(ready) if reused && record.ready_spec.as_ref() != Some(&ready) => {
@@ -443,6 +446,11 @@ fn template(id: &TaskId, input: StartInput, batch: Option<BatchSlot>) -> Result<
         .map(|i| i.start_ticks);
     record.batch = batch;
     record.ready_spec = input.ready.map(Into::into);
+    record.restart_policy = input
+        .restart_policy
+        .as_ref()
+        .map(RestartPolicy::resolve)
+        .transpose()?;
     Ok(record)
 }
 
@@ -504,6 +512,8 @@ pub(crate) struct Run<'a> {
     pub if_running: IfRunning,
     /// A queued batch item's turn lock, handed to its supervisor.
     pub turn: Option<File>,
+    /// `start`'s `rate_limit`: a fresh spawn is counted against it, or refused.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Tasks {
@@ -516,9 +526,12 @@ impl Tasks {
             env,
             if_running,
             turn,
+            rate_limit,
         } = run;
-        // Whatever the template holds of an earlier run, this run starts afresh.
+        // Whatever the template holds of an earlier run, this run starts afresh; a caller's
+        // start or restart also starts the count of automatic restarts over.
         template.begin_run();
+        template.restarts = 0;
         let paths = self.paths(id);
         let mut folder = paths.create()?;
         let acquired = acquire_for_start(
@@ -547,7 +560,11 @@ impl Tasks {
             }
             template.run = prior.run.saturating_add(1);
             template.created_at_ms = prior.created_at_ms;
-            keep_previous_log(&folder, prior.run)?;
+            crate::output_log::keep_previous(&folder, prior.run)?;
+        }
+        // A fresh spawn, under the lock: counted against the rate limit, or refused.
+        if let Some(limit) = rate_limit.as_ref() {
+            crate::state::spawns::admit(&folder, &lock, id.as_str(), limit, now_ms())?;
         }
         let run = template.run;
         let spec = Spec {
@@ -718,6 +735,10 @@ fn differences(running: &TaskRecord, wanted: &TaskRecord) -> Vec<String> {
         ("env", env(running) != env(wanted)),
         ("tags", tags(running) != tags(wanted)),
         ("timeout_s", running.timeout_ms != wanted.timeout_ms),
+        (
+            "restart_policy",
+            running.restart_policy != wanted.restart_policy,
+        ),
     ]
     .into_iter()
     .filter(|(_, differs)| *differs)
@@ -757,17 +778,6 @@ fn check_port_free(state: &StateDir, port: u32, id: &TaskId) -> Result<()> {
         process: holder.map(|(_, name)| name),
         task_id: task_id.map(|t| t.to_string()),
     })
-}
-
-/// Keeps the previous run's output as `output.<run>.log`, and only that one: under the
-/// task's lock, before the next run's supervisor opens a new log. Renamed and removed in
-/// the task's folder: a link planted there is moved or removed itself, never followed.
-fn keep_previous_log(folder: &Folder, prior_run: u32) -> Result<()> {
-    if prior_run > 1 {
-        let _ = folder.remove(&names::old_log(prior_run - 1));
-    }
-    folder.rename(names::LOG, &names::old_log(prior_run))?;
-    Ok(())
 }
 
 fn fresh_id(state: &StateDir) -> TaskId {

@@ -79,6 +79,8 @@ impl Tasks {
             env: input.env,
             if_running: IfRunning::Error,
             turn: None,
+            // `start`'s rate limit counts the spawns of `start` alone.
+            rate_limit: None,
         });
         // A run in the way began after this call looked (it stopped the one it found, or
         // found none running): another caller started it.

@@ -68,6 +68,12 @@ pub const EXAMPLES: &[ExampleFile] = &[
         "A long task that is stopped after 10 minutes (status timed_out), with 2 s between SIGTERM and SIGKILL."
     ),
     example!(
+        "start",
+        "restart-on-failure",
+        &["--wait"],
+        "A task its supervisor restarts when it fails, after 0.2 s, then 0.4 s: after 2 restarts of runs shorter than 5 s it ends failed (reason restart_limit), which --wait answers; a 6th start within a minute answers StartThrottled with retry_after_s."
+    ),
+    example!(
         "status",
         "one-task",
         &[],

@@ -12,6 +12,9 @@
 //! - `task.ready` [`ReadyData`] `{ready, run}`: the run's ready conditions all held;
 //! - `task.ended` [`EndedData`] `{status, run, exit_code, signal, reason}`; a follow ends
 //!   after it;
+//! - `task.restarting` [`RestartingData`] `{run, reason, exit_code, signal, uptime_ms,
+//!   delay_ms, restarts, unstable_runs, next_restart_at}`: the first frame of a run its
+//!   supervisor starts by itself (`restart_policy`), after the previous run's `task.ended`;
 //! - `stream.end` [`StreamEndData`] `{reason, cursor, next_sequence}`: the last frame of a
 //!   `--stream` given a `--timeout` (after `task.ended`, when the run ended): not a
 //!   lifecycle entry or a log line, but why the follow ended and where to resume.
@@ -34,7 +37,9 @@ use serde_json::Value;
 use crate::output_log::{Cursor, MAX_LINE_BYTES, ShownLine};
 use crate::payload::task::{Progress, Reason, Status, Step};
 use crate::state::TaskRecord;
-use crate::state::journal::{EndedEntry, JournalEntry, ReadyEntry, StatusEntry, kind};
+use crate::state::journal::{
+    EndedEntry, JournalEntry, ReadyEntry, RestartingEntry, StatusEntry, kind,
+};
 use crate::state::record::{ProgressRecord, StepRecord};
 use crate::time::{now_ms, rfc3339};
 
@@ -66,7 +71,56 @@ pub enum Event {
     Step(Step),
     Ready(ReadyData),
     Ended(EndedData),
+    Restarting(RestartingData),
     StreamEnd(StreamEndData),
+}
+
+/// `task.restarting`: the supervisor starts run `run` by itself after `delay_ms`, because
+/// the previous run ended as `reason` says.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct RestartingData {
+    /// The run that starts after the delay.
+    pub run: u32,
+    /// Why the previous run is restarted: `exited` (exit 0, with `on: "always"`), `failed`
+    /// (a non-zero exit code), `signal`, `timeout` (its `timeout_s`), `ready_timeout` (its
+    /// `ready` conditions did not hold within their `timeout_s`).
+    pub reason: String,
+    /// The previous run's exit code.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the previous run.
+    pub signal: Option<String>,
+    /// How long the previous run ran, in milliseconds.
+    pub uptime_ms: Option<i64>,
+    /// The wait before the run starts, in milliseconds.
+    pub delay_ms: u64,
+    /// Automatic restarts since a caller last started or restarted the task, this one
+    /// included.
+    pub restarts: u32,
+    /// Runs shorter than `min_uptime_s` in a row, the previous run included (0 after a
+    /// stable run); the task ends `failed` (`restart_limit`) once this passes
+    /// `max_restarts`.
+    pub unstable_runs: u32,
+    /// When the run starts (RFC 3339).
+    pub next_restart_at: String,
+    /// `next_restart_at` in milliseconds since the Unix epoch.
+    pub next_restart_at_ms: i64,
+}
+
+impl From<RestartingEntry> for RestartingData {
+    fn from(entry: RestartingEntry) -> RestartingData {
+        RestartingData {
+            run: entry.run,
+            reason: entry.reason,
+            exit_code: entry.exit_code,
+            signal: entry.signal,
+            uptime_ms: entry.uptime_ms,
+            delay_ms: entry.delay_ms,
+            restarts: entry.restarts,
+            unstable_runs: entry.unstable_runs,
+            next_restart_at: rfc3339(entry.next_restart_at_ms),
+            next_restart_at_ms: entry.next_restart_at_ms,
+        }
+    }
 }
 
 /// `stream.end`: why a follow given a `--timeout` ended, and where to resume.
@@ -147,6 +201,7 @@ impl Event {
             Event::Step(_) => kind::STEP,
             Event::Ready(_) => kind::READY,
             Event::Ended(_) => kind::ENDED,
+            Event::Restarting(_) => kind::RESTARTING,
             Event::StreamEnd(_) => STREAM_END,
         }
     }
@@ -194,6 +249,7 @@ impl Frame {
             kind::READY => Event::Ready(parse::<ReadyEntry>(data)?.into()),
             kind::PROGRESS => Event::Progress(Progress::from(&parse::<ProgressRecord>(data)?)),
             kind::STEP => Event::Step(Step::from(&parse::<StepRecord>(data)?)),
+            kind::RESTARTING => Event::Restarting(parse::<RestartingEntry>(data)?.into()),
             _ => return None,
         };
         Some(Frame {
@@ -296,6 +352,7 @@ impl Serialize for Frame {
             Event::Step(data) => map.serialize_entry("data", data)?,
             Event::Ready(data) => map.serialize_entry("data", data)?,
             Event::Ended(data) => map.serialize_entry("data", data)?,
+            Event::Restarting(data) => map.serialize_entry("data", data)?,
             Event::StreamEnd(data) => map.serialize_entry("data", data)?,
         }
         map.end()
@@ -364,6 +421,11 @@ impl JsonSchema for Frame {
                 kind::ENDED,
                 "`task.ended`: how the run ended; a follow ends after it.",
                 generator.subschema_for::<EndedData>(),
+            ),
+            one(
+                kind::RESTARTING,
+                "`task.restarting`: the first frame of a run its supervisor starts by itself (`restart_policy`), after the previous run's `task.ended`: why, and after how long.",
+                generator.subschema_for::<RestartingData>(),
             ),
             one(
                 STREAM_END,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 use crate::paths::TaskId;
+use crate::payload::policy::{RateLimit, RestartPolicy};
 use crate::payload::task::Status;
 use crate::ready::{Probe, ReadySpec};
 use crate::state::record::ReadySpecRecord;
@@ -70,6 +71,12 @@ pub struct StartInput {
     /// When the task counts as ready: `{log?, port?, http?, timeout_s?}`; `start --wait`
     /// then answers once it is ready.
     pub ready: Option<ReadySpec>,
+    /// Restart runs automatically: `{on: "never"|"failure"|"always", max_restarts?,
+    /// min_uptime_s?, backoff?: {initial_s?, factor?, max_s?}}` (default: never).
+    pub restart_policy: Option<RestartPolicy>,
+    /// At most `max` fresh spawns of this id by `start` per `per_s` seconds: `{max,
+    /// per_s}`; one more answers `StartThrottled` with `retry_after_s` (off unless given).
+    pub rate_limit: Option<RateLimit>,
     /// Answer only these fields of the task (e.g. ["id","status"]), as `list` does; in a
     /// batch, each item's own.
     #[serde(default)]
@@ -150,6 +157,12 @@ impl StartInput {
         }
         if let Some(ready) = &self.ready {
             ready.probe("ready")?;
+        }
+        if let Some(policy) = &self.restart_policy {
+            policy.resolve()?;
+        }
+        if let Some(limit) = &self.rate_limit {
+            limit.validate()?;
         }
         check_fields(self.fields.as_deref())?;
         if let Some(pid) = self.stop_with_pid {

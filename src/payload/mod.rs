@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod examples;
 pub mod frame;
 pub mod input;
+pub mod policy;
 pub mod task;
 
 use std::io::Read;

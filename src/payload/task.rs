@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::paths::TaskPaths;
+use crate::payload::policy::RestartPolicy;
 use crate::state::TaskRecord;
 use crate::state::record::{self, ProgressRecord};
 use crate::time::{now_ms, rfc3339};
 
 /// Where a task is in its life: `queued` waits for a batch slot; `running`; `exited` (it ended
 /// by itself, any code); `killed` (by `stop` or a signal); `timed_out` (by its `timeout_s`);
-/// `failed` (it never started); `lost` (its supervisor vanished without recording an end).
+/// `failed` (it never started, or its restart policy gave up); `lost` (its supervisor vanished without recording an end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -99,6 +100,9 @@ pub enum Reason {
     /// The supervisor failed (an internal error, said in `error`); it stopped the task and
     /// recorded the end instead of leaving it `lost`.
     SupervisorError,
+    /// Its `restart_policy` gave up after too many short runs in a row (status `failed`,
+    /// with the last run's `exit_code` or `signal`).
+    RestartLimit,
 }
 
 /// A reason word a newer version wrote answers `null`: this version cannot say why.
@@ -114,6 +118,7 @@ impl From<record::Reason> for Option<Reason> {
             record::Reason::Timeout => Reason::Timeout,
             record::Reason::OwnerExited => Reason::OwnerExited,
             record::Reason::SupervisorError => Reason::SupervisorError,
+            record::Reason::RestartLimit => Reason::RestartLimit,
             record::Reason::Unknown => return None,
         })
     }
@@ -236,7 +241,7 @@ impl From<&record::StepRecord> for Step {
 }
 
 /// The names of a task's fields, in the order answered (for `list {"fields"}`).
-pub const FIELDS: [&str; 38] = [
+pub const FIELDS: [&str; 42] = [
     "id",
     "name",
     "command",
@@ -275,6 +280,10 @@ pub const FIELDS: [&str; 38] = [
     "stopped",
     "parent",
     "children",
+    "restart_policy",
+    "restarts",
+    "next_restart_at",
+    "next_restart_at_ms",
 ];
 
 /// `list {fields}`: names of a task's fields.
@@ -377,6 +386,17 @@ pub struct Task {
     /// The tasks started from inside this one, oldest first (`status` only; `null`
     /// elsewhere). `stop {"id", "with_children": true}` stops them with it.
     pub children: Option<Vec<ChildTask>>,
+    /// When its supervisor restarts a run that ended (`start`'s `restart_policy`, every
+    /// default filled in); `null` without one.
+    pub restart_policy: Option<RestartPolicy>,
+    /// Automatic restarts since a caller last started or restarted the task (a manual
+    /// `restart` starts the count over).
+    pub restarts: u32,
+    /// While an automatic restart is pending (between two runs, `status` `running` with
+    /// `pid` `null`): when the next run starts. `null` otherwise.
+    pub next_restart_at: Option<String>,
+    /// `next_restart_at` in milliseconds since the Unix epoch.
+    pub next_restart_at_ms: Option<i64>,
 }
 
 /// A task started from inside another, as its parent's `status` lists it.
@@ -465,6 +485,13 @@ impl Task {
             stopped: None,
             parent: record.parent.clone(),
             children: None,
+            restart_policy: record
+                .restart_policy
+                .as_ref()
+                .and_then(RestartPolicy::shown),
+            restarts: record.restarts,
+            next_restart_at: record.next_restart_at_ms.map(rfc3339),
+            next_restart_at_ms: record.next_restart_at_ms,
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod kind {
     pub const READY: &str = "task.ready";
     pub const PROGRESS: &str = "task.progress";
     pub const STEP: &str = "task.step";
+    pub const RESTARTING: &str = "task.restarting";
 }
 
 /// One journal line.
@@ -100,6 +101,31 @@ impl EndedEntry {
             reason: record.reason,
         }
     }
+}
+
+/// `task.restarting`: the supervisor starts run `run` itself after `delay_ms`, because
+/// run `run - 1` ended as `reason` says (its `task.ended` came before). The first entry of
+/// the new run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartingEntry {
+    pub run: u32,
+    /// Why: `exited` (exit 0, with `on: "always"`), `failed` (a non-zero exit code),
+    /// `signal`, `timeout` (its `timeout_s`), `ready_timeout` (its `ready` conditions did
+    /// not hold in time).
+    pub reason: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<String>,
+    /// How long the ended run ran.
+    #[serde(default)]
+    pub uptime_ms: Option<i64>,
+    pub delay_ms: u64,
+    /// Automatic restarts since a caller last started the task, this one included.
+    pub restarts: u32,
+    /// Runs shorter than `min_uptime_s` in a row, the ended one included.
+    pub unstable_runs: u32,
+    pub next_restart_at_ms: i64,
 }
 
 /// `task.ready`: the run's ready conditions all held.
@@ -247,6 +273,12 @@ impl Journal {
     pub fn ready(&mut self, run: u32, log_offset: u64) -> Result<()> {
         let entry = ReadyEntry { ready: true, run };
         self.append_entry(kind::READY, run, log_offset, &entry, false)
+    }
+
+    /// Records that the supervisor restarts the task itself (failures are the caller's to
+    /// let go).
+    pub fn restarting(&mut self, entry: &RestartingEntry) -> Result<()> {
+        self.append_entry(kind::RESTARTING, entry.run, 0, entry, false)
     }
 
     /// Records the newest progress the run reported.

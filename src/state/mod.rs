@@ -20,6 +20,7 @@ pub mod owners;
 pub mod ready;
 pub mod reconcile;
 pub mod record;
+pub mod spawns;
 
 pub use journal::record_end;
 pub use reconcile::observe;

@@ -83,6 +83,9 @@ pub enum Reason {
     /// The supervisor failed (an internal error, said in `error`); it stopped the task and
     /// recorded the end instead of leaving it `lost`.
     SupervisorError,
+    /// Its `restart_policy` gave up: too many short runs in a row (status `failed`; the
+    /// last run's exit code or signal is kept).
+    RestartLimit,
     /// A word a newer version wrote.
     #[serde(other)]
     Unknown,
@@ -182,13 +185,71 @@ pub struct TaskRecord {
     /// Steps (and step lines) left out past the bounds of `crate::steps`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub steps_dropped: u64,
+    /// When and how the supervisor restarts the task's runs itself (`start`'s
+    /// `restart_policy`, every default filled in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicyRecord>,
+    /// Automatic restarts since a caller last started or restarted the task (this run
+    /// included, when it is one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// While an automatic restart is pending: when the run starts. The record then says
+    /// `running` with no `pid`; the previous run's end is in the journal and its output in
+    /// `output.<run>.log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_at_ms: Option<i64>,
     /// Fields this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
+}
+
+/// `restart_policy` as stored (the wire's form, which refuses unknown fields, is
+/// `payload::policy::RestartPolicy`). `start` stores every value; a value missing here
+/// (a record written otherwise) takes its default when used
+/// (`RestartPolicyRecord::effective`), and is not added when the record is rewritten.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartPolicyRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<RestartOn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_uptime_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffRecord>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// When a run is restarted, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartOn {
+    Never,
+    Failure,
+    Always,
+    /// A word a newer version wrote: this version does not restart.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The delay before an automatic restart, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackoffRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_s: Option<f64>,
+    /// Fields this version does not know, kept as read.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A process a task is stopped with (`stop_with_pid`), as recognised by its start time.
@@ -472,6 +533,9 @@ impl TaskRecord {
             progress: None,
             steps: Vec::new(),
             steps_dropped: 0,
+            restart_policy: None,
+            restarts: 0,
+            next_restart_at_ms: None,
             extra: Extra::new(),
         };
         record.begin_run();
@@ -504,6 +568,7 @@ impl TaskRecord {
         self.steps = Vec::new();
         self.steps_dropped = 0;
         self.ports = None;
+        self.next_restart_at_ms = None;
     }
 
     /// The supervisor the record names, as recognised by its start time; `None` before the
@@ -621,7 +686,7 @@ mod tests {
 
     #[test]
     fn words_and_formats_of_a_newer_version_are_read_but_never_rewritten() {
-        for (key, word) in [("status", "paused"), ("reason", "restart_limit")] {
+        for (key, word) in [("status", "paused"), ("reason", "quota_exceeded")] {
             let mut value = newer_record();
             value[key] = serde_json::json!(word);
             let bytes = serde_json::to_vec(&value).expect("encode");

@@ -60,7 +60,8 @@ fn on_panic(info: &PanicHookInfo<'_>) {
 pub fn record(paths: &TaskPaths, handed: &TaskRecord, me: i32, message: &str) {
     let on_disk = TaskRecord::read(paths).ok().flatten();
     let mut record = match on_disk {
-        Some(record) if record.run == handed.run && record.supervisor_pid == Some(me) => record,
+        // Ours: this run's, or a later run's this supervisor began itself (`restart_policy`).
+        Some(record) if record.run >= handed.run && record.supervisor_pid == Some(me) => record,
         // Ours, but not written yet: the previous run's record (or none) is on disk.
         Some(record) if record.run < handed.run => handed.clone(),
         None => handed.clone(),

@@ -20,6 +20,7 @@ pub mod launch;
 pub mod output;
 pub mod queue;
 pub mod recorder;
+pub mod restarts;
 pub mod run;
 pub mod signals;
 pub mod steps;

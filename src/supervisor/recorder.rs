@@ -137,6 +137,19 @@ impl Recorder {
         }
     }
 
+    /// Journals the end of a run that is not the task's end (its supervisor restarts the
+    /// task itself): the record goes on to the next run, so nothing is recorded.
+    pub fn journal_run_end(&mut self, record: &TaskRecord) {
+        journal::journal_end(&self.folder, self.journal.as_mut(), record);
+    }
+
+    /// Journals that the supervisor restarts the task itself (failures are let go).
+    pub fn journal_restarting(&mut self, entry: &journal::RestartingEntry) {
+        if let Some(journal) = self.journal.as_mut() {
+            let _ = journal.restarting(entry);
+        }
+    }
+
     /// Records the run's end: the record written into the room set aside for it, then the
     /// journal's end, then the rename (see `state::journal::record_end`). On a disk still
     /// too full for it, journals the end and keeps trying, backing off, until it is recorded

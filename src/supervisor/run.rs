@@ -6,6 +6,11 @@
 //! 2. Queue (a task of a batch started with `--concurrency`): wait for a slot ([`queue`]).
 //! 3. Spawn: start the task ([`child`]), write its running record, report to `start`.
 //! 4. Watch: one thread, one `poll` ([`watch`]) until the task has ended; record the end.
+//! 5. With a `restart_policy` that restarts the run ([`restarts`]): journal the run's end,
+//!    keep its log as `output.<run>.log`, record the next run pending (`running`, no pid,
+//!    `next_restart_at_ms`), journal `task.restarting`, wait the delay while serving stop
+//!    requests, signals and the owners' exit (each ends the task, never restarted), then
+//!    phases 3 and 4 again for the next run. The same process, holding the same lock.
 //!
 //! Each phase fails with its own [`SupervisorError`]; [`run`] writes the cause into the
 //! record (stopping the task first if it runs) instead of exiting with nothing said.
@@ -17,8 +22,10 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -28,14 +35,17 @@ use crate::error::Error;
 use crate::paths::{StateDir, TaskId, TaskPaths, names};
 use crate::procfs::{self, Identity};
 use crate::state::folder::{Folder, Write as Access};
+use crate::state::journal::RestartingEntry;
+use crate::state::record::OwnerRecord;
 use crate::state::{Reason, Status, TaskRecord, atomic};
 use crate::supervisor::error::SupervisorError;
 use crate::supervisor::recorder::Recorder;
+use crate::supervisor::restarts::{Cause, Decision, Restarts};
 use crate::supervisor::watch::Supervision;
 use crate::supervisor::{
     CONTROL_FD, LOCK_FD, Report, Spec, TURN_FD, child, failure, fds, queue, signals,
 };
-use crate::time::now_ms;
+use crate::time::{deadline_after, now_ms, poll_timeout};
 
 type Result<T, E = SupervisorError> = std::result::Result<T, E>;
 
@@ -189,29 +199,170 @@ impl Supervisor {
             return self.end_unstarted(Reason::OwnerExited);
         }
         let owner = owners.first().map(|(_, fd)| fd);
-        // Held while the task runs: a slot of its batch.
-        let (_slot, turn) = match self.wait_for_slot(owner)? {
+        // Held while the task runs (across its automatic restarts): a slot of its batch.
+        let (_slot, mut turn) = match self.wait_for_slot(owner)? {
             Queued::Ready { slot, turn } => (slot, turn),
             Queued::Ended(reason) => return self.end_unstarted(reason),
         };
-        let Some(pid) = self.spawn(turn)? else {
-            return Ok(());
-        };
-        let Supervisor {
-            record,
-            signal_fd,
-            recorder,
-            me,
-            ..
-        } = self;
-        let mut supervision = Supervision::new(record, Pid::from_raw(pid), me, recorder);
-        supervision.stop_with(owners);
-        supervision.watch(&signal_fd)?;
-        // The end is recorded: let waiters go now, before the rest is torn down (closing an
-        // inotify descriptor waits for a kernel grace period, several milliseconds).
-        drop(lock.take());
-        drop(supervision);
-        Ok(())
+        let mut owners = owners;
+        let mut restarts = Restarts::new(self.record.restart_policy.clone());
+        loop {
+            let Some(pid) = self.spawn(turn.take())? else {
+                return Ok(());
+            };
+            let mut supervision =
+                Supervision::new(self.record, Pid::from_raw(pid), self.me, self.recorder);
+            supervision.stop_with(owners);
+            if restarts.restarts_on(Cause::ReadyTimeout) {
+                supervision.stop_when_not_ready();
+            }
+            supervision.watch(&self.signal_fd)?;
+            let ran = supervision.record();
+            let uptime = ran
+                .ended_at_ms
+                .zip(ran.started_at_ms)
+                .map_or(0, |(end, start)| (end - start).max(0));
+            let cause = supervision.restart_cause();
+            let decision = restarts.decide(cause, Duration::from_millis(uptime as u64));
+            let Decision::Restart { delay, unstable } = decision else {
+                if decision == Decision::GiveUp {
+                    supervision.give_up();
+                }
+                supervision.record_end(&self.signal_fd)?;
+                // The end is recorded: let waiters go now, before the rest is torn down
+                // (closing an inotify descriptor waits for a kernel grace period, several
+                // milliseconds).
+                drop(lock.take());
+                drop(supervision);
+                return Ok(());
+            };
+            let (ended, recorder, kept) = supervision.into_parts();
+            self.record = ended;
+            self.recorder = recorder;
+            owners = kept;
+            let pause = Pause {
+                cause: cause.unwrap_or(Cause::Failed),
+                uptime_ms: uptime,
+                delay,
+                unstable,
+            };
+            if self.back_off(&pause, &mut owners)? == BackedOff::Ended {
+                drop(lock.take());
+                return Ok(());
+            }
+        }
+    }
+
+    /// Phase 5: between a run that ended and the next one its restart policy starts. Says
+    /// so (the run's end and `task.restarting` in the journal, the next run pending in the
+    /// record), then waits `pause.delay`, serving stop requests, signals and the owners'
+    /// exit, any of which ends the task instead (recorded `killed`, the next run never
+    /// started).
+    fn back_off(
+        &mut self,
+        pause: &Pause,
+        owners: &mut Vec<(OwnerRecord, OwnedFd)>,
+    ) -> Result<BackedOff> {
+        let ended = self.record.clone();
+        self.recorder.journal_run_end(&ended);
+        // The next run's output starts empty; this run's is kept beside it.
+        crate::output_log::keep_previous(self.recorder.folder(), ended.run)
+            .map_err(|e| SupervisorError::watch("keep the run's log for a restart", e))?;
+        let start_at = deadline_after(pause.delay);
+        let start_at_ms = now_ms().saturating_add(pause.delay.as_millis() as i64);
+        let mut next = ended.clone();
+        next.begin_run();
+        next.supervisor_pid = ended.supervisor_pid;
+        next.supervisor_start_ticks = ended.supervisor_start_ticks;
+        next.boot_id = ended.boot_id.clone();
+        next.run = ended.run.saturating_add(1);
+        next.restarts = ended.restarts.saturating_add(1);
+        next.next_restart_at_ms = Some(start_at_ms);
+        if let Err(e) = self.recorder.write(&next) {
+            // Without a record of the next run nobody could see or stop it: the ended run
+            // is the task's end.
+            self.recorder
+                .end(&ended, Some(&self.signal_fd))
+                .map_err(SupervisorError::Record)?;
+            return Err(SupervisorError::watch("record the restart", e));
+        }
+        self.record = next;
+        self.recorder.journal_restarting(&RestartingEntry {
+            run: self.record.run,
+            reason: pause.cause.as_str().to_owned(),
+            exit_code: ended.exit_code,
+            signal: ended.signal.clone(),
+            uptime_ms: Some(pause.uptime_ms),
+            delay_ms: pause.delay.as_millis() as u64,
+            restarts: self.record.restarts,
+            unstable_runs: pause.unstable,
+            next_restart_at_ms: start_at_ms,
+        });
+        loop {
+            let left = start_at.map(|at| at.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
+                break;
+            }
+            let mut fds = vec![PollFd::new(self.signal_fd.as_fd(), PollFlags::POLLIN)];
+            for (_, owner) in owners.iter() {
+                fds.push(PollFd::new(owner.as_fd(), PollFlags::POLLIN));
+            }
+            let timeout = left.map_or(PollTimeout::NONE, poll_timeout);
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(SupervisorError::watch("poll between runs", e)),
+            }
+            let gone: Vec<usize> = fds[1..]
+                .iter()
+                .enumerate()
+                .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(i, _)| i)
+                .collect();
+            let mut reason = None;
+            while let Ok(Some(info)) = self.signal_fd.read_signal() {
+                reason = reason.or(match info.ssi_signo as i32 {
+                    libc::SIGUSR1 => Some(Reason::Stop),
+                    libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => {
+                        Some(Reason::SupervisorSignal)
+                    }
+                    _ => None, // SIGCHLD: nothing of the task is left to reap.
+                });
+            }
+            if !gone.is_empty() {
+                let mut place = 0;
+                owners.retain(|_| {
+                    let keep = !gone.contains(&place);
+                    place += 1;
+                    keep
+                });
+                if owners.is_empty() {
+                    reason = reason.or(Some(Reason::OwnerExited));
+                }
+            }
+            if let Some(reason) = reason {
+                self.record.next_restart_at_ms = None;
+                self.record.finish(Status::Killed, reason, now_ms());
+                self.recorder
+                    .end(&self.record, Some(&self.signal_fd))
+                    .map_err(SupervisorError::Record)?;
+                return Ok(BackedOff::Ended);
+            }
+        }
+        self.record.next_restart_at_ms = None;
+        // Room for the next run's end, as for the first run.
+        if let Err(e) = self.recorder.reserve_end(&self.record) {
+            self.record
+                .finish(Status::Failed, Reason::SpawnError, now_ms());
+            self.record.error = Some(format!(
+                "set room aside for the task's end: {}",
+                e.full_message()
+            ));
+            self.recorder
+                .end(&self.record, Some(&self.signal_fd))
+                .map_err(SupervisorError::Record)?;
+            return Ok(BackedOff::Ended);
+        }
+        Ok(BackedOff::Restart)
     }
 
     /// Phase 2, for a task of a batch: says it is queued, then waits for its turn and a
@@ -364,6 +515,24 @@ fn record_failure(e: &Error) -> Report {
         os_error,
         message: e.full_message(),
     }
+}
+
+/// What a restart waits for, and why.
+struct Pause {
+    cause: Cause,
+    uptime_ms: i64,
+    delay: Duration,
+    /// Unstable runs in a row, the ended one included.
+    unstable: u32,
+}
+
+/// How the wait between two runs ended.
+#[derive(Debug, PartialEq, Eq)]
+enum BackedOff {
+    /// The next run starts now.
+    Restart,
+    /// The task ended meanwhile (stopped, signalled, its owners gone); recorded.
+    Ended,
 }
 
 /// How the wait for a slot ended.

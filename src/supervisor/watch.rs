@@ -30,6 +30,7 @@ use crate::supervisor::error::SupervisorError;
 use crate::supervisor::output::{self, OutputWatch};
 use crate::supervisor::queue::open_owner;
 use crate::supervisor::recorder::Recorder;
+use crate::supervisor::restarts::Cause;
 use crate::supervisor::run::sweep;
 use crate::supervisor::{StopRequest, signals};
 use crate::time::{deadline_after, now_ms, poll_timeout};
@@ -41,6 +42,8 @@ enum StopCause {
     SupervisorSignal,
     Timeout,
     OwnerExited,
+    /// Its `ready` conditions did not hold in time, and its restart policy restarts it.
+    ReadyTimeout,
 }
 
 /// How the task's main process ended.
@@ -70,6 +73,12 @@ pub struct Supervision {
     owners: Vec<(OwnerRecord, OwnedFd)>,
     /// Readiness and progress, read from the task's output.
     output: Option<OutputWatch>,
+    /// With a restart policy that restarts failures: when the run is stopped (and so
+    /// restarted) if it is not ready by then (its `ready.timeout_s`).
+    ready_by: Option<Instant>,
+    /// A stop request or a terminating signal that came with the task's own end: the run
+    /// ended by itself, but it is not restarted.
+    stop_after_end: bool,
 }
 
 impl Supervision {
@@ -95,7 +104,30 @@ impl Supervision {
             timeout_at,
             owners: Vec::new(),
             output,
+            ready_by: None,
+            stop_after_end: false,
         }
+    }
+
+    /// The run is stopped, to be restarted, if its `ready` conditions do not hold within
+    /// their `timeout_s` (a restart policy that restarts failures).
+    pub fn stop_when_not_ready(&mut self) {
+        self.ready_by = self
+            .record
+            .ready_spec
+            .as_ref()
+            .and_then(|spec| spec.timeout("ready").ok().flatten())
+            .and_then(deadline_after);
+    }
+
+    /// The run as it will be recorded.
+    pub fn record(&self) -> &TaskRecord {
+        &self.record
+    }
+
+    /// What the supervisor keeps for the next run: the record, the writer, the owners.
+    pub fn into_parts(self) -> (TaskRecord, Recorder, Vec<(OwnerRecord, OwnedFd)>) {
+        (self.record, self.recorder, self.owners)
     }
 
     /// Stops the task when the processes behind `owners` (pidfds) have all exited.
@@ -103,7 +135,8 @@ impl Supervision {
         self.owners = owners;
     }
 
-    /// Until the task has ended; then records the end.
+    /// Until the task has ended; then says how in the record (recorded by the caller:
+    /// [`Supervision::record_end`], unless the run is restarted).
     pub fn watch(&mut self, signal_fd: &SignalFd) -> Result<(), SupervisorError> {
         let ending = loop {
             if let Some(ending) = self.main_ended() {
@@ -115,6 +148,7 @@ impl Supervision {
             let next = [
                 self.kill_at,
                 self.timeout_at,
+                self.ready_by,
                 self.output.as_ref().and_then(OutputWatch::next_deadline),
             ]
             .into_iter()
@@ -134,8 +168,15 @@ impl Supervision {
             while let Ok(Some(info)) = signal_fd.read_signal() {
                 pending.push(info);
             }
-            // A stop that races the task's own exit must not rewrite an exit as a kill.
+            // A stop that races the task's own exit must not rewrite an exit as a kill; it
+            // still keeps the run from being restarted.
             if let Some(ending) = self.main_ended() {
+                self.stop_after_end = pending.iter().any(|info| {
+                    matches!(
+                        info.ssi_signo as i32,
+                        libc::SIGUSR1 | libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
+                    )
+                });
                 break ending;
             }
             for info in pending {
@@ -149,12 +190,23 @@ impl Supervision {
                 self.timeout_at = None;
                 self.begin_stop(StopCause::Timeout, Signal::SIGTERM, self.record.grace_ms);
             }
+            if self.ready_by.is_some_and(|at| now >= at) {
+                self.ready_by = None;
+                if self.record.ready != Some(true) {
+                    self.begin_stop(
+                        StopCause::ReadyTimeout,
+                        Signal::SIGTERM,
+                        self.record.grace_ms,
+                    );
+                }
+            }
             if self.kill_at.is_some_and(|at| now >= at) {
                 self.signal_all(Signal::SIGKILL);
                 self.kill_at = None;
             }
         };
-        self.finish(ending, signal_fd)
+        self.conclude(ending);
+        Ok(())
     }
 
     /// One wait for anything to happen. Returns which owners (by place) exited and whether
@@ -301,6 +353,9 @@ impl Supervision {
             return;
         };
         output.adopt(probe, timeout.and_then(deadline_after));
+        if self.ready_by.is_some() {
+            self.ready_by = timeout.and_then(deadline_after);
+        }
         self.record.ready_spec = Some(request.ready);
         self.record.ready = Some(false);
         self.record.ready_at_ms = None;
@@ -408,7 +463,8 @@ impl Supervision {
         }
     }
 
-    fn finish(&mut self, ending: Ending, signal_fd: &SignalFd) -> Result<(), SupervisorError> {
+    /// Says in the record how the run ended, once nothing of it is left.
+    fn conclude(&mut self, ending: Ending) {
         let ended_at = now_ms();
         // The last words of the task: its final progress.
         if let Some(progress) = self.output.as_mut().and_then(OutputWatch::final_read) {
@@ -432,6 +488,7 @@ impl Supervision {
             (Some(StopCause::SupervisorSignal), _) => (Status::Killed, Reason::SupervisorSignal),
             (Some(StopCause::Timeout), _) => (Status::TimedOut, Reason::Timeout),
             (Some(StopCause::OwnerExited), _) => (Status::Killed, Reason::OwnerExited),
+            (Some(StopCause::ReadyTimeout), _) => (Status::TimedOut, Reason::Timeout),
             (None, Ending::Signaled(..)) => (Status::Killed, Reason::Signal),
             (None, Ending::Exited(_) | Ending::Unknown) => (Status::Exited, Reason::Exit),
         };
@@ -452,7 +509,37 @@ impl Supervision {
         // A ready request is for this run only, and so are owner requests.
         let _ = self.recorder.folder().remove(names::READY_REQUEST);
         let _ = OwnerRequest::take_all(self.recorder.folder());
-        // Into the room set aside for it, whatever the disk's state (see `Recorder::end`).
+    }
+
+    /// Why the run may be restarted: `None` when it was stopped (by a request, a signal to
+    /// us, or its owners' exit), which is never restarted.
+    pub fn restart_cause(&self) -> Option<Cause> {
+        if self.stop_after_end {
+            return None;
+        }
+        match self.stop {
+            Some(StopCause::Request | StopCause::SupervisorSignal | StopCause::OwnerExited) => None,
+            Some(StopCause::Timeout) => Some(Cause::Timeout),
+            Some(StopCause::ReadyTimeout) => Some(Cause::ReadyTimeout),
+            None => Some(match (self.record.exit_code, &self.record.signal) {
+                (Some(0), _) => Cause::Exited,
+                (_, Some(_)) => Cause::Signal,
+                _ => Cause::Failed,
+            }),
+        }
+    }
+
+    /// The restart policy gave up: the task ends `failed` (`restart_limit`), keeping the
+    /// last run's exit code or signal.
+    pub fn give_up(&mut self) {
+        let ended_at = self.record.ended_at_ms.unwrap_or_else(now_ms);
+        self.record
+            .finish(Status::Failed, Reason::RestartLimit, ended_at);
+    }
+
+    /// Records the end, into the room set aside for it, whatever the disk's state (see
+    /// `Recorder::end`).
+    pub fn record_end(&mut self, signal_fd: &SignalFd) -> Result<(), SupervisorError> {
         self.recorder
             .end(&self.record, Some(signal_fd))
             .map_err(SupervisorError::Record)

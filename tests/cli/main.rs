@@ -40,6 +40,7 @@ mod people;
 mod properties;
 mod ready;
 mod reliability;
+mod restart_policy;
 mod retention;
 mod schemas;
 mod scripts;

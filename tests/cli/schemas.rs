@@ -487,6 +487,18 @@ fn start_examples_run_for_real() {
                 );
                 sandbox.stop(id);
             }
+            "restart-on-failure" => {
+                let task = &data["task"];
+                assert_eq!(task["status"], "failed", "{data}");
+                assert_eq!(task["reason"], "restart_limit", "{data}");
+                assert_eq!(task["run"], 3, "{data}");
+                assert_eq!(task["restarts"], 2, "{data}");
+                let events = sandbox.ok(&["events"], &json!({"id": "flaky"}));
+                let frame = &events["frames"][0];
+                assert_eq!(frame["type"], "task.restarting", "{events}");
+                schemas.check("frame", "frame", frame);
+                schemas.answer("events", events.clone());
+            }
             other => panic!("the start example {other} is not exercised here"),
         }
     }

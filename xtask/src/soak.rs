@@ -128,6 +128,13 @@ enum Class {
     /// restart answers its run running, exactly one task process is left after them, and
     /// the last run ends killed by SIGTERM (RELIABILITY 32).
     RestartRace,
+    /// `exit 7` with a `restart_policy` (`on: "failure"`, `max_restarts` 2, short runs,
+    /// delays from 0.1 s): restarted by its supervisor twice, then `failed` with reason
+    /// `restart_limit` in run 3, its exit code kept.
+    CrashLoop,
+    /// `exit 7` with a `restart_policy` whose first delay is 30 s, stopped while the
+    /// restart is pending: `killed` (`stop`) in run 2, which never ran, and nothing left.
+    CrashLoopStop,
 }
 
 /// The most bytes an answer about a huge line may take (its line is cut to 8 KiB).
@@ -167,7 +174,7 @@ const fn ended(
 
 impl Class {
     /// Each class and its share of every 100 tasks.
-    const MIX: [(Class, usize); 15] = [
+    const MIX: [(Class, usize); 17] = [
         (Class::Exit, 16),
         (Class::SleepExit, 10),
         (Class::SpawnFail, 3),
@@ -183,6 +190,8 @@ impl Class {
         (Class::Retention, 6),
         (Class::HugeLine, 2),
         (Class::RestartRace, 4),
+        (Class::CrashLoop, 4),
+        (Class::CrashLoopStop, 3),
     ];
 
     fn name(self) -> &'static str {
@@ -202,6 +211,8 @@ impl Class {
             Class::Retention => "retention",
             Class::HugeLine => "huge_line",
             Class::RestartRace => "restart_race",
+            Class::CrashLoop => "crash_loop",
+            Class::CrashLoopStop => "crash_loop_stop",
         }
     }
 
@@ -264,6 +275,21 @@ impl Class {
                     ..ended("killed", "stop", None, Some("SIGTERM"))
                 })
                 .collect(),
+            Class::CrashLoop => vec![Outcome {
+                run: 3,
+                ..ended("failed", "restart_limit", Some(7), None)
+            }],
+            // Stopped once the restart is pending, as planned; or, on a machine too slow
+            // for the wait, while run 1 still ran or as it exited (then never restarted).
+            Class::CrashLoopStop => vec![
+                Outcome {
+                    run: 2,
+                    ran: false,
+                    ..ended("killed", "stop", None, None)
+                },
+                ended("killed", "stop", None, Some("SIGTERM")),
+                ended("exited", "exit", Some(7), None),
+            ],
         }
     }
 }
@@ -477,6 +503,8 @@ struct Soak {
     huge_answer_bytes: AtomicUsize,
     /// Milliseconds of each racing `restart` of the `restart_race` class.
     restart_race_ms: Mutex<Vec<f64>>,
+    /// Milliseconds of each `stop` of a `crash_loop_stop` task.
+    pending_stop_ms: Mutex<Vec<f64>>,
     /// Racing restarts that answered that another racer's newer run began first.
     restarts_outrun: AtomicUsize,
 }
@@ -527,6 +555,7 @@ pub fn run(bin: PathBuf, options: Options) -> Result<Report> {
         retention: RetentionTally::default(),
         huge_answer_bytes: AtomicUsize::new(0),
         restart_race_ms: Mutex::new(Vec::new()),
+        pending_stop_ms: Mutex::new(Vec::new()),
         restarts_outrun: AtomicUsize::new(0),
     };
     eprintln!(
@@ -821,6 +850,16 @@ impl Soak {
                 "shell": format!("head -c {HUGE_LINE} /dev/zero | tr '\\0' x; echo; echo done"),
             }),
             Class::RestartRace => json!({"command": "sleep", "args": ["1000"], "grace_s": 2}),
+            Class::CrashLoop => json!({
+                "shell": "exit 7",
+                "restart_policy": {"on": "failure", "max_restarts": 2, "min_uptime_s": 30,
+                                   "backoff": {"initial_s": 0.1, "factor": 2, "max_s": 1}},
+            }),
+            Class::CrashLoopStop => json!({
+                "shell": "exit 7",
+                "restart_policy": {"on": "failure", "min_uptime_s": 30,
+                                   "backoff": {"initial_s": 30}},
+            }),
         };
         payload["id"] = json!(task.id);
         payload["env"] = self.env(task);
@@ -925,6 +964,7 @@ impl Soak {
             Class::Escapee => self.stop_with_escapee(&tasks[0]),
             Class::HugeLine => self.read_huge_line(&tasks[0]),
             Class::RestartRace => self.race_restarts(&tasks[0]),
+            Class::CrashLoopStop => self.stop_pending_restart(&tasks[0]),
             Class::BatchStop => {
                 let payload: Vec<Value> = tasks.iter().map(|t| json!({"id": t.id})).collect();
                 let answer = self.call(&["stop"], &Value::Array(payload));
@@ -1039,6 +1079,35 @@ impl Soak {
                     format!("{what} answered {} bytes about a 20 MB line", answer.bytes),
                 );
             }
+        }
+    }
+
+    /// A `crash_loop_stop` task: once its restart is pending (`status` says when it
+    /// starts; up to 10 s of looking), `stop` must end it at once, not after the delay.
+    fn stop_pending_restart(&self, task: &Planned) {
+        let id = json!({"id": task.id});
+        for _ in 0..200 {
+            let answer = self.call(&["status"], &id);
+            if !answer.ok || answer.body["task"]["next_restart_at_ms"].is_i64() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50)); // bounded: 200 looks
+        }
+        let answer = self.call(&["stop"], &id);
+        lock(&self.pending_stop_ms).push(answer.ms);
+        if !answer.ok {
+            let text = answer.error_text();
+            self.problem(
+                Kind::Error,
+                &task.id,
+                format!("stop of a pending restart: {text}"),
+            );
+        } else if answer.ms > 20_000.0 {
+            self.problem(
+                Kind::Error,
+                &task.id,
+                format!("stop of a pending restart took {} ms", answer.ms),
+            );
         }
     }
 
@@ -1629,6 +1698,8 @@ impl Soak {
             "peak_supervisors": peak_supervisors,
             "restart_race_ms": {"runs": lock(&self.restart_race_ms).len(),
                                 "max": Stats::new(lock(&self.restart_race_ms).clone()).pct(1.0)},
+            "pending_restart_stop_ms": {"runs": lock(&self.pending_stop_ms).len(),
+                                        "max": Stats::new(lock(&self.pending_stop_ms).clone()).pct(1.0)},
             "huge_line_largest_answer_bytes": self.huge_answer_bytes.load(Ordering::Relaxed),
             "retention": {
                 "rm_removed": self.retention.rm_removed.load(Ordering::Relaxed),

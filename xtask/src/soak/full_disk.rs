@@ -124,6 +124,7 @@ pub(super) fn run(outer: &Soak, tasks: usize, scratch: &Path) -> DiskReport {
         retention: Default::default(),
         huge_answer_bytes: AtomicUsize::new(0),
         restart_race_ms: Mutex::new(Vec::new()),
+        pending_stop_ms: Mutex::new(Vec::new()),
         restarts_outrun: AtomicUsize::new(0),
     };
     let tasks: Vec<DiskTask> = DiskKind::ALL
