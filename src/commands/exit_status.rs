@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use nix::sys::signal::Signal;
 
-use crate::payload::task::{Status, Task};
+use crate::payload::task::{Reason, Status, Task};
 
 /// Exit code of a task that ran out its `timeout_s` (as `timeout(1)`).
 pub const TIMED_OUT: u8 = 124;
@@ -34,7 +34,7 @@ pub const CODES: &[(u8, &str)] = &[
     ),
     (
         FAILED,
-        "--exit-status: a task never started: bad command or workdir (status failed).",
+        "--exit-status: a task never started: bad command or workdir (status failed). A task whose restart policy gave up (status failed, reason restart_limit) gives its last run's code instead.",
     ),
     (
         INTERRUPTED,
@@ -48,18 +48,27 @@ pub const CODES: &[(u8, &str)] = &[
 
 /// The exit code `task` gives under `--exit-status`: 0 unless it ended without success.
 pub fn of_task(task: &Task) -> u8 {
-    match task.status {
-        Status::Queued | Status::Running => 0,
-        Status::Exited => task
-            .exit_code
-            .map_or(1, |code| u8::try_from(code).unwrap_or(1)),
-        Status::Killed => task
-            .signal
+    let exited = || {
+        task.exit_code
+            .map_or(1, |code| u8::try_from(code).unwrap_or(1))
+    };
+    let killed = || {
+        task.signal
             .as_deref()
             .and_then(|name| Signal::from_str(name).ok())
             .and_then(|signal| u8::try_from(128 + signal as i32).ok())
-            .unwrap_or(KILLED_UNKNOWN),
+            .unwrap_or(KILLED_UNKNOWN)
+    };
+    match task.status {
+        Status::Queued | Status::Running => 0,
+        Status::Exited => exited(),
+        Status::Killed => killed(),
         Status::TimedOut => TIMED_OUT,
+        // Its restart policy gave up: how its last run ended.
+        Status::Failed if task.reason == Some(Reason::RestartLimit) => match task.signal {
+            Some(_) => killed(),
+            None => exited().max(1),
+        },
         Status::Failed => FAILED,
         Status::Lost => LOST,
     }

@@ -486,3 +486,23 @@ fn a_reuse_is_not_a_spawn() {
     let error = sandbox.fail(&["start"], &payload);
     assert_eq!(error["type"], "StartThrottled", "{error}");
 }
+
+/// `--exit-status` on a task whose policy gave up gives how its last run ended (here its
+/// exit code 7), not the code of a task that never started.
+#[test]
+fn exit_status_of_a_crash_loop_that_gave_up_is_its_last_runs_code() {
+    let sandbox = Sandbox::new();
+    let outcome = sandbox.call(
+        &["start", "--wait", "--exit-status"],
+        &json!({"id": "crash", "shell": "exit 7", "restart_policy": policy("failure", 1, 10.0, 0.1)}),
+    );
+    assert_eq!(outcome.code, Some(7), "{outcome:#?}");
+    let task = outcome.stdout_envelope()["data"]["task"].clone();
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["reason"], "restart_limit", "{task}");
+    let outcome = sandbox.call(
+        &["start", "--wait", "--exit-status"],
+        &json!({"id": "killed", "shell": "kill -TERM $$", "restart_policy": policy("failure", 1, 10.0, 0.1)}),
+    );
+    assert_eq!(outcome.code, Some(143), "{outcome:#?}");
+}
