@@ -569,6 +569,11 @@ impl Timeline {
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
     }
+
+    /// The run it follows.
+    pub fn run(&self) -> u32 {
+        self.run
+    }
 }
 
 fn take(next_sequence: &mut u64) -> u64 {

@@ -34,7 +34,7 @@ use crate::payload::frame::{Event, Frame, StreamEndData, StreamEndReason};
 use crate::payload::input::{AfterInput, EventsInput, LogsInput};
 use crate::payload::task::Task;
 use crate::state::{Status, TaskRecord, observe};
-use crate::timeline::{After, Flow, Selection, Timeline};
+use crate::timeline::{After, Flow, Selection, Timeline, first_sequence};
 
 /// Takes each frame as it comes; `Break` ends the follow (the reader went away).
 pub type Sink<'a> = dyn FnMut(Frame) -> ControlFlow<()> + 'a;
@@ -287,7 +287,8 @@ impl Tasks {
 
     /// Follows several tasks in one stream: each task's frames as [`Tasks::follow`] gives
     /// them (its own sequences, and each log line's cursor), interleaved as they happen,
-    /// until every task's run has ended, the bound runs out, the follow is cancelled or the
+    /// until every task has ended (a task that goes on in a newer run, restarted by its
+    /// restart policy or by a caller, is followed into it from its first frame), the bound runs out, the follow is cancelled or the
     /// sink breaks. A task removed meanwhile is said at once (a `stream.end` frame with
     /// reason `removed`) and the others go on. Answers how each other task's follow ended,
     /// in the order of `ids`, with where to resume it.
@@ -331,12 +332,16 @@ impl Tasks {
             if flow == Flow::Stopped {
                 return Ok(Vec::new());
             }
-            followed.push(Followed {
+            let mut entry = Followed {
                 id: id.clone(),
                 timeline,
                 flow,
                 removed: false,
-            });
+            };
+            if self.follow_next_run(&mut entry, selection, &mut sink)? == Flow::Stopped {
+                return Ok(Vec::new());
+            }
+            followed.push(entry);
         }
         let open = |followed: &[Followed]| followed.iter().any(|f| f.flow == Flow::Open);
         let mut timed_out = false;
@@ -348,6 +353,17 @@ impl Tasks {
             for entry in followed.iter_mut().filter(|f| f.flow == Flow::Open) {
                 entry.flow = match entry.timeline.poll(&mut sink) {
                     Ok(Flow::Stopped) => return Ok(Vec::new()),
+                    Ok(Flow::Ended) => {
+                        entry.flow = Flow::Ended;
+                        match self.follow_next_run(entry, selection, &mut sink) {
+                            Ok(Flow::Stopped) => return Ok(Vec::new()),
+                            Ok(flow) => flow,
+                            Err(Error::TaskNotFound { .. } | Error::TaskRemoved { .. }) => {
+                                Flow::Ended
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
                     Ok(flow) => flow,
                     // Said at once; the others go on.
                     Err(Error::TaskNotFound { .. } | Error::TaskRemoved { .. }) => {
@@ -388,6 +404,34 @@ impl Tasks {
                 (f.id, end)
             })
             .collect())
+    }
+
+    /// After a followed run has ended: when the task goes on in a newer run (its restart
+    /// policy restarts it, or another caller restarted it), follows that run from its first
+    /// frame, so a task counts as ended only when it has. Returns how the follow stands.
+    fn follow_next_run(
+        &self,
+        entry: &mut Followed,
+        selection: Selection,
+        sink: &mut Sink<'_>,
+    ) -> Result<Flow> {
+        while entry.flow == Flow::Ended {
+            let paths = self.paths(&entry.id);
+            let record = observe(&paths, &entry.id)?;
+            // A newer run, running, pending or already ended: its frames, its end.
+            if record.run <= entry.timeline.run() {
+                break;
+            }
+            let from_its_start = Selection {
+                after: Some(After::Sequence(first_sequence(record.run) - 1)),
+                lines: None,
+                ..selection
+            };
+            let (timeline, flow) = Timeline::open(&paths, &record, from_its_start, sink)?;
+            entry.timeline = timeline;
+            entry.flow = flow;
+        }
+        Ok(entry.flow)
     }
 
     /// Every task's status now (`events` without an id): a `task.status` frame each, and a

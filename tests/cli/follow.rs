@@ -1423,3 +1423,61 @@ fn events_stream_over_several_tasks_says_how_each_ended_and_refuses_what_it_cann
         "{error}"
     );
 }
+
+/// A stream over several tasks counts a task as ended only when it has: a task its restart
+/// policy restarts is followed into each new run, from its first frame, up to its final
+/// end (here `restart_limit` in run 3), and each frame keeps its run's numbering.
+#[test]
+fn events_stream_over_several_tasks_follows_a_task_through_its_automatic_restarts() {
+    let sandbox = Sandbox::new();
+    let policy = json!({"on": "failure", "max_restarts": 2, "min_uptime_s": 10,
+        "backoff": {"initial_s": 0.1, "factor": 2, "max_s": 1}});
+    // Run 1 waits for the file `go`, made once the stream follows it; later runs find it.
+    let shell = "while [ ! -e go ]; do sleep 0.02; done; echo up; exit 7";
+    sandbox.start(&json!({"id": "crash", "tags": ["t"], "shell": shell, "restart_policy": policy}));
+    sandbox.start(&json!({"id": "ok", "tags": ["t"], "command": "true"}));
+    let mut stream = Stream::spawn(
+        sandbox.command_with(&["events", "--stream"], &json!({"tag": "t", "lines": 5})),
+    );
+    let mut frames = vec![stream.next()];
+    assert_eq!(frames[0]["task_id"], "crash", "{frames:#?}");
+    fs::write(sandbox.work().join("go"), "").expect("make the gate");
+    let (rest, ended) = stream.rest();
+    assert_clean_exit(&ended, "events --stream over a crash loop");
+    frames.extend(rest);
+    let crash: Vec<&Value> = frames.iter().filter(|f| f["task_id"] == "crash").collect();
+    let ends: Vec<(u64, &str)> = crash
+        .iter()
+        .filter(|f| f["type"] == "task.ended")
+        .map(|f| {
+            (
+                f["data"]["run"].as_u64().expect("run"),
+                f["data"]["reason"].as_str().expect("reason"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [(1, "exit"), (2, "exit"), (3, "restart_limit")],
+        "{crash:#?}"
+    );
+    let restarting = crash
+        .iter()
+        .filter(|f| f["type"] == "task.restarting")
+        .count();
+    assert_eq!(restarting, 2, "{crash:#?}");
+    let lines = crash
+        .iter()
+        .filter(|f| f["type"] == "task.log.line")
+        .count();
+    assert_eq!(lines, 3, "each run's line: {crash:#?}");
+    let numbers: Vec<u64> = crash.iter().map(|f| sequence(f)).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{crash:#?}");
+    assert_eq!(crash.last().expect("frames")["type"], "task.ended");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["task_id"] == "ok" && f["type"] == "task.ended"),
+        "{frames:#?}"
+    );
+}
