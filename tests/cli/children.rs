@@ -163,3 +163,36 @@ fn stop_with_children_stops_the_whole_tree_deepest_first_and_leaves_nothing() {
     let error = sandbox.fail(&["stop"], &json!({"id": "nobody", "with_children": true}));
     assert_eq!(error["type"], "TaskNotFound", "{error}");
 }
+
+/// `stop {"with_children": true}` of a task that keeps starting children while its tree is
+/// being stopped (the root is stopped last): a child started after the stop looked at the
+/// tree is stopped too, never left running with its parent gone.
+#[test]
+fn stop_with_children_also_stops_children_started_while_it_stops_the_others() {
+    let sandbox = Sandbox::new();
+    let shell = "i=0; while [ $i -lt 60 ]; do i=$((i+1)); \
+                 \"$BT\" start \"{\\\"id\\\":\\\"late-$i\\\",\\\"command\\\":\\\"sleep\\\",\\\"args\\\":[\\\"1000\\\"]}\" \
+                 >/dev/null || echo FAILED; done; exec sleep 1000";
+    sandbox.start(&json!({"id": "spawner", "shell": shell, "env": {"BT": BIN}}));
+    wait_until("spawner has started a few children", DEADLINE, || {
+        sandbox.ok(&["list"], &json!({"parent": "spawner"}))["total"]
+            .as_u64()
+            .is_some_and(|n| n >= 3)
+    });
+    let stopped = sandbox.ok(&["stop"], &json!({"id": "spawner", "with_children": true}));
+    assert_eq!(stopped["task"]["status"], "killed", "{stopped}");
+    let running = sandbox.ok(
+        &["list"],
+        &json!({"parent": "spawner", "status": "running", "fields": ["id"]}),
+    );
+    assert_eq!(
+        running["total"], 0,
+        "children left running after stop {{with_children}}: {running}"
+    );
+    let all = sandbox.ok(&["list"], &json!({"parent": "spawner", "fields": ["id"]}));
+    assert_eq!(
+        stopped["children"].as_array().map(Vec::len),
+        all["tasks"].as_array().map(Vec::len),
+        "every child is in the answer: {stopped} {all}"
+    );
+}
