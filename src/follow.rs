@@ -24,6 +24,34 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 /// How often to look again when no event arrived.
 pub const FALLBACK_POLL: Duration = Duration::from_millis(250);
 
+/// How many descriptors a follow keeps free beyond one per followed task (its watch, its
+/// output, and the files each poll opens and closes).
+const SPARE_FILES: u64 = 256;
+
+/// Raises this process's soft open-file limit so that `tasks` tasks can be followed at once
+/// (each holds its log open), as far as the hard limit allows; never lowers it. A shell's
+/// default soft limit (often 1024) would otherwise fail `events --stream {tag}` over a
+/// thousand tasks with EMFILE halfway through its frames. Nothing is spawned afterwards that
+/// could inherit the higher limit.
+pub fn allow_open_files_for(tasks: usize) {
+    let wanted = u64::try_from(tasks)
+        .unwrap_or(u64::MAX)
+        .saturating_add(SPARE_FILES);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= wanted
+    {
+        return;
+    }
+    limit.rlim_cur = wanted.min(limit.rlim_max);
+    // SAFETY: setrlimit only reads the struct; a soft limit up to the hard one is always
+    // allowed. A refusal leaves the limit as it was (a later open fails with a hint).
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+}
+
 /// The inotify events that are changes: not opens, reads or closes.
 const CHANGES: u32 = libc::IN_MODIFY
     | libc::IN_ATTRIB

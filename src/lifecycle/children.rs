@@ -28,6 +28,10 @@ use crate::state::{TaskRecord, observe};
 /// The most bytes of a children list read: about 15,000 ids.
 const MAX_LIST_BYTES: u64 = 1 << 20;
 
+/// How often `stop {with_children}` looks at the tree for tasks started while it stopped
+/// the others.
+const MAX_PASSES: usize = 5;
+
 impl Tasks {
     /// The task a `start` of `id` runs inside, if any: the id its supervisor put in the
     /// environment, when that task exists in this state directory and is not `id` itself.
@@ -122,13 +126,47 @@ impl Tasks {
     /// task itself. Answers the task as it ended, and each descendant as it is after its
     /// stop (one that could not be stopped says so by its status; one removed meanwhile is
     /// left out).
+    ///
+    /// A task of the tree may start another while the others are being stopped (the root
+    /// is stopped last): once the root is stopped, the tree is looked at again and what
+    /// appeared since is stopped too, until a look finds nothing new (at most
+    /// [`MAX_PASSES`] looks).
     pub(crate) fn stop_with_children(&self, args: StopArgs) -> Result<Stopped> {
         // The task must exist before anything is stopped on its behalf.
         self.record(&args.id)?;
+        let mut seen = BTreeSet::new();
+        let mut stopped = self.stop_descendants(&args, &mut seen);
+        let task = self.stop(StopArgs {
+            with_children: false,
+            ..args.clone()
+        })?;
+        for _ in 1..MAX_PASSES {
+            let late = self.stop_descendants(&args, &mut seen);
+            if late.is_empty() {
+                break;
+            }
+            stopped.extend(late);
+        }
+        Ok(Stopped {
+            children: Some(stopped),
+            ..task
+        })
+    }
+
+    /// Stops the descendants of `args.id` not in `seen` (and adds them to it), the deepest
+    /// generation first, each generation's at once.
+    fn stop_descendants(&self, args: &StopArgs, seen: &mut BTreeSet<TaskId>) -> Vec<ChildTask> {
         let generations = self.generations(&args.id);
         let mut stopped = Vec::new();
         for generation in generations.into_iter().rev() {
-            let items: Vec<(usize, TaskId)> = generation.into_iter().enumerate().collect();
+            let items: Vec<(usize, TaskId)> = generation
+                .into_iter()
+                .filter(|id| seen.insert(id.clone()))
+                .enumerate()
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
             let ended = parallel(items, WORKERS, |id| {
                 let stop = StopArgs {
                     id: id.clone(),
@@ -151,13 +189,6 @@ impl Tasks {
             });
             stopped.extend(ended.into_iter().filter_map(|(_, child)| child));
         }
-        let task = self.stop(StopArgs {
-            with_children: false,
-            ..args
-        })?;
-        Ok(Stopped {
-            children: Some(stopped),
-            ..task
-        })
+        stopped
     }
 }

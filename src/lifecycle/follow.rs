@@ -301,6 +301,7 @@ impl Tasks {
         sink: &mut Sink<'_>,
     ) -> Result<Vec<(TaskId, FollowEnd)>> {
         let deadline = args.timeout.map(|t| Instant::now() + t);
+        crate::follow::allow_open_files_for(args.ids.len());
         let dirs: Vec<PathBuf> = args.ids.iter().map(|id| self.paths(id).dir).collect();
         let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
         let watch = DirWatch::new_for_each(&dirs, &[names::RECORD, names::LOG, names::JOURNAL]);

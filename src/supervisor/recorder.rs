@@ -178,6 +178,27 @@ impl Recorder {
         error: Error,
     ) -> Result<()> {
         journal::journal_end(&self.folder, self.journal.as_mut(), record);
+        self.keep_trying(record, signals, error)
+    }
+
+    /// Records the end of a run whose end the journal already holds
+    /// ([`Recorder::journal_run_end`], before a restart that could not be recorded): as
+    /// [`Recorder::end`], without journaling the end a second time.
+    pub fn end_journaled(&mut self, record: &TaskRecord, signals: Option<&SignalFd>) -> Result<()> {
+        match self.stage(record) {
+            Ok(staged) => self.commit(staged),
+            Err(error) if error.is_disk_full() => self.keep_trying(record, signals, error),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Tries to record the end until it fits, backing off, or the supervisor is told to end.
+    fn keep_trying(
+        &mut self,
+        record: &TaskRecord,
+        signals: Option<&SignalFd>,
+        error: Error,
+    ) -> Result<()> {
         let mut pause = Duration::from_millis(50);
         let mut last = error;
         loop {

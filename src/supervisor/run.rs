@@ -280,9 +280,19 @@ impl Supervisor {
         next.next_restart_at_ms = Some(start_at_ms);
         if let Err(e) = self.recorder.write(&next) {
             // Without a record of the next run nobody could see or stop it: the ended run
-            // is the task's end.
+            // is the task's end, saying why it was not restarted. Its end is journaled
+            // already, and its output goes back where the record says it is.
+            let mut ended = ended;
+            ended.error = Some(format!(
+                "the restart could not be recorded: {}",
+                e.full_message()
+            ));
+            let _ = self
+                .recorder
+                .folder()
+                .rename(&names::old_log(ended.run), names::LOG);
             self.recorder
-                .end(&ended, Some(&self.signal_fd))
+                .end_journaled(&ended, Some(&self.signal_fd))
                 .map_err(SupervisorError::Record)?;
             return Err(SupervisorError::watch("record the restart", e));
         }

@@ -163,3 +163,41 @@ fn stop_with_children_stops_the_whole_tree_deepest_first_and_leaves_nothing() {
     let error = sandbox.fail(&["stop"], &json!({"id": "nobody", "with_children": true}));
     assert_eq!(error["type"], "TaskNotFound", "{error}");
 }
+
+/// `stop {"with_children": true}` of a tree in which a task starts a child while it is
+/// being stopped (a child that starts a grandchild from its SIGTERM trap, after the stop
+/// read the tree): the late grandchild is stopped too, never left running with its parent
+/// gone.
+#[test]
+fn stop_with_children_also_stops_children_started_while_it_stops_the_others() {
+    let sandbox = Sandbox::new();
+    fs::write(
+        sandbox.work().join("late.json"),
+        json!({"id": "late", "command": "sleep", "args": ["1000"]}).to_string(),
+    )
+    .expect("write the late child's payload");
+    let kid = json!({
+        "id": "kid",
+        "shell": "trap '\"$BT\" start @late.json >/dev/null || echo FAILED; exit 0' TERM; \
+                  echo waiting; while :; do sleep 0.1; done",
+        "env": {"BT": BIN},
+    });
+    start_parent(&sandbox, "root", &kid);
+    wait_until("kid waits for its stop", DEADLINE, || {
+        sandbox.log("kid").contains("waiting")
+    });
+    let stopped = sandbox.ok(&["stop"], &json!({"id": "root", "with_children": true}));
+    assert_eq!(stopped["task"]["status"], "killed", "{stopped}");
+    assert!(
+        !sandbox.log("kid").contains("FAILED"),
+        "{}",
+        sandbox.log("kid")
+    );
+    let late = sandbox.status("late");
+    assert_eq!(late["parent"], "kid", "{late}");
+    assert_ne!(
+        late["status"], "running",
+        "a child started while its tree was stopped is left running: {late} {stopped}"
+    );
+    assert_eq!(ids(&stopped["children"]), ["kid", "late"], "{stopped}");
+}

@@ -549,3 +549,59 @@ fn an_end_left_in_the_journal_is_read_back_never_lost() {
     );
     assert_journal_agrees(sandbox, "seven", 1);
 }
+
+/// A run that ends while the disk is full, of a task whose `restart_policy` would restart it:
+/// the restart cannot be recorded, so the run's end is the task's end. That end says why
+/// there was no restart (`error`), is journaled once (not once by the restart and again by
+/// the end), and the run's output is still where the record says it is (`logs` shows it),
+/// not moved aside for a next run that never came.
+#[test]
+fn a_restart_that_cannot_be_recorded_on_a_full_disk_ends_the_task_once_with_its_log() {
+    let Some(disk) = small_disk(1 << 20, "a restart on a full disk") else {
+        return;
+    };
+    let sandbox = disk.sandbox();
+    let go = sandbox.work().join("go");
+    make_fifo(&go);
+    sandbox.start(&json!({
+        "id": "loop",
+        "shell": format!("echo output-of-run-1; read line < '{}'; exit 3", go.display()),
+        "restart_policy": {"on": "failure", "max_restarts": 3, "backoff": {"initial_s": 0.1}},
+    }));
+    let leader = sandbox.leader("loop");
+    let supervisor = sandbox.supervisor("loop");
+    wait_until("the run has written its line", DEADLINE, || {
+        sandbox.log("loop").contains("output-of-run-1")
+    });
+    let mut release = open_fifo_writer(&go);
+    disk.fill();
+    release.write_all(b"go\n").expect("release the task");
+    drop(release);
+    wait_until("the task has exited", DEADLINE, || !leader.is_alive());
+    let mut task = Value::Null;
+    wait_until("the task has ended", DEADLINE, || {
+        task = sandbox.status("loop");
+        task["status"] != "running"
+    });
+    assert_eq!(task["status"], "exited", "{task}");
+    assert_eq!(task["exit_code"], 3, "{task}");
+    assert_eq!(task["run"], 1, "{task}");
+    assert!(
+        task["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("restart")),
+        "the end says why the task was not restarted: {task}"
+    );
+    assert_journal_agrees(sandbox, "loop", 1);
+    let logs = sandbox.ok(&["logs"], &json!({"id": "loop"}));
+    let lines: Vec<&str> = logs["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(lines, ["output-of-run-1"], "{logs}");
+    wait_until("the supervisor has exited", DEADLINE, || {
+        !supervisor.is_alive()
+    });
+}

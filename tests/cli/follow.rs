@@ -1481,3 +1481,56 @@ fn events_stream_over_several_tasks_follows_a_task_through_its_automatic_restart
         "{frames:#?}"
     );
 }
+
+/// `events --stream {tag}` over more tasks than the caller's soft open-file limit allows
+/// (each followed task holds its log open; a shell's default `ulimit -n` is often 1024): the
+/// stream raises its soft limit as far as the hard limit lets it and follows every task,
+/// instead of failing with `StoreError` (EMFILE) after printing some of their frames.
+#[test]
+fn events_stream_over_several_tasks_follows_more_tasks_than_the_soft_open_file_limit() {
+    const TASKS: usize = 40;
+    const SOFT: libc::rlim_t = 24;
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only fills the struct it is given.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    assert_eq!(read, 0, "getrlimit");
+    if hard.rlim_max < 4 * TASKS as libc::rlim_t {
+        crate::support::note("the hard open-file limit is too low to test raising the soft one");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let batch: Vec<Value> = (0..TASKS)
+        .map(|i| json!({"id": format!("many-{i}"), "command": "true", "tags": ["many"]}))
+        .collect();
+    let started = sandbox.ok(&["start"], &json!(batch));
+    assert_eq!(started["success_count"], TASKS, "{started}");
+    for i in 0..TASKS {
+        sandbox.wait(&format!("many-{i}"));
+    }
+
+    let mut command = sandbox.command_with(
+        &["events", "--stream", "--timeout", "30"],
+        &json!({"tag": "many"}),
+    );
+    crate::support::with_open_file_limit(&mut command, SOFT);
+    let outcome = crate::support::spawn(command).finish();
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    let frames: Vec<Value> = outcome
+        .stdout
+        .lines()
+        .map(|l| parse_frame(l, "events --stream {tag} under a low open-file limit"))
+        .collect();
+    let count = |kind: &str| frames.iter().filter(|f| f["type"] == kind).count();
+    assert_eq!(count("task.ended"), TASKS, "{outcome:#?}");
+    assert_eq!(count("stream.end"), TASKS, "{outcome:#?}");
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f["type"] == "stream.end")
+            .all(|f| f["data"]["reason"] == "ended"),
+        "{frames:#?}"
+    );
+}

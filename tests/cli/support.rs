@@ -598,6 +598,29 @@ pub fn with_umask(command: &mut Command, mask: libc::mode_t) {
     }
 }
 
+/// Lowers the soft open-file limit of the child of `command` to `soft` (the hard limit stays
+/// as it is), as a shell's `ulimit -Sn` does.
+pub fn with_open_file_limit(command: &mut Command, soft: libc::rlim_t) {
+    // SAFETY: getrlimit and setrlimit are async-signal-safe and change only the child's own
+    // limit; the struct lives on the child's stack.
+    unsafe {
+        command.pre_exec(move || {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            limit.rlim_cur = soft.min(limit.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes the child of `command` start with SIGCHLD ignored, as some hostile callers do.
 pub fn with_sigchld_ignored(command: &mut Command) {
     // SAFETY: signal is async-signal-safe; setting SIG_IGN installs no handler.
