@@ -7,16 +7,17 @@
 //! started from inside it ([`names::CHILDREN`], a line each, appended by the child's
 //! `start`), so that its `status` finds its children without reading every record. An id
 //! on that list whose record does not name the parent (removed and started again from
-//! elsewhere) is not a child.
+//! elsewhere) is not a child. A tree stop reads every record's `parent` instead: it must
+//! miss no child, even one the list could not take.
 //!
 //! Nothing else about a child's life depends on its parent: it runs under its own
 //! supervisor, outlives its parent, and is stopped with it only when asked
 //! (`stop {"with_children": true}`: the deepest first, each generation at once).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write as _};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
 use crate::lifecycle::batch::{WORKERS, parallel};
 use crate::lifecycle::stop::{StopArgs, Stopped};
@@ -51,63 +52,82 @@ impl Tasks {
         let Ok(Some(folder)) = self.paths(parent).open() else {
             return;
         };
-        if self.listed_children(parent).contains(child) {
-            return;
-        }
-        if let Ok(mut list) = folder.write_file(names::CHILDREN, Write::Append) {
+        // A list that cannot be read (a link planted in its place) is not written either.
+        if self
+            .listed_children(parent)
+            .is_ok_and(|ids| !ids.contains(child))
+            && let Ok(mut list) = folder.write_file(names::CHILDREN, Write::Append)
+        {
             let _ = list.write_all(format!("{child}\n").as_bytes());
         }
     }
 
     /// The ids on `parent`'s children list, as written (checked by the caller).
-    fn listed_children(&self, parent: &TaskId) -> Vec<TaskId> {
-        let mut text = String::new();
-        if let Ok(Some(list)) = self.paths(parent).read_file(names::CHILDREN) {
-            let _ = list.take(MAX_LIST_BYTES).read_to_string(&mut text);
+    fn listed_children(&self, parent: &TaskId) -> Result<Vec<TaskId>> {
+        let paths = self.paths(parent);
+        let mut bytes = Vec::new();
+        if let Some(list) = paths.read_file(names::CHILDREN)? {
+            list.take(MAX_LIST_BYTES)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::store("read", paths.dir.join(names::CHILDREN), e))?;
         }
+        let text = String::from_utf8_lossy(&bytes);
         let mut ids: Vec<TaskId> = Vec::new();
         for id in text.lines().filter_map(|line| TaskId::parse(line).ok()) {
             if !ids.contains(&id) {
                 ids.push(id);
             }
         }
-        ids
+        Ok(ids)
     }
 
     /// The tasks started from inside `parent` that still exist, oldest first, as they are
-    /// now (a child whose supervisor vanished is `lost`).
-    pub fn children(&self, parent: &TaskId) -> Vec<ChildTask> {
+    /// now (a child whose supervisor vanished is `lost`). A list that cannot be read (a
+    /// link planted in its place) is a `StoreError` naming it.
+    pub fn children(&self, parent: &TaskId) -> Result<Vec<ChildTask>> {
         let mut records: Vec<TaskRecord> = self
-            .listed_children(parent)
+            .listed_children(parent)?
             .into_iter()
             .filter_map(|id| observe(&self.paths(&id), &id).ok())
             .filter(|record| record.parent.as_deref() == Some(parent.as_str()))
             .collect();
         records.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-        records
+        Ok(records
             .into_iter()
             .map(|record| ChildTask {
                 status: record.status.into(),
                 exit_code: record.exit_code,
                 id: record.id,
             })
-            .collect()
+            .collect())
     }
 
-    /// `root`'s descendants by generation: its children, their children, and so on. A task
-    /// is counted once, whatever cycle the records make (a parent started again from
-    /// inside its own child).
-    fn generations(&self, root: &TaskId) -> Vec<Vec<TaskId>> {
+    /// `root`'s descendants by generation: its children, their children, and so on, each
+    /// generation oldest first. Found from every record's `parent`, read once, not from the
+    /// parents' lists (a hint for `status`, which a full disk or a planted link can leave
+    /// short): a tree stop must miss no child. A task is counted once, whatever cycle the
+    /// records make (a parent started again from inside its own child).
+    fn generations(&self, root: &TaskId) -> Result<Vec<Vec<TaskId>>> {
+        let mut by_parent: BTreeMap<String, Vec<(i64, TaskId)>> = BTreeMap::new();
+        for id in self.state.task_ids()? {
+            if let Ok(Some(record)) = TaskRecord::read(&self.paths(&id))
+                && let Some(parent) = record.parent
+            {
+                by_parent
+                    .entry(parent)
+                    .or_default()
+                    .push((record.created_at_ms, id));
+            }
+        }
         let mut seen = BTreeSet::from([root.clone()]);
         let mut generations = Vec::new();
         let mut current = vec![root.clone()];
         while !current.is_empty() {
             let mut next = Vec::new();
             for parent in &current {
-                for child in self.children(parent) {
-                    let Ok(id) = TaskId::parse(&child.id) else {
-                        continue;
-                    };
+                let mut children = by_parent.remove(parent.as_str()).unwrap_or_default();
+                children.sort();
+                for (_, id) in children {
                     if seen.insert(id.clone()) {
                         next.push(id);
                     }
@@ -118,7 +138,7 @@ impl Tasks {
             }
             current = next;
         }
-        generations
+        Ok(generations)
     }
 
     /// `stop {"id", "with_children": true}`: stops the task's descendants, the deepest
@@ -135,13 +155,13 @@ impl Tasks {
         // The task must exist before anything is stopped on its behalf.
         self.record(&args.id)?;
         let mut seen = BTreeSet::new();
-        let mut stopped = self.stop_descendants(&args, &mut seen);
+        let mut stopped = self.stop_descendants(&args, &mut seen)?;
         let task = self.stop(StopArgs {
             with_children: false,
             ..args.clone()
         })?;
         for _ in 1..MAX_PASSES {
-            let late = self.stop_descendants(&args, &mut seen);
+            let late = self.stop_descendants(&args, &mut seen)?;
             if late.is_empty() {
                 break;
             }
@@ -155,8 +175,12 @@ impl Tasks {
 
     /// Stops the descendants of `args.id` not in `seen` (and adds them to it), the deepest
     /// generation first, each generation's at once.
-    fn stop_descendants(&self, args: &StopArgs, seen: &mut BTreeSet<TaskId>) -> Vec<ChildTask> {
-        let generations = self.generations(&args.id);
+    fn stop_descendants(
+        &self,
+        args: &StopArgs,
+        seen: &mut BTreeSet<TaskId>,
+    ) -> Result<Vec<ChildTask>> {
+        let generations = self.generations(&args.id)?;
         let mut stopped = Vec::new();
         for generation in generations.into_iter().rev() {
             let items: Vec<(usize, TaskId)> = generation
@@ -189,6 +213,6 @@ impl Tasks {
             });
             stopped.extend(ended.into_iter().filter_map(|(_, child)| child));
         }
-        stopped
+        Ok(stopped)
     }
 }

@@ -35,7 +35,7 @@ impl Tasks {
         let mut task = Task::from_record(&record, &paths);
         task.ports = Some(listening_ports(&record));
         task.stopped = is_stopped;
-        task.children = Some(self.children(&args.id));
+        task.children = Some(self.children(&args.id)?);
         Ok(task)
     }
 

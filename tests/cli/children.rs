@@ -201,3 +201,44 @@ fn stop_with_children_also_stops_children_started_while_it_stops_the_others() {
     );
     assert_eq!(ids(&stopped["children"]), ["kid", "late"], "{stopped}");
 }
+
+/// A link planted in place of a parent's children list (RELIABILITY 33): nothing is read or
+/// written through it, the parent's `status` is a `StoreError` naming it, and a tree stop
+/// still finds and stops the child, from the child's own record.
+#[test]
+fn a_children_list_that_is_a_symlink_is_never_followed_and_a_tree_stop_still_finds_the_child() {
+    let sandbox = Sandbox::new();
+    let outside = sandbox.root().join("outside");
+    fs::write(&outside, "untouched\n").expect("write");
+    // The parent waits for the link before it starts its child.
+    let child = json!({"id": "kid", "command": "sleep", "args": ["1000"]});
+    fs::write(sandbox.work().join("kid.json"), child.to_string()).expect("write");
+    let shell = "while [ ! -e linked ]; do sleep 0.02; done; \"$BT\" start @kid.json >/dev/null; \
+                 echo started; exec sleep 1000";
+    sandbox.start(&json!({"id": "parent", "shell": shell, "env": {"BT": BIN}}));
+    std::os::unix::fs::symlink(&outside, sandbox.task_dir("parent").join("children"))
+        .expect("plant the link");
+    fs::write(sandbox.work().join("linked"), "").expect("write");
+    wait_until("the parent has started its child", DEADLINE, || {
+        sandbox.log("parent").contains("started")
+    });
+    let kid = processes_of(&sandbox, "kid");
+    assert_eq!(sandbox.status("kid")["parent"], "parent");
+    assert_eq!(fs::read_to_string(&outside).expect("read"), "untouched\n");
+
+    let error = sandbox.fail(&["status"], &json!({"id": "parent"}));
+    assert_eq!(error["type"], "StoreError", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("children")),
+        "{error}"
+    );
+
+    let answer = sandbox.ok(&["stop"], &json!({"id": "parent", "with_children": true}));
+    assert_eq!(ids(&answer["children"]), ["kid"], "{answer}");
+    wait_until("the child's processes are gone", DEADLINE, || {
+        kid.iter().all(|p| !p.is_alive())
+    });
+    assert_eq!(fs::read_to_string(&outside).expect("read"), "untouched\n");
+}
