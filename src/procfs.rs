@@ -24,6 +24,19 @@ pub fn boot_id() -> Option<String> {
     Some(text.trim().to_owned())
 }
 
+/// When the running boot began, in Unix milliseconds (`btime` of `/proc/stat`, whole
+/// seconds, rounded down).
+pub fn boot_time_ms() -> Option<i64> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let seconds: i64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    seconds.checked_mul(1000)
+}
+
 /// Reads `/proc/<pid>/stat`; `None` when there is no such process.
 pub fn stat(pid: i32) -> Option<ProcStat> {
     if pid <= 0 {
@@ -231,6 +244,8 @@ mod tests {
         assert_eq!(mine.pid, me);
         assert!(Identity::of(me).is_some_and(|id| id.is_alive()));
         assert!(boot_id().is_some_and(|id| id.len() == 36));
+        let booted = boot_time_ms().expect("btime");
+        assert!(booted > 0 && booted <= crate::time::now_ms(), "{booted}");
         assert!(stat(0).is_none() && stat(-1).is_none());
     }
 

@@ -28,6 +28,17 @@ impl Tasks {
         if !record.understood() {
             return Err(record.newer());
         }
+        // A record a crash left unreadable says `lost` and no more (`torn_by_crash`).
+        if record.command.is_none() && record.shell.is_none() {
+            return Err(Error::input_at(
+                "id",
+                format!(
+                    "id: what task `{}` ran is not known (its record did not survive a crash)",
+                    input.id
+                ),
+                "Start it again with its command: start {\"id\":..,\"command\":..}.",
+            ));
+        }
         // Values of the environment are never stored, so they must come again.
         let missing: Vec<&str> = record
             .env_keys

@@ -38,16 +38,35 @@ pub fn replace(folder: &Folder, name: &str, bytes: &[u8]) -> Result<Replaced> {
     stage(folder, name, bytes)?.commit()
 }
 
+/// Replaces `name` with `bytes` without waiting for the disk: the new content is visible to
+/// readers at once and never half-written for them, but a crash before [`Replaced::sync`]
+/// may leave the file empty or torn (a reader takes such a record, written before the boot
+/// it is read in, as the crash's: `TaskRecord::read_in`). For a record that a crash makes
+/// stale anyway (a `running` record reads `lost` after a reboot), synced once the caller has
+/// answered.
+pub fn replace_unsynced(folder: &Folder, name: &str, bytes: &[u8]) -> Result<Replaced> {
+    let (mut staged, file) = write_temp(folder, name, bytes)?;
+    staged.unsynced = Some(file);
+    staged.commit()
+}
+
 /// Writes `bytes` into a new temp file beside `name` and syncs it, without the rename.
 pub fn stage(folder: &Folder, name: &str, bytes: &[u8]) -> Result<Staged> {
+    let (staged, file) = write_temp(folder, name, bytes)?;
+    file.sync_data()
+        .map_err(|e| Error::store("write", folder.file_path(&staged.temp), e))?;
+    Ok(staged)
+}
+
+/// A new temp file beside `name` holding `bytes`, not yet synced.
+fn write_temp(folder: &Folder, name: &str, bytes: &[u8]) -> Result<(Staged, File)> {
     let temp = temp_name(name);
     let mut file = folder.create_new(&temp)?;
     // From here on, dropping `staged` before its commit removes the temp file.
     let staged = Staged::new(folder, temp, name);
     file.write_all(bytes)
-        .and_then(|()| file.sync_data())
         .map_err(|e| Error::store("write", folder.file_path(&staged.temp), e))?;
-    Ok(staged)
+    Ok((staged, file))
 }
 
 /// A temp file written and synced, to be renamed over its target; removed if dropped first.
@@ -58,6 +77,8 @@ pub struct Staged {
     temp: String,
     target: String,
     pending: bool,
+    /// The file, when its content is not yet synced ([`replace_unsynced`]).
+    unsynced: Option<File>,
 }
 
 impl Staged {
@@ -67,6 +88,7 @@ impl Staged {
             temp,
             target: target.to_owned(),
             pending: true,
+            unsynced: None,
         }
     }
 
@@ -76,6 +98,8 @@ impl Staged {
         self.pending = false;
         Ok(Replaced {
             folder: self.folder.clone(),
+            unsynced: self.unsynced.take(),
+            target: std::mem::take(&mut self.target),
         })
     }
 }
@@ -88,16 +112,24 @@ impl Drop for Staged {
     }
 }
 
-/// A replaced file whose directory entry is not yet synced.
+/// A replaced file whose directory entry (and, from [`replace_unsynced`], content) is not
+/// yet synced.
 #[derive(Debug)]
-#[must_use = "sync() makes the rename durable"]
+#[must_use = "sync() makes the replacement durable"]
 pub struct Replaced {
     folder: Folder,
+    unsynced: Option<File>,
+    target: String,
 }
 
 impl Replaced {
-    /// Fsyncs the folder, making the rename durable.
+    /// Makes the replacement durable: the content if it was not synced yet, then the rename
+    /// (the folder).
     pub fn sync(self) -> Result<()> {
+        if let Some(file) = self.unsynced {
+            file.sync_data()
+                .map_err(|e| Error::store("sync", self.folder.file_path(&self.target), e))?;
+        }
         self.folder.sync()
     }
 }

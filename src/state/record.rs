@@ -414,11 +414,65 @@ impl TaskRecord {
     }
 
     /// Reads the record in a task's open folder; `None` when it has none.
+    ///
+    /// A record that does not parse is a `StoreError` (RELIABILITY 10), unless it was
+    /// written before the running boot began: a run's first `running` record is not synced
+    /// before `start` answers, so a crash in that moment can leave it empty or torn. That
+    /// task went down with the machine, and it reads `lost` ([`TaskRecord::torn_by_crash`]).
     pub fn read_in(folder: &Folder) -> Result<Option<TaskRecord>> {
-        match folder.read(names::RECORD)? {
-            Some(bytes) => TaskRecord::parse(&folder.file_path(names::RECORD), &bytes).map(Some),
-            None => Ok(None),
+        let Some(bytes) = folder.read(names::RECORD)? else {
+            return Ok(None);
+        };
+        match TaskRecord::parse(&folder.file_path(names::RECORD), &bytes) {
+            Ok(record) => Ok(Some(record)),
+            Err(error) => {
+                let written_ms = folder.modified_ms(names::RECORD);
+                let booted_ms = crate::procfs::boot_time_ms();
+                match written_ms.zip(booted_ms) {
+                    Some((written, booted)) if written < booted => {
+                        Ok(Some(TaskRecord::torn_by_crash(folder, written)))
+                    }
+                    _ => Err(error),
+                }
+            }
         }
+    }
+
+    /// The record of a task whose record a crash left unreadable (empty, zero-filled or cut
+    /// short), last written at `written_ms`, before the running boot: `lost`, with what
+    /// could be known. Its id is its folder's name; its run follows the newest run's log
+    /// kept in the folder. What it ran is not known, so it cannot be restarted, only
+    /// started again. Never written back: the next run replaces it.
+    fn torn_by_crash(folder: &Folder, written_ms: i64) -> TaskRecord {
+        let id = folder
+            .path()
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kept = folder
+            .names()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|name| {
+                let name = name.to_str()?;
+                name.strip_prefix("output.")?
+                    .strip_suffix(".log")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        let mut record = TaskRecord::first_run(id, String::new(), 0, written_ms);
+        record.run = kept.saturating_add(1);
+        record.started_at_ms = Some(written_ms);
+        record.finish(Status::Lost, Reason::SupervisorLost, written_ms);
+        record.error = Some(format!(
+            "the machine went down while this run's record was being written ({}, before the \
+             running boot began), and it could not be read back: the task and its supervisor \
+             went down with it; what it ran is not known",
+            crate::time::rfc3339(written_ms)
+        ));
+        record
     }
 
     fn parse(path: &Path, bytes: &[u8]) -> Result<TaskRecord> {

@@ -40,6 +40,14 @@ const END_SLACK: u64 = 16 * 1024;
 /// The longest pause between two tries to record an end on a full disk.
 pub const MAX_PAUSE: Duration = Duration::from_secs(2);
 
+/// A record written but not yet durable (see [`Recorder::replace_unsynced`]).
+#[derive(Debug)]
+#[must_use = "settle() makes the record durable"]
+pub struct Unsettled {
+    replaced: Replaced,
+    size: u64,
+}
+
 /// The supervisor's writer: its task's open folder, the journal, and the room set aside for
 /// the end.
 #[derive(Debug)]
@@ -91,6 +99,29 @@ impl Recorder {
             let _ = reserve.grow(bytes.len() as u64 + END_SLACK);
         }
         Ok(replaced)
+    }
+
+    /// Replaces the record without waiting for the disk, for a record a crash makes stale
+    /// anyway (a run's first `running` record: after a reboot the task reads `lost` whatever
+    /// it says). [`Recorder::settle`] makes it durable and grows the end's room, once `start`
+    /// has its answer.
+    pub fn replace_unsynced(&mut self, record: &TaskRecord) -> Result<Unsettled> {
+        let bytes = record.encode()?;
+        let replaced = atomic::replace_unsynced(&self.folder, names::RECORD, &bytes)?;
+        Ok(Unsettled {
+            replaced,
+            size: bytes.len() as u64,
+        })
+    }
+
+    /// Makes a record from [`Recorder::replace_unsynced`] durable, and grows the end's room
+    /// with it.
+    pub fn settle(&mut self, unsettled: Unsettled) -> Result<()> {
+        if let Some(reserve) = self.reserve.as_mut() {
+            // On a full disk the reserve stays as it is: the end may still fit.
+            let _ = reserve.grow(unsettled.size + END_SLACK);
+        }
+        unsettled.replaced.sync()
     }
 
     /// Replaces the record, durably.

@@ -464,9 +464,11 @@ impl Supervisor {
         record.pgid = Some(pid);
         record.pid_start_ticks = procfs::stat(pid).map(|s| s.start_ticks);
         record.started_at_ms = Some(now_ms());
-        // The rename makes the record visible; its directory is synced once `start` has its
-        // answer, off the path every caller waits on.
-        let replaced = match self.recorder.replace(record) {
+        // The rename makes the record visible; it is made durable once `start` has its
+        // answer, off the path every caller waits on. A crash before then leaves an empty or
+        // torn record at worst, which reads `lost` after the reboot, as a durable `running`
+        // one would.
+        let unsettled = match self.recorder.replace_unsynced(record) {
             Ok(replaced) => replaced,
             Err(e) => {
                 // Without a record nobody can find the task: do not leave it running
@@ -484,7 +486,7 @@ impl Supervisor {
         // Our turn is over once the task runs: the next task of the batch may look for a
         // slot, and so tasks start in input order.
         drop(turn);
-        let _ = replaced.sync();
+        let _ = self.recorder.settle(unsettled);
         Ok(Some(pid))
     }
 
