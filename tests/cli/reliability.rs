@@ -108,6 +108,22 @@ fn start_releases_stdout_stderr_and_extra_pipes_while_the_task_runs_on() {
         .filter(|(_, target)| target.starts_with("pipe:"))
         .collect();
     assert!(pipes.is_empty(), "the supervisor holds pipes: {pipes:?}");
+    // Its stdio is /dev/null once it has taken the control socket from its stdin, and it
+    // holds the task's lock (passed over that socket) and no socket of `start`'s.
+    let fds = open_fds(supervisor.pid);
+    for stdio in 0..3 {
+        assert!(
+            fds.iter()
+                .any(|(fd, target)| *fd == stdio && target == "/dev/null"),
+            "fd {stdio} of the supervisor: {fds:?}"
+        );
+    }
+    let lock = sandbox.task_dir("held").join("supervisor.lock");
+    assert!(
+        fds.iter()
+            .any(|(_, target)| *target == lock.to_string_lossy()),
+        "the supervisor holds no lock: {fds:?}"
+    );
     assert_eq!(sandbox.stop("held")["status"], "killed");
 }
 

@@ -354,22 +354,19 @@ fn start_latency(b: &Bench) -> Result<Vec<Row>> {
     }
     let floor = against[0].1.median();
     let median = ours.median();
-    // DESIGN states 3 ms beside a 0.8 ms setsid floor: 3.75x the floor on this machine.
+    // DESIGN's turn-2 target: both at once, on ext4 (where the state directory lives here).
     let ratio = median / floor;
     Ok(vec![Row {
         what: "start → task running".into(),
         unit: "ms",
         ours,
         against,
-        target: "≤ 3 ms, i.e. ≤ 3.75x setsid".into(),
-        met: Some(median <= 3.0 || ratio <= 3.75),
+        target: "≤ 3 ms and ≤ 2.5x setsid".into(),
+        met: Some(median <= 3.0 && ratio <= 2.5),
         note: format!(
-            "{ratio:.2}x the setsid floor; absolute {}",
-            if median <= 3.0 {
-                "met"
-            } else {
-                "not met on this machine"
-            }
+            "{ratio:.2}x the setsid floor (≤ 2.5x: {}); absolute ≤ 3 ms: {}",
+            if ratio <= 2.5 { "met" } else { "not met" },
+            if median <= 3.0 { "met" } else { "not met" },
         ),
     }])
 }
@@ -752,12 +749,14 @@ fn supervisors(b: &Bench) -> Result<Vec<Row>> {
     let start_all = ms(started.elapsed());
     let list = b.call(&home, &["list"], &json!({"status": "running"}))?;
     let running = list["total"].as_u64().unwrap_or(0);
-    let mut sample = Vec::new();
+    let (mut sample, mut dirty_sample) = (Vec::new(), Vec::new());
     for task in list["tasks"].as_array().into_iter().flatten().take(20) {
         let id = task["id"].as_str().unwrap_or_default();
         let record: Value =
             serde_json::from_slice(&fs::read(home.join("tasks").join(id).join("task.json"))?)?;
-        sample.push(private_kib(record["supervisor_pid"].as_i64().unwrap_or(0))?.0);
+        let (private, dirty) = private_kib(record["supervisor_pid"].as_i64().unwrap_or(0))?;
+        sample.push(private);
+        dirty_sample.push(dirty);
     }
     let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).len();
     let started = Instant::now();
@@ -768,6 +767,8 @@ fn supervisors(b: &Bench) -> Result<Vec<Row>> {
         .unwrap_or(0);
     let among = Stats::new(sample);
     let among_median = among.median();
+    let dirty = Stats::new(dirty_sample);
+    let dirty_median = dirty.median();
     Ok(vec![
         Row {
             what: "supervisor private memory, alone".into(),
@@ -788,6 +789,15 @@ fn supervisors(b: &Bench) -> Result<Vec<Row>> {
             target: "≤ 2048 KiB".into(),
             met: Some(among_median <= 2048.0),
             note: "median of 20 supervisors".into(),
+        },
+        Row {
+            what: format!("supervisor private dirty memory, {n} running"),
+            unit: "KiB",
+            ours: dirty,
+            against: Vec::new(),
+            target: "≤ 200 KiB".into(),
+            met: Some(dirty_median <= 200.0),
+            note: "Private_Dirty from smaps_rollup, median of 20 supervisors: what each running task costs".into(),
         },
         Row {
             what: format!("{n} tasks at once"),
