@@ -574,6 +574,10 @@ fn receive_locks() -> Result<(UnixStream, File, Option<File>)> {
         .as_fd()
         .try_clone_to_owned()
         .map_err(setup("take the control socket"))?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "/dev/null, not a file of the state directory"
+    )]
     let null = File::open("/dev/null").map_err(setup("open /dev/null"))?;
     nix::unistd::dup2_stdin(&null).map_err(errno("put /dev/null on stdin"))?;
     let control = UnixStream::from(control);
