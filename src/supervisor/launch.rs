@@ -1,36 +1,25 @@
 //! Runs in the `start` process: spawns the supervisor and waits for its report.
 //!
 //! The supervisor is a fresh exec of our own binary (no `fork()` of a process that may have
-//! threads), in a new session (it calls `setsid` itself), with stdout and stderr on
-//! /dev/null and a control socket as its stdin. Nothing else of ours reaches it. So the
-//! spawn needs no hook between fork and exec, and std spawns it with `posix_spawn`
-//! (`vfork`-fast, whatever our own size).
-//!
-//! Once it runs, `start` hands it the task's lock (the same open file `start` locked, passed
-//! over the socket, so the lock passes to the supervisor without ever being free), a queued
-//! task's turn lock, and the [`Spec`], and reads back the [`Report`].
+//! threads), in a new session, with stdin, stdout and stderr on /dev/null and only two
+//! inherited descriptors: the task's lock (fd 3, the same open file `start` locked, so the
+//! lock passes to the supervisor without ever being free) and a control socket (fd 4).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IoSlice, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-
 use crate::state::lock::TaskLock;
-use crate::supervisor::{ENTRY, Report, Spec, fds};
+use crate::supervisor::{CONTROL_FD, ENTRY, LOCK_FD, Report, Spec, TURN_FD, fds};
 
 /// How long `start` waits for the supervisor to report. Exec takes milliseconds; this only
 /// bounds a supervisor wedged on a hung filesystem.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The first byte on the control socket, carrying the locks: the lock alone, or the lock
-/// and a turn.
-pub const LOCK_ONLY: u8 = b'L';
-pub const LOCK_AND_TURN: u8 = b'T';
 
 /// Why no report arrived.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +30,8 @@ pub enum LaunchError {
     NoReport(#[source] io::Error),
 }
 
-/// Spawns the supervisor for `spec`, hands it `lock` (and, for a queued task of a batch,
-/// its `turn` lock) and the spec, and returns its report.
+/// Spawns the supervisor for `spec`, handing it `lock` (and, for a queued task of a batch,
+/// its `turn` lock at fd 5), and returns its report.
 #[expect(
     clippy::disallowed_methods,
     reason = "the one place a supervisor is spawned"
@@ -50,50 +39,53 @@ pub enum LaunchError {
 pub fn launch(spec: &Spec, lock: &TaskLock, turn: Option<&File>) -> Result<Report, LaunchError> {
     let exe = std::env::current_exe().map_err(LaunchError::Spawn)?;
     let (ours, theirs) = UnixStream::pair().map_err(LaunchError::Spawn)?;
+    // Move both descriptors above the target numbers so that placing them at 3 and 4 in the
+    // child cannot overwrite one with the other.
+    let lock_fd = dup_above(lock.file().as_raw_fd(), 10).map_err(LaunchError::Spawn)?;
+    let control_fd = dup_above(theirs.as_raw_fd(), 10).map_err(LaunchError::Spawn)?;
+    let turn_fd = turn
+        .map(|t| dup_above(t.as_raw_fd(), 10))
+        .transpose()
+        .map_err(LaunchError::Spawn)?;
+    drop(theirs);
     // Descriptors our caller gave us (an agent's pipe) must not reach the supervisor.
     fds::mark_cloexec_from(3);
+
+    let (lock_raw, control_raw) = (lock_fd.as_raw_fd(), control_fd.as_raw_fd());
+    let turn_raw = turn_fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
     let mut command = Command::new(exe);
     // The task id names the supervisor on its command line (`ps`, `pgrep -f`); the spec
-    // itself travels over the socket.
+    // itself still travels over the socket.
     command
         .arg(ENTRY)
         .arg(&spec.record.id)
         // A task started from inside a task is a task of its own: it must not carry the
         // starting task's cookie, or it would die with it.
         .env_remove(crate::paths::env::RUN)
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // SAFETY: the hook runs between fork and exec and calls only setsid and dup2, both
+    // async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() < 0
+                || libc::dup2(lock_raw, LOCK_FD) < 0
+                || libc::dup2(control_raw, CONTROL_FD) < 0
+                || (turn_raw >= 0 && libc::dup2(turn_raw, TURN_FD) < 0)
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     // The Child handle is dropped without waiting: the supervisor outlives us, and once we
     // exit it is reparented away from our caller.
     command.spawn().map_err(LaunchError::Spawn)?;
-    send_locks(&ours, lock.file().as_raw_fd(), turn.map(AsRawFd::as_raw_fd))
-        .and_then(|()| send_spec(&ours, spec))
-        .map_err(LaunchError::NoReport)?;
-    read_report(ours).map_err(LaunchError::NoReport)
-}
+    drop((lock_fd, control_fd, turn_fd));
 
-/// Sends the locks as the socket's first byte, with the descriptors beside it.
-fn send_locks(socket: &UnixStream, lock: RawFd, turn: Option<RawFd>) -> io::Result<()> {
-    let (tag, fds) = match turn {
-        Some(turn) => (LOCK_AND_TURN, vec![lock, turn]),
-        None => (LOCK_ONLY, vec![lock]),
-    };
-    let sent = sendmsg::<()>(
-        socket.as_raw_fd(),
-        &[IoSlice::new(&[tag])],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map_err(io::Error::from)?;
-    if sent != 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            "the locks were not sent",
-        ));
-    }
-    Ok(())
+    send_spec(&ours, spec).map_err(LaunchError::NoReport)?;
+    read_report(ours).map_err(LaunchError::NoReport)
 }
 
 fn send_spec(mut socket: &UnixStream, spec: &Spec) -> io::Result<()> {
@@ -113,4 +105,21 @@ fn read_report(socket: UnixStream) -> io::Result<Report> {
         ));
     }
     serde_json::from_str(&line).map_err(io::Error::other)
+}
+
+/// A close-on-exec duplicate of `fd` numbered at least `min`.
+fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor that nothing else owns.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        let error = io::Error::last_os_error();
+        // F_DUPFD fails with EINVAL when `min` is not below the open-file limit: the caller
+        // may not open that many files, and EMFILE says so ("Invalid argument" does not).
+        if error.raw_os_error() == Some(libc::EINVAL) {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        return Err(error);
+    }
+    // SAFETY: `new` was just created above and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }

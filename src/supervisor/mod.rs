@@ -1,10 +1,9 @@
 //! The supervisor: one process per task, a second copy of our binary entered through the
 //! hidden `__supervise` subcommand.
 //!
-//! - [`launch`] runs in the `start` process: it spawns the supervisor (which makes itself a
-//!   new session) with a control socket as its stdin, hands it the task's lock over the
-//!   socket, sends the [`Spec`] and reads back the [`Report`] once the task has exec'd or
-//!   failed to.
+//! - [`launch`] runs in the `start` process: it spawns the supervisor in a new session with
+//!   stdio on /dev/null, hands it the task's lock (fd 3) and a control socket (fd 4), sends
+//!   the [`Spec`] and reads back the [`Report`] once the task has exec'd or failed to.
 //! - [`run`] runs in the supervisor process: it spawns the task ([`child`]), records it,
 //!   waits for its end while handling stop requests and signals ([`watch`]), kills and
 //!   reaps what is left of the task's processes, records the end ([`recorder`], into room
@@ -37,6 +36,13 @@ use crate::state::TaskRecord;
 
 /// The hidden subcommand that enters the supervisor.
 pub const ENTRY: &str = "__supervise";
+
+/// The supervisor's inherited lock descriptor.
+pub const LOCK_FD: i32 = 3;
+/// The supervisor's inherited control socket.
+pub const CONTROL_FD: i32 = 4;
+/// A queued task's turn lock in its batch (see `queue`), when it has one.
+pub const TURN_FD: i32 = 5;
 
 /// What `start` tells the supervisor.
 #[derive(Debug, Serialize, Deserialize)]

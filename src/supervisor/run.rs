@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -28,7 +28,6 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -43,7 +42,9 @@ use crate::supervisor::error::SupervisorError;
 use crate::supervisor::recorder::Recorder;
 use crate::supervisor::restarts::{Cause, Decision, Restarts};
 use crate::supervisor::watch::Supervision;
-use crate::supervisor::{Report, Spec, child, failure, fds, launch, queue, signals};
+use crate::supervisor::{
+    CONTROL_FD, LOCK_FD, Report, Spec, TURN_FD, child, failure, fds, queue, signals,
+};
 use crate::time::{deadline_after, now_ms, poll_timeout};
 
 type Result<T, E = SupervisorError> = std::result::Result<T, E>;
@@ -85,8 +86,6 @@ struct Supervisor {
     env: BTreeMap<String, String>,
     /// To `start`, until the one report is sent.
     control: Option<UnixStream>,
-    /// A queued task's turn lock in its batch (see `queue`), until its turn.
-    turn: Option<File>,
     signal_fd: SignalFd,
     /// Every write to the task's folder, and the room set aside for the end.
     recorder: Recorder,
@@ -97,9 +96,6 @@ impl Supervisor {
     /// Phase 1: takes over the process state `start` handed us and reads the spec. Returns
     /// the supervisor and the task's lock (held for our whole life).
     fn set_up(named: &OsStr) -> Result<(Supervisor, File)> {
-        // Our own session, away from `start`'s terminal and process group (it spawned us
-        // without a hook between fork and exec, so the call is ours).
-        nix::unistd::setsid().map_err(|e| SupervisorError::setup("start a session", e))?;
         signals::reset_all();
         let handled = signals::handled();
         handled
@@ -112,7 +108,14 @@ impl Supervisor {
             SignalFd::with_flags(&handled, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
                 .map_err(|e| SupervisorError::setup("create a signalfd", e))?;
 
-        let (mut control, lock, turn) = receive_locks()?;
+        // SAFETY: launch.rs placed the task's lock at LOCK_FD and our end of the control
+        // socket at CONTROL_FD for this process alone; nothing else owns them.
+        let (lock, mut control) = unsafe {
+            (
+                File::from_raw_fd(LOCK_FD),
+                UnixStream::from_raw_fd(CONTROL_FD),
+            )
+        };
         fds::mark_cloexec_from(3);
         std::env::set_current_dir("/")
             .map_err(|e| SupervisorError::setup("change to the root directory", e))?;
@@ -122,7 +125,7 @@ impl Supervisor {
             return Err(SupervisorError::setup("become a child subreaper", error));
         }
 
-        let mut bytes = Vec::with_capacity(4096);
+        let mut bytes = Vec::new();
         control
             .read_to_end(&mut bytes)
             .map_err(|e| SupervisorError::setup("read the spec", e))?;
@@ -168,7 +171,6 @@ impl Supervisor {
             record,
             env: spec.env,
             control: Some(control),
-            turn,
             signal_fd,
             recorder: Recorder::new(folder),
             me,
@@ -382,7 +384,9 @@ impl Supervisor {
                 turn: None,
             });
         };
-        let turn = self.turn.take();
+        // SAFETY: launch.rs placed this task's turn lock at TURN_FD for this process alone.
+        let turn = Some(unsafe { File::from_raw_fd(TURN_FD) });
+        fds::set_cloexec(TURN_FD, true);
         let batch = self
             .state
             .batch(&slot.id)
@@ -565,64 +569,6 @@ fn open_log(folder: &Folder) -> std::io::Result<File> {
 }
 
 /// Tells `start` what happened, once; the socket closes after it.
-/// Takes over the control socket `start` gave us as stdin (stdin becomes /dev/null) and
-/// receives the task's lock, and a queued task's turn lock, from its first byte.
-fn receive_locks() -> Result<(UnixStream, File, Option<File>)> {
-    let setup = |what: &'static str| move |e: std::io::Error| SupervisorError::setup(what, e);
-    let errno = |what: &'static str| move |e: Errno| SupervisorError::setup(what, e);
-    let control = std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(setup("take the control socket"))?;
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "/dev/null, not a file of the state directory"
-    )]
-    let null = File::open("/dev/null").map_err(setup("open /dev/null"))?;
-    nix::unistd::dup2_stdin(&null).map_err(errno("put /dev/null on stdin"))?;
-    let control = UnixStream::from(control);
-    let mut tag = [0u8; 1];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
-    let mut iov = [std::io::IoSliceMut::new(&mut tag)];
-    let message = recvmsg::<()>(
-        control.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(errno("receive the task's lock"))?;
-    let mut received: Vec<File> = Vec::new();
-    for cmsg in message.cmsgs().map_err(errno("receive the task's lock"))? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            // SAFETY: the kernel installed these descriptors in this process for us alone.
-            received.extend(fds.into_iter().map(|fd| unsafe { File::from_raw_fd(fd) }));
-        }
-    }
-    let (read, truncated) = (message.bytes, message.flags.contains(MsgFlags::MSG_CTRUNC));
-    let expected = match tag[0] {
-        launch::LOCK_ONLY => 1,
-        launch::LOCK_AND_TURN => 2,
-        _ => 0,
-    };
-    if truncated {
-        // Our open-file limit left no room for them.
-        return Err(SupervisorError::setup(
-            "receive the task's lock",
-            std::io::Error::from_raw_os_error(libc::EMFILE),
-        ));
-    }
-    if read != 1 || expected == 0 || received.len() != expected {
-        // `start` let go of us (it failed), or sent what we cannot read.
-        return Err(SupervisorError::setup(
-            "receive the task's lock",
-            "start sent no lock",
-        ));
-    }
-    let turn = (received.len() == 2).then(|| received.pop()).flatten();
-    let lock = received.pop().expect("one lock, counted above");
-    Ok((control, lock, turn))
-}
-
 fn report(control: Option<UnixStream>, report: &Report) {
     // If `start` is gone, nobody reads this; the record already says what happened.
     if let (Some(mut control), Ok(mut line)) = (control, serde_json::to_vec(report)) {

@@ -108,8 +108,7 @@ fn start_releases_stdout_stderr_and_extra_pipes_while_the_task_runs_on() {
         .filter(|(_, target)| target.starts_with("pipe:"))
         .collect();
     assert!(pipes.is_empty(), "the supervisor holds pipes: {pipes:?}");
-    // Its stdio is /dev/null once it has taken the control socket from its stdin, and it
-    // holds the task's lock (passed over that socket) and no socket of `start`'s.
+    // Its stdio is /dev/null, and it holds the task's lock, handed over by `start`.
     let fds = open_fds(supervisor.pid);
     for stdio in 0..3 {
         assert!(
