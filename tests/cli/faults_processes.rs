@@ -70,10 +70,12 @@ fn escapees_die_when_a_sigkilled_supervisors_task_is_found_lost() {
     .collect();
     for (how, escapee) in &escapees {
         sandbox.track(*escapee);
-        let process = stat(escapee.pid).expect("the escapee");
-        assert_ne!(
-            process.pgrp, leader.pid,
-            "the {how} escapee should have left the task's group"
+        // Its pid is written when it is forked, before it leaves the group (`setsid`
+        // runs in the child): wait for it to have left.
+        wait_until(
+            &format!("the {how} escapee to leave the task's group"),
+            DEADLINE,
+            || stat(escapee.pid).is_some_and(|process| process.pgrp != leader.pid),
         );
     }
 
