@@ -404,6 +404,15 @@ impl From<crate::progress::Progress> for ProgressRecord {
     }
 }
 
+/// Whether record bytes have the shape a crash leaves when the disk did not get all of
+/// them: nothing, zeros where pages were never written (our writer never writes a NUL: JSON
+/// escapes it), or JSON cut short.
+fn looks_torn(bytes: &[u8]) -> bool {
+    bytes.is_empty()
+        || bytes.contains(&0)
+        || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err_and(|e| e.is_eof())
+}
+
 impl TaskRecord {
     /// Reads the record of a task; `None` when the task has none (or no folder).
     pub fn read(paths: &TaskPaths) -> Result<Option<TaskRecord>> {
@@ -416,9 +425,11 @@ impl TaskRecord {
     /// Reads the record in a task's open folder; `None` when it has none.
     ///
     /// A record that does not parse is a `StoreError` (RELIABILITY 10), unless it was
-    /// written before the running boot began: a run's first `running` record is not synced
-    /// before `start` answers, so a crash in that moment can leave it empty or torn. That
-    /// task went down with the machine, and it reads `lost` ([`TaskRecord::torn_by_crash`]).
+    /// written before the running boot began and has the shape a crash leaves: a run's
+    /// first `running` record is not synced before `start` answers, so a crash in that
+    /// moment can leave it empty, zero-filled or cut short ([`looks_torn`]). That task went
+    /// down with the machine, and it reads `lost` ([`TaskRecord::torn_by_crash`]). Any other
+    /// unreadable record (wrong types, garbage) stays a `StoreError`, whenever written.
     pub fn read_in(folder: &Folder) -> Result<Option<TaskRecord>> {
         let Some(bytes) = folder.read(names::RECORD)? else {
             return Ok(None);
@@ -429,7 +440,7 @@ impl TaskRecord {
                 let written_ms = folder.modified_ms(names::RECORD);
                 let booted_ms = crate::procfs::boot_time_ms();
                 match written_ms.zip(booted_ms) {
-                    Some((written, booted)) if written < booted => {
+                    Some((written, booted)) if written < booted && looks_torn(&bytes) => {
                         Ok(Some(TaskRecord::torn_by_crash(folder, written)))
                     }
                     _ => Err(error),
@@ -783,5 +794,20 @@ mod tests {
         for garbage in [&b""[..], b"{", b"\xff\xfe", b"[]", b"{\"id\":1}"] {
             assert!(TaskRecord::parse(Path::new("r.json"), garbage).is_err());
         }
+    }
+
+    #[test]
+    fn only_what_a_crash_leaves_looks_torn() {
+        let whole = br#"{"format_version":1,"id":"t","status":"running"}"#;
+        assert!(looks_torn(b""));
+        assert!(looks_torn(&[0; 512]));
+        assert!(looks_torn(&whole[..whole.len() / 2]));
+        let mut zero_tail = whole[..20].to_vec();
+        zero_tail.resize(4096, 0);
+        assert!(looks_torn(&zero_tail));
+        assert!(!looks_torn(whole), "whole JSON (of any types) is not torn");
+        assert!(!looks_torn(br#"{"format_version":"one"}"#));
+        assert!(!looks_torn(b"not json"));
+        assert!(!looks_torn(b"[1,2] trailing"));
     }
 }

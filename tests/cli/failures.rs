@@ -575,11 +575,26 @@ fn a_record_a_crash_left_empty_or_torn_reads_lost_after_the_reboot() {
         .count();
     assert_eq!(lost, torn.len(), "{listed}");
 
-    // The same bytes written in this boot are corrupt, not a crash's.
+    // The same bytes written in this boot are corrupt, not a crash's; and so is a record of
+    // another shape than a crash leaves (whole JSON of the wrong types, garbage), whenever
+    // it was written.
     let fresh = plant(&sandbox, "empty-now", b"");
     let error = sandbox.fail(&["status"], &json!({"id": "empty-now"}));
     assert_eq!(error["type"], "StoreError", "{error}");
     fs::remove_file(fresh).expect("remove");
+    for (id, bytes) in [
+        (
+            "old-wrong-types",
+            &br#"{"format_version":"one","id":7}"#[..],
+        ),
+        ("old-garbage", &b"not json at all"[..]),
+    ] {
+        let path = plant(&sandbox, id, bytes);
+        set_modified(&path, before_boot);
+        let error = sandbox.fail(&["status"], &json!({"id": id}));
+        assert_eq!(error["type"], "StoreError", "{id}: {error}");
+        fs::remove_file(path).expect("remove");
+    }
 
     // A start of the same id begins the next run, keeping the lost run's log.
     fs::write(
