@@ -69,10 +69,18 @@ where
     if args.len() == 3 && args[1] == supervisor::ENTRY {
         return supervisor::run::run(&args[2]);
     }
+    run_command(&args)
+}
+
+/// Every command but the supervisor's entry. Never inlined into [`run`]: its frame (the
+/// command line, every command's values) is tens of KiB of stack, which a supervisor, one
+/// per running task, would otherwise touch and keep as private memory.
+#[inline(never)]
+fn run_command(args: &[OsString]) -> ExitCode {
     std::panic::set_hook(Box::new(internal_error));
-    let (cli, name) = match cli::parse(&args) {
+    let (cli, name) = match cli::parse(args) {
         Ok(parsed) => parsed,
-        Err(error) => return usage_error(&args, &error),
+        Err(error) => return usage_error(args, &error),
     };
     let (Some(name), false) = (name, matches!(cli.command, Command::Supervise)) else {
         // Reached only with extra arguments, i.e. by hand.
