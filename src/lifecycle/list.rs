@@ -7,11 +7,11 @@
 use crate::error::{Error, Result};
 use crate::lifecycle::Tasks;
 use crate::lifecycle::observe::listening_ports_of;
-use crate::paths::TaskId;
+use crate::paths::{TaskId, names};
 use crate::payload::answer::Unreadable;
 use crate::payload::input::{ListInput, Selector};
 use crate::payload::task::{Status, Task};
-use crate::state::{TaskRecord, observe};
+use crate::state::{TaskRecord, observe_in};
 
 /// `list`: the filters, all optional; a task must match every one given. (`fields` is how
 /// a front end shows the tasks, not which; when it asks for `ports`, the running tasks'
@@ -37,11 +37,19 @@ impl Tasks {
         };
         let mut found: Vec<(TaskRecord, Task)> = Vec::new();
         let mut unreadable = Vec::new();
+        // `tasks/` is opened once, and each task's folder through it.
+        let tasks = self.state.tasks()?;
         for id in ids {
             let paths = self.paths(&id);
-            match observe(&paths, &id) {
-                Ok(record) if matches(&filter, &record) => {
-                    let task = Task::from_record(&record, &paths);
+            let observed = match tasks.as_ref().map(|t| t.open_below(&[id.as_str()])) {
+                Some(Ok(Some(folder))) => observe_in(&folder, &id)
+                    .map(|record| (record, folder.size(names::LOG).unwrap_or(0))),
+                Some(Ok(None)) | None => Err(Error::TaskNotFound { id: id.to_string() }),
+                Some(Err(e)) => Err(e),
+            };
+            match observed {
+                Ok((record, log_size)) if matches(&filter, &record) => {
+                    let task = Task::from_record_with_log(&record, &paths, log_size);
                     found.push((record, task));
                 }
                 Ok(_) | Err(Error::TaskNotFound { .. }) => {}
@@ -51,7 +59,15 @@ impl Tasks {
                 }),
             }
         }
-        found.sort_by(|(a, _), (b, _)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        // Oldest first. The order is sorted, not the tasks: each is kilobytes to move.
+        let mut order: Vec<usize> = (0..found.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&found[a].0, &found[b].0);
+            (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id))
+        });
+        let mut slots: Vec<Option<(TaskRecord, Task)>> = found.into_iter().map(Some).collect();
+        let mut found: Vec<(TaskRecord, Task)> =
+            order.into_iter().filter_map(|i| slots[i].take()).collect();
         let wants_ports = filter
             .fields
             .as_ref()

@@ -419,12 +419,18 @@ pub struct LogInfo {
 
 impl Task {
     pub fn from_record(record: &TaskRecord, paths: &TaskPaths) -> Task {
-        let log = paths.log();
         // The log's own size: a symlink planted in its place is never followed.
-        let size_bytes = std::fs::symlink_metadata(&log)
+        let size_bytes = std::fs::symlink_metadata(paths.log())
             .ok()
             .filter(std::fs::Metadata::is_file)
             .map_or(0, |m| m.len());
+        Task::from_record_with_log(record, paths, size_bytes)
+    }
+
+    /// [`Task::from_record`] with the log's size already known (`list` reads it through
+    /// the task's open folder).
+    pub fn from_record_with_log(record: &TaskRecord, paths: &TaskPaths, size_bytes: u64) -> Task {
+        let log = paths.log();
         let duration_ms = record
             .started_at_ms
             .map(|start| record.ended_at_ms.unwrap_or_else(now_ms) - start)

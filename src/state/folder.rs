@@ -164,10 +164,13 @@ impl Folder {
         let Some((file, size)) = self.open_read(name)? else {
             return Ok(None);
         };
-        // Sized from the one fstat already made (File::read_to_end would make another).
+        // Sized from the one fstat already made (File::read_to_end would make another), and
+        // read to that size: no further read to find the end. Our files are replaced whole,
+        // never grown in place, so the size is the content; a file that grew meanwhile reads
+        // as it was at the fstat.
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
         (&file)
-            .take(u64::MAX)
+            .take(size)
             .read_to_end(&mut bytes)
             .map_err(|e| Error::store("read", self.file_path(name), e))?;
         Ok(Some(bytes))

@@ -23,5 +23,5 @@ pub mod record;
 pub mod spawns;
 
 pub use journal::record_end;
-pub use reconcile::observe;
+pub use reconcile::{observe, observe_in};
 pub use record::{Reason, Status, TaskRecord};

@@ -27,13 +27,21 @@ use crate::time::now_ms;
 /// on a full disk is answered `lost` (and its leftovers killed), and the next reader with
 /// room records it; nothing is journaled that the record does not then say.
 pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
+    let folder = paths
+        .open()?
+        .ok_or_else(|| Error::TaskNotFound { id: id.to_string() })?;
+    observe_in(&folder, id)
+}
+
+/// [`observe`] for a task whose folder the caller has open (`list` opens `tasks/` once
+/// for all of them).
+pub fn observe_in(folder: &Folder, id: &TaskId) -> Result<TaskRecord> {
     let not_found = || Error::TaskNotFound { id: id.to_string() };
-    let folder = paths.open()?.ok_or_else(not_found)?;
-    let record = TaskRecord::read_in(&folder)?.ok_or_else(not_found)?;
+    let record = TaskRecord::read_in(folder)?.ok_or_else(not_found)?;
     // A held lock means a live supervisor, unless the supervisor the record names is dead:
     // then another reader holds it for a moment to record the task lost.
     if record.status.is_terminal()
-        || (lock::probe_in(&folder)? == Liveness::Alive && !record.supervisor_dead())
+        || (lock::probe_in(folder)? == Liveness::Alive && !record.supervisor_dead())
     {
         return Ok(record);
     }
@@ -43,16 +51,16 @@ pub fn observe(paths: &TaskPaths, id: &TaskId) -> Result<TaskRecord> {
     }
     // The supervisor is gone. Record it under the lock; if another reader (or a new start)
     // holds the lock this instant, still answer the truth and let them write it.
-    match TaskLock::try_acquire_in(&folder) {
-        Ok(Some(lock)) => match reconcile_in(&folder, &lock) {
+    match TaskLock::try_acquire_in(folder) {
+        Ok(Some(lock)) => match reconcile_in(folder, &lock) {
             // Only `rm` and `prune` delete a record; if one did so this instant, the task
             // is gone.
             Ok(record) => record.ok_or_else(not_found),
             // It could not be recorded (a full disk): answered all the same.
-            Err(Error::Store { .. }) => Ok(unrecorded_end(&folder, record)),
+            Err(Error::Store { .. }) => Ok(unrecorded_end(folder, record)),
             Err(e) => Err(e),
         },
-        Ok(None) => Ok(unrecorded_end(&folder, record)),
+        Ok(None) => Ok(unrecorded_end(folder, record)),
         // `rm` or `prune` moved the folder away this instant.
         Err(e) if lock::is_removed(&e) => Err(not_found()),
         Err(e) => Err(e),
