@@ -338,6 +338,14 @@ pub mod names {
     pub fn old_log(run: u32) -> String {
         format!("output.{run}.log")
     }
+
+    /// The run whose kept log `name` is ([`old_log`]'s inverse).
+    pub fn old_log_run(name: &str) -> Option<u32> {
+        name.strip_prefix("output.")?
+            .strip_suffix(".log")?
+            .parse()
+            .ok()
+    }
 }
 
 /// The files of one task folder: their paths (for messages and answers), and the folder
@@ -457,7 +465,15 @@ pub fn create_private_dir_all(path: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::TaskId;
+    use super::{TaskId, names};
+
+    #[test]
+    fn a_kept_logs_name_gives_back_its_run() {
+        assert_eq!(names::old_log_run(&names::old_log(7)), Some(7));
+        for other in ["output.log", "output.x.log", "output.7.txt", "events.jsonl"] {
+            assert_eq!(names::old_log_run(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn task_ids_follow_the_rule() {

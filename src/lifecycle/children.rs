@@ -72,13 +72,12 @@ impl Tasks {
                 .map_err(|e| Error::store("read", paths.dir.join(names::CHILDREN), e))?;
         }
         let text = String::from_utf8_lossy(&bytes);
-        let mut ids: Vec<TaskId> = Vec::new();
-        for id in text.lines().filter_map(|line| TaskId::parse(line).ok()) {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
+        let mut seen = BTreeSet::new();
+        Ok(text
+            .lines()
+            .filter_map(|line| TaskId::parse(line).ok())
+            .filter(|id| seen.insert(id.clone()))
+            .collect())
     }
 
     /// The tasks started from inside `parent` that still exist, oldest first, as they are

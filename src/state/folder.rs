@@ -228,7 +228,11 @@ impl Folder {
     /// When `name` (not what a link points at) was last modified, in Unix milliseconds.
     pub fn modified_ms(&self, name: &str) -> Option<i64> {
         let stat = fstatat(self.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-        Some(stat.st_mtime.saturating_mul(1000) + stat.st_mtime_nsec / 1_000_000)
+        Some(
+            stat.st_mtime
+                .saturating_mul(1000)
+                .saturating_add(stat.st_mtime_nsec / 1_000_000),
+        )
     }
 
     /// Refuses `name` if it is a symlink (one `fstatat`); a missing file is fine. For a file

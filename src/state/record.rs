@@ -464,13 +464,7 @@ impl TaskRecord {
             .names()
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|name| {
-                let name = name.to_str()?;
-                name.strip_prefix("output.")?
-                    .strip_suffix(".log")?
-                    .parse::<u32>()
-                    .ok()
-            })
+            .filter_map(|name| names::old_log_run(name.to_str()?))
             .max()
             .unwrap_or(0);
         let mut record = TaskRecord::first_run(id, String::new(), 0, written_ms);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::paths::names;
-use crate::payload::policy::{MAX_RATE, RateLimit};
+use crate::payload::policy::RateLimit;
 use crate::state::atomic;
 use crate::state::folder::Folder;
 use crate::state::lock::TaskLock;
@@ -53,12 +53,9 @@ pub fn admit(
             retry_after_s: wait_ms as f64 / 1000.0,
         });
     }
+    // Below `max` before this push, so the list never holds more than `max` (at most
+    // MAX_RATE, as `RateLimit::validate` checks).
     spawns.spawned_at_ms.push(now_ms);
-    let keep = usize::try_from(MAX_RATE).unwrap_or(usize::MAX);
-    if spawns.spawned_at_ms.len() > keep {
-        let extra = spawns.spawned_at_ms.len() - keep;
-        spawns.spawned_at_ms.drain(..extra);
-    }
     let bytes = serde_json::to_vec(&spawns)
         .map_err(|e| Error::store("encode", names::SPAWNS, std::io::Error::other(e)))?;
     atomic::write(folder, names::SPAWNS, &bytes)

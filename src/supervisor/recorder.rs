@@ -85,20 +85,15 @@ impl Recorder {
             return Ok(());
         }
         let size = record.encode()?.len() as u64 + END_SLACK;
-        self.reserve = Some(Reserve::new(&self.folder, names::RECORD, size)?);
-        Ok(())
-    }
-
-    /// Replaces the record (the directory is synced by the caller); the end's room grows
-    /// with it.
-    pub fn replace(&mut self, record: &TaskRecord) -> Result<Replaced> {
-        let bytes = record.encode()?;
-        let replaced = atomic::replace(&self.folder, names::RECORD, &bytes)?;
-        if let Some(reserve) = self.reserve.as_mut() {
-            // On a full disk the reserve stays as it is: the end may still fit.
-            let _ = reserve.grow(bytes.len() as u64 + END_SLACK);
+        match self.reserve.as_mut() {
+            // A run after an automatic restart: the room set aside for the first run's end
+            // was never used, and is kept (grown if the record grew), not made again.
+            Some(reserve) => reserve.grow(size),
+            None => {
+                self.reserve = Some(Reserve::new(&self.folder, names::RECORD, size)?);
+                Ok(())
+            }
         }
-        Ok(replaced)
     }
 
     /// Replaces the record without waiting for the disk, for a record a crash makes stale
@@ -117,16 +112,24 @@ impl Recorder {
     /// Makes a record from [`Recorder::replace_unsynced`] durable, and grows the end's room
     /// with it.
     pub fn settle(&mut self, unsettled: Unsettled) -> Result<()> {
-        if let Some(reserve) = self.reserve.as_mut() {
-            // On a full disk the reserve stays as it is: the end may still fit.
-            let _ = reserve.grow(unsettled.size + END_SLACK);
-        }
+        self.grow_reserve(unsettled.size);
         unsettled.replaced.sync()
     }
 
-    /// Replaces the record, durably.
+    /// Replaces the record, durably; the end's room grows with it.
     pub fn write(&mut self, record: &TaskRecord) -> Result<()> {
-        self.replace(record)?.sync()
+        let bytes = record.encode()?;
+        let replaced = atomic::replace(&self.folder, names::RECORD, &bytes)?;
+        self.grow_reserve(bytes.len() as u64);
+        replaced.sync()
+    }
+
+    /// Grows the end's room to a record of `size` bytes and the end's slack.
+    fn grow_reserve(&mut self, size: u64) {
+        if let Some(reserve) = self.reserve.as_mut() {
+            // On a full disk the reserve stays as it is: the end may still fit.
+            let _ = reserve.grow(size + END_SLACK);
+        }
     }
 
     /// The size of the current run's log, where a journal entry made now belongs.
