@@ -171,19 +171,20 @@ impl StepTree {
         let before = self.nodes[at].clone();
         let node = &mut self.nodes[at];
         if let Some(title) = title {
-            self.text = self.text - node.title.as_ref().map_or(0, String::len) + title.len();
-            node.title = Some(title);
-        }
-        if let Some(mut message) = message {
-            let old = node.message.as_ref().map_or(0, String::len);
-            let room = TEXT_BUDGET.saturating_sub(self.text - old);
-            if message.len() > room {
-                // Cut to what the budget leaves, marker included.
-                let cut_bytes = truncate(&mut message, room.saturating_sub(32));
-                message = mark_cut(message, cut_bytes);
+            let old = node.title.as_ref().map_or(0, String::len);
+            if let Some(title) = within_budget(title, TEXT_BUDGET.saturating_sub(self.text - old)) {
+                self.text = self.text - old + title.len();
+                node.title = Some(title);
             }
-            self.text = self.text - old + message.len();
-            node.message = Some(message);
+        }
+        if let Some(message) = message {
+            let old = node.message.as_ref().map_or(0, String::len);
+            if let Some(message) =
+                within_budget(message, TEXT_BUDGET.saturating_sub(self.text - old))
+            {
+                self.text = self.text - old + message.len();
+                node.message = Some(message);
+            }
         }
         if let Some(status) = line.status {
             if status != node.status {
@@ -256,6 +257,20 @@ impl StepTree {
 }
 
 /// A title or message cut to the line budget, saying how much was left out.
+/// `text`, cut to the `room` the text budget leaves (its marker included); `None` when
+/// not even the marker fits (the step keeps what it had).
+fn within_budget(mut text: String, room: usize) -> Option<String> {
+    const MARKER: usize = 32;
+    if text.len() <= room {
+        return Some(text);
+    }
+    if room < MARKER {
+        return None;
+    }
+    let cut_bytes = truncate(&mut text, room - MARKER);
+    Some(mark_cut(text, cut_bytes))
+}
+
 fn cut(text: &str) -> String {
     shorten(text)
 }
@@ -367,6 +382,13 @@ mod tests {
         let mut grow = line("big", None, None);
         grow.message = Some("g".repeat(MAX_LINE_BYTES));
         tree.apply(grow, 0);
+        assert!(tree.text <= TEXT_BUDGET, "{}", tree.text);
+        // A known step's new title is held to the budget as a message is.
+        for i in 0..100 {
+            let mut retitle = line(&format!("m{i}"), None, None);
+            retitle.title = Some("r".repeat(MAX_LINE_BYTES));
+            tree.apply(retitle, 0);
+        }
         assert!(tree.text <= TEXT_BUDGET, "{}", tree.text);
     }
 }

@@ -256,6 +256,8 @@ impl Tasks {
             Some(ids) => ids.clone(),
             None => self.state.task_ids()?,
         };
+        // Each followed task holds its log open.
+        crate::follow::allow_open_files_for(ids.len());
         for id in ids {
             let paths = self.paths(&id);
             let Ok(record) = observe(&paths, &id) else {
